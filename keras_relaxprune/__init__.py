@@ -1,0 +1,47 @@
+"""keras_relaxprune: structured pruning by continuous relaxation for Keras 3.
+
+Three calls take a functional CNN to a physically smaller dense network:
+
+```python
+import keras_relaxprune as krp
+
+gated = krp.add_gates(model, metric="flops")       # network augmentation
+gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+gated.fit(x, y, epochs=10, callbacks=[krp.PruningCallback(target=0.5)])
+print(krp.count_flops(gated) / krp.count_flops(model))   # ~0.5
+```
+"""
+
+from keras_relaxprune.augment import add_gates
+from keras_relaxprune.budget import PruningBudget
+from keras_relaxprune.callback import PruningCallback
+from keras_relaxprune.counting import count_flops, count_params
+from keras_relaxprune.errors import (
+    BudgetError,
+    NothingToPruneError,
+    PruningError,
+    StripError,
+    UnsupportedLayerError,
+    UnsupportedModelError,
+)
+from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.report import PruningReport, pruning_report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "add_gates",
+    "BudgetError",
+    "ChannelGate",
+    "count_flops",
+    "count_params",
+    "NothingToPruneError",
+    "PruningBudget",
+    "PruningCallback",
+    "PruningError",
+    "pruning_report",
+    "PruningReport",
+    "StripError",
+    "UnsupportedLayerError",
+    "UnsupportedModelError",
+]

@@ -1,0 +1,158 @@
+"""`add_gates`: network augmentation with relaxed channel gates."""
+
+import re
+
+import keras
+from keras.src.saving.serialization_lib import SafeModeScope
+
+from keras_relaxprune.budget import METRICS, PruningBudget
+from keras_relaxprune.errors import PruningError
+from keras_relaxprune.functional import rebuild
+from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.graph import analyze, require_prunable
+
+
+def add_gates(model, metric="flops", exclude=None, strict=False,
+              initial_gate=0.99, initial_scale=10.0):
+    """Returns a copy of `model` with a `ChannelGate` after every prunable unit.
+
+    The graph is walked to find the channel groups (channels that must be
+    removed together: both sides of a residual `Add`, a depthwise conv's
+    input and output, the inputs of a `Concatenate`). Each prunable group
+    gets one `ChannelGate`, called after each layer that produces its
+    channels: after the BatchNormalization that follows a convolution, or
+    right after the layer when no BatchNormalization follows (conv -> BN ->
+    gate -> activation). Model inputs and outputs are never pruned. The new
+    model has copied weights: `model` itself is untouched. Nested functional
+    models are inlined.
+
+    Args:
+        model: a Keras 3 functional or Sequential model.
+        metric: `"flops"` (default) or `"params"`, the cost that
+            `PruningCallback` budgets unless told otherwise. Both costs are
+            built either way.
+        exclude: layer names, or a predicate `f(layer) -> bool`: the output
+            channels of those layers are never pruned.
+        strict: raise `UnsupportedLayerError` when a layer with no channel
+            rule blocks pruning, instead of protecting its channels with a
+            warning.
+        initial_gate: starting value of every gate. Defaults to 0.99.
+        initial_scale: starting gate temperature (inverse). Defaults to 10.
+
+    Returns:
+        A new functional `keras.Model`, uncompiled.
+
+    Example:
+
+    ```python
+    gated = krp.add_gates(model, metric="flops")
+    gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    gated.fit(x, y, epochs=10, callbacks=[krp.PruningCallback(target=0.5)])
+    ```
+    """
+    if metric not in METRICS:
+        raise PruningError(f"add_gates: metric must be one of {METRICS}, got {metric!r}.")
+    if any(isinstance(layer, ChannelGate) for layer in getattr(model, "layers", [])):
+        raise PruningError(f"Model '{model.name}' already has gates; use it as it is.")
+    graph = analyze(model, exclude=exclude, strict=strict)
+    require_prunable(graph, model.name)
+    sites = _gate_sites(graph, initial_gate, initial_scale)
+    cloner = _LayerCloner()
+    budget = PruningBudget(metric=metric, name="pruning_budget")
+
+    def call_node(index, flat, args, kwargs):
+        outputs = cloner.clone(flat)(*args, **kwargs)
+        if index in sites:
+            outputs = sites[index](outputs)
+        return outputs
+
+    gated = rebuild(
+        graph.flat, call_node, name=f"{model.name}_gated", on_first_input=budget
+    )
+    cloner.copy_weights()
+    from keras_relaxprune.linking import link_budget  # noqa: PLC0415 (cycle)
+
+    link_budget(gated)
+    return gated
+
+
+def _gate_sites(graph, initial_gate, initial_scale):
+    """Node index -> the ChannelGate to call on that node's output.
+
+    A gate follows every layer that can make a pruned channel non-zero
+    again: the producers (bias), depthwise convolutions (bias) and every
+    BatchNormalization (beta) on the group's path. When such a layer feeds
+    only a BatchNormalization, the gate goes after that instead. So a
+    pruned channel is exactly zero after every gate, and stays zero through
+    activations with f(0) = 0.
+    """
+    consumers = graph.flat.consumers()
+    gates, sites = {}, {}
+    for index, flat in enumerate(graph.flat.nodes):
+        root = _gated_group(graph, index, flat)
+        if root is None or _feeds_only_batch_norm(graph, index, consumers):
+            continue
+        if root not in gates:
+            name = _safe_name(graph.groups.producers[root][0]) + "_gate"
+            gates[root] = ChannelGate(initial_gate, initial_scale, name=name)
+        sites[index] = gates[root]
+    return sites
+
+
+_CONSTANT_SOURCES = (
+    keras.layers.BatchNormalization,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+)
+
+
+def _gated_group(graph, index, flat):
+    """The prunable group whose channels this node (re)creates, if any."""
+    is_producer = any(i == index for i, _ in graph.producers)
+    if not is_producer and not isinstance(flat.operation, _CONSTANT_SOURCES):
+        return None
+    out_map = graph.out_maps(index)[0]
+    if out_map is None or len(out_map) != 1:
+        return None
+    (segment,) = out_map
+    if segment.group is None or not graph.groups.is_full(segment):
+        return None
+    root = graph.groups.find(segment.group)
+    return None if graph.groups.is_protected(root) else root
+
+
+def _feeds_only_batch_norm(graph, index, consumers):
+    users = consumers.get(graph.flat.nodes[index].outputs[0], [])
+    return len(users) == 1 and isinstance(
+        graph.flat.nodes[users[0][0]].operation, keras.layers.BatchNormalization
+    )
+
+
+def _safe_name(name):
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+class _LayerCloner:
+    """Fresh copies of layers (once each, shared layers stay shared)."""
+
+    def __init__(self):
+        self._clones = {}
+
+    def clone(self, flat):
+        operation = flat.operation
+        if not isinstance(operation, keras.layers.Layer):
+            return operation  # raw ops hold no state
+        if id(operation) not in self._clones:
+            config = operation.get_config()
+            if flat.scope:
+                config["name"] = _safe_name(flat.name)
+            # The layer is the caller's live object, not an untrusted file,
+            # so a Lambda's Python function may be copied.
+            with SafeModeScope(False):
+                copy = operation.__class__.from_config(config)
+            self._clones[id(operation)] = (operation, copy)
+        return self._clones[id(operation)][1]
+
+    def copy_weights(self):
+        for original, copy in self._clones.values():
+            copy.set_weights(original.get_weights())

@@ -1,0 +1,139 @@
+"""`PruningBudget`: the in-graph sparsity regulariser and its schedules.
+
+A Keras callback cannot add a term to a compiled train step, and on JAX a
+variable a callback assigns between steps is not seen until the next epoch.
+So the regulariser, the target ramp, the temperature annealing and the
+freezing of gates all run inside the model, in this identity layer placed
+on the model input, the way BatchNormalization updates its moving
+statistics. Its variables are saved with the model, so a resumed run picks
+up the schedule where it stopped. `PruningCallback` only sets them at epoch
+boundaries.
+"""
+
+import keras
+from keras import ops
+
+from keras_relaxprune.cost import cost_rule
+from keras_relaxprune.counting import GraphCost, keep_masks, soft_gates
+from keras_relaxprune.rules import channel_rule
+
+METRICS = ("flops", "params")
+
+_SCALARS = {
+    # name: (initial value, dtype)
+    "step": (0.0, "float32"),
+    "begin_step": (0.0, "float32"),
+    "end_step": (1.0, "float32"),
+    "target": (1.0, "float32"),  # remaining fraction asked for at the end
+    "strength": (0.0, "float32"),  # lambda; 0 = regulariser off
+    "initial_scale": (10.0, "float32"),
+    "final_scale": (100.0, "float32"),
+    "initial_threshold": (0.02, "float32"),
+    "final_threshold": (0.2, "float32"),
+    "flops_weight": (1.0, "float32"),  # 1 = budget FLOPs, 0 = params
+    "active": (0.0, "float32"),  # 1 while pruning, 0 once the budget is met
+    "finished": (0.0, "float32"),  # 1 once the final masks are fixed
+}
+
+
+@keras.saving.register_keras_serializable(package="keras_relaxprune")
+class PruningBudget(keras.layers.Layer):
+    """Identity layer that adds `lambda * max(R(g) - t, 0)` to the loss.
+
+    `R(g)` is the relaxed remaining cost fraction (FLOPs or params) of the
+    model it sits in, `t` the target fraction ramped over training with the
+    polynomial schedule of tfmot. In training mode it also raises the gate
+    temperature and freezes gates below the threshold (`keep_mask -> 0`)
+    while the hard cost is above the ramped target. It is created by
+    `add_gates` and driven by `PruningCallback`; users do not build it.
+
+    Args:
+        metric: `"flops"` or `"params"`, the cost budgeted by default.
+    """
+
+    def __init__(self, metric="flops", **kwargs):
+        super().__init__(**kwargs)
+        if metric not in METRICS:
+            raise ValueError(f"PruningBudget: metric must be one of {METRICS}, got {metric!r}.")
+        self.metric = metric
+        self._cost = None
+        self._gates = ()
+
+    def build(self, input_shape):
+        for name, (value, dtype) in _SCALARS.items():
+            if name == "flops_weight":
+                value = 1.0 if self.metric == "flops" else 0.0
+            variable = self.add_weight(
+                name=name, shape=(), dtype=dtype, trainable=False,
+                initializer=keras.initializers.Constant(value),
+            )
+            setattr(self, name, variable)
+
+    def link(self, graph):
+        """Attaches the cost model of the gated graph this layer sits in."""
+        # Plain attributes would make Keras track the gates twice.
+        object.__setattr__(self, "_cost", GraphCost(graph))
+        object.__setattr__(self, "_gates", tuple(dict.fromkeys(graph.gates.values())))
+
+    @property
+    def linked(self):
+        return self._cost is not None
+
+    def progress(self, step):
+        span = ops.maximum(self.end_step - self.begin_step, 1.0)
+        return ops.clip((step - self.begin_step) / span, 0.0, 1.0)
+
+    def ramped_target(self, progress):
+        return self.target + (1.0 - self.target) * (1.0 - progress) ** 3
+
+    def budgeted(self, fractions):
+        weight = self.flops_weight
+        return weight * fractions["flops"] + (1.0 - weight) * fractions["params"]
+
+    def call(self, inputs, training=None):
+        if not training or not self.linked:
+            return inputs
+        step = self.step + 1.0
+        self.step.assign(step)
+        progress = self.progress(step)
+        target_now = self.ramped_target(progress)
+        scale = self.initial_scale * (self.final_scale / self.initial_scale) ** progress
+        for gate in self._gates:
+            gate.scale.assign(ops.cast(scale, gate.scale.dtype))
+        relaxed = self.budgeted(self._cost.fractions(soft_gates))
+        penalty = self.active * self.strength * ops.relu(relaxed - target_now)
+        self.add_loss(penalty)
+        hard = self.budgeted(self._cost.fractions(keep_masks))
+        threshold = self.initial_threshold + (
+            self.final_threshold - self.initial_threshold
+        ) * progress
+        shrinking = self.active * ops.cast(hard > target_now, "float32")
+        for gate in self._gates:
+            self._freeze_low_gates(gate, threshold, shrinking)
+        return inputs
+
+    @staticmethod
+    def _freeze_low_gates(gate, threshold, shrinking):
+        values = gate.gate_values()
+        # The strongest channel of a group stays: a plain path never dies.
+        low = ops.logical_and(values < threshold, values < ops.max(values))
+        frozen = ops.cast(low, gate.keep_mask.dtype) * ops.cast(shrinking, gate.keep_mask.dtype)
+        gate.keep_mask.assign(gate.keep_mask * (1.0 - frozen))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config["metric"] = self.metric
+        return config
+
+
+@cost_rule(PruningBudget)
+def _budget_is_free(shapes, layer, cin, cout):
+    return 0, 0, 0
+
+
+@channel_rule(PruningBudget)
+def _budget_passes_channels(tracer, flat, in_maps):
+    return [in_maps[0]]

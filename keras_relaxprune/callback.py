@@ -1,0 +1,204 @@
+"""`PruningCallback`: the sparsity budget inside plain `model.fit`."""
+
+import math
+
+import keras
+import numpy as np
+
+from keras_relaxprune.budget import METRICS
+from keras_relaxprune.counting import cost_fractions
+from keras_relaxprune.errors import BudgetError, PruningError
+from keras_relaxprune.linking import link_budget
+from keras_relaxprune.projection import minimum_fraction, project_masks
+
+
+class PruningCallback(keras.callbacks.Callback):
+    """Prunes a gated model to a FLOPs or params budget during `fit`.
+
+    Turns on the relaxed sparsity regulariser of a model made by
+    `add_gates`, ramps its target from 0 to `target` (polynomial, like
+    tfmot's `PolynomialDecay`) between `begin_step` and `end_step`, anneals
+    the gate temperature so gates polarise, and freezes channels whose gate
+    falls below a rising threshold. When the ramp ends (at the first epoch
+    boundary after `end_step`, at the latest when `fit` ends) the budget is
+    closed: channels are switched off by increasing gate value until the
+    hard cost (what `strip_pruning` keeps) is within 1% below the target.
+    From then on the masks stay fixed and the remaining epochs fine-tune.
+    Gate logits get no weight decay. Each epoch it adds to `logs` (and so
+    to `History` and TensorBoard): `remaining_flops`, `remaining_params`,
+    `pruning_target`, `pruning_lambda` and `gate_temperature`.
+
+    Args:
+        target: fraction of the cost to remove, in (0, 1). `0.9` leaves 10%.
+        metric: `"flops"` or `"params"`; defaults to the metric given to
+            `add_gates`.
+        begin_step: training step where the ramp starts. Defaults to 0.
+        end_step: step where the ramp ends. Defaults to 75% of the training
+            steps of this `fit`, rounded down to an epoch boundary (at least
+            one epoch).
+        lambda_: strength of the regulariser. Defaults to 2.0.
+        final_scale: gate temperature (inverse) at the end of the ramp.
+            Defaults to 100 (starts at the gates' `initial_scale`).
+        threshold: `(start, end)` of the freezing threshold on gate values,
+            raised linearly over the ramp. Defaults to `(0.02, 0.2)`.
+        verbose: print the remaining cost each epoch when 1. Defaults to 0.
+
+    Example:
+
+    ```python
+    gated = krp.add_gates(model)
+    gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    gated.fit(x, y, epochs=8, callbacks=[krp.PruningCallback(target=0.5)])
+    krp.count_flops(gated) / krp.count_flops(model)  # between 0.49 and 0.50
+    ```
+    """
+
+    def __init__(self, target, metric=None, begin_step=0, end_step=None,
+                 lambda_=2.0, final_scale=100.0, threshold=(0.02, 0.2), verbose=0):
+        super().__init__()
+        if not isinstance(target, (int, float)) or not 0.0 < target < 1.0:
+            raise PruningError(
+                f"PruningCallback: target={target!r} must be a fraction of the "
+                "cost to remove, strictly between 0 and 1 (0.9 removes 90%)."
+            )
+        if metric is not None and metric not in METRICS:
+            raise PruningError(
+                f"PruningCallback: metric={metric!r} is unknown; use one of {METRICS}."
+            )
+        self.target = float(target)
+        self.metric = metric
+        self.begin_step = int(begin_step)
+        self.end_step = end_step
+        self.lambda_ = float(lambda_)
+        self.final_scale = float(final_scale)
+        self.threshold = tuple(float(t) for t in threshold)
+        self.verbose = verbose
+        self._budget = None
+        self._graph = None
+
+    @property
+    def remaining_target(self):
+        return 1.0 - self.target
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._budget, self._graph = link_budget(model)
+        self.metric = self.metric or self._budget.metric
+        _exclude_gates_from_weight_decay(model, self._graph)
+
+    def on_train_begin(self, logs=None):
+        reachable = minimum_fraction(self._graph, self.metric)
+        if reachable > self.remaining_target:
+            raise BudgetError(
+                f"PruningCallback(target={self.target}): the protected layers "
+                f"alone keep {reachable:.1%} of the {self.metric}, more than the "
+                f"{self.remaining_target:.1%} the target leaves. The smallest "
+                f"reachable fraction is {reachable:.4f}: use target <= "
+                f"{1 - reachable:.3f}, or protect fewer layers."
+            )
+        budget = self._budget
+        if float(budget.finished.numpy()) and math.isclose(
+            float(budget.target.numpy()), self.remaining_target, abs_tol=1e-6
+        ):
+            return  # resumed after the budget was closed: keep fine-tuning
+        self._end_epoch = self._default_end_epoch()
+        self._configure(budget)
+
+    def _default_end_epoch(self):
+        epochs = self.params.get("epochs") or 1
+        return max(1, int(0.75 * epochs))
+
+    def _configure(self, budget):
+        steps = self.params.get("steps")
+        end_step = self.end_step
+        if end_step is None:
+            end_step = self._end_epoch * steps if steps else 1e12
+        fresh = not float(budget.active.numpy()) or float(budget.finished.numpy())
+        values = {
+            "begin_step": self.begin_step, "end_step": float(end_step),
+            "target": self.remaining_target, "strength": self.lambda_,
+            "final_scale": self.final_scale,
+            "initial_threshold": self.threshold[0], "final_threshold": self.threshold[1],
+            "flops_weight": 1.0 if self.metric == "flops" else 0.0,
+            "active": 1.0, "finished": 0.0,
+        }
+        if fresh:
+            gates = list(self._graph.gates.values())
+            values["initial_scale"] = float(gates[0].scale.numpy()) if gates else 10.0
+        for name, value in values.items():
+            getattr(budget, name).assign(value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        budget = self._budget
+        if logs is not None and not np.isfinite(logs.get("loss", 0.0)):
+            raise PruningError(
+                f"PruningCallback: the loss became {logs.get('loss')} in epoch "
+                f"{epoch + 1}. Lower the learning rate or lambda_ "
+                f"(now {self.lambda_}), or check the data for NaN."
+            )
+        if budget.end_step.numpy() >= 1e12 and epoch + 1 == self._end_epoch_or_none():
+            budget.end_step.assign(float(budget.step.numpy()))
+        done = float(budget.step.numpy()) >= float(budget.end_step.numpy())
+        if done and not float(budget.finished.numpy()):
+            self._close_budget()
+        if logs is not None:
+            logs.update(self._progress_logs())
+            if self.verbose:
+                print(self._describe(logs))
+
+    def _end_epoch_or_none(self):
+        return getattr(self, "_end_epoch", None)
+
+    def on_train_end(self, logs=None):
+        if not float(self._budget.finished.numpy()):
+            self._close_budget()
+
+    def _close_budget(self):
+        masks = project_masks(self._graph, self.metric, self.remaining_target)
+        for root, keep in masks.items():
+            self._graph.gates[root].keep_mask.assign(keep)
+        self._budget.active.assign(0.0)
+        self._budget.strength.assign(0.0)
+        self._budget.finished.assign(1.0)
+
+    def _progress_logs(self):
+        budget = self._budget
+        fractions = cost_fractions(self._graph, self._graph.keep_vectors())
+        progress = float(budget.progress(budget.step).numpy()) if budget.active.numpy() else 1.0
+        gates = list(self._graph.gates.values())
+        return {
+            "remaining_flops": fractions["flops"],
+            "remaining_params": fractions["params"],
+            "pruning_target": float(budget.ramped_target(progress).numpy())
+            if budget.active.numpy() else self.remaining_target,
+            "pruning_lambda": float(budget.strength.numpy()),
+            "gate_temperature": float(gates[0].scale.numpy()) if gates else 0.0,
+        }
+
+    @staticmethod
+    def _describe(logs):
+        return (
+            f"pruning: {logs['remaining_flops']:.1%} FLOPs, "
+            f"{logs['remaining_params']:.1%} params left "
+            f"(target now {logs['pruning_target']:.1%})"
+        )
+
+
+def _exclude_gates_from_weight_decay(model, graph):
+    """Weight decay would pull gate logits to 0, the 0.5 fence."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return
+    logits = [gate.logits for gate in graph.gates.values()]
+    if not getattr(optimizer, "built", False):
+        existing = getattr(optimizer, "_exclude_from_weight_decay", set())
+        pattern = getattr(optimizer, "_exclude_from_weight_decay_pattern", None)
+        optimizer.exclude_from_weight_decay(var_list=logits)
+        optimizer._exclude_from_weight_decay |= set(existing)
+        optimizer._exclude_from_weight_decay_pattern = pattern
+        return
+    # Built already (fit builds it before callbacks are set): its decision
+    # cache is the one place left to record the exclusion.
+    cache = optimizer.__dict__.setdefault("_exclude_from_weight_decay_cache", {})
+    for variable in logits:
+        cache[optimizer._var_key(variable)] = False

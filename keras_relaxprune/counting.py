@@ -1,0 +1,177 @@
+"""`count_params`, `count_flops` and the relaxed cost used in the loss."""
+
+import dataclasses
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_relaxprune.cost import node_cost
+from keras_relaxprune.graph import analyze
+
+
+@dataclasses.dataclass
+class LayerCost:
+    name: str
+    class_name: str
+    params: float
+    macs: float
+    flops: float
+
+
+def hard_count(graph, keep=None):
+    """`count(map)`: channels alive by `keep` (root -> 0/1 vector)."""
+    keep = graph.keep_vectors() if keep is None else keep
+    find = graph.groups.find
+
+    def count(channel_map):
+        total = 0
+        for segment in channel_map:
+            if segment.group is None:
+                total += segment.length
+            else:
+                total += int(keep[find(segment.group)][segment.start:segment.stop].sum())
+        return total
+
+    return count
+
+
+def layer_costs(graph, count):
+    """Per-node `LayerCost` with channel counts given by `count(map)`.
+
+    A layer called several times (shared) has its parameters counted once.
+    """
+    seen, result = set(), []
+    for index, flat in enumerate(graph.flat.nodes):
+        in_maps, out_maps = graph.in_maps(index), graph.out_maps(index)
+        known = in_maps and in_maps[0] is not None and out_maps[0] is not None
+        cin = count(in_maps[0]) if known else None
+        cout = count(out_maps[0]) if known else None
+        if known:
+            params, macs, elementwise = node_cost(flat, graph.flat.tensors, cin, cout)
+        else:
+            weights = getattr(flat.operation, "weights", [])
+            params, macs, elementwise = sum(int(np.prod(w.shape)) for w in weights), 0, 0
+        if id(flat.operation) in seen:
+            params = 0
+        seen.add(id(flat.operation))
+        result.append(
+            LayerCost(flat.name, flat.class_name, params, macs, 2 * macs + elementwise)
+        )
+    return result
+
+
+def cost_fractions(graph, keep):
+    """Hard remaining `{"flops": f, "params": p}` fractions for masks `keep`."""
+    dense = layer_costs(graph, lambda m: sum(s.length for s in m))
+    costs = layer_costs(graph, hard_count(graph, keep))
+    return {
+        "flops": sum(c.flops for c in costs) / sum(c.flops for c in dense),
+        "params": sum(c.params for c in costs) / sum(c.params for c in dense),
+    }
+
+
+def _graph_for(model, input_shape):
+    if input_shape is None:
+        return analyze(model)
+    inputs = keras.Input(shape=tuple(input_shape))
+    return analyze(keras.Model(inputs, model(inputs)))
+
+
+def count_params(model):
+    """Number of weights of `model`, or of what `strip_pruning` would keep.
+
+    On a dense model this equals `model.count_params()`. On a gated model it
+    is the hard count: channels whose `keep_mask` is 0 are left out, and
+    the gates themselves are not counted.
+
+    Example:
+
+    >>> count_params(krp.add_gates(model)) == model.count_params()
+    True
+    """
+    graph = analyze(model)
+    return int(sum(c.params for c in layer_costs(graph, hard_count(graph))))
+
+
+def count_flops(model, input_shape=None, by_layer=False):
+    """FLOPs of one forward pass of one sample (2 x MACs + elementwise ops).
+
+    On a gated model this is the hard count: what `strip_pruning` keeps.
+
+    Args:
+        model: a functional or Sequential model, dense or gated.
+        input_shape: shape of one sample, without batch (e.g. `(360, 480, 3)`),
+            needed when the model's spatial size is unknown (`None`).
+        by_layer: also return a list of per-layer dicts with `name`, `class`,
+            `params`, `macs` and `flops`.
+
+    Returns:
+        The total FLOPs (int), or `(total, layers)` with `by_layer=True`.
+
+    Example:
+
+    >>> total, rows = count_flops(model, by_layer=True)
+    >>> sum(r["macs"] for r in rows) * 2 <= total
+    True
+    """
+    graph = _graph_for(model, input_shape)
+    costs = layer_costs(graph, hard_count(graph))
+    total = int(sum(c.flops for c in costs))
+    if not by_layer:
+        return total
+    rows = [
+        {"name": c.name, "class": c.class_name, "params": int(c.params),
+         "macs": int(c.macs), "flops": int(c.flops)}
+        for c in costs
+    ]
+    return total, rows
+
+
+class GraphCost:
+    """Remaining-cost fractions of a gated model, as backend tensors.
+
+    `GraphCost(graph).fractions(vector_of)` returns `{"flops": f, "params":
+    p}`: the cost with each gated group's channel count replaced by the sum
+    of `vector_of(gate)` over its channels, divided by the dense cost (same
+    counter, every layer counted, shortcuts and classifier included).
+    `vector_of=soft_gates` gives the differentiable cost used in the loss;
+    `vector_of=keep_masks` gives the hard cost.
+    """
+
+    def __init__(self, graph):
+        self.graph = graph
+        dense = layer_costs(graph, lambda m: sum(s.length for s in m))
+        self.dense_flops = float(sum(c.flops for c in dense))
+        self.dense_params = float(sum(c.params for c in dense))
+
+    def _count(self, vector_of):
+        groups, gates, cache = self.graph.groups, self.graph.gates, {}
+
+        def count(channel_map):
+            total = 0.0
+            for segment in channel_map:
+                root = None if segment.group is None else groups.find(segment.group)
+                if root is None or root not in gates or groups.is_protected(root):
+                    total = total + segment.length
+                    continue
+                if root not in cache:
+                    cache[root] = vector_of(gates[root])
+                total = total + ops.sum(cache[root][segment.start:segment.stop])
+            return total
+
+        return count
+
+    def fractions(self, vector_of):
+        costs = layer_costs(self.graph, self._count(vector_of))
+        flops = sum(c.flops for c in costs) / self.dense_flops
+        params = sum(c.params for c in costs) / self.dense_params
+        return {"flops": flops, "params": params}
+
+
+def soft_gates(gate):
+    return gate.gate_values()
+
+
+def keep_masks(gate):
+    return ops.convert_to_tensor(gate.keep_mask)

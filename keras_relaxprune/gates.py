@@ -1,0 +1,95 @@
+"""`ChannelGate`: the relaxed per-channel gate inserted by `add_gates`."""
+
+import math
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_relaxprune")
+class ChannelGate(keras.layers.Layer):
+    """Multiplies each channel (last axis) by a relaxed gate in [0, 1].
+
+    The gate of channel `c` is `sigmoid(scale * logits[c]) * keep_mask[c]`.
+    `logits` is trained with the network; `keep_mask` (1 = alive, 0 = pruned)
+    and `scale` (the inverse temperature) are non-trainable and are driven by
+    `PruningCallback` during `fit`: `scale` rises so that gates polarise to
+    0 or 1, and a channel whose gate falls below the threshold is frozen off
+    (`keep_mask` set to 0), after which it outputs exactly 0.
+
+    One `ChannelGate` instance serves a whole channel *group*: when channels
+    of several layers must be removed together (both inputs of a residual
+    `Add`, say), the same layer is called after each of them.
+
+    Args:
+        initial_gate: gate value of every channel at creation. Defaults to
+            0.99, close to 1 so that gating barely changes the network.
+        initial_scale: starting inverse temperature. Defaults to 10.0. The
+            logits are initialised to `logit(initial_gate) / initial_scale`.
+
+    Example:
+
+    >>> gate = ChannelGate()
+    >>> y = gate(keras.ops.ones((2, 8, 8, 4)))
+    >>> round(float(y[0, 0, 0, 0]), 2)
+    0.99
+    """
+
+    def __init__(self, initial_gate=0.99, initial_scale=10.0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < initial_gate < 1.0:
+            raise ValueError(
+                f"ChannelGate: initial_gate must be in (0, 1), got {initial_gate}."
+            )
+        self.initial_gate = float(initial_gate)
+        self.initial_scale = float(initial_scale)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(
+                f"ChannelGate '{self.name}' needs a known channel count (last axis)."
+            )
+        logit = math.log(self.initial_gate / (1.0 - self.initial_gate))
+        self.logits = self.add_weight(
+            name="logits",
+            shape=(channels,),
+            initializer=keras.initializers.Constant(logit / self.initial_scale),
+            trainable=True,
+        )
+        self.keep_mask = self.add_weight(
+            name="keep_mask",
+            shape=(channels,),
+            initializer="ones",
+            trainable=False,
+        )
+        self.scale = self.add_weight(
+            name="scale",
+            shape=(),
+            initializer=keras.initializers.Constant(self.initial_scale),
+            trainable=False,
+        )
+
+    @property
+    def channels(self):
+        return int(self.logits.shape[0])
+
+    def gate_values(self):
+        """The current gate vector, `sigmoid(scale * logits) * keep_mask`."""
+        soft = ops.sigmoid(ops.cast(self.scale, self.logits.dtype) * self.logits)
+        return soft * self.keep_mask
+
+    def call(self, inputs):
+        gate = ops.cast(self.gate_values(), inputs.dtype)
+        return inputs * gate
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            initial_gate=self.initial_gate, initial_scale=self.initial_scale
+        )
+        return config

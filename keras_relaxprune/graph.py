@@ -1,0 +1,244 @@
+"""Channel groups of a functional model, found by walking its graph.
+
+`analyze(model)` traces every node with its rule from `rules.py` and returns a
+`ChannelGraph`: the channel map of every tensor, the groups of channels that
+must be removed together, which groups are protected (and why), and, on a
+gated model, which `ChannelGate` serves each group.
+"""
+
+import dataclasses
+import warnings
+
+import numpy as np
+
+from keras_relaxprune import rules
+from keras_relaxprune.channels import (
+    ChannelGroups, Segment, aligned_pieces, fixed_map, map_length,
+)
+from keras_relaxprune.errors import NothingToPruneError, UnsupportedLayerError
+from keras_relaxprune.functional import flatten
+from keras_relaxprune.gates import ChannelGate
+
+
+@dataclasses.dataclass
+class Barrier:
+    layer: str
+    class_name: str
+    reason: str
+
+    def __str__(self):
+        return f"'{self.layer}' ({self.class_name}): {self.reason}"
+
+
+@dataclasses.dataclass
+class ChannelGraph:
+    """The result of `analyze`.
+
+    Attributes:
+        flat: the flattened graph (`functional.FlatGraph`).
+        groups: the `ChannelGroups` union-find.
+        maps: tensor key -> channel map (tuple of `Segment`) or None.
+        producers: list of (node index, group id) of layers starting a group.
+        gates: group root -> `ChannelGate` serving it (gated models).
+        barriers: the layers that stopped channel tracing.
+    """
+
+    flat: object
+    groups: ChannelGroups
+    maps: dict
+    producers: list
+    gates: dict
+    barriers: list
+
+    def prunable_groups(self):
+        """Roots of the groups that may lose channels, in graph order."""
+        seen, result = set(), []
+        for _, group in self.producers:
+            root = self.groups.find(group)
+            if root not in seen and not self.groups.is_protected(root):
+                seen.add(root)
+                result.append(root)
+        return result
+
+    def gate_of(self, group):
+        return self.gates.get(self.groups.find(group))
+
+    def keep_vectors(self):
+        """Group root -> 0/1 numpy vector of alive channels (hard count)."""
+        result = {}
+        for root in self.groups.roots():
+            gate = self.gates.get(root)
+            if gate is None or self.groups.is_protected(root):
+                result[root] = np.ones(self.groups.size[root], "float32")
+            else:
+                result[root] = np.asarray(gate.keep_mask.numpy(), "float32")
+        return result
+
+    def in_maps(self, index):
+        return [self.maps.get(key) for key in self.flat.nodes[index].inputs]
+
+    def out_maps(self, index):
+        return [self.maps.get(key) for key in self.flat.nodes[index].outputs]
+
+
+class _Tracer:
+    def __init__(self, flat, exclude):
+        self.flat = flat
+        self.exclude = exclude
+        self.groups = ChannelGroups()
+        self.maps = {}
+        self.producers = []
+        self.barriers = []
+        self.gate_calls = []
+        self.index = None
+
+    def shape(self, key):
+        return tuple(self.flat.tensors[key].shape)
+
+    def channels(self, key):
+        shape = self.shape(key)
+        return shape[-1] if len(shape) >= 2 else None
+
+    def out_channels(self, flat):
+        return self.channels(flat.outputs[0])
+
+    def new_group(self, flat, channels):
+        group = self.groups.new(channels, flat.name)
+        self.producers.append((self.index, group))
+        if self.exclude(flat.operation):
+            self.groups.protect(group, f"'{flat.name}' is excluded")
+        return (Segment(group, 0, channels),)
+
+    def protect(self, channel_map, reason):
+        for segment in channel_map or ():
+            if segment.group is not None:
+                self.groups.protect(segment.group, reason)
+
+    def barrier(self, flat, reason):
+        self.barriers.append(Barrier(flat.name, flat.class_name, reason))
+        for key in flat.inputs:
+            self.protect(self.maps.get(key), f"reaches barrier {self.barriers[-1]}")
+        return [self._fixed(key) for key in flat.outputs]
+
+    def _fixed(self, key):
+        channels = self.channels(key)
+        return None if channels is None else fixed_map(channels)
+
+    def tie(self, flat, in_maps):
+        width = max(map_length(m) for m in in_maps)
+        tied = [m for m in in_maps if map_length(m) == width]
+        if len(tied) + sum(map_length(m) == 1 for m in in_maps) != len(in_maps):
+            return self.barrier(flat, "inputs of different widths")[0]
+        for other in tied[1:]:
+            for piece_a, piece_b in aligned_pieces(tied[0], other):
+                self._tie_pieces(flat, piece_a, piece_b)
+        return tied[0]
+
+    def _tie_pieces(self, flat, a, b):
+        groups = self.groups
+        if a.group is not None and b.group is not None:
+            same = groups.find(a.group) == groups.find(b.group)
+            if same and (a.start, a.stop) == (b.start, b.stop):
+                return
+            if not same and groups.is_full(a) and groups.is_full(b):
+                groups.union(a.group, b.group)
+                return
+        reason = f"'{flat.name}' ties channels that do not line up"
+        self.protect((a, b), reason)
+
+
+def analyze(model, exclude=None, strict=False):
+    """Traces channel groups through `model` (functional or Sequential).
+
+    Args:
+        model: a Keras functional or Sequential model, gated or not.
+        exclude: layer names, or a predicate `f(layer) -> bool`, whose
+            output channels must not be pruned.
+        strict: raise `UnsupportedLayerError` instead of protecting the
+            channels that reach a layer with no channel rule.
+
+    Returns:
+        A `ChannelGraph`.
+    """
+    flat = flatten(model)
+    tracer = _Tracer(flat, _exclusion_predicate(exclude))
+    for key in flat.inputs:
+        tracer.maps[key] = tracer._fixed(key)
+    for index, node in enumerate(flat.nodes):
+        tracer.index = index
+        _trace_node(tracer, node)
+    for key in flat.outputs:
+        tracer.protect(tracer.maps.get(key), "model output")
+    gates = {}
+    for group, gate in tracer.gate_calls:
+        gates[tracer.groups.find(group)] = gate
+    graph = ChannelGraph(
+        flat, tracer.groups, tracer.maps, tracer.producers, gates, tracer.barriers
+    )
+    _report_barriers(graph, strict)
+    return graph
+
+
+def _trace_node(tracer, node):
+    in_maps = [tracer.maps.get(key) for key in node.inputs]
+    rule = rules.find_rule(node.operation)
+    if rule is None:
+        reason = "no channel rule for this layer type"
+        out_maps = tracer.barrier(node, reason)
+    elif any(m is None for m in in_maps) or not in_maps:
+        out_maps = tracer.barrier(node, "input with unknown channel count")
+    else:
+        out_maps = rule(tracer, node, in_maps)
+        if not rules.check_lengths(tracer, node, out_maps):
+            out_maps = tracer.barrier(node, "output width the rule cannot explain")
+    if isinstance(node.operation, ChannelGate):
+        (segment,) = in_maps[0]
+        tracer.gate_calls.append((segment.group, node.operation))
+    for key, out_map in zip(node.outputs, out_maps):
+        tracer.maps[key] = out_map
+
+
+def _exclusion_predicate(exclude):
+    if exclude is None:
+        return lambda layer: False
+    if callable(exclude):
+        return exclude
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    names = set(exclude)
+    return lambda layer: getattr(layer, "name", None) in names
+
+
+def _report_barriers(graph, strict):
+    """Warns about (or, strict, refuses) barriers that protect channels."""
+    harmful = [b for b in graph.barriers if _protects_something(graph, b)]
+    if harmful and strict:
+        first = harmful[0]
+        raise UnsupportedLayerError(
+            f"Layer {first} stops channel tracing, so the channels reaching it "
+            "cannot be pruned. Pass `exclude=[...]` with the layers that feed "
+            "it, or use strict=False to protect those channels and go on."
+        )
+    for barrier in harmful:
+        warnings.warn(
+            f"keras_relaxprune: layer {barrier}; channels reaching it are "
+            "protected (not pruned).",
+            stacklevel=3,
+        )
+
+
+def _protects_something(graph, barrier):
+    needle = f"reaches barrier {barrier}"
+    return any(needle in r for reasons in graph.groups.reasons.values() for r in reasons)
+
+
+def require_prunable(graph, model_name):
+    """Raises `NothingToPruneError` when no group can lose a channel."""
+    if graph.prunable_groups():
+        return
+    detail = "; ".join(sorted({r for rs in graph.groups.reasons.values() for r in rs}))
+    raise NothingToPruneError(
+        f"Model '{model_name}' has no prunable channel: every channel group is "
+        f"protected ({detail or 'no convolution or dense layer'}). Remove "
+        "layers from `exclude`, or replace the barrier layers named above."
+    )

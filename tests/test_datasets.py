@@ -1,0 +1,167 @@
+import numpy as np
+import pytest
+
+from keras_relaxprune import datasets
+
+CIFAR = datasets._find_archive(datasets.CIFAR10_ARCHIVE)
+CAMVID = datasets._find_archive(datasets.CAMVID_ARCHIVE)
+needs_cifar = pytest.mark.skipif(CIFAR is None, reason="cifar10_jpeg.npz not found")
+needs_camvid = pytest.mark.skipif(CAMVID is None, reason="camvid_jpeg.npz not found")
+
+
+@pytest.fixture
+def no_data_anywhere(tmp_path, monkeypatch):
+    """Points every search location at empty directories."""
+    empty = tmp_path / "empty"
+    work = tmp_path / "a" / "b"
+    empty.mkdir()
+    work.mkdir(parents=True)
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(empty))
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(datasets, "_REPO_DATA_DIR", tmp_path / "nope")
+    return tmp_path
+
+
+@needs_cifar
+def test_cifar10_subset_shapes_balance_and_pixels():
+    (x, y), (xt, yt) = datasets.load_cifar10(train_limit=500, test_limit=200)
+    assert x.shape == (500, 32, 32, 3) and x.dtype == np.uint8
+    assert xt.shape == (200, 32, 32, 3) and xt.dtype == np.uint8
+    assert y.shape == (500,) and yt.shape == (200,)
+    assert np.issubdtype(y.dtype, np.integer)
+    np.testing.assert_array_equal(np.bincount(y, minlength=10), np.full(10, 50))
+    np.testing.assert_array_equal(np.bincount(yt, minlength=10), np.full(10, 20))
+    assert 50 < x.mean() < 200 and 50 < xt.mean() < 200
+    assert x.std() > 20  # real images, not a constant fill
+    # Shuffled, not class-sorted like the archive.
+    assert np.any(np.diff(y) < 0)
+
+
+@needs_cifar
+def test_cifar10_uneven_limit_counts_differ_by_one():
+    (x, y), _ = datasets.load_cifar10(train_limit=25, test_limit=10)
+    counts = np.bincount(y, minlength=10)
+    assert len(y) == 25 and counts.max() - counts.min() == 1
+
+
+@needs_cifar
+def test_cifar10_determinism_and_seed_dependence():
+    a = datasets.load_cifar10(train_limit=100, test_limit=50, seed=1)
+    b = datasets.load_cifar10(train_limit=100, test_limit=50, seed=1)
+    c = datasets.load_cifar10(train_limit=100, test_limit=50, seed=2)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(a[0][0], c[0][0])
+    # The cache hands out copies, so editing one result leaves the next intact.
+    a[0][0][:] = 0
+    d = datasets.load_cifar10(train_limit=100, test_limit=50, seed=1)
+    np.testing.assert_array_equal(d[0][0], b[0][0])
+
+
+@needs_cifar
+def test_cifar10_explicit_path_file_and_dir():
+    (x1, _), _ = datasets.load_cifar10(path=CIFAR, train_limit=20, test_limit=10)
+    (x2, _), _ = datasets.load_cifar10(path=CIFAR.parent, train_limit=20, test_limit=10)
+    np.testing.assert_array_equal(x1, x2)
+
+
+@needs_cifar
+def test_tensorflow_decoder_matches_pillow(monkeypatch):
+    pytest.importorskip("tensorflow")
+    with np.load(CIFAR) as data:
+        blob, offsets = data["test_jpeg"], data["test_offsets"]
+    pil = datasets._decode_many(blob, offsets, range(8))
+    monkeypatch.setattr(datasets, "Image", None)
+    tf_out = datasets._decode_many(blob, offsets, range(8))
+    assert tf_out.shape == pil.shape and tf_out.dtype == np.uint8
+    # Decoders differ only in IDCT rounding.
+    assert np.abs(tf_out.astype(int) - pil.astype(int)).mean() < 2
+
+
+def test_cifar10_falls_back_to_keras_download(no_data_anywhere, monkeypatch):
+    rng = np.random.default_rng(0)
+
+    def split(n):  # keras.datasets shape: labels (N, 1)
+        x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        return x, np.repeat(np.arange(10), n // 10)[:, None]
+
+    fake = (split(40), split(20))
+    monkeypatch.setattr(datasets, "_download_cifar10", lambda: fake)
+    (x, y), (xt, yt) = datasets.load_cifar10(train_limit=20)
+    assert x.shape == (20, 32, 32, 3) and y.shape == (20,)
+    np.testing.assert_array_equal(np.bincount(y), np.full(10, 2))
+    assert xt.shape == (20, 32, 32, 3) and yt.shape == (20,)
+
+
+def test_explicit_missing_path_raises(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cifar10_jpeg.npz"):
+        datasets.load_cifar10(path=tmp_path / "missing.npz")
+
+
+def test_camvid_missing_names_env_var(no_data_anywhere):
+    with pytest.raises(FileNotFoundError, match="KRP_DATA_DIR") as err:
+        datasets.load_camvid()
+    assert "camvid_jpeg.npz" in str(err.value)
+
+
+@needs_camvid
+def test_camvid_found_through_env_var(no_data_anywhere, monkeypatch):
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(CAMVID.parent))
+    images, labels = datasets.load_camvid(split="val", limit=2)
+    assert images.shape == (2, 360, 480, 3) and labels.shape == (2, 360, 480)
+
+
+@needs_camvid
+def test_camvid_shapes_and_label_range():
+    images, labels = datasets.load_camvid(split="train", limit=6)
+    assert images.shape == (6, 360, 480, 3) and images.dtype == np.uint8
+    assert labels.shape == (6, 360, 480) and labels.dtype == np.uint8
+    assert labels.min() >= 0 and labels.max() <= datasets.CAMVID_IGNORE_LABEL
+    # Road scenes show several classes, so a decoding mix-up would be visible.
+    assert len(np.unique(labels[labels != datasets.CAMVID_IGNORE_LABEL])) >= 5
+    # The first train frames are a dusk sequence (mean ~47), so check val.
+    val_images, _ = datasets.load_camvid(split="val", limit=6)
+    assert 50 < val_images.mean() < 200
+
+
+@needs_camvid
+def test_camvid_resize_keeps_label_ids():
+    images, labels = datasets.load_camvid(split="val", limit=3, size=(90, 120))
+    assert images.shape == (3, 90, 120, 3) and images.dtype == np.uint8
+    assert labels.shape == (3, 90, 120) and labels.dtype == np.uint8
+    full = datasets.load_camvid(split="val", limit=3)[1]
+    # Nearest-neighbour resizing never invents label values.
+    assert set(np.unique(labels)) <= set(np.unique(full))
+
+
+@needs_camvid
+def test_camvid_unknown_split():
+    with pytest.raises(ValueError, match="val"):
+        datasets.load_camvid(split="test", limit=1)
+
+
+def test_augment_keeps_shape_dtype_and_crops_windows():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    out = datasets.augment_crop_flip(images, np.random.default_rng(1), flip_prob=0.0)
+    assert out.shape == images.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, images)
+    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)), mode="reflect")
+    for i in range(len(images)):
+        crops = [(r, c) for r in range(9) for c in range(9)]
+        windows = (padded[i, r : r + 32, c : c + 32] for r, c in crops)
+        assert any(np.array_equal(out[i], w) for w in windows)
+
+
+def test_augment_forced_flip_and_determinism():
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    flipped = datasets.augment_crop_flip(images, 0, pad=0, flip_prob=1.0)
+    np.testing.assert_array_equal(flipped, images[:, :, ::-1])
+    same = datasets.augment_crop_flip(images, 0, pad=0, flip_prob=0.0)
+    np.testing.assert_array_equal(same, images)
+    a = datasets.augment_crop_flip(images, np.random.default_rng(5))
+    b = datasets.augment_crop_flip(images, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):
+        datasets.augment_crop_flip(images[0], 0)
