@@ -13,7 +13,7 @@ from keras_relaxprune.graph import analyze, require_prunable
 
 
 def add_gates(model, metric="flops", exclude=None, strict=False,
-              initial_gate=0.99, initial_scale=10.0):
+              initial_gate=0.99, initial_scale=50.0):
     """Returns a copy of `model` with a `ChannelGate` after every prunable unit.
 
     The graph is walked to find the channel groups (channels that must be
@@ -37,7 +37,7 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
             rule blocks pruning, instead of protecting its channels with a
             warning.
         initial_gate: starting value of every gate. Defaults to 0.99.
-        initial_scale: starting gate temperature (inverse). Defaults to 10.
+        initial_scale: starting gate temperature (inverse). Defaults to 50.
 
     Returns:
         A new functional `keras.Model`, uncompiled.

@@ -10,6 +10,8 @@ up the schedule where it stopped. `PruningCallback` only sets them at epoch
 boundaries.
 """
 
+import weakref
+
 import keras
 from keras import ops
 
@@ -18,6 +20,10 @@ from keras_relaxprune.counting import GraphCost, keep_masks, soft_gates
 from keras_relaxprune.rules import channel_rule
 
 METRICS = ("flops", "params")
+
+# Budget layer -> (GraphCost, gates). Kept outside the layer: as attributes,
+# the gates would be tracked and saved twice (under the budget and in place).
+_LINKS = weakref.WeakKeyDictionary()
 
 _SCALARS = {
     # name: (initial value, dtype)
@@ -56,8 +62,6 @@ class PruningBudget(keras.layers.Layer):
         if metric not in METRICS:
             raise ValueError(f"PruningBudget: metric must be one of {METRICS}, got {metric!r}.")
         self.metric = metric
-        self._cost = None
-        self._gates = ()
 
     def build(self, input_shape):
         for name, (value, dtype) in _SCALARS.items():
@@ -71,13 +75,19 @@ class PruningBudget(keras.layers.Layer):
 
     def link(self, graph):
         """Attaches the cost model of the gated graph this layer sits in."""
-        # Plain attributes would make Keras track the gates twice.
-        object.__setattr__(self, "_cost", GraphCost(graph))
-        object.__setattr__(self, "_gates", tuple(dict.fromkeys(graph.gates.values())))
+        gates = tuple(dict.fromkeys(graph.gates.values()))
+        _LINKS[self] = (GraphCost(graph), gates)
 
     @property
     def linked(self):
-        return self._cost is not None
+        return self in _LINKS
+
+    # Methods, not properties: Keras saving walks attribute values.
+    def linked_cost(self):
+        return _LINKS[self][0]
+
+    def linked_gates(self):
+        return _LINKS[self][1]
 
     def progress(self, step):
         span = ops.maximum(self.end_step - self.begin_step, 1.0)
@@ -98,17 +108,17 @@ class PruningBudget(keras.layers.Layer):
         progress = self.progress(step)
         target_now = self.ramped_target(progress)
         scale = self.initial_scale * (self.final_scale / self.initial_scale) ** progress
-        for gate in self._gates:
+        for gate in self.linked_gates():
             gate.scale.assign(ops.cast(scale, gate.scale.dtype))
-        relaxed = self.budgeted(self._cost.fractions(soft_gates))
+        relaxed = self.budgeted(self.linked_cost().fractions(soft_gates))
         penalty = self.active * self.strength * ops.relu(relaxed - target_now)
         self.add_loss(penalty)
-        hard = self.budgeted(self._cost.fractions(keep_masks))
+        hard = self.budgeted(self.linked_cost().fractions(keep_masks))
         threshold = self.initial_threshold + (
             self.final_threshold - self.initial_threshold
         ) * progress
         shrinking = self.active * ops.cast(hard > target_now, "float32")
-        for gate in self._gates:
+        for gate in self.linked_gates():
             self._freeze_low_gates(gate, threshold, shrinking)
         return inputs
 

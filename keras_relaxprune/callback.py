@@ -38,7 +38,7 @@ class PruningCallback(keras.callbacks.Callback):
             one epoch).
         lambda_: strength of the regulariser. Defaults to 2.0.
         final_scale: gate temperature (inverse) at the end of the ramp.
-            Defaults to 100 (starts at the gates' `initial_scale`).
+            Defaults to 500 (starts at the gates' `initial_scale`, 50).
         threshold: `(start, end)` of the freezing threshold on gate values,
             raised linearly over the ramp. Defaults to `(0.02, 0.2)`.
         verbose: print the remaining cost each epoch when 1. Defaults to 0.
@@ -54,7 +54,7 @@ class PruningCallback(keras.callbacks.Callback):
     """
 
     def __init__(self, target, metric=None, begin_step=0, end_step=None,
-                 lambda_=2.0, final_scale=100.0, threshold=(0.02, 0.2), verbose=0):
+                 lambda_=2.0, final_scale=500.0, threshold=(0.02, 0.2), verbose=0):
         super().__init__()
         if not isinstance(target, (int, float)) or not 0.0 < target < 1.0:
             raise PruningError(
@@ -124,7 +124,7 @@ class PruningCallback(keras.callbacks.Callback):
         }
         if fresh:
             gates = list(self._graph.gates.values())
-            values["initial_scale"] = float(gates[0].scale.numpy()) if gates else 10.0
+            values["initial_scale"] = float(gates[0].initial_scale) if gates else 50.0
         for name, value in values.items():
             getattr(budget, name).assign(value)
 

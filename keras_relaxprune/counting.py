@@ -2,11 +2,11 @@
 
 import dataclasses
 
-import keras
 import numpy as np
 from keras import ops
 
 from keras_relaxprune.cost import node_cost
+from keras_relaxprune.functional import call_original, flatten, rebuild
 from keras_relaxprune.graph import analyze
 
 
@@ -74,8 +74,9 @@ def cost_fractions(graph, keep):
 def _graph_for(model, input_shape):
     if input_shape is None:
         return analyze(model)
-    inputs = keras.Input(shape=tuple(input_shape))
-    return analyze(keras.Model(inputs, model(inputs)))
+    shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+    reshaped = rebuild(flatten(model), call_original, input_shapes=shapes)
+    return analyze(reshaped)
 
 
 def count_params(model):

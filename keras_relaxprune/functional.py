@@ -136,20 +136,22 @@ def _walk(model, input_keys, scope, graph):
     return [key_of(t) for t in model.outputs]
 
 
-def rebuild(graph, call_node, name=None, on_first_input=None):
+def rebuild(graph, call_node, name=None, on_first_input=None, input_shapes=None):
     """A new functional model from `graph`, calling `call_node` at each node.
 
     `call_node(index, flat_node, args, kwargs)` returns the node's outputs
     (a tensor or a list matching `flat_node.outputs`). `on_first_input`, if
     given, maps the first new input to the tensor the graph reads instead.
+    `input_shapes` (one per input, without batch) replaces the input shapes.
     """
     values = {}
     new_inputs = []
-    for key in graph.inputs:
+    for position, key in enumerate(graph.inputs):
         old = graph.tensors[key]
-        new = keras.Input(
-            batch_shape=old.shape, dtype=old.dtype, name=_input_name(old)
-        )
+        shape = old.shape
+        if input_shapes is not None:
+            shape = (shape[0], *input_shapes[position])
+        new = keras.Input(batch_shape=shape, dtype=old.dtype, name=_input_name(old))
         values[key] = new
         new_inputs.append(new)
     if on_first_input is not None and new_inputs:
@@ -170,3 +172,8 @@ def rebuild(graph, call_node, name=None, on_first_input=None):
 def _input_name(tensor):
     history = getattr(tensor, "_keras_history", None)
     return history.operation.name if history else None
+
+
+def call_original(index, flat, args, kwargs):
+    """A `call_node` for `rebuild` that calls the original operation."""
+    return flat.operation(*args, **kwargs)

@@ -24,8 +24,10 @@ class ChannelGate(keras.layers.Layer):
     Args:
         initial_gate: gate value of every channel at creation. Defaults to
             0.99, close to 1 so that gating barely changes the network.
-        initial_scale: starting inverse temperature. Defaults to 10.0. The
-            logits are initialised to `logit(initial_gate) / initial_scale`.
+        initial_scale: starting inverse temperature. Defaults to 50. The
+            logits are initialised to `logit(initial_gate) / initial_scale`,
+            so under Adam (steps of about one learning rate) a gate can
+            close within `logit(0.99) / (50 * lr)` steps: 92 at lr=1e-3.
 
     Example:
 
@@ -35,7 +37,7 @@ class ChannelGate(keras.layers.Layer):
     0.99
     """
 
-    def __init__(self, initial_gate=0.99, initial_scale=10.0, **kwargs):
+    def __init__(self, initial_gate=0.99, initial_scale=50.0, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 < initial_gate < 1.0:
             raise ValueError(

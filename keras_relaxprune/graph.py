@@ -60,6 +60,10 @@ class ChannelGraph:
                 result.append(root)
         return result
 
+    def gated_groups(self):
+        """Roots of the prunable groups that have a `ChannelGate` (gated model)."""
+        return [root for root in self.prunable_groups() if root in self.gates]
+
     def gate_of(self, group):
         return self.gates.get(self.groups.find(group))
 

@@ -17,7 +17,7 @@ TOLERANCE = 0.01
 def minimum_fraction(graph, metric):
     """Smallest reachable cost fraction: every prunable group at one channel."""
     keep = graph.keep_vectors()
-    for root in graph.prunable_groups():
+    for root in graph.gated_groups():
         keep[root] = np.zeros_like(keep[root])
         keep[root][0] = 1.0
     return cost_fractions(graph, keep)[metric]
@@ -30,7 +30,7 @@ def project_masks(graph, metric, target):
     whenever that interval is reachable.
     """
     keep = graph.keep_vectors()
-    values = {root: _gate_values(graph, root) for root in graph.prunable_groups()}
+    values = {root: _gate_values(graph, root) for root in graph.gated_groups()}
     fraction = cost_fractions(graph, keep)[metric]
     while fraction > target:
         order = _removable(keep, values)

@@ -1,0 +1,251 @@
+"""Export of a pruned (plain dense) model to `.keras`, SavedModel and TFLite.
+
+`export(model, "saved_models/resnet56_p90")` writes one directory:
+
+```
+saved_models/resnet56_p90/
+    model.keras     # keras.saving.load_model, any backend
+    saved_model/    # TF Serving; signatures "serving_default" and "serve"
+    model.tflite    # float32; model_{float16,dynamic,int8}.tflite if quantised
+```
+
+SavedModel and TFLite need TensorFlow (`pip install keras-relaxprune[tf]`) and
+the TensorFlow backend: under another one `export` writes `model.keras`, then
+raises `RuntimeError`; reload that file under `KERAS_BACKEND=tensorflow` and
+export again. Unknown spatial sizes (`Input((None, None, 3))`) are kept in
+every format; `run_tflite` resizes the interpreter to each batch.
+"""
+
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+
+from keras_relaxprune.budget import PruningBudget
+from keras_relaxprune.errors import PruningError
+from keras_relaxprune.gates import ChannelGate
+
+FORMATS = ("keras", "saved_model", "tflite")
+QUANTIZATIONS = (None, "float16", "dynamic", "int8")
+
+
+def export(model, path, formats=FORMATS, tflite_quantization=None,
+           representative_data=None):
+    """Writes a pruned model as `.keras`, TF SavedModel and/or TFLite files.
+
+    Args:
+        model: a plain Keras 3 model, e.g. the output of `krp.strip_pruning`.
+            It must contain no `ChannelGate` or `PruningBudget` layer.
+        path: directory to write into (created if needed); the files are
+            `model.keras`, `saved_model/` and `model[_<quantization>].tflite`.
+        formats: names among `"keras"`, `"saved_model"` and `"tflite"` (a
+            single name may be passed as a string). Defaults to all three.
+        tflite_quantization: `None` (float32), `"float16"` (float16 weights),
+            `"dynamic"` (int8 weights, float activations) or `"int8"` (int8
+            weights and activations calibrated on `representative_data`; the
+            model's inputs and outputs stay float32).
+        representative_data: iterable of input batches (numpy arrays, or
+            dicts keyed by input name) used only by `"int8"`; a few dozen
+            samples from the training set are enough.
+
+    Returns:
+        A dict mapping each exported format to the path written (str).
+
+    Example:
+
+    ```python
+    paths = export(small, "saved_models/resnet56_p90", tflite_quantization="float16")
+    y = run_tflite(paths["tflite"], x_test[:8])   # .../model_float16.tflite
+    ```
+    """
+    formats = _check_arguments(model, formats, tflite_quantization,
+                               representative_data)
+    os.makedirs(path, exist_ok=True)
+    written = {}
+    if "keras" in formats:
+        written["keras"] = os.path.join(path, "model.keras")
+        model.save(written["keras"])
+    if formats != ("keras",):
+        tf = _tensorflow_for_export(written.get("keras"))
+        if "saved_model" in formats:
+            written["saved_model"] = os.path.join(path, "saved_model")
+            _save_saved_model(model, written["saved_model"])
+        if "tflite" in formats:
+            written["tflite"] = _write_tflite(
+                tf, model, path, written.get("saved_model"),
+                tflite_quantization, representative_data,
+            )
+    return {name: written[name] for name in formats}
+
+
+def run_tflite(tflite_path, inputs):
+    """Runs a `.tflite` file on one batch in the LiteRT interpreter.
+
+    Args:
+        tflite_path: path of a file written by `export`.
+        inputs: a numpy batch for a single-input model, or a dict mapping
+            input names to batches. Any batch size (and spatial size, for
+            models built with `None` dimensions) is accepted.
+
+    Returns:
+        The output as a numpy array, or a list of arrays (model output order)
+        for a multi-output model.
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # tf.lite.Interpreter is deprecated; last resort only.
+        Interpreter = _import_tensorflow().lite.Interpreter
+    # The signature runner resizes inputs to the batch shape before invoking,
+    # and names its outputs, which fixes their order (output_0, output_1, ...).
+    runner = Interpreter(model_path=str(tflite_path)).get_signature_runner()
+    dtypes = {k: d["dtype"] for k, d in runner.get_input_details().items()}
+    outputs = runner(**_feeds(dtypes, inputs))
+    return _ordered(outputs)
+
+
+def load_saved_model_fn(saved_model_dir):
+    """Loads a SavedModel and returns a numpy function of its serving signature.
+
+    Args:
+        saved_model_dir: the `saved_model/` directory written by `export`.
+
+    Returns:
+        A callable taking a numpy batch (or a dict keyed by input name) and
+        returning the output of `serving_default` as a numpy array (a list of
+        arrays for a multi-output model).
+    """
+    tf = _import_tensorflow()
+    loaded = tf.saved_model.load(str(saved_model_dir))
+    signature = loaded.signatures["serving_default"]
+    specs = signature.structured_input_signature[1]
+    dtypes = {k: spec.dtype.as_numpy_dtype for k, spec in specs.items()}
+
+    def call(inputs):
+        feeds = _feeds(dtypes, inputs)
+        outputs = signature(**{k: tf.constant(v) for k, v in feeds.items()})
+        return _ordered({k: v.numpy() for k, v in outputs.items()})
+
+    call.loaded = loaded  # keeps the variables alive as long as `call`
+    return call
+
+
+def _check_arguments(model, formats, quantization, representative_data):
+    if isinstance(formats, str):
+        formats = (formats,)
+    formats = tuple(dict.fromkeys(formats))
+    unknown = [name for name in formats if name not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(
+            f"export: `formats` must name some of {', '.join(map(repr, FORMATS))}; "
+            f"unknown: {unknown}."
+        )
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"export: unknown tflite_quantization={quantization!r}; "
+            f"allowed: {', '.join(map(repr, QUANTIZATIONS))}."
+        )
+    if (quantization == "int8") != (representative_data is not None):
+        raise ValueError(
+            "export: representative_data is required by, and only used with, "
+            "tflite_quantization='int8'."
+        )
+    for layer in _all_layers(model):
+        if isinstance(layer, (ChannelGate, PruningBudget)):
+            raise PruningError(
+                f"export: layer '{layer.name}' ({type(layer).__name__}) is a "
+                "pruning layer; call `krp.strip_pruning(model)` first and "
+                "export the model it returns."
+            )
+    return formats
+
+
+def _all_layers(model):
+    for layer in getattr(model, "layers", ()):
+        yield layer
+        yield from _all_layers(layer)  # nested functional/Sequential models
+
+
+def _tensorflow_for_export(keras_file):
+    # model.export under JAX needs jax2tf and rarely gives a servable graph;
+    # a .keras file reloaded under TensorFlow always does.
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            "export: SavedModel and TFLite need the TensorFlow backend, not "
+            f"{keras.backend.backend()!r}. Load {keras_file or 'a .keras save'} "
+            "with keras.saving.load_model in a process started with "
+            "KERAS_BACKEND=tensorflow and call export again."
+        )
+    return _import_tensorflow()
+
+
+def _import_tensorflow():
+    try:
+        import tensorflow as tf
+    except ImportError as err:
+        raise ImportError(
+            "SavedModel/TFLite export needs TensorFlow: "
+            "pip install keras-relaxprune[tf]"
+        ) from err
+    return tf
+
+
+def _save_saved_model(model, directory):
+    # Stale variables/ from an earlier export would mix with the new ones.
+    shutil.rmtree(directory, ignore_errors=True)
+    model.export(directory, format="tf_saved_model", verbose=False)
+
+
+def _write_tflite(tf, model, path, saved_model_dir, quantization, data):
+    name = f"model_{quantization}" if quantization else "model"
+    target = os.path.join(path, name + ".tflite")
+    # The converter reads a SavedModel; without one requested, use a scratch copy.
+    with tempfile.TemporaryDirectory() as scratch:
+        if saved_model_dir is None:
+            saved_model_dir = os.path.join(scratch, "saved_model")
+            _save_saved_model(model, saved_model_dir)
+        flat = _convert_tflite(tf, saved_model_dir, quantization, data)
+    with open(target, "wb") as f:
+        f.write(flat)
+    return target
+
+
+def _convert_tflite(tf, saved_model_dir, quantization, representative_data):
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=["serving_default"]
+    )
+    if quantization is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        def batches():
+            for batch in representative_data:
+                if isinstance(batch, dict):
+                    yield {k: np.asarray(v, "float32") for k, v in batch.items()}
+                else:
+                    yield [np.asarray(batch, "float32")]
+
+        converter.representative_dataset = batches
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
+
+
+def _feeds(dtypes, inputs):
+    """Input name -> batch cast to the dtype the exported graph expects."""
+    if not isinstance(inputs, dict):
+        if len(dtypes) != 1:
+            raise ValueError(
+                f"The model has inputs {sorted(dtypes)}; pass a dict keyed by "
+                "input name."
+            )
+        inputs = {next(iter(dtypes)): inputs}
+    return {k: np.asarray(v, dtypes[k]) for k, v in inputs.items()}
+
+
+def _ordered(outputs):
+    # Keras export names outputs output_<i>; sort numerically, not as text.
+    keys = sorted(outputs, key=lambda k: (len(k), k))
+    values = [np.asarray(outputs[k]) for k in keys]
+    return values[0] if len(values) == 1 else values

@@ -1,0 +1,166 @@
+"""PruningCallback on real (bundled CIFAR-10) data: budget, logs, resume, errors."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import keras_relaxprune as krp
+import model_zoo
+from helpers import gates
+from keras_relaxprune.datasets import load_cifar10
+from keras_relaxprune.linking import find_budget
+from keras_relaxprune.models import cifar_resnet
+
+pytestmark = pytest.mark.backend_agnostic
+
+CHANCE = 0.1
+
+
+@pytest.fixture(scope="module")
+def cifar():
+    try:
+        (x, y), _ = load_cifar10(train_limit=800, seed=1)
+    except Exception as error:  # archive absent and no network
+        pytest.skip(f"CIFAR-10 not available: {error}")
+    return x.astype("float32") / 255.0, y
+
+
+def _resnet():
+    return cifar_resnet(depth=8, width=8, name="resnet8")
+
+
+def _mobilenet():
+    model = model_zoo.mobilenet_v2_block_net()
+    inputs = keras.Input((32, 32, 3))
+    return keras.Model(inputs, model(inputs), name="mobilenet_v2_blocks32")
+
+
+def _fit(gated, data, epochs, callback, lr=3e-3):
+    x, y = data
+    gated.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return gated.fit(x, y, batch_size=50, epochs=epochs, callbacks=[callback],
+                     verbose=0, shuffle=True)
+
+
+def _pretrained(build, data):
+    keras.utils.set_random_seed(0)
+    model = build()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(*data, batch_size=50, epochs=3, verbose=0)
+    return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("build", [_resnet, _mobilenet], ids=["resnet8", "mobilenet_v2"])
+@pytest.mark.parametrize("target", [0.5, 0.9])
+def test_budget_is_met_within_one_point_and_accuracy_stays(cifar, build, target):
+    dense = _pretrained(build, cifar)
+    gated = krp.add_gates(dense)
+    history = _fit(gated, cifar, 4, krp.PruningCallback(target=target))
+    remaining = krp.count_flops(gated) / krp.count_flops(dense)
+    assert (1 - target) - 0.01 <= remaining <= (1 - target) + 0.01
+    assert history.history["remaining_flops"][-1] == pytest.approx(remaining)
+    # Training-mode accuracy of the last epoch, masks final: far above chance.
+    assert history.history["accuracy"][-1] >= 2.5 * CHANCE
+
+
+def test_params_budget_and_logged_schedules(cifar):
+    keras.utils.set_random_seed(0)
+    dense = _resnet()
+    gated = krp.add_gates(dense, metric="flops")
+    callback = krp.PruningCallback(target=0.6, metric="params", lambda_=5.0)
+    history = _fit(gated, cifar, 3, callback).history
+    remaining = krp.count_params(gated) / krp.count_params(dense)
+    assert 0.39 <= remaining <= 0.41
+    for key in ("remaining_flops", "remaining_params", "pruning_target",
+                "pruning_lambda", "gate_temperature"):
+        assert len(history[key]) == 3
+    # The ramp and the temperature were driven in-graph, step by step.
+    assert history["pruning_target"][0] > history["pruning_target"][1] == pytest.approx(0.4)
+    assert history["gate_temperature"][0] < history["gate_temperature"][1] == pytest.approx(500.0)
+    assert float(find_budget(gated).step.numpy()) == 3 * math.ceil(800 / 50)
+    assert history["pruning_lambda"][-1] == 0.0  # budget closed: no more shrinking
+
+
+def test_gates_freeze_in_graph_during_an_epoch(cifar):
+    keras.utils.set_random_seed(0)
+    gated = krp.add_gates(_resnet(), initial_scale=100.0)
+    callback = krp.PruningCallback(target=0.8, lambda_=20.0, end_step=10**6)
+    _fit(gated, cifar, 1, callback, lr=3e-2)
+    # The budget is closed at the end of fit, but channels were already
+    # frozen while training: logits of frozen channels sit far below 0.
+    frozen = [g.logits.numpy()[g.keep_mask.numpy() == 0] for g in gates(gated)]
+    assert sum(len(f) for f in frozen) > 0
+
+
+def test_saved_gated_model_reloads_and_resumes_with_same_masks(cifar, tmp_path):
+    keras.utils.set_random_seed(0)
+    dense = _resnet()
+    gated = krp.add_gates(dense)
+    _fit(gated, cifar, 2, krp.PruningCallback(target=0.7))
+    path = str(tmp_path / "gated.keras")
+    gated.save(path)
+    loaded = keras.saving.load_model(path)
+    masks = [g.keep_mask.numpy() for g in gates(gated)]
+    np.testing.assert_array_equal([m.sum() for m in masks],
+                                  [g.keep_mask.numpy().sum() for g in gates(loaded)])
+    x = cifar[0][:8]
+    np.testing.assert_allclose(loaded(x), gated(x), rtol=1e-5, atol=1e-6)
+    _fit(loaded, cifar, 1, krp.PruningCallback(target=0.7))
+    for before, gate in zip(masks, gates(loaded)):
+        np.testing.assert_array_equal(before, gate.keep_mask.numpy())
+    remaining = krp.count_flops(loaded) / krp.count_flops(dense)
+    assert 0.29 <= remaining <= 0.31
+
+
+def test_gate_logits_get_no_weight_decay(cifar):
+    gated = krp.add_gates(_resnet())
+    optimizer = keras.optimizers.AdamW(1e-3, weight_decay=0.5)
+    gated.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    gated.fit(cifar[0][:100], cifar[1][:100], batch_size=50, epochs=1, verbose=0,
+              callbacks=[krp.PruningCallback(target=0.5)])
+    assert not optimizer._use_weight_decay(gates(gated)[0].logits)
+    kernel = next(w for w in gated.weights if "kernel" in w.path)
+    assert optimizer._use_weight_decay(kernel)
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0, -0.2, 1.5, "0.5", None])
+def test_target_outside_open_interval_is_refused(target):
+    with pytest.raises(krp.PruningError, match="strictly between 0 and 1"):
+        krp.PruningCallback(target=target)
+
+
+def test_unknown_metric_is_refused():
+    with pytest.raises(krp.PruningError, match="metric='latency'"):
+        krp.PruningCallback(target=0.5, metric="latency")
+
+
+def test_callback_on_model_without_gates_says_what_to_do(cifar):
+    model = _resnet()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(krp.PruningError, match="add_gates"):
+        model.fit(cifar[0][:50], cifar[1][:50], epochs=1, verbose=0,
+                  callbacks=[krp.PruningCallback(target=0.5)])
+
+
+def test_unreachable_budget_names_smallest_fraction(cifar):
+    model = _resnet()
+    protected = [l.name for l in model.layers if l.name.startswith(("stage", "stem"))]
+    gated = krp.add_gates(model, exclude=protected[:-6])
+    gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(krp.BudgetError, match="smallest reachable fraction is 0\\.\\d+"):
+        gated.fit(cifar[0][:50], cifar[1][:50], epochs=1, verbose=0,
+                  callbacks=[krp.PruningCallback(target=0.95)])
+
+
+def test_nan_loss_is_reported_clearly(cifar):
+    gated = krp.add_gates(_resnet())
+    gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = np.full((50, 32, 32, 3), np.nan, "float32")
+    with pytest.raises(krp.PruningError, match="loss became nan.*learning rate"):
+        gated.fit(x, cifar[1][:50], epochs=1, verbose=0,
+                  callbacks=[krp.PruningCallback(target=0.5)])

@@ -1,0 +1,110 @@
+"""count_params / count_flops against hand-computed numbers; relaxed cost."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_relaxprune as krp
+import model_zoo
+from helpers import gates
+from keras_relaxprune.counting import GraphCost, soft_gates
+from keras_relaxprune.graph import analyze
+
+pytestmark = pytest.mark.backend_agnostic
+
+# mlp_head: conv 3x3x3->8 (valid, relu) on 8x8 -> 6x6; GlobalMaxPool; 8->32->16->4.
+MLP_PARAMS = (27 * 8 + 8) + (8 * 32 + 32) + (32 * 16 + 16) + (16 * 4 + 4)
+MLP_FLOPS = (
+    (2 * 36 * 27 * 8 + 36 * 8)  # conv MACs x2 + fused relu
+    + 8  # global max pool output
+    + (2 * 8 * 32 + 32) + (2 * 32 * 16 + 16) + 2 * 16 * 4
+)
+
+
+def _set_keep(gated, keep):
+    for gate in gates(gated):
+        (layer_name,) = {n.input_tensors[0]._keras_history.operation.name
+                         for n in gate._inbound_nodes}
+        mask = np.zeros(gate.channels, "float32")
+        mask[: keep[layer_name]] = 1.0
+        gate.keep_mask.assign(mask)
+
+
+def test_mlp_head_matches_hand_count():
+    model = model_zoo.mlp_head()
+    assert krp.count_params(model) == MLP_PARAMS == model.count_params()
+    total, rows = krp.count_flops(model, by_layer=True)
+    assert total == MLP_FLOPS
+    assert {r["name"]: r["macs"] for r in rows}["conv"] == 36 * 27 * 8
+
+
+def test_hard_count_of_gated_model_follows_keep_masks():
+    gated = krp.add_gates(model_zoo.mlp_head())
+    assert krp.count_params(gated) == MLP_PARAMS  # gates are not counted
+    _set_keep(gated, {"conv": 4, "fc1": 10, "fc2": 5})
+    params = (27 * 4 + 4) + (4 * 10 + 10) + (10 * 5 + 5) + (5 * 4 + 4)
+    flops = (2 * 36 * 27 * 4 + 36 * 4) + 4 + (2 * 4 * 10 + 10) + (2 * 10 * 5 + 5) + 2 * 5 * 4
+    assert krp.count_params(gated) == params
+    assert krp.count_flops(gated) == flops
+
+
+@pytest.mark.parametrize("name", sorted(model_zoo.ALL))
+def test_dense_count_agrees_with_keras(name):
+    model = model_zoo.ALL[name]()
+    assert krp.count_params(model) == model.count_params()
+    gated = krp.add_gates(model)
+    assert krp.count_params(gated) == model.count_params()
+    total, rows = krp.count_flops(model, by_layer=True)
+    assert total == sum(r["flops"] for r in rows) == krp.count_flops(gated)
+    assert 2 * sum(r["macs"] for r in rows) <= total
+
+
+def test_resnet_stage_counts_shortcut_and_classifier():
+    model = model_zoo.resnet_basic()
+    _, rows = krp.count_flops(model, by_layer=True)
+    by_name = {r["name"]: r for r in rows}
+    # 1x1 projection, stride 2: 8x8 output, 8 -> 16 channels.
+    assert by_name["stage2_block1_proj_conv"]["macs"] == 8 * 8 * 8 * 16
+    assert by_name["classifier"]["macs"] == 32 * 10
+
+
+def test_unknown_spatial_size_needs_input_shape():
+    from keras_relaxprune.models import small_unet
+
+    model = small_unet(input_shape=(None, None, 3), num_classes=3, widths=(8, 16, 32))
+    with pytest.raises(ValueError, match="input_shape"):
+        krp.count_flops(model)
+    assert krp.count_flops(model, input_shape=(16, 16, 3)) == krp.count_flops(model_zoo.unet())
+
+
+def test_relaxed_cost_equals_hard_cost_for_binary_gates_and_is_bilinear():
+    gated = krp.add_gates(model_zoo.mlp_head())
+    _set_keep(gated, {"conv": 4, "fc1": 10, "fc2": 5})
+    for gate in gates(gated):
+        gate.logits.assign(np.full(gate.channels, 50.0, "float32"))
+    cost = GraphCost(analyze(gated))
+    relaxed = {k: float(v) for k, v in cost.fractions(soft_gates).items()}
+    assert relaxed["params"] == pytest.approx(krp.count_params(gated) / MLP_PARAMS, rel=1e-5)
+    assert relaxed["flops"] == pytest.approx(krp.count_flops(gated) / MLP_FLOPS, rel=1e-5)
+    # Half-open conv gates: fc1 sees 8 x 0.5 = 4 input channels (bilinear).
+    for gate in gates(gated):
+        gate.keep_mask.assign(np.ones(gate.channels, "float32"))
+        gate.logits.assign(np.full(gate.channels, 50.0, "float32"))
+    gates(gated)[0].logits.assign(np.zeros(8, "float32"))
+    relaxed = float(cost.fractions(soft_gates)["params"])
+    expected = (27 * 4 + 4) + (4 * 32 + 32) + (32 * 16 + 16) + (16 * 4 + 4)
+    assert relaxed == pytest.approx(expected / MLP_PARAMS, rel=1e-5)
+
+
+def test_relaxed_cost_has_gradients_for_every_gate():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("gradient check written with tf.GradientTape")
+    import tensorflow as tf
+
+    gated = krp.add_gates(model_zoo.resnet_basic())
+    cost = GraphCost(analyze(gated))
+    logits = [g.logits for g in gates(gated)]
+    with tf.GradientTape() as tape:
+        flops = cost.fractions(soft_gates)["flops"]
+    grads = tape.gradient(flops, [v.value for v in logits])
+    assert all(g is not None and float(tf.reduce_min(g)) > 0 for g in grads)
