@@ -16,6 +16,7 @@ from keras_relaxprune.augment import add_gates
 from keras_relaxprune.budget import PruningBudget
 from keras_relaxprune.callback import PruningCallback
 from keras_relaxprune.counting import count_flops, count_params
+from keras_relaxprune.export import export
 from keras_relaxprune.errors import (
     BudgetError,
     NothingToPruneError,
@@ -35,6 +36,7 @@ __all__ = [
     "ChannelGate",
     "count_flops",
     "count_params",
+    "export",
     "NothingToPruneError",
     "PruningBudget",
     "PruningCallback",

@@ -50,10 +50,7 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
     gated.fit(x, y, epochs=10, callbacks=[krp.PruningCallback(target=0.5)])
     ```
     """
-    if metric not in METRICS:
-        raise PruningError(f"add_gates: metric must be one of {METRICS}, got {metric!r}.")
-    if any(isinstance(layer, ChannelGate) for layer in getattr(model, "layers", [])):
-        raise PruningError(f"Model '{model.name}' already has gates; use it as it is.")
+    _check_arguments(model, metric)
     graph = analyze(model, exclude=exclude, strict=strict)
     require_prunable(graph, model.name)
     sites = _gate_sites(graph, initial_gate, initial_scale)
@@ -74,6 +71,13 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
 
     link_budget(gated)
     return gated
+
+
+def _check_arguments(model, metric):
+    if metric not in METRICS:
+        raise PruningError(f"add_gates: metric must be one of {METRICS}, got {metric!r}.")
+    if any(isinstance(layer, ChannelGate) for layer in getattr(model, "layers", [])):
+        raise PruningError(f"Model '{model.name}' already has gates; use it as it is.")
 
 
 def _gate_sites(graph, initial_gate, initial_scale):

@@ -164,12 +164,12 @@ class PruningCallback(keras.callbacks.Callback):
     def _progress_logs(self):
         budget = self._budget
         fractions = cost_fractions(self._graph, self._graph.keep_vectors())
-        progress = float(budget.progress(budget.step).numpy()) if budget.active.numpy() else 1.0
+        progress = _scalar(budget.progress(budget.step)) if budget.active.numpy() else 1.0
         gates = list(self._graph.gates.values())
         return {
             "remaining_flops": fractions["flops"],
             "remaining_params": fractions["params"],
-            "pruning_target": float(budget.ramped_target(progress).numpy())
+            "pruning_target": _scalar(budget.ramped_target(progress))
             if budget.active.numpy() else self.remaining_target,
             "pruning_lambda": float(budget.strength.numpy()),
             "gate_temperature": float(gates[0].scale.numpy()) if gates else 0.0,
@@ -182,6 +182,10 @@ class PruningCallback(keras.callbacks.Callback):
             f"{logs['remaining_params']:.1%} params left "
             f"(target now {logs['pruning_target']:.1%})"
         )
+
+
+def _scalar(tensor):
+    return float(keras.ops.convert_to_numpy(tensor))
 
 
 def _exclude_gates_from_weight_decay(model, graph):

@@ -17,26 +17,12 @@ from keras.src.ops import nn as nn_ops
 from keras.src.ops import numpy as np_ops
 
 from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.registry import RuleRegistry
 
-_COST_RULES = {}
-
-
-def cost_rule(*classes):
-    """Registers `rule(node, cin, cout) -> (params, macs, elementwise)`."""
-
-    def register(rule):
-        for cls in classes:
-            _COST_RULES[cls] = rule
-        return rule
-
-    return register
-
-
-def _find(operation):
-    for cls in type(operation).__mro__:
-        if cls in _COST_RULES:
-            return _COST_RULES[cls]
-    return None
+_REGISTRY = RuleRegistry()
+# @cost_rule(LayerClass) registers `rule(shapes, layer, cin, cout) -> (params,
+# macs, elementwise FLOPs)`.
+cost_rule = _REGISTRY.register
 
 
 class LayerShapes:
@@ -155,7 +141,7 @@ def node_cost(flat, tensors, cin, cout):
     their own weight count and no FLOPs: their channels are fixed, so that
     count does not change with pruning.
     """
-    rule = _find(flat.operation)
+    rule = _REGISTRY.find(flat.operation)
     if rule is None:
         params = flat.operation.count_params() if hasattr(flat.operation, "weights") else 0
         return params, 0, 0

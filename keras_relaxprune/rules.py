@@ -13,26 +13,11 @@ from keras.src.ops import numpy as np_ops
 
 from keras_relaxprune.channels import concat_maps, map_length, slice_map
 from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.registry import RuleRegistry
 
-_RULES = {}
-
-
-def channel_rule(*classes):
-    """Registers a rule for the given layer/op classes (and subclasses)."""
-
-    def register(rule):
-        for cls in classes:
-            _RULES[cls] = rule
-        return rule
-
-    return register
-
-
-def find_rule(operation):
-    for cls in type(operation).__mro__:
-        if cls in _RULES:
-            return _RULES[cls]
-    return None
+_REGISTRY = RuleRegistry()
+channel_rule = _REGISTRY.register  # @channel_rule(LayerClass) registers a rule
+find_rule = _REGISTRY.find
 
 
 def _channels_first(layer):
@@ -138,7 +123,7 @@ def merge_rule(tracer, flat, in_maps):
     return [tracer.tie(flat, in_maps)]
 
 
-@channel_rule(layers.Concatenate)
+@channel_rule(layers.Concatenate, np_ops.Concatenate)
 def concatenate_rule(tracer, flat, in_maps):
     rank = len(tracer.shape(flat.outputs[0]))
     if flat.operation.axis in (-1, rank - 1):
@@ -169,14 +154,6 @@ def binary_op_rule(tracer, flat, in_maps):
     constants = [a for a in args if not hasattr(a, "_keras_history")]
     if any(np.size(c) > 1 for c in constants):
         return tracer.barrier(flat, "combines channels with a constant array")
-    return [tracer.tie(flat, in_maps)]
-
-
-@channel_rule(np_ops.Concatenate)
-def concatenate_op_rule(tracer, flat, in_maps):
-    rank = len(tracer.shape(flat.outputs[0]))
-    if flat.operation.axis in (-1, rank - 1):
-        return [concat_maps(in_maps)]
     return [tracer.tie(flat, in_maps)]
 
 

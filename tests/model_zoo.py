@@ -19,21 +19,21 @@ def unet():
     return small_unet(input_shape=(16, 16, 3), num_classes=3, widths=(8, 16, 32))
 
 
-def mobilenet_v2_block_net():
-    """Stem + two inverted residuals (the second with an identity shortcut)."""
-    inputs = keras.Input((16, 16, 3))
-    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(inputs)
+def mobilenet_v2_block_net(input_shape=(16, 16, 3), width=8):
+    """Stem + two inverted residuals with identity shortcuts."""
+    inputs = keras.Input(input_shape)
+    x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="stem")(inputs)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
     for index, expand in enumerate((4, 6)):
         shortcut = x
-        y = layers.Conv2D(8 * expand, 1, use_bias=False, name=f"ir{index}_expand")(x)
+        y = layers.Conv2D(width * expand, 1, use_bias=False, name=f"ir{index}_expand")(x)
         y = layers.BatchNormalization(name=f"ir{index}_expand_bn")(y)
         y = layers.ReLU(6.0, name=f"ir{index}_expand_relu")(y)
         y = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"ir{index}_dw")(y)
         y = layers.BatchNormalization(name=f"ir{index}_dw_bn")(y)
         y = layers.ReLU(6.0, name=f"ir{index}_dw_relu")(y)
-        y = layers.Conv2D(8, 1, use_bias=False, name=f"ir{index}_project")(y)
+        y = layers.Conv2D(width, 1, use_bias=False, name=f"ir{index}_project")(y)
         y = layers.BatchNormalization(name=f"ir{index}_project_bn")(y)
         x = layers.Add(name=f"ir{index}_add")([shortcut, y])
     x = layers.GlobalAveragePooling2D(name="pool")(x)
