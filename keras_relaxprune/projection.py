@@ -37,26 +37,40 @@ def project_masks(graph, metric, target):
         if not order:
             break
         count = _chunk(len(order), fraction, target)
+        if count == 1:
+            keep, fraction = _best_single_flip(graph, metric, keep, order, 0.0, target)
+            continue
         for root, channel in order[:count]:
             keep[root][channel] = 0.0
         fraction = cost_fractions(graph, keep)[metric]
-    count = None
     while fraction < target - TOLERANCE:
-        order = _revivable(keep, values)
-        if not order:
+        order = [c for c in _revivable(keep, values)]
+        trial, new_fraction = _best_single_flip(graph, metric, keep, order, 1.0, target)
+        if new_fraction > target or new_fraction <= fraction:
             break
-        count = count or _chunk(len(order), target - TOLERANCE / 2, fraction)
-        trial = {root: vector.copy() for root, vector in keep.items()}
-        for root, channel in order[:count]:
-            trial[root][channel] = 1.0
-        new_fraction = cost_fractions(graph, trial)[metric]
-        if new_fraction <= target:
-            keep, fraction, count = trial, new_fraction, None
-        elif count == 1:
-            break
-        else:
-            count //= 2
+        keep, fraction = trial, new_fraction
     return {root: keep[root] for root in values}
+
+
+def _best_single_flip(graph, metric, keep, order, value, target):
+    """Flips the first channel of `order` that lands within the band.
+
+    Channels are tried in ranking order; the first whose flip leaves the
+    cost in `[target - 0.01, target]` wins. If none does, the first channel
+    that keeps the cost at or below the target does (removal: the first).
+    """
+    fallback = None
+    for root, channel in order:
+        trial = {r: v.copy() for r, v in keep.items()}
+        trial[root][channel] = value
+        fraction = cost_fractions(graph, trial)[metric]
+        if target - TOLERANCE <= fraction <= target:
+            return trial, fraction
+        if fallback is None and (value == 0.0 or fraction <= target):
+            fallback = (trial, fraction)
+    if fallback is None:
+        return keep, cost_fractions(graph, keep)[metric]
+    return fallback
 
 
 def _gate_values(graph, root):
