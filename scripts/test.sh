@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command: every test on TensorFlow, then the backend-agnostic ones on JAX.
+# The test command: every test on TensorFlow, then the backend-agnostic ones on JAX
+# (without the four slow budget runs, which take minutes on JAX CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
 KERAS_BACKEND=tensorflow "$PYTHON" -m pytest -q -p no:cacheprovider "$@"
-KERAS_BACKEND=jax "$PYTHON" -m pytest -q -p no:cacheprovider -m backend_agnostic "$@"
+KERAS_BACKEND=jax "$PYTHON" -m pytest -q -p no:cacheprovider -m "backend_agnostic and not slow" "$@"
