@@ -27,6 +27,7 @@ from keras_relaxprune.errors import (
 )
 from keras_relaxprune.gates import ChannelGate
 from keras_relaxprune.report import PruningReport, pruning_report
+from keras_relaxprune.strip import strip_pruning
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,7 @@ __all__ = [
     "pruning_report",
     "PruningReport",
     "StripError",
+    "strip_pruning",
     "UnsupportedLayerError",
     "UnsupportedModelError",
 ]

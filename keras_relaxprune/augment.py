@@ -1,13 +1,10 @@
 """`add_gates`: network augmentation with relaxed channel gates."""
 
-import re
-
 import keras
-from keras.src.saving.serialization_lib import SafeModeScope
 
 from keras_relaxprune.budget import METRICS, PruningBudget
 from keras_relaxprune.errors import PruningError
-from keras_relaxprune.functional import rebuild
+from keras_relaxprune.functional import LayerCloner, rebuild, safe_name
 from keras_relaxprune.gates import ChannelGate
 from keras_relaxprune.graph import analyze, require_prunable
 
@@ -54,7 +51,7 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
     graph = analyze(model, exclude=exclude, strict=strict)
     require_prunable(graph, model.name)
     sites = _gate_sites(graph, initial_gate, initial_scale)
-    cloner = _LayerCloner()
+    cloner = LayerCloner()
     budget = PruningBudget(metric=metric, name="pruning_budget")
 
     def call_node(index, flat, args, kwargs):
@@ -64,7 +61,8 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
         return outputs
 
     gated = rebuild(
-        graph.flat, call_node, name=f"{model.name}_gated", on_first_input=budget
+        graph.flat, call_node, name=f"{model.name}_gated",
+        wrap_input=lambda position, tensor: budget(tensor) if position == 0 else tensor,
     )
     cloner.copy_weights()
     from keras_relaxprune.linking import link_budget  # noqa: PLC0415 (cycle)
@@ -97,7 +95,7 @@ def _gate_sites(graph, initial_gate, initial_scale):
         if root is None or _feeds_only_batch_norm(graph, index, consumers):
             continue
         if root not in gates:
-            name = _safe_name(graph.groups.producers[root][0]) + "_gate"
+            name = safe_name(graph.groups.producers[root][0]) + "_gate"
             gates[root] = ChannelGate(initial_gate, initial_scale, name=name)
         sites[index] = gates[root]
     return sites
@@ -130,33 +128,3 @@ def _feeds_only_batch_norm(graph, index, consumers):
     return len(users) == 1 and isinstance(
         graph.flat.nodes[users[0][0]].operation, keras.layers.BatchNormalization
     )
-
-
-def _safe_name(name):
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
-class _LayerCloner:
-    """Fresh copies of layers (once each, shared layers stay shared)."""
-
-    def __init__(self):
-        self._clones = {}
-
-    def clone(self, flat):
-        operation = flat.operation
-        if not isinstance(operation, keras.layers.Layer):
-            return operation  # raw ops hold no state
-        if id(operation) not in self._clones:
-            config = operation.get_config()
-            if flat.scope:
-                config["name"] = _safe_name(flat.name)
-            # The layer is the caller's live object, not an untrusted file,
-            # so a Lambda's Python function may be copied.
-            with SafeModeScope(False):
-                copy = operation.__class__.from_config(config)
-            self._clones[id(operation)] = (operation, copy)
-        return self._clones[id(operation)][1]
-
-    def copy_weights(self):
-        for original, copy in self._clones.values():
-            copy.set_weights(original.get_weights())

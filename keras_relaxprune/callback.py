@@ -1,6 +1,7 @@
 """`PruningCallback`: the sparsity budget inside plain `model.fit`."""
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -20,7 +21,8 @@ class PruningCallback(keras.callbacks.Callback):
     tfmot's `PolynomialDecay`) between `begin_step` and `end_step`, anneals
     the gate temperature so gates polarise, and freezes channels whose gate
     falls below a rising threshold. When the ramp ends (at the first epoch
-    boundary after `end_step`, at the latest when `fit` ends) the budget is
+    boundary after `end_step`, i.e. when the next epoch begins, at the
+    latest when `fit` ends) the budget is
     closed: channels are switched off by increasing gate value until the
     hard cost (what `strip_pruning` keeps) is within 1% below the target.
     From then on the masks stay fixed and the remaining epochs fine-tune.
@@ -102,6 +104,14 @@ class PruningCallback(keras.callbacks.Callback):
         ):
             return  # resumed after the budget was closed: keep fine-tuning
         self._end_epoch = self._default_end_epoch()
+        if self.end_step is None and self._end_epoch >= (self.params.get("epochs") or 1):
+            warnings.warn(
+                "PruningCallback: the budget ramp fills the whole fit, so the "
+                "final masks are fixed only when fit ends and no epoch "
+                "fine-tunes with them. Train for 2 or more epochs, or pass an "
+                "earlier end_step.",
+                stacklevel=2,
+            )
         self._configure(budget)
 
     def _default_end_epoch(self):
@@ -138,13 +148,20 @@ class PruningCallback(keras.callbacks.Callback):
             )
         if budget.end_step.numpy() >= 1e12 and epoch + 1 == self._end_epoch_or_none():
             budget.end_step.assign(float(budget.step.numpy()))
-        done = float(budget.step.numpy()) >= float(budget.end_step.numpy())
-        if done and not float(budget.finished.numpy()):
-            self._close_budget()
         if logs is not None:
             logs.update(self._progress_logs())
             if self.verbose:
                 print(self._describe(logs))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Closing at the start of the next epoch, not at the end of the last
+        # ramp epoch: the epoch's logs show the ramp, and a backup written at
+        # that epoch end (BackupAndRestore, in any callback order) resumes
+        # into the same closing step.
+        budget = self._budget
+        done = float(budget.step.numpy()) >= float(budget.end_step.numpy())
+        if done and not float(budget.finished.numpy()):
+            self._close_budget()
 
     def _end_epoch_or_none(self):
         return getattr(self, "_end_epoch", None)

@@ -7,8 +7,10 @@ graph through `rebuild`, node by node, each with its own `call_node`.
 """
 
 import dataclasses
+import re
 
 import keras
+from keras.src.saving.serialization_lib import SafeModeScope
 from keras.src.models.functional import Functional
 
 from keras_relaxprune.errors import UnsupportedModelError
@@ -136,12 +138,14 @@ def _walk(model, input_keys, scope, graph):
     return [key_of(t) for t in model.outputs]
 
 
-def rebuild(graph, call_node, name=None, on_first_input=None, input_shapes=None):
+def rebuild(graph, call_node, name=None, input_shapes=None, wrap_input=None,
+            unwrap_output=None):
     """A new functional model from `graph`, calling `call_node` at each node.
 
     `call_node(index, flat_node, args, kwargs)` returns the node's outputs
-    (a tensor or a list matching `flat_node.outputs`). `on_first_input`, if
-    given, maps the first new input to the tensor the graph reads instead.
+    (a value or a list matching `flat_node.outputs`). Values are tensors
+    unless `wrap_input(position, input_tensor)` makes the inputs something
+    else; `unwrap_output(value)` then gives the output tensors back.
     `input_shapes` (one per input, without batch) replaces the input shapes.
     """
     values = {}
@@ -152,18 +156,17 @@ def rebuild(graph, call_node, name=None, on_first_input=None, input_shapes=None)
         if input_shapes is not None:
             shape = (shape[0], *input_shapes[position])
         new = keras.Input(batch_shape=shape, dtype=old.dtype, name=_input_name(old))
-        values[key] = new
+        values[key] = wrap_input(position, new) if wrap_input else new
         new_inputs.append(new)
-    if on_first_input is not None and new_inputs:
-        values[graph.inputs[0]] = on_first_input(new_inputs[0])
     for index, flat in enumerate(graph.nodes):
         args, kwargs = flat.fill_in(values)
         outputs = call_node(index, flat, args, kwargs)
         for key, value in zip(flat.outputs, keras.tree.flatten(outputs)):
             values[key] = value
     model = graph.model
+    unwrap = unwrap_output or (lambda value: value)
     outputs = keras.tree.pack_sequence_as(
-        model._outputs_struct, [values[key] for key in graph.outputs]
+        model._outputs_struct, [unwrap(values[key]) for key in graph.outputs]
     )
     inputs = keras.tree.pack_sequence_as(model._inputs_struct, new_inputs)
     return keras.Model(inputs, outputs, name=name or model.name)
@@ -177,3 +180,37 @@ def _input_name(tensor):
 def call_original(index, flat, args, kwargs):
     """A `call_node` for `rebuild` that calls the original operation."""
     return flat.operation(*args, **kwargs)
+
+
+class LayerCloner:
+    """Fresh copies of layers, made once each: shared layers stay shared."""
+
+    def __init__(self):
+        self._clones = {}
+
+    def clone(self, flat, **config_changes):
+        """The copy of `flat.operation` (raw ops, which hold no state, as is)."""
+        operation = flat.operation
+        if not isinstance(operation, keras.layers.Layer):
+            return operation
+        if id(operation) not in self._clones:
+            config = operation.get_config()
+            if flat.scope:
+                config["name"] = safe_name(flat.name)
+            config.update(config_changes)
+            # The layer is the caller's live object, not an untrusted file,
+            # so a Lambda's Python function may be copied.
+            with SafeModeScope(False):
+                copy = operation.__class__.from_config(config)
+            self._clones[id(operation)] = (operation, copy)
+        return self._clones[id(operation)][1]
+
+    def copy_weights(self):
+        """Copies the original weights into every clone (after building)."""
+        for original, copy in self._clones.values():
+            copy.set_weights(original.get_weights())
+
+
+def safe_name(name):
+    """A layer name without the "/" of nested scopes."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)

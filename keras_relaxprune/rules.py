@@ -181,8 +181,8 @@ def get_item_rule(tracer, flat, in_maps):
     return [slice_map(in_maps[0], start, stop)]
 
 
-def _channel_slice(key, rank):
-    """The slice applied to the last axis, "all", or None when unsupported."""
+def normalized_key(key, rank):
+    """`key` as a tuple of one slice per axis, or None if not plain slices."""
     key = key if isinstance(key, tuple) else (key,)
     if any(k is None or not isinstance(k, (slice, type(Ellipsis))) for k in key):
         return None
@@ -191,10 +191,15 @@ def _channel_slice(key, rank):
             return None
         index = key.index(Ellipsis)
         key = key[:index] + (slice(None),) * (rank - len(key) + 1) + key[index + 1:]
-    if len(key) < rank:
-        return "all"
-    last = key[rank - 1]
-    return "all" if last == slice(None) else last
+    return key + (slice(None),) * (rank - len(key))
+
+
+def _channel_slice(key, rank):
+    """The slice applied to the last axis, "all", or None when unsupported."""
+    key = normalized_key(key, rank)
+    if key is None:
+        return None
+    return "all" if key[-1] == slice(None) else key[-1]
 
 
 def check_lengths(tracer, flat, out_maps):

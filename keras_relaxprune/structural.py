@@ -1,0 +1,177 @@
+"""Removal rules for layers and ops without per-channel weights.
+
+Each rule gets the stripper, the node, its inputs as `LiveChannels` and the
+call arguments, and returns the outputs as `LiveChannels`: which channels
+survive, and what constant each removed channel holds after the node.
+"""
+
+import numpy as np
+from keras import layers
+from keras.src.ops import nn as nn_ops
+from keras.src.ops import numpy as np_ops
+
+from keras_relaxprune import rules
+from keras_relaxprune.errors import StripError
+from keras_relaxprune.live_channels import LiveChannels
+from keras_relaxprune.registry import RuleRegistry
+from keras_relaxprune.slicing import apply_elementwise
+
+REGISTRY = RuleRegistry()
+structural_rule = REGISTRY.register
+
+
+def _probe(flat, args, kwargs, const_of):
+    """Calls the original operation with each input replaced by constants."""
+    import keras  # noqa: PLC0415
+
+    def swap(value):
+        if isinstance(value, LiveChannels):
+            return keras.ops.convert_to_tensor(np.nan_to_num(const_of(value))[None, :], "float32")
+        return value
+
+    args, kwargs = keras.tree.map_structure(swap, (args, kwargs))
+    return np.asarray(keras.ops.convert_to_numpy(flat.operation(*args, **kwargs)), "float64")[0]
+
+
+@structural_rule(
+    layers.ReLU, layers.LeakyReLU, layers.ELU, layers.Activation, layers.Identity,
+    nn_ops.Relu, nn_ops.Relu6, nn_ops.Sigmoid, nn_ops.Silu, nn_ops.Gelu, nn_ops.Elu,
+    nn_ops.Selu, nn_ops.LeakyRelu, nn_ops.HardSigmoid, nn_ops.HardSilu,
+    nn_ops.Softplus, np_ops.Tanh, np_ops.Abs, np_ops.Negative, np_ops.Square,
+)
+def elementwise_rule(stripper, flat, ins, args, kwargs):
+    (x,) = ins
+    unknown = np.isnan(x.const)
+    const = _probe(flat, args, kwargs, lambda v: v.const)
+    const = np.where(unknown, np.nan, const)
+    value = None if x.is_constant else stripper.call_clone(flat, args, kwargs)
+    return [LiveChannels(value, x.live, const)]
+
+
+_SPATIAL = (
+    layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
+    layers.SpatialDropout3D, layers.GaussianNoise, layers.GaussianDropout,
+    layers.AlphaDropout, layers.ActivityRegularization,
+    layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D,
+    layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D,
+    layers.GlobalMaxPooling1D, layers.GlobalMaxPooling2D, layers.GlobalMaxPooling3D,
+    layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D,
+    layers.GlobalAveragePooling3D, layers.UpSampling1D, layers.UpSampling2D,
+    layers.UpSampling3D, layers.Cropping1D, layers.Cropping2D, layers.Cropping3D,
+    layers.Resizing, layers.RandomFlip, layers.RandomCrop, layers.RandomTranslation,
+    layers.RandomRotation, layers.RandomZoom, layers.Flatten,
+)
+
+
+@structural_rule(*_SPATIAL)
+def spatial_rule(stripper, flat, ins, args, kwargs):
+    """Moves or pools positions: a uniform constant channel stays the same."""
+    (x,) = ins
+    value = None if x.is_constant else stripper.call_clone(flat, args, kwargs)
+    return [LiveChannels(value, x.live, x.const)]
+
+
+@structural_rule(layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D)
+def zero_padding_rule(stripper, flat, ins, args, kwargs):
+    (x,) = ins
+    const = np.where(x.const == 0, 0.0, np.nan)  # a non-zero constant gets a 0 border
+    value = None if x.is_constant else stripper.call_clone(flat, args, kwargs)
+    return [LiveChannels(value, x.live, const)]
+
+
+_MERGES = (
+    layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum,
+    layers.Minimum, np_ops.Add, np_ops.Subtract, np_ops.Multiply, np_ops.Divide,
+    np_ops.Maximum, np_ops.Minimum,
+)
+
+
+@structural_rule(*_MERGES)
+def merge_rule(stripper, flat, ins, args, kwargs):
+    live = [x for x in ins if not x.is_constant]
+    if any(not np.array_equal(x.live, live[0].live) for x in live[1:]):
+        raise StripError(f"strip_pruning: inputs of '{flat.name}' keep different channels.")
+    const = _probe(flat, args, kwargs, lambda v: v.const)
+    unknown = np.any([np.isnan(x.const) for x in ins], axis=0)
+    const = np.where(unknown, np.nan, const)
+    if not live:
+        return [LiveChannels.constant(const)]
+    if len(live) == len(ins):
+        return [LiveChannels(stripper.call_clone(flat, args, kwargs), live[0].live, const)]
+    return [LiveChannels(_collapse(stripper, flat, ins, live), live[0].live, const)]
+
+
+def _collapse(stripper, flat, ins, live):
+    """A merge with constant inputs: the live sum plus a per-channel offset."""
+    import keras  # noqa: PLC0415
+
+    if not isinstance(flat.operation, (layers.Add, np_ops.Add)):
+        raise StripError(
+            f"strip_pruning: an input of '{flat.name}' ({flat.class_name}) lost all "
+            "its channels; only Add can absorb a collapsed branch. Exclude that branch."
+        )
+    channels = live[0].live
+    offset = sum(x.const[channels] for x in ins if x.is_constant)
+    if np.isnan(offset).any():
+        raise StripError(f"strip_pruning: a collapsed input of '{flat.name}' is not constant.")
+    total = live[0].value
+    if len(live) > 1:
+        total = layers.Add(name=flat.operation.name)([x.value for x in live])
+    if not np.any(offset):
+        return total
+    return layers.Rescaling(1.0, offset=offset.astype("float32"),
+                            name=f"{flat.operation.name}_collapsed")(total)
+
+
+@structural_rule(layers.Concatenate, np_ops.Concatenate)
+def concatenate_rule(stripper, flat, ins, args, kwargs):
+    import keras  # noqa: PLC0415
+
+    rank = len(stripper.graph.flat.tensors[flat.outputs[0]].shape)
+    if flat.operation.axis not in (-1, rank - 1):
+        return merge_rule(stripper, flat, ins, args, kwargs)
+    offsets = np.cumsum([0] + [x.width for x in ins])
+    live = np.concatenate([x.live + offset for x, offset in zip(ins, offsets)])
+    const = np.concatenate([x.const for x in ins])
+    parts = [x.value for x in ins if not x.is_constant]
+    if not parts:
+        return [LiveChannels.constant(const)]
+    if len(parts) == 1:
+        return [LiveChannels(parts[0], live, const)]
+    name = getattr(flat.operation, "name", None)
+    value = (layers.Concatenate(axis=-1, name=name)(parts)
+             if isinstance(flat.operation, layers.Layer) else keras.ops.concatenate(parts, axis=-1))
+    return [LiveChannels(value, live, const)]
+
+
+def _channel_range(x, start, stop):
+    """The part of `x` for original channels `start:stop`, as LiveChannels."""
+    inside = x.live[(x.live >= start) & (x.live < stop)]
+    lo, hi = np.searchsorted(x.live, start), np.searchsorted(x.live, stop)
+    value = None if hi <= lo or x.is_constant else x.value[..., int(lo):int(hi)]
+    return LiveChannels(value, inside - start, x.const[start:stop])
+
+
+@structural_rule(np_ops.Split)
+def split_rule(stripper, flat, ins, args, kwargs):
+    (x,) = ins
+    tensors = stripper.graph.flat.tensors
+    rank = len(tensors[flat.inputs[0]].shape)
+    if flat.operation.axis not in (-1, rank - 1):
+        values = stripper.call_clone(flat, args, kwargs)
+        return [LiveChannels(v, x.live, x.const) for v in values]
+    sizes = [tensors[key].shape[-1] for key in flat.outputs]
+    offsets = [int(v) for v in np.cumsum([0] + sizes)]
+    return [_channel_range(x, lo, hi) for lo, hi in zip(offsets, offsets[1:])]
+
+
+@structural_rule(np_ops.GetItem)
+def get_item_rule(stripper, flat, ins, args, kwargs):
+    (x,) = ins
+    rank = len(stripper.graph.flat.tensors[flat.inputs[0]].shape)
+    key = rules.normalized_key(flat.node.arguments.args[1], rank)
+    spatial = key[:-1] + (slice(None),)
+    value = None if x.is_constant else x.value[spatial]
+    x = LiveChannels(value, x.live, x.const)
+    start, stop, _ = key[-1].indices(x.width)
+    return [_channel_range(x, start, stop)]
