@@ -107,6 +107,12 @@ def _normalization_cost(shapes, layer, cin, cout):
     return vectors * cout, 0, shapes.out_positions * cout
 
 
+MERGES = (
+    layers.Add, layers.Subtract, layers.Multiply, layers.Average,
+    layers.Maximum, layers.Minimum, np_ops.Add, np_ops.Subtract,
+    np_ops.Multiply, np_ops.Divide, np_ops.Maximum, np_ops.Minimum,
+)
+
 _ONE_FLOP_PER_OUTPUT = (
     layers.ReLU, layers.LeakyReLU, layers.ELU, layers.Activation,
     layers.Add, layers.Subtract, layers.Multiply, layers.Average,

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 from keras import ops
 
-from keras_relaxprune.cost import node_cost
+from keras_relaxprune.cost import MERGES, node_cost
 from keras_relaxprune.functional import call_original, flatten, rebuild
 from keras_relaxprune.graph import analyze
 
@@ -36,19 +36,31 @@ def hard_count(graph, keep=None):
     return count
 
 
-def layer_costs(graph, count):
+def layer_costs(graph, count, hard=False):
     """Per-node `LayerCost` with channel counts given by `count(map)`.
 
     A layer called several times (shared) has its parameters counted once.
+    A merge costs one FLOP per output element for each input beyond the
+    first. With `hard=True` the count follows `strip_pruning` exactly: a
+    tensor with no channel left is a constant, and a node fed only by
+    constants (a collapsed residual branch) costs nothing.
     """
-    seen, result = set(), []
+    seen, result, constant = set(), [], set()
     for index, flat in enumerate(graph.flat.nodes):
         in_maps, out_maps = graph.in_maps(index), graph.out_maps(index)
         known = in_maps and in_maps[0] is not None and out_maps[0] is not None
         cin = count(in_maps[0]) if known else None
         cout = count(out_maps[0]) if known else None
+        channel_inputs = [k for k, m in zip(flat.inputs, in_maps) if m is not None]
+        live_inputs = [k for k in channel_inputs if k not in constant]
+        if hard and (known and cout == 0 or channel_inputs and not live_inputs):
+            constant.update(flat.outputs)
+            result.append(LayerCost(flat.name, flat.class_name, 0, 0, 0))
+            continue
         if known:
             params, macs, elementwise = node_cost(flat, graph.flat.tensors, cin, cout)
+            if isinstance(flat.operation, MERGES):
+                elementwise = elementwise * max(len(live_inputs) - 1, 0)
         else:
             weights = getattr(flat.operation, "weights", [])
             params, macs, elementwise = sum(int(np.prod(w.shape)) for w in weights), 0, 0
@@ -64,7 +76,7 @@ def layer_costs(graph, count):
 def cost_fractions(graph, keep):
     """Hard remaining `{"flops": f, "params": p}` fractions for masks `keep`."""
     dense = layer_costs(graph, lambda m: sum(s.length for s in m))
-    costs = layer_costs(graph, hard_count(graph, keep))
+    costs = layer_costs(graph, hard_count(graph, keep), hard=True)
     return {
         "flops": sum(c.flops for c in costs) / sum(c.flops for c in dense),
         "params": sum(c.params for c in costs) / sum(c.params for c in dense),
@@ -92,7 +104,7 @@ def count_params(model):
     True
     """
     graph = analyze(model)
-    return int(sum(c.params for c in layer_costs(graph, hard_count(graph))))
+    return int(sum(c.params for c in layer_costs(graph, hard_count(graph), hard=True)))
 
 
 def count_flops(model, input_shape=None, by_layer=False):
@@ -117,7 +129,7 @@ def count_flops(model, input_shape=None, by_layer=False):
     True
     """
     graph = _graph_for(model, input_shape)
-    costs = layer_costs(graph, hard_count(graph))
+    costs = layer_costs(graph, hard_count(graph), hard=True)
     total = int(sum(c.flops for c in costs))
     if not by_layer:
         return total

@@ -82,10 +82,10 @@ def pruning_report(before, after=None):
     graph = analyze(before)
     dense_rows = _rows(graph, lambda m: sum(s.length for s in m))
     if after is None:
-        after_rows = _rows(graph, hard_count(graph))
+        after_rows = _rows(graph, hard_count(graph), hard=True)
     else:
         after_graph = analyze(after)
-        after_rows = _rows(after_graph, hard_count(after_graph))
+        after_rows = _rows(after_graph, hard_count(after_graph), hard=True)
     rows = []
     for name, first in dense_rows.items():
         second = after_rows.get(name, dict(first, channels=0, params=0, flops=0))
@@ -100,9 +100,9 @@ def pruning_report(before, after=None):
     return PruningReport(rows, _totals(dense_rows, after_rows), _notes(graph))
 
 
-def _rows(graph, count):
+def _rows(graph, count, hard=False):
     result = {}
-    for index, cost in enumerate(layer_costs(graph, count)):
+    for index, cost in enumerate(layer_costs(graph, count, hard=hard)):
         flat = graph.flat.nodes[index]
         if isinstance(flat.operation, ChannelGate):
             continue

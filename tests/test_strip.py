@@ -1,0 +1,138 @@
+"""strip_pruning: exact removal, collapse, refusal, counts."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_relaxprune as krp
+import model_zoo
+from helpers import gates, random_masks
+from keras_relaxprune.budget import PruningBudget
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _randomize(model, seed):
+    """Random gate logits and BN statistics, so folding and constants matter."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, krp.ChannelGate):
+            layer.logits.assign(rng.normal(0.0, 0.05, layer.channels).astype("float32"))
+        if isinstance(layer, layers.BatchNormalization):
+            width = layer.gamma.shape[0]
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, width), rng.normal(0, 0.2, width),
+                rng.normal(0, 0.2, width), rng.uniform(0.5, 1.5, width),
+            ])
+
+
+def _assert_same(stripped, gated, seed=0):
+    shape = gated.input_shape[1:]
+    x = np.random.default_rng(seed).random((3, *shape), "float32")
+    expected = np.asarray(keras.ops.convert_to_numpy(gated(x)))
+    actual = np.asarray(keras.ops.convert_to_numpy(stripped(x)))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+# DenseNet's BN over a concatenation turns removed channels into constants
+# that a padded 3x3 conv cannot absorb: it is stripped with default BN stats
+# here and its refusal is tested below.
+EXACT = sorted(set(model_zoo.ALL) - {"densenet"})
+
+
+@pytest.mark.parametrize("name", EXACT)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_strip_is_exact_and_counts_match(name, seed):
+    gated = krp.add_gates(model_zoo.ALL[name]())
+    _randomize(gated, seed)
+    random_masks(gated, seed, keep=0.5)
+    stripped = krp.strip_pruning(gated)
+    _assert_same(stripped, gated)
+    assert krp.count_params(stripped) == krp.count_params(gated) == stripped.count_params()
+    assert krp.count_flops(stripped) == krp.count_flops(gated)
+    assert not any(isinstance(l, (krp.ChannelGate, PruningBudget)) for l in stripped.layers)
+
+
+def test_densenet_with_default_statistics_strips_exactly():
+    gated = krp.add_gates(model_zoo.densenet_chain())
+    random_masks(gated, 3, keep=0.5)
+    stripped = krp.strip_pruning(gated)
+    _assert_same(stripped, gated)
+    assert krp.count_flops(stripped) == krp.count_flops(gated)
+
+
+def test_constant_reaching_padded_conv_is_refused_not_guessed():
+    gated = krp.add_gates(model_zoo.densenet_chain())
+    _randomize(gated, 4)
+    random_masks(gated, 4, keep=0.5)
+    with pytest.raises(krp.StripError, match="'dense1_conv'.*non-zero constants"):
+        krp.strip_pruning(gated)
+
+
+def test_layer_names_survive_and_widths_shrink():
+    model = model_zoo.resnet_basic()
+    gated = krp.add_gates(model)
+    random_masks(gated, 5, keep=0.5)
+    stripped = krp.strip_pruning(gated)
+    names = {l.name for l in model.layers}
+    assert {l.name for l in stripped.layers} == names
+    original = model.get_layer("stage3_block1_1_conv").filters
+    assert stripped.get_layer("stage3_block1_1_conv").filters < original
+
+
+def test_fully_pruned_residual_branch_collapses_into_its_shortcut():
+    model = model_zoo.resnet_basic()
+    gated = krp.add_gates(model)
+    _randomize(gated, 6)
+    inner = gated.get_layer("stage2_block1_1_conv_gate")
+    inner.keep_mask.assign(np.zeros(inner.channels, "float32"))
+    stripped = krp.strip_pruning(gated)
+    _assert_same(stripped, gated)
+    names = {l.name for l in stripped.layers}
+    # The branch's convs and BNs are gone; its constant output became an offset.
+    for gone in ("stage2_block1_1_conv", "stage2_block1_1_bn", "stage2_block1_2_conv",
+                 "stage2_block1_2_bn"):
+        assert gone not in names
+    assert "stage2_block1_add_collapsed" in names
+    assert len(stripped.layers) < len(model.layers)
+    assert krp.count_flops(stripped) == krp.count_flops(gated)
+
+
+def test_threshold_removes_weak_gates_too():
+    gated = krp.add_gates(model_zoo.mlp_head())
+    gate = gated.get_layer("fc1_gate")
+    logits = np.full(gate.channels, 0.1, "float32")
+    logits[:10] = -0.1  # gate values sigmoid(50 * -0.1) = 0.007
+    gate.logits.assign(logits)
+    stripped = krp.strip_pruning(gated, threshold=0.05)
+    assert stripped.get_layer("fc1").units == gate.channels - 10
+    mask = np.ones(gate.channels, "float32")
+    mask[:10] = 0
+    gate.keep_mask.assign(mask)
+    _assert_same(stripped, gated)
+
+
+def test_model_without_gates_is_copied_unchanged():
+    model = model_zoo.resnet_basic()
+    copy = krp.strip_pruning(model)
+    _assert_same(copy, model)
+    assert copy.count_params() == model.count_params()
+
+
+def test_gated_model_loaded_from_keras_file_strips(tmp_path):
+    gated = krp.add_gates(model_zoo.mobilenet_v2_block_net())
+    _randomize(gated, 7)
+    random_masks(gated, 7)
+    path = str(tmp_path / "gated.keras")
+    gated.save(path)
+    loaded = keras.saving.load_model(path)
+    _assert_same(krp.strip_pruning(loaded), gated)
+
+
+def test_output_losing_every_channel_is_refused():
+    gated = krp.add_gates(model_zoo.conv1d_net())
+    for gate in gates(gated):
+        gate.keep_mask.assign(np.zeros(gate.channels, "float32"))
+    with pytest.raises(krp.StripError, match="model output would be a constant|reaching a model output"):
+        krp.strip_pruning(gated)
