@@ -79,7 +79,25 @@ def conv1d_net():
     return keras.Model(inputs, outputs, name="conv1d_net")
 
 
+def ops_and_nested_net():
+    """Raw ops (split, concatenate, slicing) and a nested functional block."""
+    block_in = keras.Input((8, 8, 12))
+    y = layers.Conv2D(12, 3, padding="same", use_bias=False, name="block_conv")(block_in)
+    y = layers.BatchNormalization(name="block_bn")(y)
+    block = keras.Model(block_in, layers.ReLU(name="block_relu")(y), name="block")
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(12, 3, padding="same", name="wide")(inputs)
+    x = layers.ReLU(name="wide_relu")(x)
+    x = layers.Add(name="residual")([x, block(x)])
+    a, b = keras.ops.split(x, [4], axis=-1)
+    x = keras.ops.concatenate([keras.ops.relu(b), a], axis=-1)[..., 2:10]
+    x = layers.Conv2D(6, 1, name="mix")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, layers.Dense(3, name="logits")(x), name="ops_and_nested")
+
+
 ALL = {
+    "ops_and_nested": ops_and_nested_net,
     "resnet_basic": resnet_basic,
     "resnet_bottleneck": resnet_bottleneck,
     "unet": unet,

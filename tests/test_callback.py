@@ -64,6 +64,10 @@ def test_budget_is_met_within_one_point_and_accuracy_stays(cifar, build, target)
     assert history.history["remaining_flops"][-1] == pytest.approx(remaining)
     # Training-mode accuracy of the last epoch, masks final: far above chance.
     assert history.history["accuracy"][-1] >= 2.5 * CHANCE
+    small = krp.strip_pruning(gated)
+    assert krp.count_flops(small) == krp.count_flops(gated)
+    x = cifar[0][:16]
+    np.testing.assert_allclose(small(x), gated(x), rtol=1e-4, atol=1e-5)
 
 
 def test_params_budget_and_logged_schedules(cifar):

@@ -136,3 +136,35 @@ def test_output_losing_every_channel_is_refused():
         gate.keep_mask.assign(np.zeros(gate.channels, "float32"))
     with pytest.raises(krp.StripError, match="model output would be a constant|reaching a model output"):
         krp.strip_pruning(gated)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export needs TensorFlow")
+def test_stripped_model_exports_to_saved_model_and_tflite(tmp_path):
+    from keras_relaxprune.export import load_saved_model_fn, run_tflite
+
+    gated = krp.add_gates(model_zoo.resnet_bottleneck())
+    _randomize(gated, 8)
+    random_masks(gated, 8, keep=0.4)
+    stripped = krp.strip_pruning(gated)
+    paths = krp.export(stripped, str(tmp_path / "small"))
+    x = np.random.default_rng(0).random((2, 16, 16, 3), "float32")
+    expected = np.asarray(gated(x))
+    np.testing.assert_allclose(load_saved_model_fn(paths["saved_model"])(x), expected, atol=1e-4)
+    np.testing.assert_allclose(run_tflite(paths["tflite"], x), expected, atol=1e-4)
+    reloaded = keras.saving.load_model(paths["keras"])
+    np.testing.assert_allclose(np.asarray(reloaded(x)), expected, atol=1e-5)
+
+
+def test_report_compares_dense_and_stripped_layer_by_layer():
+    model = model_zoo.resnet_basic()
+    gated = krp.add_gates(model)
+    random_masks(gated, 9, keep=0.5)
+    stripped = krp.strip_pruning(gated)
+    report = krp.pruning_report(model, stripped)
+    assert report.totals["flops_after"] == krp.count_flops(stripped)
+    assert report.totals["params_before"] == model.count_params()
+    row = next(r for r in report.rows if r["name"] == "stage3_block1_1_conv")
+    assert row["channels_before"] == 32
+    assert row["channels_after"] == stripped.get_layer("stage3_block1_1_conv").filters
+    assert "stage3_block1_1_conv" in str(report)
+    assert report.to_dict()["totals"] == report.totals
