@@ -48,5 +48,6 @@ def test_prune_cifar10_main_smoke(job, tmp_path):
     assert path == tmp_path / "runs" / "smoke" / "summary.json"
     assert json.loads(path.read_text())["remaining_flops_fraction"] == pytest.approx(
         summary["remaining_flops_fraction"])
-    if summary.get("stripped"):
-        assert summary["strip_max_abs_diff"] < 1e-4
+    assert summary["stripped"] and summary["strip_max_abs_diff"] < 1e-4
+    assert summary["stripped_flops"] == summary["flops_pruned"]
+    assert (tmp_path / "saved_models" / "smoke" / "model.keras").is_file()
