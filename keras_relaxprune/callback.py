@@ -43,6 +43,10 @@ class PruningCallback(keras.callbacks.Callback):
             Defaults to 500 (starts at the gates' `initial_scale`, 50).
         threshold: `(start, end)` of the freezing threshold on gate values,
             raised linearly over the ramp. Defaults to `(0.02, 0.2)`.
+        round_to: keep a multiple of this many channels in every group
+            (or the whole group), which runs faster than odd widths on most
+            hardware; applied when the budget is closed, inside the target.
+            Defaults to 1.
         verbose: print the remaining cost each epoch when 1. Defaults to 0.
 
     Example:
@@ -56,7 +60,8 @@ class PruningCallback(keras.callbacks.Callback):
     """
 
     def __init__(self, target, metric=None, begin_step=0, end_step=None,
-                 lambda_=2.0, final_scale=500.0, threshold=(0.02, 0.2), verbose=0):
+                 lambda_=2.0, final_scale=500.0, threshold=(0.02, 0.2), round_to=1,
+                 verbose=0):
         super().__init__()
         if not isinstance(target, (int, float)) or not 0.0 < target < 1.0:
             raise PruningError(
@@ -74,6 +79,9 @@ class PruningCallback(keras.callbacks.Callback):
         self.lambda_ = float(lambda_)
         self.final_scale = float(final_scale)
         self.threshold = tuple(float(t) for t in threshold)
+        if not isinstance(round_to, int) or round_to < 1:
+            raise PruningError(f"PruningCallback: round_to={round_to!r} must be an integer >= 1.")
+        self.round_to = round_to
         self.verbose = verbose
         self._budget = None
         self._graph = None
@@ -171,7 +179,8 @@ class PruningCallback(keras.callbacks.Callback):
             self._close_budget()
 
     def _close_budget(self):
-        masks = project_masks(self._graph, self.metric, self.remaining_target)
+        masks = project_masks(self._graph, self.metric, self.remaining_target,
+                              self.round_to)
         for root, keep in masks.items():
             self._graph.gates[root].keep_mask.assign(keep)
         self._budget.active.assign(0.0)

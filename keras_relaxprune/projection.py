@@ -23,28 +23,31 @@ def minimum_fraction(graph, metric):
     return cost_fractions(graph, keep)[metric]
 
 
-def project_masks(graph, metric, target):
+def project_masks(graph, metric, target, round_to=1):
     """Group root -> final 0/1 keep vector with the hard cost near `target`.
 
     The result's hard `metric` fraction is in `[target - 0.01, target]`
-    whenever that interval is reachable.
+    whenever that interval is reachable. With `round_to > 1` every group
+    keeps a multiple of `round_to` channels (or all of them, if fewer):
+    channels are switched in units that restore the multiple, so the band
+    may be wider, but the cost never exceeds the target when reachable.
     """
     keep = graph.keep_vectors()
     values = {root: _gate_values(graph, root) for root in graph.gated_groups()}
     fraction = cost_fractions(graph, keep)[metric]
     while fraction > target:
-        order = _removable(keep, values)
+        order = _units(keep, values, round_to, remove=True)
         if not order:
             break
         count = _chunk(len(order), fraction, target)
         if count == 1:
             keep, fraction = _best_single_flip(graph, metric, keep, order, 0.0, target)
             continue
-        for root, channel in order[:count]:
-            keep[root][channel] = 0.0
+        for root, channels in order[:count]:
+            keep[root][channels] = 0.0
         fraction = cost_fractions(graph, keep)[metric]
     while fraction < target - TOLERANCE:
-        order = [c for c in _revivable(keep, values)]
+        order = _units(keep, values, round_to, remove=False)
         trial, new_fraction = _best_single_flip(graph, metric, keep, order, 1.0, target)
         if new_fraction > target or new_fraction <= fraction:
             break
@@ -60,9 +63,9 @@ def _best_single_flip(graph, metric, keep, order, value, target):
     that keeps the cost at or below the target does (removal: the first).
     """
     fallback = None
-    for root, channel in order:
+    for root, channels in order:
         trial = {r: v.copy() for r, v in keep.items()}
-        trial[root][channel] = value
+        trial[root][channels] = value
         fraction = cost_fractions(graph, trial)[metric]
         if target - TOLERANCE <= fraction <= target:
             return trial, fraction
@@ -79,23 +82,36 @@ def _gate_values(graph, root):
     return 1.0 / (1.0 + np.exp(-float(gate.scale.numpy()) * logits))
 
 
-def _removable(keep, values):
-    """Alive channels, lowest gate first, leaving each group its best one."""
+def _units(keep, values, round_to, remove):
+    """Channel units to switch off (lowest gates first) or on (highest first).
+
+    A unit is the set of channels one step flips in one group: one channel,
+    or with `round_to > 1` as many as bring the group to the next multiple.
+    Every group keeps at least `min(round_to, size)` channels (its best).
+    """
     result = []
     for root, gate in values.items():
+        size = len(gate)
         alive = np.flatnonzero(keep[root])
-        if len(alive) <= 1:
-            continue
-        best = alive[np.argmax(gate[alive])]
-        result.extend((gate[c], root, c) for c in alive if c != best)
-    return [(root, c) for _, root, c in sorted(result, key=lambda r: r[0])]
-
-
-def _revivable(keep, values):
-    result = []
-    for root, gate in values.items():
-        result.extend((-gate[c], root, c) for c in np.flatnonzero(keep[root] == 0))
-    return [(root, c) for _, root, c in sorted(result, key=lambda r: r[0])]
+        floor = min(round_to, size)
+        if remove:
+            ranked = alive[np.argsort(gate[alive], kind="stable")]
+            removable = len(alive) - floor
+            ranked = ranked[:max(removable, 0)]
+            first = len(alive) % round_to or round_to
+        else:
+            dead = np.flatnonzero(keep[root] == 0)
+            ranked = dead[np.argsort(-gate[dead], kind="stable")]
+            first = (round_to - len(alive) % round_to) % round_to or round_to
+        start = 0
+        while start < len(ranked):
+            stop = start + (first if start == 0 else round_to)
+            unit = ranked[start:stop]
+            score = gate[unit].mean() if remove else -gate[unit].mean()
+            result.append((score, root, unit))
+            start = stop
+    result.sort(key=lambda r: r[0])
+    return [(root, unit) for _, root, unit in result]
 
 
 def _chunk(available, high, low):

@@ -1,0 +1,36 @@
+"""Smoke test of benchmarks/speedup.py in its tiny `--quick` mode."""
+
+import importlib.util
+from pathlib import Path
+
+import keras
+import pytest
+
+SPEEDUP = Path(__file__).resolve().parents[1] / "benchmarks" / "speedup.py"
+
+
+def _load_speedup():
+    spec = importlib.util.spec_from_file_location("speedup", SPEEDUP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# TFLite timing needs TensorFlow; on JAX the script times XLA only, which the
+# GPU run exercises, so CI's JAX pass skips this (it is not backend_agnostic).
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="the speed-up benchmark's TFLite path needs TensorFlow")
+def test_speedup_quick_rows():
+    keep = 0.5
+    rows = _load_speedup().main(["--quick", "--keep", str(keep)])
+
+    runtimes = {row["runtime"] for row in rows}
+    assert runtimes == {"tflite", "xla"}
+    assert {row["pattern"] for row in rows} == {"uniform", "random"}
+    for row in rows:
+        assert abs(row["flops_fraction"] - keep) <= 0.05, row
+        assert row["max_abs_diff"] < 1e-4, row
+        for key in ("dense_ms", "stripped_ms", "uniform_ms"):
+            assert row[key] > 0, (key, row)
+        assert row["flops_factor"] == pytest.approx(1 / row["flops_fraction"])
+        assert row["params"] > 0
