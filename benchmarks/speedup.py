@@ -36,7 +36,7 @@ within 10% of the uniform net of equal FLOPs.
     python benchmarks/speedup.py --model cifar_resnet56 --keep 0.5 0.25 0.1
     KERAS_BACKEND=jax python benchmarks/speedup.py --batch-size 256
 
-Default ResNet-50 run: about 15-20 minutes on 2 CPU cores. Results:
+Default ResNet-50 run (keep 0.5, 0.25, 0.1): about 10 minutes on 2 CPU cores. Results:
 `benchmarks/results/speedup_cpu.md`.
 """
 
@@ -63,12 +63,13 @@ FACTOR_LIMIT = 4.0    # ... where DECISIONS.md says it holds (TFLite, <= ~4x)
 UNIFORM_GOAL = 1.10   # elsewhere: stripped <= 1.10 x uniform latency
 OPEN_LOGIT = 10.0     # sigmoid(50 * 10) == 1.0 in float32: gates fully open
 
-# Timed runs per model (all rounds together) and XLA batch, per model family:
-# ResNet-50 at 224 costs ~0.1-0.3 s per image in TFLite and seconds per XLA
-# batch of 32 on 2 cores, so it gets few runs; CIFAR nets get many.
+# Timed runs per model (all rounds together) and XLA batch, per model family.
+# Measured on 2 shared EPYC cores: dense ResNet-50 at 224 takes 40-80 ms per
+# image in TFLite (XNNPACK) and ~3 s per XLA batch of 32, so the default run
+# (7 models) takes about 10 minutes; CIFAR nets are 20-50x cheaper.
 DEFAULTS = {
-    "resnet50": {"tflite_runs": 40, "xla_runs": 10, "batch": 32, "check": 2},
-    "cifar": {"tflite_runs": 400, "xla_runs": 30, "batch": 128, "check": 16},
+    "resnet50": {"tflite_runs": 200, "xla_runs": 30, "batch": 32, "check": 2},
+    "cifar": {"tflite_runs": 1000, "xla_runs": 60, "batch": 128, "check": 16},
     "quick": {"tflite_runs": 8, "xla_runs": 4, "batch": 16, "check": 4},
 }
 
@@ -82,7 +83,7 @@ def parse_args(argv=None):
     p.add_argument("--model", default="resnet50",
                    help="resnet50 or cifar_resnet<depth> (e.g. cifar_resnet56)")
     p.add_argument("--keep", type=float, nargs="+", default=None,
-                   help="remaining FLOPs fractions; default 0.5 0.25 (0.5 with --quick)")
+                   help="remaining FLOPs fractions; default 0.5 0.25 0.1 (0.5 with --quick)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="XLA batch; default 32 (ResNet-50), 128 (CIFAR), 256 on JAX")
     p.add_argument("--tflite-runs", type=int, default=None)
@@ -101,7 +102,7 @@ def parse_args(argv=None):
 def _resolve(args):
     if args.quick:
         args.model = "cifar_resnet8"
-    args.keep = args.keep or ([0.5] if args.quick else [0.5, 0.25])
+    args.keep = args.keep or ([0.5] if args.quick else [0.5, 0.25, 0.1])
     family = "quick" if args.quick else "resnet50" if args.model == "resnet50" else "cifar"
     if family == "cifar" and not re.fullmatch(r"cifar_resnet\d+", args.model):
         raise SystemExit(f"--model: resnet50 or cifar_resnet<depth>, not {args.model!r}")
@@ -111,7 +112,7 @@ def _resolve(args):
         args.batch_size = 256 if jax and not args.quick else defaults["batch"]
     args.tflite_runs = args.tflite_runs or defaults["tflite_runs"]
     args.xla_runs = args.xla_runs or defaults["xla_runs"]
-    args.rounds = args.rounds or (2 if args.quick else 5)
+    args.rounds = args.rounds or (2 if args.quick else 10)
     args.check_batch = defaults["check"]
     args.tflite = keras.backend.backend() == "tensorflow" and not args.no_tflite
     return args
@@ -164,14 +165,17 @@ def fit_masks(gated, dense_flops, target, base):
     return fraction(best[1])
 
 
-def max_abs_diff(a, b, x):
+def output_diff(a, b, x):
+    """(max abs diff, the same relative to the largest output) of two models on x."""
     out_a = keras.ops.convert_to_numpy(a(x, training=False))
     out_b = keras.ops.convert_to_numpy(b(x, training=False))
-    return float(np.max(np.abs(out_a - out_b)))
+    diff = float(np.max(np.abs(out_a - out_b)))
+    # Softmax outputs of 1000 classes are ~1e-3, so an absolute diff alone says little.
+    return diff, diff / float(np.max(np.abs(out_a)))
 
 
 def stripped(dense, target, base, check_x):
-    """(stripped model, its FLOPs fraction, max abs diff vs the gated model)."""
+    """(stripped model, FLOPs fraction, (abs, relative) output diff vs the gated model)."""
     gated = krp.add_gates(dense)
     dense_flops = krp.count_flops(dense)
     fraction = fit_masks(gated, dense_flops, target, base)
@@ -179,7 +183,7 @@ def stripped(dense, target, base, check_x):
     if krp.count_flops(small) != krp.count_flops(gated):
         say(f"  WARNING: count_flops(stripped) {krp.count_flops(small):,} != "
             f"hard count of the gated model {krp.count_flops(gated):,}")
-    return small, fraction, max_abs_diff(gated, small, check_x)
+    return small, fraction, output_diff(gated, small, check_x)
 
 
 def uniform_width(builder, dense_flops, keep, full_width=16):
@@ -222,11 +226,12 @@ def build_variants(args, dense, builder, check_x):
             variants.append({
                 "name": name, "keep": keep, "pattern": pattern, "baseline": baseline,
                 "flops_fraction": fraction, "params": small.count_params(),
-                "max_abs_diff": diff,
+                "max_abs_diff": diff[0],
             })
             say(f"keep {keep:g} {pattern}: FLOPs fraction {fraction:.4f}, params "
                 f"{small.count_params():,}, widths {widths(small)}, max abs diff "
-                f"{diff:.2e} ({time.perf_counter() - start:.0f} s)")
+                f"{diff[0]:.2e} (relative {diff[1]:.1e}) "
+                f"({time.perf_counter() - start:.0f} s)")
     return models, variants
 
 
@@ -305,9 +310,13 @@ def xla_runners(models, batch):
 
 # Report -------------------------------------------------------------------
 
-def goal(runtime, factor, speedup, versus_uniform, is_baseline):
-    """(which goal applies, met?) following DECISIONS.md's measured limits."""
-    if runtime == "tflite" and factor <= FACTOR_LIMIT:
+def goal(runtime, keep, factor, speedup, versus_uniform, is_baseline):
+    """(which goal applies, met?) following DECISIONS.md's measured limits.
+
+    The requested keep picks the goal: keep 0.25 may land on a factor of
+    4.002, which is still the "up to ~4x" case.
+    """
+    if runtime == "tflite" and 1.0 / keep <= FACTOR_LIMIT:
         return f">= {SPEEDUP_GOAL} x factor", speedup >= SPEEDUP_GOAL * factor
     if is_baseline:
         return "(is the uniform net)", None
@@ -323,7 +332,7 @@ def make_rows(args, variants, latencies):
             uniform = seconds[variant["baseline"]]
             factor = 1.0 / variant["flops_fraction"]
             speedup = dense / small
-            name, met = goal(runtime, factor, speedup, small / uniform,
+            name, met = goal(runtime, variant["keep"], factor, speedup, small / uniform,
                              variant["name"] == variant["baseline"])
             rows.append({
                 **variant, "model": args.model, "runtime": runtime,

@@ -131,7 +131,8 @@ class _Tracer:
     def tie(self, flat, in_maps):
         width = max(map_length(m) for m in in_maps)
         tied = [m for m in in_maps if map_length(m) == width]
-        if len(tied) + sum(map_length(m) == 1 for m in in_maps) != len(in_maps):
+        broadcast = [m for m in in_maps if map_length(m) == 1 < width]
+        if len(tied) + len(broadcast) != len(in_maps):
             return self.barrier(flat, "inputs of different widths")[0]
         for other in tied[1:]:
             for piece_a, piece_b in aligned_pieces(tied[0], other):

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# The test command: every test on TensorFlow, then the backend-agnostic ones on JAX
-# (without the four slow budget runs, which take minutes on JAX CPU).
+# The test command: every test on TensorFlow, then the backend-agnostic ones on JAX.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
 KERAS_BACKEND=tensorflow "$PYTHON" -m pytest -q -p no:cacheprovider "$@"
-KERAS_BACKEND=jax "$PYTHON" -m pytest -q -p no:cacheprovider -m "backend_agnostic and not slow" "$@"
+KERAS_BACKEND=jax "$PYTHON" -m pytest -q -p no:cacheprovider -m backend_agnostic "$@"

@@ -201,3 +201,14 @@ def test_sequential_model_is_accepted():
     ])
     gated = krp.add_gates(model)
     assert sum(gate_inputs(gated).values(), []) == ["c"]
+
+
+def test_single_channel_residual_stream_stays_one_group():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(1, 3, padding="same", name="a")(inputs)
+    y = layers.Conv2D(1, 3, padding="same", name="b")(x)
+    z = layers.Add(name="add")([x, y])
+    outputs = layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(z))
+    graph = analyze(keras.Model(inputs, outputs))
+    assert not graph.barriers
+    assert len(graph.prunable_groups()) == 1
