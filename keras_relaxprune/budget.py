@@ -110,9 +110,8 @@ class PruningBudget(keras.layers.Layer):
         scale = self.initial_scale * (self.final_scale / self.initial_scale) ** progress
         for gate in self.linked_gates():
             gate.scale.assign(ops.cast(scale, gate.scale.dtype))
-        relaxed = self.budgeted(self.linked_cost().fractions(soft_gates))
-        penalty = self.active * self.strength * ops.relu(relaxed - target_now)
-        self.add_loss(penalty)
+        # Freeze before the penalty reads the masks: PyTorch's autograd
+        # refuses a mask changed in place after the loss used it.
         hard = self.budgeted(self.linked_cost().fractions(keep_masks))
         threshold = self.initial_threshold + (
             self.final_threshold - self.initial_threshold
@@ -120,6 +119,9 @@ class PruningBudget(keras.layers.Layer):
         shrinking = self.active * ops.cast(hard > target_now, "float32")
         for gate in self.linked_gates():
             self._freeze_low_gates(gate, threshold, shrinking)
+        relaxed = self.budgeted(self.linked_cost().fractions(soft_gates))
+        penalty = self.active * self.strength * ops.relu(relaxed - target_now)
+        self.add_loss(penalty)
         return inputs
 
     @staticmethod
