@@ -13,9 +13,8 @@ activations, merges and pooling.
 import math
 
 from keras import layers
-from keras.src.ops import nn as nn_ops
-from keras.src.ops import numpy as np_ops
 
+from keras_relaxprune import layer_kinds as kinds
 from keras_relaxprune.gates import ChannelGate
 from keras_relaxprune.registry import RuleRegistry
 
@@ -107,26 +106,8 @@ def _normalization_cost(shapes, layer, cin, cout):
     return vectors * cout, 0, shapes.out_positions * cout
 
 
-MERGES = (
-    layers.Add, layers.Subtract, layers.Multiply, layers.Average,
-    layers.Maximum, layers.Minimum, np_ops.Add, np_ops.Subtract,
-    np_ops.Multiply, np_ops.Divide, np_ops.Maximum, np_ops.Minimum,
-)
-
 _ONE_FLOP_PER_OUTPUT = (
-    layers.ReLU, layers.LeakyReLU, layers.ELU, layers.Activation,
-    layers.Add, layers.Subtract, layers.Multiply, layers.Average,
-    layers.Maximum, layers.Minimum,
-    layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D,
-    layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D,
-    layers.GlobalMaxPooling1D, layers.GlobalMaxPooling2D,
-    layers.GlobalMaxPooling3D, layers.GlobalAveragePooling1D,
-    layers.GlobalAveragePooling2D, layers.GlobalAveragePooling3D,
-    nn_ops.Relu, nn_ops.Relu6, nn_ops.Sigmoid, nn_ops.Silu, nn_ops.Gelu,
-    nn_ops.Elu, nn_ops.Selu, nn_ops.LeakyRelu, nn_ops.HardSigmoid,
-    nn_ops.HardSilu, nn_ops.Softplus, np_ops.Tanh,
-    np_ops.Add, np_ops.Subtract, np_ops.Multiply, np_ops.Divide,
-    np_ops.Maximum, np_ops.Minimum,
+    *kinds.ACTIVATION_LAYERS, *kinds.MERGES, *kinds.POOLING, *kinds.ELEMENTWISE_OPS,
 )
 
 

@@ -5,7 +5,8 @@ import dataclasses
 import numpy as np
 from keras import ops
 
-from keras_relaxprune.cost import MERGES, node_cost
+from keras_relaxprune.cost import node_cost
+from keras_relaxprune.layer_kinds import MERGES
 from keras_relaxprune.functional import call_original, flatten, rebuild
 from keras_relaxprune.graph import analyze
 

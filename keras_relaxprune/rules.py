@@ -8,9 +8,9 @@ no rule is a barrier (its channels are protected, never guessed).
 
 import numpy as np
 from keras import layers
-from keras.src.ops import nn as nn_ops
 from keras.src.ops import numpy as np_ops
 
+from keras_relaxprune import layer_kinds as kinds
 from keras_relaxprune.channels import concat_maps, map_length, slice_map
 from keras_relaxprune.gates import ChannelGate
 from keras_relaxprune.registry import RuleRegistry
@@ -74,21 +74,8 @@ def channel_mixing_rule(tracer, flat, in_maps):
 
 
 _PASS_THROUGH = (
-    layers.ReLU, layers.LeakyReLU, layers.ELU, layers.Identity,
-    layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
-    layers.SpatialDropout3D, layers.GaussianNoise, layers.GaussianDropout,
-    layers.AlphaDropout, layers.ActivityRegularization,
-    layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D,
-    layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D,
-    layers.GlobalMaxPooling1D, layers.GlobalMaxPooling2D,
-    layers.GlobalMaxPooling3D, layers.GlobalAveragePooling1D,
-    layers.GlobalAveragePooling2D, layers.GlobalAveragePooling3D,
-    layers.UpSampling1D, layers.UpSampling2D, layers.UpSampling3D,
-    layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D,
-    layers.Cropping1D, layers.Cropping2D, layers.Cropping3D,
-    layers.Resizing, layers.RandomFlip, layers.RandomCrop,
-    layers.RandomTranslation, layers.RandomRotation, layers.RandomZoom,
-    ChannelGate,
+    layers.ReLU, layers.LeakyReLU, layers.ELU, layers.Identity, ChannelGate,
+    *kinds.POOLING, *kinds.RESAMPLING, *kinds.REGULARIZATION, *kinds.ZERO_PADDING,
 )
 
 
@@ -115,10 +102,7 @@ def flatten_rule(tracer, flat, in_maps):
     return tracer.barrier(flat, "flattens spatial positions into channels")
 
 
-@channel_rule(
-    layers.Add, layers.Subtract, layers.Multiply, layers.Average,
-    layers.Maximum, layers.Minimum,
-)
+@channel_rule(*kinds.MERGE_LAYERS)
 def merge_rule(tracer, flat, in_maps):
     return [tracer.tie(flat, in_maps)]
 
@@ -132,23 +116,14 @@ def concatenate_rule(tracer, flat, in_maps):
 
 
 # Raw ops recorded by a functional graph (`keras.ops.*`, `x[...]`).
-_ELEMENTWISE_OPS = (
-    nn_ops.Relu, nn_ops.Relu6, nn_ops.Sigmoid, nn_ops.Silu, nn_ops.Gelu,
-    nn_ops.Elu, nn_ops.Selu, nn_ops.LeakyRelu, nn_ops.HardSigmoid,
-    nn_ops.HardSilu, nn_ops.Softplus, np_ops.Tanh, np_ops.Abs,
-    np_ops.Negative, np_ops.Square,
-)
 
 
-@channel_rule(*_ELEMENTWISE_OPS)
+@channel_rule(*kinds.ELEMENTWISE_OPS)
 def elementwise_op_rule(tracer, flat, in_maps):
     return [in_maps[0]]
 
 
-@channel_rule(
-    np_ops.Add, np_ops.Subtract, np_ops.Multiply, np_ops.Divide,
-    np_ops.Maximum, np_ops.Minimum,
-)
+@channel_rule(*kinds.MERGE_OPS)
 def binary_op_rule(tracer, flat, in_maps):
     args, _ = flat.node.arguments.args, flat.node.arguments.kwargs
     constants = [a for a in args if not hasattr(a, "_keras_history")]

@@ -5,16 +5,16 @@ call arguments, and returns the outputs as `LiveChannels`: which channels
 survive, and what constant each removed channel holds after the node.
 """
 
+import keras
 import numpy as np
 from keras import layers
-from keras.src.ops import nn as nn_ops
 from keras.src.ops import numpy as np_ops
 
+from keras_relaxprune import layer_kinds as kinds
 from keras_relaxprune import rules
 from keras_relaxprune.errors import StripError
 from keras_relaxprune.live_channels import LiveChannels
 from keras_relaxprune.registry import RuleRegistry
-from keras_relaxprune.slicing import apply_elementwise
 
 REGISTRY = RuleRegistry()
 structural_rule = REGISTRY.register
@@ -22,8 +22,6 @@ structural_rule = REGISTRY.register
 
 def _probe(flat, args, kwargs, const_of):
     """Calls the original operation with each input replaced by constants."""
-    import keras  # noqa: PLC0415
-
     def swap(value):
         if isinstance(value, LiveChannels):
             return keras.ops.convert_to_tensor(np.nan_to_num(const_of(value))[None, :], "float32")
@@ -33,12 +31,7 @@ def _probe(flat, args, kwargs, const_of):
     return np.asarray(keras.ops.convert_to_numpy(flat.operation(*args, **kwargs)), "float64")[0]
 
 
-@structural_rule(
-    layers.ReLU, layers.LeakyReLU, layers.ELU, layers.Activation, layers.Identity,
-    nn_ops.Relu, nn_ops.Relu6, nn_ops.Sigmoid, nn_ops.Silu, nn_ops.Gelu, nn_ops.Elu,
-    nn_ops.Selu, nn_ops.LeakyRelu, nn_ops.HardSigmoid, nn_ops.HardSilu,
-    nn_ops.Softplus, np_ops.Tanh, np_ops.Abs, np_ops.Negative, np_ops.Square,
-)
+@structural_rule(layers.Identity, *kinds.ACTIVATION_LAYERS, *kinds.ELEMENTWISE_OPS)
 def elementwise_rule(stripper, flat, ins, args, kwargs):
     (x,) = ins
     unknown = np.isnan(x.const)
@@ -48,19 +41,7 @@ def elementwise_rule(stripper, flat, ins, args, kwargs):
     return [LiveChannels(value, x.live, const)]
 
 
-_SPATIAL = (
-    layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
-    layers.SpatialDropout3D, layers.GaussianNoise, layers.GaussianDropout,
-    layers.AlphaDropout, layers.ActivityRegularization,
-    layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D,
-    layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D,
-    layers.GlobalMaxPooling1D, layers.GlobalMaxPooling2D, layers.GlobalMaxPooling3D,
-    layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D,
-    layers.GlobalAveragePooling3D, layers.UpSampling1D, layers.UpSampling2D,
-    layers.UpSampling3D, layers.Cropping1D, layers.Cropping2D, layers.Cropping3D,
-    layers.Resizing, layers.RandomFlip, layers.RandomCrop, layers.RandomTranslation,
-    layers.RandomRotation, layers.RandomZoom, layers.Flatten,
-)
+_SPATIAL = (*kinds.REGULARIZATION, *kinds.POOLING, *kinds.RESAMPLING, layers.Flatten)
 
 
 @structural_rule(*_SPATIAL)
@@ -71,7 +52,7 @@ def spatial_rule(stripper, flat, ins, args, kwargs):
     return [LiveChannels(value, x.live, x.const)]
 
 
-@structural_rule(layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D)
+@structural_rule(*kinds.ZERO_PADDING)
 def zero_padding_rule(stripper, flat, ins, args, kwargs):
     (x,) = ins
     const = np.where(x.const == 0, 0.0, np.nan)  # a non-zero constant gets a 0 border
@@ -79,14 +60,9 @@ def zero_padding_rule(stripper, flat, ins, args, kwargs):
     return [LiveChannels(value, x.live, const)]
 
 
-_MERGES = (
-    layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum,
-    layers.Minimum, np_ops.Add, np_ops.Subtract, np_ops.Multiply, np_ops.Divide,
-    np_ops.Maximum, np_ops.Minimum,
-)
 
 
-@structural_rule(*_MERGES)
+@structural_rule(*kinds.MERGES)
 def merge_rule(stripper, flat, ins, args, kwargs):
     live = [x for x in ins if not x.is_constant]
     if any(not np.array_equal(x.live, live[0].live) for x in live[1:]):
@@ -103,8 +79,6 @@ def merge_rule(stripper, flat, ins, args, kwargs):
 
 def _collapse(stripper, flat, ins, live):
     """A merge with constant inputs: the live sum plus a per-channel offset."""
-    import keras  # noqa: PLC0415
-
     if not isinstance(flat.operation, (layers.Add, np_ops.Add)):
         raise StripError(
             f"strip_pruning: an input of '{flat.name}' ({flat.class_name}) lost all "
@@ -125,8 +99,6 @@ def _collapse(stripper, flat, ins, live):
 
 @structural_rule(layers.Concatenate, np_ops.Concatenate)
 def concatenate_rule(stripper, flat, ins, args, kwargs):
-    import keras  # noqa: PLC0415
-
     rank = len(stripper.graph.flat.tensors[flat.outputs[0]].shape)
     if flat.operation.axis not in (-1, rank - 1):
         return merge_rule(stripper, flat, ins, args, kwargs)

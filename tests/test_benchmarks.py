@@ -30,6 +30,8 @@ def test_speedup_quick_rows():
     for row in rows:
         assert abs(row["flops_fraction"] - keep) <= 0.05, row
         assert row["max_abs_diff"] < 1e-4, row
+        # The softmax of an untrained net saturates; its logits show any error.
+        assert row["logit_rel_diff"] < 1e-5, row
         for key in ("dense_ms", "stripped_ms", "uniform_ms"):
             assert row[key] > 0, (key, row)
         assert row["flops_factor"] == pytest.approx(1 / row["flops_fraction"])
