@@ -90,15 +90,61 @@ def _gate_sites(graph, initial_gate, initial_scale):
     """
     consumers = graph.flat.consumers()
     gates, sites = {}, {}
-    for index, flat in enumerate(graph.flat.nodes):
-        root = _gated_group(graph, index, flat)
-        if root is None or _feeds_only_batch_norm(graph, index, consumers):
-            continue
+
+    def gate_of(root):
         if root not in gates:
             name = safe_name(graph.groups.producers[root][0]) + "_gate"
             gates[root] = ChannelGate(initial_gate, initial_scale, name=name)
-        sites[index] = gates[root]
+        return gates[root]
+
+    for index, flat in enumerate(graph.flat.nodes):
+        if _feeds_only_batch_norm(graph, index, consumers):
+            continue
+        root = _gated_group(graph, index, flat)
+        if root is not None:
+            sites[index] = gate_of(root)
+        elif isinstance(flat.operation, _CONSTANT_SOURCES):
+            segments = _gated_segments(graph, index)
+            if segments:
+                sites[index] = _SegmentGates(segments, gate_of)
     return sites
+
+
+def _gated_segments(graph, index):
+    """(start, stop, root or None) of a multi-group map with a prunable part."""
+    out_map = graph.out_maps(index)[0]
+    if out_map is None or len(out_map) < 2:
+        return None
+    result, offset, any_gated = [], 0, False
+    for segment in out_map:
+        root = None
+        if segment.group is not None and graph.groups.is_full(segment):
+            root = graph.groups.find(segment.group)
+            root = None if graph.groups.is_protected(root) else root
+        result.append((offset, offset + segment.length, root))
+        any_gated = any_gated or root is not None
+        offset += segment.length
+    return result if any_gated else None
+
+
+class _SegmentGates:
+    """Gates each group's part of a concatenated tensor after a BN over it.
+
+    DenseNet-style BN over a concatenation would turn pruned (zero) channels
+    into constants; gating each part again after the BN keeps them at zero.
+    The slices and the concatenation vanish in `strip_pruning`.
+    """
+
+    def __init__(self, segments, gate_of):
+        self.parts = [(start, stop, gate_of(root) if root is not None else None)
+                      for start, stop, root in segments]
+
+    def __call__(self, tensor):
+        pieces = []
+        for start, stop, gate in self.parts:
+            piece = tensor[..., start:stop]
+            pieces.append(gate(piece) if gate is not None else piece)
+        return keras.ops.concatenate(pieces, axis=-1)
 
 
 _CONSTANT_SOURCES = (

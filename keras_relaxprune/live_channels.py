@@ -21,6 +21,9 @@ class LiveChannels:
     value: object  # KerasTensor of the live channels, or None
     live: np.ndarray  # sorted original indices present in `value`
     const: np.ndarray  # per original channel: constant if not live, NaN unknown
+    # (tensor, lo, hi) when `value` is `tensor[..., lo:hi]`, so that a
+    # concatenation of consecutive slices can give `tensor` back.
+    origin: tuple = None
 
     @classmethod
     def full(cls, value, width):

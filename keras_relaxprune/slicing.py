@@ -157,6 +157,15 @@ def batch_norm_rule(stripper, flat, x, out_keep):
     return LiveChannels(value, live, const)
 
 
+def channel_count(layer, kind, axis):
+    """Number of output channels a gate folded into `layer` would scale."""
+    weights = layer.get_weights()
+    if kind == "batch_norm":
+        return weights[0].shape[0]
+    kernel = weights[1] if kind == "separable" else weights[0]
+    return kernel.shape[axis]
+
+
 def fold_scale(layer, kind, axis, scale):
     """Multiplies a layer's per-output-channel weights by `scale` (exactly)."""
     weights = layer.get_weights()

@@ -9,6 +9,8 @@ values are folded into the weights before each gate, so no gate and no
 extra multiply remains.
 """
 
+import dataclasses
+
 import keras
 import numpy as np
 
@@ -81,7 +83,7 @@ class _Stripper:
         self.cloner = LayerCloner()
         self.values = {}
         self.folds = {}  # tensor key -> (layer, kind, axis) to fold a gate into
-        self._fold = None
+        self._folds_out = {}
         self._producers = {index for index, _ in graph.producers}
 
     # rebuild hooks ---------------------------------------------------------
@@ -100,13 +102,13 @@ class _Stripper:
         return value.value
 
     def call_node(self, index, flat, args, kwargs):
-        self._fold = None
+        self._folds_out = {}
         ins = [self.values[key] for key in flat.inputs]
         outs = self._dispatch(index, flat, ins, args, kwargs)
         for key, out in zip(flat.outputs, outs):
             self.values[key] = out
-        if self._fold is not None:
-            self.folds[flat.outputs[0]] = self._fold
+        for position, record in self._folds_out.items():
+            self.folds[flat.outputs[position]] = record
         return outs
 
     def _dispatch(self, index, flat, ins, args, kwargs):
@@ -162,7 +164,19 @@ class _Stripper:
         return layer, output
 
     def foldable(self, layer, kind, axis):
-        self._fold = (layer, kind, axis)
+        """The node's first output may take a gate folded into `layer`."""
+        self._folds_out[0] = (layer, kind, axis, None)
+
+    def inherit_fold(self, key, position, lo, hi):
+        """Output `position` is live channels lo:hi of tensor `key`: a gate on
+        it folds into the same layer, at those channels."""
+        record = self.folds.get(key)
+        if record is None:
+            return
+        layer, kind, axis, channels = record
+        if channels is None:
+            channels = np.arange(slicing.channel_count(layer, kind, axis))
+        self._folds_out[position] = (layer, kind, axis, channels[lo:hi])
 
     def call_clone(self, flat, args, kwargs):
         """Calls the (weight-copied) clone of the node's layer on live values."""
@@ -192,17 +206,21 @@ class _Stripper:
             raise StripError(f"strip_pruning: gate '{flat.name}' removes channels its input still holds.")
         if len(x.live):
             self._fold_gate(flat, x, values[x.live])
-        return LiveChannels(x.value, x.live, const)
+        return dataclasses.replace(x, const=const)
 
     def _fold_gate(self, flat, x, scale):
         key = flat.inputs[0]
         if key not in self.folds:
             raise StripError(f"strip_pruning: gate '{flat.name}' follows no layer it can be folded into.")
-        layer, kind, axis = self.folds.pop(key)
+        layer, kind, axis, channels = self.folds.pop(key)
         if kind != "batch_norm" and slicing.activation_name(layer) not in slicing.HOMOGENEOUS:
             raise StripError(
                 f"strip_pruning: gate '{flat.name}' follows layer '{layer.name}' whose "
                 f"fused activation '{slicing.activation_name(layer)}' does not commute "
                 "with a scale; put the activation in its own layer after a BN."
             )
+        if channels is not None:
+            full = np.ones(slicing.channel_count(layer, kind, axis))
+            full[channels] = scale
+            scale = full
         slicing.fold_scale(layer, kind, axis, scale)

@@ -108,6 +108,9 @@ def concatenate_rule(stripper, flat, ins, args, kwargs):
     parts = [x.value for x in ins if not x.is_constant]
     if not parts:
         return [LiveChannels.constant(const)]
+    base = _consecutive_slices([x for x in ins if not x.is_constant])
+    if base is not None:
+        return [LiveChannels(base, live, const)]
     if len(parts) == 1:
         return [LiveChannels(parts[0], live, const)]
     name = getattr(flat.operation, "name", None)
@@ -116,12 +119,30 @@ def concatenate_rule(stripper, flat, ins, args, kwargs):
     return [LiveChannels(value, live, const)]
 
 
-def _channel_range(x, start, stop):
+def _consecutive_slices(parts):
+    """The tensor that `parts` slice back to back, whole; else None."""
+    origins = [x.origin for x in parts]
+    if any(o is None for o in origins) or any(o[0] is not origins[0][0] for o in origins):
+        return None
+    bounds = [(lo, hi) for _, lo, hi in origins]
+    contiguous = all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    base = origins[0][0]
+    if contiguous and bounds[0][0] == 0 and bounds[-1][1] == base.shape[-1]:
+        return base
+    return None
+
+
+def _channel_range(stripper, key, position, x, start, stop):
     """The part of `x` for original channels `start:stop`, as LiveChannels."""
     inside = x.live[(x.live >= start) & (x.live < stop)]
-    lo, hi = np.searchsorted(x.live, start), np.searchsorted(x.live, stop)
-    value = None if hi <= lo or x.is_constant else x.value[..., int(lo):int(hi)]
-    return LiveChannels(value, inside - start, x.const[start:stop])
+    lo, hi = int(np.searchsorted(x.live, start)), int(np.searchsorted(x.live, stop))
+    if hi <= lo or x.is_constant:
+        return LiveChannels(None, inside - start, x.const[start:stop])
+    if key is not None:
+        stripper.inherit_fold(key, position, lo, hi)
+    whole = lo == 0 and hi == len(x.live)
+    value = x.value if whole else x.value[..., lo:hi]
+    return LiveChannels(value, inside - start, x.const[start:stop], origin=(x.value, lo, hi))
 
 
 @structural_rule(np_ops.Split)
@@ -134,7 +155,8 @@ def split_rule(stripper, flat, ins, args, kwargs):
         return [LiveChannels(v, x.live, x.const) for v in values]
     sizes = [tensors[key].shape[-1] for key in flat.outputs]
     offsets = [int(v) for v in np.cumsum([0] + sizes)]
-    return [_channel_range(x, lo, hi) for lo, hi in zip(offsets, offsets[1:])]
+    return [_channel_range(stripper, flat.inputs[0], i, x, lo, hi)
+            for i, (lo, hi) in enumerate(zip(offsets, offsets[1:]))]
 
 
 @structural_rule(np_ops.GetItem)
@@ -142,8 +164,10 @@ def get_item_rule(stripper, flat, ins, args, kwargs):
     (x,) = ins
     rank = len(stripper.graph.flat.tensors[flat.inputs[0]].shape)
     key = rules.normalized_key(flat.node.arguments.args[1], rank)
+    start, stop, _ = key[-1].indices(x.width)
+    if all(k == slice(None) for k in key[:-1]):
+        return [_channel_range(stripper, flat.inputs[0], 0, x, start, stop)]
     spatial = key[:-1] + (slice(None),)
     value = None if x.is_constant else x.value[spatial]
-    x = LiveChannels(value, x.live, x.const)
-    start, stop, _ = key[-1].indices(x.width)
-    return [_channel_range(x, start, stop)]
+    sliced = LiveChannels(value, x.live, x.const)
+    return [_channel_range(stripper, None, 0, sliced, start, stop)]

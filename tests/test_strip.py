@@ -35,10 +35,7 @@ def _assert_same(stripped, gated, seed=0):
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
-# DenseNet's BN over a concatenation turns removed channels into constants
-# that a padded 3x3 conv cannot absorb: it is stripped with default BN stats
-# here and its refusal is tested below.
-EXACT = sorted(set(model_zoo.ALL) - {"densenet"})
+EXACT = sorted(model_zoo.ALL)
 
 
 @pytest.mark.parametrize("name", EXACT)
@@ -54,19 +51,27 @@ def test_strip_is_exact_and_counts_match(name, seed):
     assert not any(isinstance(l, (krp.ChannelGate, PruningBudget)) for l in stripped.layers)
 
 
-def test_densenet_with_default_statistics_strips_exactly():
-    gated = krp.add_gates(model_zoo.densenet_chain())
-    random_masks(gated, 3, keep=0.5)
-    stripped = krp.strip_pruning(gated)
-    _assert_same(stripped, gated)
-    assert krp.count_flops(stripped) == krp.count_flops(gated)
-
-
-def test_constant_reaching_padded_conv_is_refused_not_guessed():
+def test_densenet_bn_over_concat_is_gated_per_part_and_slices_vanish():
     gated = krp.add_gates(model_zoo.densenet_chain())
     _randomize(gated, 4)
     random_masks(gated, 4, keep=0.5)
-    with pytest.raises(krp.StripError, match="'dense1_conv'.*non-zero constants"):
+    stripped = krp.strip_pruning(gated)
+    _assert_same(stripped, gated)
+    assert krp.count_flops(stripped) == krp.count_flops(gated)
+    ops = {type(l).__name__ for l in stripped.operations}
+    assert "GetItem" not in ops  # the per-part gating leaves no slice behind
+
+
+def test_constant_reaching_padded_conv_is_refused_not_guessed():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv_a")(inputs)
+    x = layers.Activation("sigmoid", name="sigmoid")(x)  # sigmoid(0) = 0.5
+    x = layers.Conv2D(4, 3, padding="same", name="conv_b")(x)
+    outputs = layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(x))
+    gated = krp.add_gates(keras.Model(inputs, outputs))
+    gate = gated.get_layer("conv_a_gate")
+    gate.keep_mask.assign(np.array([1, 0, 1, 1], "float32"))
+    with pytest.raises(krp.StripError, match="'conv_b'.*non-zero constants"):
         krp.strip_pruning(gated)
 
 
