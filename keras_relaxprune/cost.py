@@ -61,7 +61,8 @@ def _bias(layer, cout):
 
 @cost_rule(layers.Conv1D, layers.Conv2D, layers.Conv3D)
 def _conv_cost(shapes, layer, cin, cout):
-    kernel = math.prod(layer.kernel_size)
+    # Grouped convs (groups > 1) are barriers: their widths never change.
+    kernel = math.prod(layer.kernel_size) / getattr(layer, "groups", 1)
     macs = shapes.out_positions * kernel * cin * cout
     elementwise = _fused_activation(layer) * shapes.out_positions * cout
     return kernel * cin * cout + _bias(layer, cout), macs, elementwise

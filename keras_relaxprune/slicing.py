@@ -25,6 +25,8 @@ HOMOGENEOUS = ("linear", "relu", "leaky_relu")
 
 _CONVS = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
 _TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+# Layers linear in their input: a per-input-channel scale folds into the kernel.
+INPUT_SCALABLE = (*_CONVS, *_TRANSPOSED, layers.Dense)
 
 
 def activation_name(layer):
@@ -90,6 +92,11 @@ def kernel_rule(stripper, flat, x, out_keep):
             return LiveChannels.constant(np.full(len(bias), np.nan))
         return LiveChannels.constant(apply_activation(layer, bias))
     kernel = np.take(np.take(kernel, x.live, axis=in_axis), out_keep, axis=out_axis)
+    input_scale = stripper.input_scales.get(flat.inputs[0])
+    if input_scale is not None:  # a gate after a non-homogeneous activation
+        shape = [1] * kernel.ndim
+        shape[in_axis] = -1
+        kernel = kernel * np.reshape(input_scale, shape)
     width_key = "units" if isinstance(layer, layers.Dense) else "filters"
     use_bias = bool(layer.use_bias or np.any(bias != 0))
     weights = [kernel] + ([bias[out_keep]] if use_bias else [])

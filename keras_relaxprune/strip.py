@@ -84,6 +84,8 @@ class _Stripper:
         self.values = {}
         self.folds = {}  # tensor key -> (layer, kind, axis) to fold a gate into
         self._folds_out = {}
+        self.input_scales = {}  # tensor key -> per-live-channel scale for its readers
+        self._consumers = graph.flat.consumers()
         self._producers = {index for index, _ in graph.producers}
 
     # rebuild hooks ---------------------------------------------------------
@@ -121,7 +123,8 @@ class _Stripper:
         out_keep = self.kept(out_map) if out_map is not None else None
         prunes_outputs = index in self._producers and len(out_keep) != len(self.kept_all(out_map))
         batch_norm = isinstance(operation, keras.layers.BatchNormalization)
-        if all(x.is_full for x in ins) and not prunes_outputs and not batch_norm:
+        scaled = any(key in self.input_scales for key in flat.inputs)
+        if all(x.is_full for x in ins) and not (prunes_outputs or batch_norm or scaled):
             return self._copy(flat, args, kwargs)
         rule = slicing.REGISTRY.find(operation)
         if rule is not None:
@@ -208,17 +211,28 @@ class _Stripper:
             self._fold_gate(flat, x, values[x.live])
         return dataclasses.replace(x, const=const)
 
+    def _scale_consumers(self, flat, layer, scale):
+        users = self._consumers.get(flat.outputs[0], [])
+        linear = [self.graph.flat.nodes[i].operation for i, _ in users]
+        if not users or not all(isinstance(op, slicing.INPUT_SCALABLE) for op in linear):
+            raise StripError(
+                f"strip_pruning: gate '{flat.name}' follows layer '{layer.name}' whose "
+                f"fused activation '{slicing.activation_name(layer)}' does not commute "
+                "with a scale, and not every layer reading the gate is a convolution "
+                "or Dense that could take the scale instead. Put the activation in "
+                "its own layer after a BN."
+            )
+        self.input_scales[flat.outputs[0]] = scale
+
     def _fold_gate(self, flat, x, scale):
         key = flat.inputs[0]
         if key not in self.folds:
             raise StripError(f"strip_pruning: gate '{flat.name}' follows no layer it can be folded into.")
         layer, kind, axis, channels = self.folds.pop(key)
         if kind != "batch_norm" and slicing.activation_name(layer) not in slicing.HOMOGENEOUS:
-            raise StripError(
-                f"strip_pruning: gate '{flat.name}' follows layer '{layer.name}' whose "
-                f"fused activation '{slicing.activation_name(layer)}' does not commute "
-                "with a scale; put the activation in its own layer after a BN."
-            )
+            # g * swish(z) != swish(g * z): scale the consumers' input rows.
+            self._scale_consumers(flat, layer, scale)
+            return
         if channels is not None:
             full = np.ones(slicing.channel_count(layer, kind, axis))
             full[channels] = scale
