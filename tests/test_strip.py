@@ -173,3 +173,33 @@ def test_report_compares_dense_and_stripped_layer_by_layer():
     assert row["channels_after"] == stripped.get_layer("stage3_block1_1_conv").filters
     assert "stage3_block1_1_conv" in str(report)
     assert report.to_dict()["totals"] == report.totals
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="loads a JAX-made file on TF")
+def test_gated_model_saved_on_jax_strips_on_tensorflow(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, "tests")
+        import numpy as np, keras_relaxprune as krp, model_zoo
+        from helpers import random_masks
+        gated = krp.add_gates(model_zoo.resnet_basic())
+        random_masks(gated, 11, keep=0.5)
+        x = np.random.default_rng(0).random((2, 16, 16, 3), "float32")
+        np.save(r"{tmp_path / 'x.npy'}", x)
+        np.save(r"{tmp_path / 'y.npy'}", np.asarray(gated(x)))
+        gated.save(r"{tmp_path / 'gated.keras'}")
+    """)
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    root = os.path.dirname(os.path.dirname(__file__))
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    gated = keras.saving.load_model(str(tmp_path / "gated.keras"))
+    stripped = krp.strip_pruning(gated)
+    x, expected = np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy")
+    np.testing.assert_allclose(np.asarray(stripped(x)), expected, rtol=1e-5, atol=1e-6)
