@@ -77,6 +77,14 @@ def _folds_exactly(layer):
     return False
 
 
+def _constant_output(layer, x, bias):
+    """A layer left without inputs emits its bias (through its activation);
+    one left without outputs emits values the gate after it zeroes."""
+    if x.is_constant:
+        return LiveChannels.constant(apply_activation(layer, bias))
+    return LiveChannels.constant(np.full(len(bias), np.nan))
+
+
 @removal_rule(*_CONVS, *_TRANSPOSED, layers.Dense)
 def kernel_rule(stripper, flat, x, out_keep):
     layer = flat.operation
@@ -88,9 +96,7 @@ def kernel_rule(stripper, flat, x, out_keep):
     summed = summed.reshape(-1, *summed.shape[-2:]).sum(axis=0)  # (cin, cout)
     bias = bias + values @ summed[dropped] if len(dropped) else bias
     if x.is_constant or len(out_keep) == 0:
-        if not x.is_constant:  # every output channel pruned: a gate zeroes them
-            return LiveChannels.constant(np.full(len(bias), np.nan))
-        return LiveChannels.constant(apply_activation(layer, bias))
+        return _constant_output(layer, x, bias)
     kernel = np.take(np.take(kernel, x.live, axis=in_axis), out_keep, axis=out_axis)
     input_scale = stripper.input_scales.get(flat.inputs[0])
     if input_scale is not None:  # a gate after a non-homogeneous activation
@@ -114,8 +120,7 @@ def separable_rule(stripper, flat, x, out_keep):
     depthwise, pointwise = layer.depthwise_kernel.numpy(), layer.pointwise_kernel.numpy()
     bias = layer.bias.numpy() if layer.use_bias else np.zeros(pointwise.shape[-1])
     if x.is_constant or len(out_keep) == 0:
-        fill = bias if x.is_constant else np.full(len(bias), np.nan)
-        return LiveChannels.constant(apply_activation(layer, fill) if x.is_constant else fill)
+        return _constant_output(layer, x, bias)
     multiplier = layer.depth_multiplier
     rows = (x.live[:, None] * multiplier + np.arange(multiplier)).ravel()
     weights = [depthwise[..., x.live, :], pointwise[..., rows, :][..., out_keep]]

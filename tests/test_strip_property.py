@@ -9,7 +9,8 @@ from keras import layers
 import keras_relaxprune as krp
 from helpers import gates
 
-OPS = ("conv1", "conv3", "bn", "relu", "sigmoid", "add", "concat", "maxpool", "avgpool", "dwconv")
+OPS = ("conv1", "conv3", "bn", "relu", "sigmoid", "add", "concat", "maxpool", "avgpool",
+       "dwconv", "sepconv", "upconv")
 
 
 def _build(steps):
@@ -25,6 +26,11 @@ def _build(steps):
                               activation="relu" if pick % 3 == 0 else None, name=name)(x)
         elif op == "dwconv":
             y = layers.DepthwiseConv2D(3, padding="same", name=name)(x)
+        elif op == "sepconv":
+            y = layers.SeparableConv2D(width, 3, padding="same", name=name)(x)
+        elif op == "upconv":  # down 2x, then a transposed conv back up
+            y = layers.MaxPooling2D(name=f"{name}_down")(x)
+            y = layers.Conv2DTranspose(width, 2, strides=2, name=name)(y)
         elif op == "bn":
             y = layers.BatchNormalization(name=name)(x)
         elif op in ("relu", "sigmoid"):
