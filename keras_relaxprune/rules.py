@@ -183,3 +183,13 @@ def check_lengths(tracer, flat, out_maps):
         if map_length(out_map) != tracer.shape(key)[-1]:
             return False
     return True
+
+
+@channel_rule(layers.Rescaling)
+def rescaling_rule(tracer, flat, in_maps):
+    layer = flat.operation
+    if np.size(layer.scale) > 1 or np.size(layer.offset) > 1:
+        # Per-channel constants (e.g. a collapsed branch's offset): keep the
+        # channels rather than slice the constants.
+        tracer.protect(in_maps[0], f"{flat.name} holds per-channel constants")
+    return [in_maps[0]]
