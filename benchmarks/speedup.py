@@ -11,6 +11,13 @@ benchmark builds, without any training:
 * `random`: the same with a different ratio per group (seeded uniform draws,
   scaled together by bisection to the same FLOPs), i.e. the non-uniform
   widths a real pruner ends with.
+* `random+round<N>` (with `--round-to N`, N > 1): the same random per-group
+  pattern, but the masks come from the library's channel rounding,
+  `keras_relaxprune.projection.project_masks(graph, "flops", target,
+  round_to=N)`: the gate logits rank channel `i` of a group with base ratio
+  `b` and `c` channels by `b * c / (i + 0.5)` (so a global threshold gives
+  the scaled random pattern), and the projection keeps a multiple of `N`
+  channels per group (or the whole group), hard FLOPs <= the target.
 * a uniformly narrowed dense baseline of equal FLOPs (METHOD.md, "Speed is
   not FLOPs"). CIFAR ResNet: `cifar_resnet(depth, width=w)` built from
   scratch, `w` the width whose FLOPs are nearest `k`; the stripped models
@@ -36,6 +43,7 @@ else: stripped latency within 10% of the uniform net of equal FLOPs.
 
     python benchmarks/speedup.py                          # ResNet-50, 224x224
     python benchmarks/speedup.py --model cifar_resnet56 --keep 0.5 0.25 0.1
+    python benchmarks/speedup.py --model cifar_resnet56 --keep 0.25 0.1 --round-to 8
     KERAS_BACKEND=jax python benchmarks/speedup.py --batch-size 256
 
 Default ResNet-50 run (keep 0.5, 0.25, 0.1): about 10 minutes on 2 CPU cores. Results:
@@ -58,7 +66,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
+from keras_relaxprune.graph import analyze  # noqa: E402
 from keras_relaxprune.models import cifar_resnet  # noqa: E402
+from keras_relaxprune.projection import project_masks  # noqa: E402
 
 SPEEDUP_GOAL = 0.8    # speed-up >= 0.8 x FLOPs factor ...
 FACTOR_LIMIT = 4.0    # ... where DECISIONS.md says it holds (TFLite, <= ~4x)
@@ -93,6 +103,9 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=None,
                    help="interleaved rounds the runs are split into")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--round-to", type=int, default=1,
+                   help="N > 1 adds the pattern random+round<N>: the random widths "
+                        "rounded to multiples of N by project_masks (default 1: off)")
     p.add_argument("--no-tflite", action="store_true")
     p.add_argument("--quick", action="store_true",
                    help="tiny test mode: cifar_resnet8, keep 0.5, few runs")
@@ -117,6 +130,8 @@ def _resolve(args):
     args.rounds = args.rounds or (2 if args.quick else 40)
     args.check_batch = defaults["check"]
     args.tflite = keras.backend.backend() == "tensorflow" and not args.no_tflite
+    if args.round_to < 1:
+        raise SystemExit(f"--round-to: a positive integer, not {args.round_to}")
     return args
 
 
@@ -190,16 +205,62 @@ def logits(model, x):
     return keras.ops.convert_to_numpy(features) @ kernel + (bias[0] if bias else 0.0)
 
 
-def stripped(dense, target, base, check_x):
-    """(stripped model, FLOPs fraction, (abs, relative) output diff vs the gated model)."""
+def project_rounded(gated, dense_flops, target, base, round_to):
+    """Masks from `project_masks(..., round_to)` ranking the random pattern `base`.
+
+    Channel `i` of a group with base ratio `b` and `c` channels gets the
+    rank value `log(b * c / (i + 0.5))`, written into the logits so that
+    `sigmoid(scale * logits)` orders the channels by it. A threshold on it
+    keeps the first `~ s * b * c` channels of every group (capped at `c`),
+    i.e. the scaled random pattern of `fit_masks`; the projection removes
+    the lowest-ranked channels in units that keep each group at a multiple
+    of `round_to` (or whole), until the hard FLOPs fraction is <= `target`.
+    Then the gates are opened (logits = OPEN_LOGIT) as for the other patterns.
+    """
+    gates = gates_of(gated)
+    for gate, ratio in zip(gates, base):
+        rank = np.log(ratio * gate.channels / (np.arange(gate.channels) + 0.5))
+        scale = float(keras.ops.convert_to_numpy(gate.scale))
+        gate.logits.assign((rank / scale).astype("float32"))
+        gate.keep_mask.assign(np.ones(gate.channels, "float32"))
+    graph = analyze(gated)
+    masks = project_masks(graph, "flops", target, round_to=round_to)
+    for root, keep in masks.items():
+        graph.gates[root].keep_mask.assign(keep)
+    for gate in gates:
+        gate.logits.assign(np.full(gate.channels, OPEN_LOGIT, "float32"))
+    return krp.count_flops(gated) / dense_flops
+
+
+def group_widths(gated):
+    """`[(kept, size), ...]` of the gated channel groups (graph order)."""
+    graph = analyze(gated)
+    keep = graph.keep_vectors()
+    return [(int(round(float(np.sum(keep[root])))), int(keep[root].size))
+            for root in graph.gated_groups()]
+
+
+def stripped(dense, target, base, check_x, round_to=None):
+    """(stripped model, FLOPs fraction, (abs, relative) output diff, group widths).
+
+    `round_to=None`: masks from `fit_masks` (nearest the target); an integer:
+    from `project_rounded` (at or below the target, multiples of it).
+    """
     gated = krp.add_gates(dense)
     dense_flops = krp.count_flops(dense)
-    fraction = fit_masks(gated, dense_flops, target, base)
+    if round_to is None:
+        fraction = fit_masks(gated, dense_flops, target, base)
+    else:
+        fraction = project_rounded(gated, dense_flops, target, base, round_to)
+        if fraction > target + 1e-9:
+            say(f"  NOTE: round_to={round_to} cannot reach FLOPs fraction {target:.4f}: "
+                f"every group keeps at least min({round_to}, size) channels; "
+                f"landed at {fraction:.4f}")
     small = krp.strip_pruning(gated)
     if krp.count_flops(small) != krp.count_flops(gated):
         say(f"  WARNING: count_flops(stripped) {krp.count_flops(small):,} != "
             f"hard count of the gated model {krp.count_flops(gated):,}")
-    return small, fraction, output_diff(gated, small, check_x)
+    return small, fraction, output_diff(gated, small, check_x), group_widths(gated)
 
 
 def uniform_width(builder, dense_flops, keep, full_width=16):
@@ -234,20 +295,28 @@ def build_variants(args, dense, builder, check_x):
             models[baseline] = builder(width)
             say(f"keep {keep:g}: baseline cifar_resnet(width={width}) has FLOPs "
                 f"fraction {target:.4f}; the stripped models target it")
-        for pattern, base in (("uniform", np.ones(groups)), ("random", random_base)):
+        patterns = [("uniform", np.ones(groups), None), ("random", random_base, None)]
+        if args.round_to > 1:
+            patterns.append((f"random+round{args.round_to}", random_base, args.round_to))
+        for pattern, base, round_to in patterns:
             start = time.perf_counter()
-            small, fraction, diff = stripped(dense, target, base, check_x)
+            small, fraction, diff, group_kept = stripped(
+                dense, target, base, check_x, round_to)
             name = f"{keep:g}/{pattern}"
             models[name] = small
             variants.append({
                 "name": name, "keep": keep, "pattern": pattern, "baseline": baseline,
+                "target": target, "round_to": round_to or 1,
                 "flops_fraction": fraction, "params": small.count_params(),
                 "max_abs_diff": diff[0], "logit_rel_diff": diff[1],
+                "group_widths": group_kept,
             })
             say(f"keep {keep:g} {pattern}: FLOPs fraction {fraction:.4f}, params "
                 f"{small.count_params():,}, widths {widths(small)}, max abs diff "
                 f"{diff[0]:.2e}, logits relative {diff[1]:.1e} "
                 f"({time.perf_counter() - start:.0f} s)")
+            say(f"  group widths (kept/size): "
+                f"{' '.join(f'{k}/{n}' for k, n in group_kept)}")
     return models, variants
 
 

@@ -82,7 +82,7 @@ class _Stripper:
         self.gate_values = gate_values
         self.cloner = LayerCloner()
         self.values = {}
-        self.folds = {}  # tensor key -> (layer, kind, axis) to fold a gate into
+        self.folds = {}  # tensor key -> (layer, kind, axis, channels) a gate folds into
         self._folds_out = {}
         self.input_scales = {}  # tensor key -> per-live-channel scale for its readers
         self._consumers = graph.flat.consumers()
@@ -122,7 +122,10 @@ class _Stripper:
         out_map = self.graph.out_maps(index)[0]
         out_keep = self.kept(out_map) if out_map is not None else None
         prunes_outputs = index in self._producers and len(out_keep) != len(self.kept_all(out_map))
-        batch_norm = isinstance(operation, keras.layers.BatchNormalization)
+        # A channel-axis BN is always rebuilt: the rule gives it the gamma and
+        # beta that a gate folds into, even where the original had none.
+        batch_norm = isinstance(operation, keras.layers.BatchNormalization) and (
+            operation.axis in (-1, len(self.graph.flat.tensors[flat.inputs[0]].shape) - 1))
         scaled = any(key in self.input_scales for key in flat.inputs)
         if all(x.is_full for x in ins) and not (prunes_outputs or batch_norm or scaled):
             return self._copy(flat, args, kwargs)

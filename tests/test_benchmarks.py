@@ -7,6 +7,7 @@ import keras
 import pytest
 
 SPEEDUP = Path(__file__).resolve().parents[1] / "benchmarks" / "speedup.py"
+ROUND_TO = 4
 
 
 def _load_speedup():
@@ -22,11 +23,13 @@ def _load_speedup():
                     reason="the speed-up benchmark's TFLite path needs TensorFlow")
 def test_speedup_quick_rows():
     keep = 0.5
-    rows = _load_speedup().main(["--quick", "--keep", str(keep)])
+    rows = _load_speedup().main(
+        ["--quick", "--keep", str(keep), "--round-to", str(ROUND_TO)])
 
     runtimes = {row["runtime"] for row in rows}
     assert runtimes == {"tflite", "xla"}
-    assert {row["pattern"] for row in rows} == {"uniform", "random"}
+    rounded = f"random+round{ROUND_TO}"
+    assert {row["pattern"] for row in rows} == {"uniform", "random", rounded}
     for row in rows:
         assert abs(row["flops_fraction"] - keep) <= 0.05, row
         assert row["max_abs_diff"] < 1e-4, row
@@ -36,3 +39,17 @@ def test_speedup_quick_rows():
             assert row[key] > 0, (key, row)
         assert row["flops_factor"] == pytest.approx(1 / row["flops_fraction"])
         assert row["params"] > 0
+        assert row["group_widths"], row
+
+    rounded_rows = [row for row in rows if row["pattern"] == rounded]
+    assert {row["runtime"] for row in rounded_rows} == {"tflite", "xla"}
+    for row in rounded_rows:
+        assert row["round_to"] == ROUND_TO
+        # project_masks: hard cost at or below the target (reachable here).
+        assert row["flops_fraction"] <= row["target"] + 1e-9, row
+        for kept, size in row["group_widths"]:
+            assert 0 < kept <= size, row["group_widths"]
+            assert kept % ROUND_TO == 0 or kept == size, row["group_widths"]
+    # The rounding is not vacuous: the unrounded random widths are not all multiples.
+    random_widths = next(r["group_widths"] for r in rows if r["pattern"] == "random")
+    assert any(kept % ROUND_TO and kept != size for kept, size in random_widths)

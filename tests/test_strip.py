@@ -203,3 +203,19 @@ def test_gated_model_saved_on_jax_strips_on_tensorflow(tmp_path):
     stripped = krp.strip_pruning(gated)
     x, expected = np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy")
     np.testing.assert_allclose(np.asarray(stripped(x)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_without_scale_or_center_takes_the_folded_gate():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, padding="same", use_bias=False, name="conv")(inputs)
+    x = layers.BatchNormalization(scale=False, center=False, name="bn")(x)
+    x = layers.ReLU(name="relu")(x)
+    outputs = layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(x))
+    gated = krp.add_gates(keras.Model(inputs, outputs))
+    rng = np.random.default_rng(12)
+    gated.get_layer("bn").set_weights([rng.normal(0, 0.2, 6), rng.uniform(0.5, 1.5, 6)])
+    gate = gated.get_layer("conv_gate")
+    gate.logits.assign(rng.normal(0.0, 0.05, 6).astype("float32"))
+    gate.keep_mask.assign(np.array([1, 0, 1, 1, 0, 1], "float32"))
+    stripped = krp.strip_pruning(gated)
+    _assert_same(stripped, gated)
