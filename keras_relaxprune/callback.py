@@ -97,14 +97,14 @@ class PruningCallback(keras.callbacks.Callback):
         _exclude_gates_from_weight_decay(model, self._graph)
 
     def on_train_begin(self, logs=None):
-        reachable = minimum_fraction(self._graph, self.metric)
+        reachable = minimum_fraction(self._graph, self.metric, self.round_to)
         if reachable > self.remaining_target:
             raise BudgetError(
                 f"PruningCallback(target={self.target}): the protected layers "
                 f"alone keep {reachable:.1%} of the {self.metric}, more than the "
                 f"{self.remaining_target:.1%} the target leaves. The smallest "
                 f"reachable fraction is {reachable:.4f}: use target <= "
-                f"{1 - reachable:.3f}, or protect fewer layers."
+                f"{1 - reachable:.3f}, or protect fewer layers (or lower round_to)."
             )
         budget = self._budget
         if float(budget.finished.numpy()) and math.isclose(

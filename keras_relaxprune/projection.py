@@ -14,12 +14,13 @@ from keras_relaxprune.counting import cost_fractions
 TOLERANCE = 0.01
 
 
-def minimum_fraction(graph, metric):
-    """Smallest reachable cost fraction: every prunable group at one channel."""
+def minimum_fraction(graph, metric, round_to=1):
+    """Smallest reachable cost fraction: every prunable group at its floor
+    (one channel, or `min(round_to, size)` when rounding)."""
     keep = graph.keep_vectors()
     for root in graph.gated_groups():
         keep[root] = np.zeros_like(keep[root])
-        keep[root][0] = 1.0
+        keep[root][: min(round_to, len(keep[root]))] = 1.0
     return cost_fractions(graph, keep)[metric]
 
 

@@ -166,3 +166,12 @@ def test_nan_loss_is_reported_clearly(cifar):
     with pytest.raises(krp.PruningError, match="loss became nan.*learning rate"):
         gated.fit(x, cifar[1][:50], epochs=1, verbose=0,
                   callbacks=[krp.PruningCallback(target=0.5)])
+
+
+def test_round_to_floor_counts_in_the_reachable_budget(cifar):
+    gated = krp.add_gates(_resnet())
+    gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    # ResNet-8 width 8: every group at 8 channels is the whole network.
+    with pytest.raises(krp.BudgetError, match="round_to"):
+        gated.fit(cifar[0][:50], cifar[1][:50], epochs=1, verbose=0,
+                  callbacks=[krp.PruningCallback(target=0.5, round_to=8)])
