@@ -36,9 +36,14 @@ def mobilenet_v2_block_net(input_shape=(16, 16, 3), width=8):
         y = layers.Conv2D(width, 1, use_bias=False, name=f"ir{index}_project")(y)
         y = layers.BatchNormalization(name=f"ir{index}_project_bn")(y)
         x = layers.Add(name=f"ir{index}_add")([shortcut, y])
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = layers.Dense(10, activation="softmax", name="classifier")(x)
-    return keras.Model(inputs, outputs, name="mobilenet_v2_blocks")
+    return _classified(inputs, x, "mobilenet_v2_blocks")
+
+
+def _classified(inputs, features, name):
+    """Global average pooling and a 10-way softmax classifier on `features`."""
+    pooled = layers.GlobalAveragePooling2D(name="pool")(features)
+    outputs = layers.Dense(10, activation="softmax", name="classifier")(pooled)
+    return keras.Model(inputs, outputs, name=name)
 
 
 def densenet_chain():
@@ -51,9 +56,7 @@ def densenet_chain():
         y = layers.ReLU(name=f"dense{index}_relu")(y)
         y = layers.Conv2D(4, 3, padding="same", name=f"dense{index}_conv")(y)
         x = layers.Concatenate(name=f"dense{index}_concat")([x, y])
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = layers.Dense(10, activation="softmax", name="classifier")(x)
-    return keras.Model(inputs, outputs, name="densenet_chain")
+    return _classified(inputs, x, "densenet_chain")
 
 
 def mlp_head():
