@@ -32,6 +32,8 @@ _SCALARS = {
     "end_step": (1.0, "float32"),
     "target": (1.0, "float32"),  # remaining fraction asked for at the end
     "strength": (0.0, "float32"),  # lambda; 0 = regulariser off
+    "base_strength": (0.0, "float32"),  # lambda given by the user
+    "strength_rate": (0.0, "float32"),  # lambda adaptation per step; 0 = fixed
     "initial_scale": (10.0, "float32"),
     "final_scale": (100.0, "float32"),
     "initial_threshold": (0.02, "float32"),
@@ -120,9 +122,22 @@ class PruningBudget(keras.layers.Layer):
         for gate in self.linked_gates():
             self._freeze_low_gates(gate, threshold, shrinking)
         relaxed = self.budgeted(self.linked_cost().fractions(soft_gates))
+        self._adapt_strength(ops.stop_gradient(relaxed) - target_now)
         penalty = self.active * self.strength * ops.relu(relaxed - target_now)
         self.add_loss(penalty)
         return inputs
+
+    def _adapt_strength(self, gap):
+        """Dual ascent: lambda grows while the relaxed cost lags the ramp.
+
+        Multiplicative, so it is free of the optimizer's scale: a gap of
+        0.1 multiplies lambda by `exp(0.1 * rate)` per step. It stays within
+        `[base / 10, base * 1e4]` and moves only while pruning is active.
+        """
+        factor = ops.exp(self.strength_rate * gap)
+        low, high = self.base_strength * 0.1, self.base_strength * 1e4
+        adapted = ops.clip(self.strength * factor, low, high)
+        self.strength.assign(self.active * adapted + (1.0 - self.active) * self.strength)
 
     @staticmethod
     def _freeze_low_gates(gate, threshold, shrinking):

@@ -6,11 +6,13 @@ import warnings
 import keras
 import numpy as np
 
+from keras_relaxprune.batchnorm import recalibrate_batchnorm
 from keras_relaxprune.budget import METRICS
 from keras_relaxprune.counting import cost_fractions
 from keras_relaxprune.errors import BudgetError, PruningError
 from keras_relaxprune.linking import link_budget
 from keras_relaxprune.projection import minimum_fraction, project_masks
+from keras_relaxprune.pruning_logs import PruningSummaries, print_message
 
 
 class PruningCallback(keras.callbacks.Callback):
@@ -28,7 +30,9 @@ class PruningCallback(keras.callbacks.Callback):
     From then on the masks stay fixed and the remaining epochs fine-tune.
     Gate logits get no weight decay. Each epoch it adds to `logs` (and so
     to `History` and TensorBoard): `remaining_flops`, `remaining_params`,
-    `pruning_target`, `pruning_lambda` and `gate_temperature`.
+    `pruning_target`, `pruning_lambda` and `gate_temperature`; with
+    `log_dir` (or a `keras.callbacks.TensorBoard` in the same `fit`) it
+    also writes them, and more, to TensorBoard itself (`pruning_logs.py`).
 
     Args:
         target: fraction of the cost to remove, in (0, 1). `0.9` leaves 10%.
@@ -48,6 +52,14 @@ class PruningCallback(keras.callbacks.Callback):
             hardware; applied when the budget is closed, inside the target.
             Defaults to 1.
         verbose: print the remaining cost each epoch when 1. Defaults to 0.
+        log_dir: write TensorBoard summaries of the pruning (scalars, gate
+            histograms per channel group, a channels-kept chart per epoch,
+            the pruning report at the end) under `log_dir/train`. Defaults
+            to `None`: the `log_dir` of a `keras.callbacks.TensorBoard` in
+            the same `fit`, in any order, if there is one; else no writing.
+            Needs `pip install keras-relaxprune[tensorboard]`.
+        log_every_n_steps: also write the scalars every this many training
+            steps (tags `pruning_steps/...`). Defaults to `None` (per epoch).
 
     Example:
 
@@ -61,7 +73,8 @@ class PruningCallback(keras.callbacks.Callback):
 
     def __init__(self, target, metric=None, begin_step=0, end_step=None,
                  lambda_=2.0, final_scale=500.0, threshold=(0.02, 0.2), round_to=1,
-                 verbose=0):
+                 verbose=0, lambda_rate=0.0, calibration_data=None,
+                 calibration_steps=50, log_dir=None, log_every_n_steps=None):
         super().__init__()
         if not isinstance(target, (int, float)) or not 0.0 < target < 1.0:
             raise PruningError(
@@ -83,8 +96,12 @@ class PruningCallback(keras.callbacks.Callback):
             raise PruningError(f"PruningCallback: round_to={round_to!r} must be an integer >= 1.")
         self.round_to = round_to
         self.verbose = verbose
+        self.lambda_rate = float(lambda_rate)
+        self.calibration_data = calibration_data
+        self.calibration_steps = calibration_steps
         self._budget = None
         self._graph = None
+        self._summaries = PruningSummaries(log_dir, log_every_n_steps)
 
     @property
     def remaining_target(self):
@@ -92,7 +109,8 @@ class PruningCallback(keras.callbacks.Callback):
 
     def set_model(self, model):
         super().set_model(model)
-        self._budget, self._graph = link_budget(model)
+        gated = _gated_model(model)
+        self._budget, self._graph = link_budget(gated)
         self.metric = self.metric or self._budget.metric
         _exclude_gates_from_weight_decay(model, self._graph)
 
@@ -135,6 +153,7 @@ class PruningCallback(keras.callbacks.Callback):
         values = {
             "begin_step": self.begin_step, "end_step": float(end_step),
             "target": self.remaining_target, "strength": self.lambda_,
+            "base_strength": self.lambda_, "strength_rate": self.lambda_rate,
             "final_scale": self.final_scale,
             "initial_threshold": self.threshold[0], "final_threshold": self.threshold[1],
             "flops_weight": 1.0 if self.metric == "flops" else 0.0,
@@ -159,7 +178,13 @@ class PruningCallback(keras.callbacks.Callback):
         if logs is not None:
             logs.update(self._progress_logs())
             if self.verbose:
-                print(self._describe(logs))
+                print_message(self._describe(logs), self.params)
+        # Written here, not only through `logs`: a TensorBoard callback listed
+        # before this one has already written the epoch's logs.
+        self._summaries.write_epoch(self, epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._summaries.write_step(self)
 
     def on_epoch_begin(self, epoch, logs=None):
         # Closing at the start of the next epoch, not at the end of the last
@@ -177,15 +202,25 @@ class PruningCallback(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if not float(self._budget.finished.numpy()):
             self._close_budget()
+        else:
+            self._recalibrate()
+        self._summaries.write_train_end(self)
 
     def _close_budget(self):
         masks = project_masks(self._graph, self.metric, self.remaining_target,
                               self.round_to)
         for root, keep in masks.items():
             self._graph.gates[root].keep_mask.assign(keep)
+        _warn_thinned_to_floor(self._graph, masks, self.round_to)
         self._budget.active.assign(0.0)
         self._budget.strength.assign(0.0)
         self._budget.finished.assign(1.0)
+        self._recalibrate()
+
+    def _recalibrate(self):
+        if self.calibration_data is not None:
+            recalibrate_batchnorm(_gated_model(self.model), self.calibration_data,
+                                  steps=self.calibration_steps)
 
     def _progress_logs(self):
         budget = self._budget
@@ -208,6 +243,51 @@ class PruningCallback(keras.callbacks.Callback):
             f"{logs['remaining_params']:.1%} params left "
             f"(target now {logs['pruning_target']:.1%})"
         )
+
+
+def _warn_thinned_to_floor(graph, masks, round_to):
+    """A group left with its last channel(s) is a stage nearly removed."""
+    thinned = []
+    for root, keep in masks.items():
+        size, floor = len(keep), min(round_to, len(keep))
+        if size > floor and int(np.sum(keep)) <= floor:
+            producers = graph.groups.producers[root]
+            thinned.append(f"'{producers[0]}'" + (
+                f" (+{len(producers) - 1} tied)" if len(producers) > 1 else "")
+                + f": {int(np.sum(keep))} of {size}")
+    if thinned:
+        warnings.warn(
+            "PruningCallback: the budget left these channel groups at their "
+            f"floor: {', '.join(thinned)}. The layers after them see one "
+            "channel; if accuracy suffers, train longer before the budget "
+            "closes, lower the target, or exclude those layers.",
+            stacklevel=2,
+        )
+
+
+def _gated_model(model):
+    """The gated model being trained: `model`, or a Distiller's student.
+
+    `keras.distillation.Distiller.compute_loss` leaves out the losses the
+    student adds with `add_loss` (our budget penalty among them), which the
+    base `Model.compute_loss` includes; it is given them back here, before
+    `fit` traces its train step.
+    """
+    if not isinstance(model, keras.distillation.Distiller):
+        return model
+    if not getattr(model, "_relaxprune_adds_model_losses", False):
+        distill_loss = model.compute_loss
+
+        def compute_loss(x=None, y=None, y_pred=None, sample_weight=None,
+                         training=True):
+            loss = distill_loss(x, y, y_pred, sample_weight, training=training)
+            extra = model.losses
+            return loss + keras.ops.sum(extra) if extra else loss
+
+        model.compute_loss = compute_loss
+        model._relaxprune_adds_model_losses = True
+        model.train_function = None
+    return model.student
 
 
 def _scalar(tensor):

@@ -1,12 +1,13 @@
 """`relaxprune`: the command line for saved models.
 
     relaxprune count MODEL.keras [--input-shape 360 480 3]
-    relaxprune report GATED.keras [--dense DENSE.keras]
+    relaxprune report GATED.keras [--dense DENSE.keras] [--out DIR]
     relaxprune strip GATED.keras OUT_DIR [--threshold 0.05] [--formats keras tflite]
 """
 
 import argparse
 import json
+import sys
 
 
 def _parser():
@@ -19,6 +20,9 @@ def _parser():
     report.add_argument("model")
     report.add_argument("--dense", default=None, help="compare with this dense model")
     report.add_argument("--json", action="store_true", help="print JSON, not a table")
+    report.add_argument("--out", default=None, metavar="DIR", help=(
+        "also write pruning_report.json/.md, channels_kept.png and "
+        "cost_per_stage.png into DIR (e.g. next to an exported model)"))
     strip = commands.add_parser("strip", help="strip a gated model and export it")
     strip.add_argument("model")
     strip.add_argument("out_dir")
@@ -42,9 +46,16 @@ def main(argv=None):
         dense = keras.saving.load_model(args.dense) if args.dense else None
         report = krp.pruning_report(dense, model) if dense else krp.pruning_report(model)
         print(report.to_json(indent=1) if args.json else report)
+        if args.out:
+            from keras_relaxprune.charts import write_report_files  # noqa: PLC0415
+
+            before = dense if dense is not None else model
+            written = write_report_files(report, before, args.out)
+            print(json.dumps({"written": written}), file=sys.stderr)
     else:
         small = krp.strip_pruning(model, threshold=args.threshold)
-        written = krp.export(small, args.out_dir, formats=tuple(args.formats))
+        written = krp.export(small, args.out_dir, formats=tuple(args.formats),
+                             pruned_from=model)
         print(json.dumps({"params": krp.count_params(small),
                           "flops": krp.count_flops(small), "written": written}))
     return 0

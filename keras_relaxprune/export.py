@@ -9,6 +9,11 @@ saved_models/resnet56_p90/
     model.tflite    # float32; model_{float16,dynamic,int8}.tflite if quantised
 ```
 
+With `pruned_from=gated` (the model it was stripped from, or the dense
+original), the pruning report is written beside them: `pruning_report.json`,
+`pruning_report.md`, `channels_kept.png` and `cost_per_stage.png` (these
+need matplotlib: `pip install keras-relaxprune[tensorboard]`).
+
 SavedModel and TFLite need TensorFlow (`pip install keras-relaxprune[tf]`) and
 the TensorFlow backend: under another one `export` writes `model.keras`, then
 raises `RuntimeError`; reload that file under `KERAS_BACKEND=tensorflow` and
@@ -32,7 +37,7 @@ QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 
 
 def export(model, path, formats=FORMATS, tflite_quantization=None,
-           representative_data=None):
+           representative_data=None, pruned_from=None):
     """Writes a pruned model as `.keras`, TF SavedModel and/or TFLite files.
 
     Args:
@@ -49,14 +54,21 @@ def export(model, path, formats=FORMATS, tflite_quantization=None,
         representative_data: iterable of input batches (numpy arrays, or
             dicts keyed by input name) used only by `"int8"`; a few dozen
             samples from the training set are enough.
+        pruned_from: the gated model `model` was stripped from (or the
+            dense original). When given, the pruning report comparing it
+            with `model` is written too, as JSON, Markdown and two PNG
+            charts (`keras_relaxprune.charts.write_report_files`). Defaults to `None`.
 
     Returns:
-        A dict mapping each exported format to the path written (str).
+        A dict mapping each exported format to the path written (str);
+        with `pruned_from`, also `"report_json"`, `"report_markdown"`,
+        `"channels_chart"` and `"cost_chart"`.
 
     Example:
 
     ```python
-    paths = export(small, "saved_models/resnet56_p90", tflite_quantization="float16")
+    paths = export(small, "saved_models/resnet56_p90", tflite_quantization="float16",
+                   pruned_from=gated)
     y = run_tflite(paths["tflite"], x_test[:8])   # .../model_float16.tflite
     ```
     """
@@ -77,7 +89,10 @@ def export(model, path, formats=FORMATS, tflite_quantization=None,
                 tf, model, path, written.get("saved_model"),
                 tflite_quantization, representative_data,
             )
-    return {name: written[name] for name in formats}
+    result = {name: written[name] for name in formats}
+    if pruned_from is not None:
+        result.update(_write_report(pruned_from, model, path))
+    return result
 
 
 def run_tflite(tflite_path, inputs):
@@ -159,6 +174,13 @@ def _check_arguments(model, formats, quantization, representative_data):
                 "export the model it returns."
             )
     return formats
+
+
+def _write_report(pruned_from, model, path):
+    from keras_relaxprune.charts import write_report_files  # noqa: PLC0415
+    from keras_relaxprune.report import pruning_report  # noqa: PLC0415
+
+    return write_report_files(pruning_report(pruned_from, model), pruned_from, path)
 
 
 def _all_layers(model):

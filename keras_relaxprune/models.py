@@ -37,8 +37,21 @@ def _bottleneck_block(x, filters, strides, name):
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def cifar_preprocessing(x):
+    """Raw 0-255 RGB -> CIFAR-10-standardised, inside the model."""
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(x)
+    return layers.Normalization(mean=CIFAR10_MEAN,
+                                variance=[s * s for s in CIFAR10_STD],
+                                name="standardize")(x)
+
+
 def cifar_resnet(depth=20, num_classes=10, width=16, input_shape=(32, 32, 3),
-                 bottleneck=False, name=None):
+                 bottleneck=False, name=None, include_preprocessing=False,
+                 classifier_activation="softmax"):
     """CIFAR ResNet-`depth` (6n+2 basic, or 9n+2 bottleneck), option B.
 
     Args:
@@ -47,9 +60,14 @@ def cifar_resnet(depth=20, num_classes=10, width=16, input_shape=(32, 32, 3),
         width: channels of the first stage (doubled per stage). Defaults to 16.
         input_shape: one sample's shape. Defaults to `(32, 32, 3)`.
         bottleneck: use 1x1-3x3-1x1 bottleneck blocks.
+        include_preprocessing: start with `Rescaling(1/255)` and a
+            `Normalization` with CIFAR-10's channel statistics, so the model
+            takes raw 0-255 RGB. Defaults to `False`.
+        classifier_activation: activation of the classifier, `None` for
+            logits. Defaults to `"softmax"`.
 
     Returns:
-        An uncompiled functional `keras.Model` ending in softmax.
+        An uncompiled functional `keras.Model`.
 
     Example:
 
@@ -59,13 +77,15 @@ def cifar_resnet(depth=20, num_classes=10, width=16, input_shape=(32, 32, 3),
     per_stage = (depth - 2) // (9 if bottleneck else 6)
     block = _bottleneck_block if bottleneck else _basic_block
     inputs = keras.Input(input_shape, name="image")
-    x = _conv_bn(inputs, width, 3, name="stem")
+    x = cifar_preprocessing(inputs) if include_preprocessing else inputs
+    x = _conv_bn(x, width, 3, name="stem")
     for stage in range(3):
         for index in range(per_stage):
             strides = 2 if stage > 0 and index == 0 else 1
             x = block(x, width * 2**stage, strides, f"stage{stage + 1}_block{index + 1}")
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+    outputs = layers.Dense(num_classes, activation=classifier_activation,
+                           name="classifier")(x)
     return keras.Model(inputs, outputs, name=name or f"resnet{depth}")
 
 

@@ -25,7 +25,16 @@ def minimum_fraction(graph, metric, round_to=1):
 
 
 def project_masks(graph, metric, target, round_to=1):
+    """`close_budget` ranked by the gates' current values."""
+    values = {root: _gate_values(graph, root) for root in graph.gated_groups()}
+    return close_budget(graph, metric, target, round_to, scores=values)
+
+
+def close_budget(graph, metric, target, round_to=1, scores=None):
     """Group root -> final 0/1 keep vector with the hard cost near `target`.
+
+    `scores` (group root -> per-channel score) ranks the channels: lowest
+    switched off first. Defaults to the gate values.
 
     The result's hard `metric` fraction is in `[target - 0.01, target]`
     whenever that interval is reachable. With `round_to > 1` every group
@@ -34,7 +43,8 @@ def project_masks(graph, metric, target, round_to=1):
     may be wider, but the cost never exceeds the target when reachable.
     """
     keep = graph.keep_vectors()
-    values = {root: _gate_values(graph, root) for root in graph.gated_groups()}
+    values = scores if scores is not None else {
+        root: _gate_values(graph, root) for root in graph.gated_groups()}
     fraction = cost_fractions(graph, keep)[metric]
     while fraction > target:
         order = _units(keep, values, round_to, remove=True)
@@ -78,9 +88,13 @@ def _best_single_flip(graph, metric, keep, order, value, target):
 
 
 def _gate_values(graph, root):
+    """The gates' pre-activations `scale * logits`: ranked like the gate
+    values, without the ties that a saturated sigmoid makes (at scale 500
+    every open gate is exactly 1.0 in float64, and the ranking would fall
+    back to graph order)."""
     gate = graph.gates[root]
     logits = np.asarray(gate.logits.numpy(), "float64")
-    return 1.0 / (1.0 + np.exp(-float(gate.scale.numpy()) * logits))
+    return float(gate.scale.numpy()) * logits
 
 
 def _units(keep, values, round_to, remove):

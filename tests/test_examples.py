@@ -1,53 +1,87 @@
-"""Smoke test of the main job, examples/prune_cifar10.py, with tiny settings."""
+"""The main job (examples/prune_cifar10.py) and the dense trainer, end to end on tiny data."""
 
 import importlib.util
 import json
 from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "prune_cifar10.py"
+import keras_relaxprune as krp
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def _load_example():
-    spec = importlib.util.spec_from_file_location("prune_cifar10", EXAMPLE)
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 @pytest.fixture(scope="module")
-def job():
+def cifar_available():
     from keras_relaxprune.datasets import CIFAR10_ARCHIVE, _find_archive
 
     if _find_archive(CIFAR10_ARCHIVE) is None:
         pytest.skip(f"{CIFAR10_ARCHIVE} not found (set KRP_DATA_DIR)")
-    return _load_example()
 
 
-def test_prune_cifar10_main_smoke(job, tmp_path):
+@pytest.fixture(scope="module")
+def dense_file(cifar_available, tmp_path_factory):
+    """A tiny dense model trained by the dense trainer (2 epochs, 512 images)."""
+    out = tmp_path_factory.mktemp("dense")
+    record = _load("train_dense_cifar10").main([
+        "--depth", "8", "--epochs", "2", "--train-limit", "512", "--test-limit", "200",
+        "--batch-size", "64", "--name", "tiny_dense", "--validation-freq", "2",
+        "--checkpoint-dir", str(out / "checkpoints"), "--out-dir", str(out),
+        "--verbose", "0"])
+    path = out / "tiny_dense.keras"
+    assert record["model"] == "tiny_dense.keras" and path.is_file()
+    assert json.loads((out / "tiny_dense.json").read_text())["epochs"] == 2
+    return path
+
+
+def test_dense_trainer_ships_a_model_that_takes_raw_pixels(dense_file):
+    model = keras.saving.load_model(dense_file, compile=False)
+    names = [type(layer).__name__ for layer in model.layers[:3]]
+    assert names == ["InputLayer", "Rescaling", "Normalization"]
+    assert model.layers[-1].get_config()["activation"] == "linear"  # logits
+
+
+def test_main_job_exports_files_that_load_and_match_the_report(dense_file, tmp_path):
     target = 0.5
-    summary = job.main([
-        "--depth", "8", "--train-limit", "256", "--test-limit", "100",
-        "--batch-size", "128", "--dense-epochs", "1", "--epochs", "1",
-        "--target", str(target), "--run-name", "smoke",
+    summary = _load("prune_cifar10").main([
+        "--dense", str(dense_file), "--train-limit", "256", "--test-limit", "100",
+        "--batch-size", "64", "--epochs", "2", "--target", str(target),
+        "--run-name", "smoke", "--latency-runs", "5",
         "--checkpoint-dir", str(tmp_path / "checkpoints"),
         "--run-dir", str(tmp_path / "runs"),
-        "--saved-model-dir", str(tmp_path / "saved_models"),
-        "--verbose", "0",
+        "--saved-model-dir", str(tmp_path / "saved_models"), "--verbose", "0",
     ])
+    dense = keras.saving.load_model(dense_file, compile=False)
+    small = keras.saving.load_model(summary["exported"]["keras"], compile=False)
+    # The reported reduction is the exported model's.
+    assert summary["pruned_flops"] == krp.count_flops(small)
+    assert summary["pruned_params"] == krp.count_params(small) == small.count_params()
+    assert summary["dense_flops"] == krp.count_flops(dense)
+    assert 1 - target - 0.01 <= summary["remaining_flops"] <= 1 - target
+    # The reported accuracy is the exported model's on the same test images.
+    from keras_relaxprune.datasets import load_cifar10
 
-    assert abs(summary["remaining_flops_fraction"] - (1 - target)) <= 0.01
-    assert summary["flops_pruned"] < summary["flops_dense"]
-    for key in ("dense_accuracy", "pruned_accuracy"):
-        assert isinstance(summary[key], float)
-        assert 0.0 <= summary[key] <= 1.0
-    assert summary["dense_source"] == "trained"
-    assert (tmp_path / "checkpoints" / "resnet8_dense.weights.h5").is_file()
-    path = Path(summary["summary_path"])
-    assert path == tmp_path / "runs" / "smoke" / "summary.json"
-    assert json.loads(path.read_text())["remaining_flops_fraction"] == pytest.approx(
-        summary["remaining_flops_fraction"])
-    assert summary["stripped"] and summary["strip_max_abs_diff"] < 1e-4
-    assert summary["stripped_flops"] == summary["flops_pruned"]
-    assert (tmp_path / "saved_models" / "smoke" / "model.keras").is_file()
+    _, (xt, yt) = load_cifar10(train_limit=256, test_limit=100, seed=0)
+    logits = small.predict(xt.astype("float32"), verbose=0)
+    assert np.mean(np.argmax(logits, -1) == yt) == pytest.approx(summary["pruned_accuracy"])
+    # Every format loads and agrees with the Keras file.
+    from keras_relaxprune.export import load_saved_model_fn, run_tflite
+
+    x = xt[:4].astype("float32")
+    np.testing.assert_allclose(run_tflite(summary["exported"]["tflite"], x),
+                               small.predict(x, verbose=0), atol=1e-3)
+    serve = load_saved_model_fn(summary["exported"]["saved_model"])
+    np.testing.assert_allclose(np.asarray(serve(x)), small.predict(x, verbose=0), atol=1e-3)
+    assert summary["pruned_tflite_bytes"] < summary["dense_tflite_bytes"]
+    assert summary["pruned_tflite_latency_ms"] > 0
+    saved = json.loads(Path(summary["summary_path"]).read_text())
+    assert saved["remaining_flops"] == pytest.approx(summary["remaining_flops"])

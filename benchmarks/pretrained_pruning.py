@@ -1,0 +1,183 @@
+"""Prune a trained CIFAR-10 network with one method; record test accuracy.
+
+Every method starts from the same dense checkpoint, with the same data,
+augmentation, optimizer, schedule, number of steps and seed, and goes through
+the same `strip_pruning`; only the channel choice differs:
+
+- `ours`: `add_gates` + `PruningCallback(target)` in the fine-tune's `fit`
+  (`--distill`: inside `keras.distillation.Distiller` with the dense
+  network as teacher);
+- `uniform`, `random`, `l1_norm`, `network_slimming`: masks from
+  `keras_relaxprune.baselines.apply_baseline` under the same cost budget,
+  stripped first, then fine-tuned for the same number of epochs;
+- `reference`: the reference recipe's settings (gate scale fixed at 5,
+  penalty `lambda * |R - 0|`, no closed-loop budget).
+
+One run writes one JSON record (accuracy, FLOPs, params, device, backend,
+epochs, seed, command) into `--out`. Example (CPU, about 10 minutes for a
+ResNet-20 on 10k images x 3 epochs):
+
+    python benchmarks/pretrained_pruning.py --dense saved_models/resnet20_cifar10_dense.keras \
+        --method ours --target 0.5 --epochs 3 --train-limit 10000
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_relaxprune as krp  # noqa: E402
+from keras_relaxprune.baselines import METHODS as BASELINES, apply_baseline  # noqa: E402
+from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
+from keras_relaxprune.batchnorm import recalibrate_batchnorm  # noqa: E402
+from keras_relaxprune.datasets import load_cifar10  # noqa: E402
+
+METHODS = ("ours", "reference") + BASELINES
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dense", required=True, help="dense .keras (raw 0-255 input, logits)")
+    p.add_argument("--method", choices=METHODS, default="ours")
+    p.add_argument("--target", type=float, default=0.5, help="fraction removed")
+    p.add_argument("--metric", choices=("flops", "params"), default="flops")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--train-limit", type=int, default=10000)
+    p.add_argument("--test-limit", type=int, default=0, help="0 = all 10,000")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="cosine")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--distill", action="store_true")
+    p.add_argument("--recalibrate", type=int, default=0,
+                   help="BN recalibration batches before the final evaluation")
+    p.add_argument("--callback", default="{}",
+                   help="extra PruningCallback arguments as JSON")
+    p.add_argument("--diagnose", type=int, default=0,
+                   help="each epoch: inference accuracy on this many test images")
+    p.add_argument("--name", default=None)
+    p.add_argument("--out", default="benchmarks/results/pretrained")
+    p.add_argument("--verbose", type=int, default=2)
+    return p.parse_args(argv)
+
+
+def compile_for_fine_tune(model, args, steps, teacher=None):
+    lr = args.lr
+    if args.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(args.lr, steps)
+    optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if teacher is not None:
+        model = keras.distillation.Distiller(
+            teacher=teacher, student=model,
+            distillation_losses=keras.distillation.LogitsDistillation(temperature=4.0),
+            student_loss_weight=0.5)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
+                  jit_compile=True)
+    return model
+
+
+class Diagnose(keras.callbacks.Callback):
+    """Inference accuracy and hard cost at each epoch end (before/after BN recalibration)."""
+
+    def __init__(self, gated, images, labels, train_images):
+        super().__init__()
+        self.gated, self.images, self.labels = gated, images, labels
+        self.train_images = train_images
+        self.rows = []
+
+    def _accuracy(self):
+        logits = self.gated.predict(self.images, batch_size=250, verbose=0)
+        return float(np.mean(np.argmax(logits, -1) == self.labels))
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "flops": krp.count_flops(self.gated),
+               "train_accuracy": float((logs or {}).get("accuracy", np.nan)),
+               "inference_accuracy": self._accuracy()}
+        recalibrate_batchnorm(self.gated, self.train_images[:2560].astype("float32"))
+        row["inference_accuracy_recalibrated"] = self._accuracy()
+        self.rows.append(row)
+        print("diagnose:", row, flush=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    start = time.time()
+    (x, y), (xt, yt) = load_cifar10(train_limit=args.train_limit or None,
+                                    test_limit=args.test_limit or None, seed=args.seed)
+    dense = keras.saving.load_model(args.dense, compile=False)
+    dense_flops, dense_params = krp.count_flops(dense), krp.count_params(dense)
+    batches = AugmentedBatches(x, y, args.batch_size, args.seed)
+    steps = args.epochs * len(batches)
+    callbacks = [EpochSync(batches)]
+    gated = krp.add_gates(dense, metric=args.metric)
+    diagnose = None
+    if args.method in ("ours", "reference"):
+        options = json.loads(args.callback)
+        if args.recalibrate:
+            options.update(calibration_data=batches, calibration_steps=args.recalibrate)
+        callbacks.append(krp.PruningCallback(target=args.target, metric=args.metric,
+                                             **options))
+        if args.diagnose:
+            diagnose = Diagnose(gated, xt[:args.diagnose].astype("float32"),
+                                yt[:args.diagnose], x)
+            callbacks.append(diagnose)
+        trained = compile_for_fine_tune(gated, args, steps,
+                                        teacher=dense if args.distill else None)
+        trained.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
+                    callbacks=callbacks)
+        if args.recalibrate:
+            recalibrate_batchnorm(gated, batches, steps=args.recalibrate)
+        small = krp.strip_pruning(gated)
+    else:
+        apply_baseline(gated, args.method, args.target, args.metric, seed=args.seed)
+        small = krp.strip_pruning(gated)
+        trained = compile_for_fine_tune(small, args, steps,
+                                        teacher=dense if args.distill else None)
+        trained.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
+                    callbacks=callbacks)
+        if args.recalibrate:
+            recalibrate_batchnorm(small, batches, steps=args.recalibrate)
+    logits = small.predict(xt.astype("float32"), batch_size=250, verbose=0)
+    dense_logits = dense.predict(xt.astype("float32"), batch_size=250, verbose=0)
+    record = {
+        "method": args.method + ("+distill" if args.distill else ""),
+        "target": args.target, "metric": args.metric,
+        "test_accuracy": float(np.mean(np.argmax(logits, -1) == yt)),
+        "dense_test_accuracy": float(np.mean(np.argmax(dense_logits, -1) == yt)),
+        "test_images": len(yt),
+        "remaining_flops": krp.count_flops(small) / dense_flops,
+        "remaining_params": krp.count_params(small) / dense_params,
+        "flops": krp.count_flops(small), "params": krp.count_params(small),
+        "dense_flops": dense_flops, "dense_params": dense_params,
+        "epochs": args.epochs, "train_images": len(x), "seed": args.seed,
+        "lr": args.lr, "schedule": args.schedule, "callback": json.loads(args.callback),
+        "recalibrate": args.recalibrate, "dense": args.dense,
+        "backend": keras.backend.backend(), "keras_version": keras.__version__,
+        "device": f"CPU ({os.cpu_count()} cores, {platform.machine()})",
+        "wall_time_s": round(time.time() - start),
+        "command": "python benchmarks/pretrained_pruning.py " + " ".join(
+            argv if argv is not None else sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+        "diagnose": diagnose.rows if diagnose else None,
+    }
+    name = args.name or (f"{Path(args.dense).stem}_{record['method']}_"
+                         f"{args.metric}{round(100 * args.target)}_e{args.epochs}_s{args.seed}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in record.items() if k != "diagnose"}, indent=2))
+    return record
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
