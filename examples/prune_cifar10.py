@@ -37,6 +37,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
 from keras_relaxprune.datasets import load_cifar10  # noqa: E402
 
@@ -73,12 +75,24 @@ def parse_args(argv=None):
     return args
 
 
-def load_dense(path):
-    if not Path(path).is_file():
-        raise SystemExit(
-            f"error: no dense model at {path}. Train one with "
-            "`python examples/train_dense_cifar10.py`, or pass --dense.")
-    return keras.saving.load_model(path, compile=False)
+def load_dense(path, args):
+    """The dense model; without the shipped one, a short stand-in is trained."""
+    if Path(path).is_file():
+        return keras.saving.load_model(path, compile=False)
+    if path != DEFAULT_DENSE:
+        raise SystemExit(f"error: no dense model at {path}.")
+    stand_in = Path(args.checkpoint_dir) / "resnet20_cifar10_dense_short.keras"
+    print(f"note: {DEFAULT_DENSE} is not there; using a short stand-in "
+          f"({stand_in}: 3 epochs on 10k images, far from converged). Train the "
+          "real one with `python examples/train_dense_cifar10.py`.")
+    if not stand_in.is_file():
+        from train_dense_cifar10 import main as train_dense
+
+        train_dense(["--epochs", "3", "--train-limit", "10000",
+                     "--name", stand_in.stem, "--out-dir", str(stand_in.parent),
+                     "--checkpoint-dir", args.checkpoint_dir,
+                     "--validation-freq", "3", "--verbose", str(args.verbose)])
+    return keras.saving.load_model(stand_in, compile=False)
 
 
 def compile_fine_tune(gated, teacher, args, steps):
@@ -107,7 +121,8 @@ def prune(dense, batches, args, run_name):
         EpochSync(batches),
         # Before BackupAndRestore: at train begin a backup then overwrites
         # the budget state (a resume wins).
-        krp.PruningCallback(target=args.target, calibration_data=batches),
+        krp.PruningCallback(target=args.target, lambda_rate=1.0,
+                            calibration_data=batches),
         keras.callbacks.BackupAndRestore(str(Path(args.checkpoint_dir) / run_name)),
     ]
     model.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
@@ -169,7 +184,7 @@ def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
     start = time.time()
-    dense = load_dense(args.dense)
+    dense = load_dense(args.dense, args)
     run_name = args.run_name or (
         f"{Path(args.dense).stem.replace('_dense', '')}_{args.metric}"
         f"{round(100 * (1 - args.target))}")

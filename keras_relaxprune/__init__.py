@@ -13,6 +13,7 @@ print(krp.count_flops(gated) / krp.count_flops(model))   # ~0.5
 """
 
 from keras_relaxprune.augment import add_gates
+from keras_relaxprune.batchnorm import recalibrate_batchnorm
 from keras_relaxprune.budget import PruningBudget
 from keras_relaxprune.callback import PruningCallback
 from keras_relaxprune.counting import count_flops, count_params
@@ -44,6 +45,7 @@ __all__ = [
     "PruningError",
     "pruning_report",
     "PruningReport",
+    "recalibrate_batchnorm",
     "StripError",
     "strip_pruning",
     "UnsupportedLayerError",

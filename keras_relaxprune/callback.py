@@ -42,7 +42,8 @@ class PruningCallback(keras.callbacks.Callback):
         end_step: step where the ramp ends. Defaults to 75% of the training
             steps of this `fit`, rounded down to an epoch boundary (at least
             one epoch).
-        lambda_: strength of the regulariser. Defaults to 2.0.
+        lambda_: strength of the regulariser at the start of the ramp.
+            Defaults to 2.0.
         final_scale: gate temperature (inverse) at the end of the ramp.
             Defaults to 500 (starts at the gates' `initial_scale`, 50).
         threshold: `(start, end)` of the freezing threshold on gate values,
@@ -52,6 +53,19 @@ class PruningCallback(keras.callbacks.Callback):
             hardware; applied when the budget is closed, inside the target.
             Defaults to 1.
         verbose: print the remaining cost each epoch when 1. Defaults to 0.
+        lambda_rate: closed-loop lambda. Each training step lambda is
+            multiplied by `exp(lambda_rate * (R - t))`, R the relaxed cost
+            and t the ramped target, within `[0.1, 1e4] x lambda_`: it
+            grows while the cost lags the ramp (whatever the optimizer and
+            learning rate) and shrinks when the cost is ahead. `0` keeps
+            lambda fixed. Defaults to 0 (fixed): on tiny Adam runs (800
+            images, 48 ramp steps) a rate of 1 drove the net to chance;
+            with SGD on a trained ResNet-56 it helped (README).
+        calibration_data: training inputs (array, `PyDataset`, `tf.data`,
+            or an iterable of batches) on which the BatchNormalization
+            statistics are re-estimated when the budget closes and when
+            `fit` ends (`recalibrate_batchnorm`). Defaults to `None`.
+        calibration_steps: batches of `calibration_data` used. Defaults to 50.
         log_dir: write TensorBoard summaries of the pruning (scalars, gate
             histograms per channel group, a channels-kept chart per epoch,
             the pruning report at the end) under `log_dir/train`. Defaults
@@ -208,7 +222,7 @@ class PruningCallback(keras.callbacks.Callback):
 
     def _close_budget(self):
         masks = project_masks(self._graph, self.metric, self.remaining_target,
-                              self.round_to)
+                              self.round_to, verbose=bool(self.verbose))
         for root, keep in masks.items():
             self._graph.gates[root].keep_mask.assign(keep)
         _warn_thinned_to_floor(self._graph, masks, self.round_to)

@@ -16,8 +16,9 @@ writes its training logs to, so the two share one dashboard:
 
 Under the TensorFlow backend the summaries go through `tf.summary`. Under
 JAX or PyTorch the records are written by the `tensorboard` package itself
-(its protobufs and record writer), without importing TensorFlow. Both give
-the same event files.
+(its protobufs and record writer; no tensorboardX, and TensorFlow is not
+imported). Both give the same event files; the tensors and their plugin
+metadata are built once, here, for both.
 """
 
 import inspect
@@ -29,6 +30,9 @@ import warnings
 
 import keras
 import numpy as np
+
+from keras_relaxprune.charts import channels_kept_chart, report_markdown
+from keras_relaxprune.report import pruning_report
 
 RUN = "train"
 GATE_BUCKETS = 20
@@ -91,7 +95,7 @@ class PruningSummaries:
         values = {k: logs[k] for k in _LOGGED if k in logs}
         if len(values) < len(_LOGGED):
             values = callback._progress_logs()
-        self._write_state(writer, callback, values, epoch, chart=True)
+        self._write_state(writer, callback, values, epoch)
         writer.flush()
 
     def write_step(self, callback):
@@ -119,20 +123,17 @@ class PruningSummaries:
         if writer is None or self._last_epoch is None:
             self._close()
             return
-        from keras_relaxprune.charts import report_markdown  # noqa: PLC0415
-
         step = self._last_epoch
         if _alive(callback) != self._last_alive:  # the budget closed at the end
             step += 1
-            self._write_state(writer, callback, callback._progress_logs(), step,
-                              chart=True)
+            self._write_state(writer, callback, callback._progress_logs(), step)
         report = _report(callback)
         text = np.array(report_markdown(report, title=None).encode(), dtype=object)
         writer.write("pruning/report", text, step, _metadata(
             "text", "Per-layer channels, params and FLOPs kept (pruning_report)."))
         self._close()
 
-    def _write_state(self, writer, callback, values, step, chart):
+    def _write_state(self, writer, callback, values, step):
         for name, (value, description) in _scalars(callback, values).items():
             tag = name if "/" in name else f"pruning/{name}"
             writer.write(tag, np.float32(value), step, _metadata("scalars", description))
@@ -140,13 +141,10 @@ class PruningSummaries:
             buckets = _gate_buckets(keras.ops.convert_to_numpy(gate.gate_values()))
             writer.write(f"gates/{name}", buckets, step, _metadata(
                 "histograms", f"Gate values of the channel group of '{name}'."))
-        if chart:
-            from keras_relaxprune.charts import channels_kept_chart  # noqa: PLC0415
-
-            png = channels_kept_chart(_report(callback), _gated_model(callback),
-                                      title=f"Channels kept per layer, epoch {step + 1}")
-            writer.write("pruning/channels_kept", _image_tensor(png), step, _metadata(
-                "images", "Channels kept (blue) vs original (grey) per layer."))
+        png = channels_kept_chart(_report(callback), _gated_model(callback),
+                                  title=f"Channels kept per layer, epoch {step + 1}")
+        writer.write("pruning/channels_kept", _image_tensor(png), step, _metadata(
+            "images", "Channels kept (blue) vs original (grey) per layer."))
         self._last_epoch, self._last_alive = step, _alive(callback)
 
     def _writer_for(self, callback):
@@ -256,8 +254,6 @@ def _image_tensor(png):
 
 
 def _report(callback):
-    from keras_relaxprune.report import pruning_report  # noqa: PLC0415 (import cycle)
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # barriers were reported by add_gates
         return pruning_report(_gated_model(callback))

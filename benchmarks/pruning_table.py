@@ -1,0 +1,125 @@
+"""Run the comparison grid (methods x budgets) and write the table and plot.
+
+Each cell is one `benchmarks/pretrained_pruning.py` run from the same dense
+checkpoint with the same fine-tune; a cell whose JSON already exists is
+skipped, so the grid resumes after a kill. When the grid is done (or with
+`--report-only`) it writes `<out>/table.md` and `<out>/pareto.png` (test
+accuracy against FLOPs kept, one line per method).
+
+CPU protocol (ResNet-20, about 6 hours in all on 2 cores):
+
+    nohup nice -n 10 python benchmarks/pruning_table.py \
+        --dense saved_models/resnet20_cifar10_dense.keras \
+        --epochs 4 --train-limit 20000 > logs/pruning_table.log 2>&1 &
+
+GPU protocol (ResNet-56, JAX; pending GPU):
+
+    KERAS_BACKEND=jax python benchmarks/pruning_table.py \
+        --dense saved_models/resnet56_cifar10_dense.keras --epochs 40 \
+        --train-limit 0 --seeds 0 1 2 --out benchmarks/results/resnet56_gpu
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+BUDGETS = (("flops", 0.5), ("flops", 0.75), ("flops", 0.9), ("params", 0.9))
+METHODS = (("ours", False), ("ours", True), ("l1_norm", False),
+           ("network_slimming", False), ("uniform", False), ("random", False))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dense", required=True)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--train-limit", type=int, default=20000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--recalibrate", type=int, default=50)
+    p.add_argument("--out", default="benchmarks/results/resnet20_cpu")
+    p.add_argument("--report-only", action="store_true")
+    return p.parse_args(argv)
+
+
+def cell_name(args, method, distill, metric, target, seed):
+    suffix = "+distill" if distill else ""
+    return f"{method}{suffix}_{metric}{round(100 * target)}_e{args.epochs}_s{seed}"
+
+
+def run_grid(args):
+    from pretrained_pruning import main as run_one
+
+    for seed in args.seeds:
+        for metric, target in BUDGETS:
+            for method, distill in METHODS:
+                name = cell_name(args, method, distill, metric, target, seed)
+                if (Path(args.out) / f"{name}.json").exists():
+                    continue
+                argv = ["--dense", args.dense, "--method", method, "--target", str(target),
+                        "--metric", metric, "--epochs", str(args.epochs),
+                        "--train-limit", str(args.train_limit), "--seed", str(seed),
+                        "--recalibrate", str(args.recalibrate),
+                        "--out", args.out, "--name", name,
+                        "--callback", '{"lambda_rate": 1.0}']
+                run_one(argv + (["--distill"] if distill else []))
+
+
+def load_records(out):
+    records = []
+    for path in sorted(Path(out).glob("*.json")):
+        record = json.loads(path.read_text())
+        if "test_accuracy" in record:
+            records.append(record)
+    return records
+
+
+def write_table(records, out):
+    rows = ["| method | budget | FLOPs kept | params kept | test accuracy | dense | "
+            "epochs | train images | seed | backend | device |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sorted(records, key=lambda r: (r["metric"], r["target"], -r["test_accuracy"])):
+        rows.append(
+            f"| {r['method']} | {r['metric']} -{r['target']:.0%} | "
+            f"{r['remaining_flops']:.1%} | {r['remaining_params']:.1%} | "
+            f"{r['test_accuracy']:.2%} | {r['dense_test_accuracy']:.2%} | {r['epochs']} | "
+            f"{r['train_images']} | {r['seed']} | {r['backend']} | {r['device']} |")
+    Path(out, "table.md").write_text("\n".join(rows) + "\n")
+    return rows
+
+
+def plot_pareto(records, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    flops_records = [r for r in records if r["metric"] == "flops"]
+    for method in sorted({r["method"] for r in flops_records}):
+        points = sorted((r["remaining_flops"], r["test_accuracy"])
+                        for r in flops_records if r["method"] == method)
+        axis.plot([100 * p[0] for p in points], [100 * p[1] for p in points],
+                  marker="o", label=method)
+    if records:
+        axis.axhline(100 * records[0]["dense_test_accuracy"], color="grey",
+                     linestyle="--", label="dense")
+    axis.set_xlabel("FLOPs kept (%)")
+    axis.set_ylabel("test accuracy (%)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(Path(out, "pareto.png"), dpi=120)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if not args.report_only:
+        run_grid(args)
+    records = load_records(args.out)
+    print("\n".join(write_table(records, args.out)))
+    plot_pareto(records, args.out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,98 @@
+"""Adaptive lambda (in-graph dual ascent), BN calibration and the floor warning."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_relaxprune as krp
+from keras_relaxprune.callback import _warn_thinned_to_floor
+from keras_relaxprune.graph import analyze
+from keras_relaxprune.linking import find_budget
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _net():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv_a")(inputs)
+    x = layers.BatchNormalization(name="bn_a")(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv_b")(x)
+    x = layers.BatchNormalization(name="bn_b")(x)
+    x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(4, name="head")(x))
+
+
+def _data(n=64):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 8, 8, 3)).astype("float32"), rng.integers(0, 4, n)
+
+
+def _fit(gated, callback, epochs=1, lr=1e-4):
+    gated.compile(optimizer=keras.optimizers.SGD(lr),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    gated.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[callback])
+
+
+def test_lambda_grows_in_graph_while_the_relaxed_cost_lags():
+    keras.utils.set_random_seed(0)
+    dense = _net()
+    logged = {}
+    for rate in (0.0, 2.0):
+        gated = krp.add_gates(dense)
+        gated.compile(optimizer=keras.optimizers.SGD(1e-4),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        x, y = _data()
+        # A tiny learning rate: the gates cannot follow, the cost lags.
+        history = gated.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[
+            krp.PruningCallback(target=0.5, lambda_rate=rate, end_step=8)])
+        logged[rate] = history.history["pruning_lambda"]
+    assert logged[0.0][0] == pytest.approx(2.0)
+    assert logged[2.0][0] > 2.0 * 1.5
+    assert logged[2.0][-1] == 0.0  # the budget closed: the regulariser is off
+
+
+@pytest.mark.parametrize("end_step, bound", [(8, 2.0 * 1e4), (10_000, 2.0 * 0.1)])
+def test_lambda_stays_within_its_bounds(end_step, bound):
+    """Lagging (end_step 8): up to 1e4 x lambda_. Ahead of a slow ramp (the
+    relaxed cost 0.99^2 is below a target still near 1): down to 0.1 x."""
+    keras.utils.set_random_seed(0)
+    gated = krp.add_gates(_net())
+    gated.compile(optimizer=keras.optimizers.SGD(1e-6),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    history = gated.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[
+        krp.PruningCallback(target=0.5, lambda_rate=200.0, end_step=end_step)])
+    assert history.history["pruning_lambda"][-1] == pytest.approx(bound, rel=1e-5)
+
+
+def test_calibration_data_reestimates_batchnorm_when_the_budget_closes():
+    keras.utils.set_random_seed(0)
+    gated = krp.add_gates(_net())
+    x, _ = _data()
+    bn = gated.get_layer("bn_a")
+    before = np.asarray(bn.moving_mean.numpy()).copy()
+    _fit(gated, krp.PruningCallback(target=0.5, calibration_data=x, calibration_steps=2),
+         epochs=2)
+    # One batch: the 64 images fit in the default calibration batch of 128.
+    features = keras.Model(gated.inputs, gated.get_layer("conv_a").output)(x)
+    expected = np.asarray(features).reshape(-1, 8).mean(axis=0)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), expected, rtol=1e-3, atol=1e-4)
+    assert not np.allclose(before, expected)
+
+
+def test_a_group_left_at_its_floor_is_named_in_a_warning():
+    gated = krp.add_gates(_net())
+    graph = analyze(gated)
+    roots = graph.gated_groups()
+    masks = {roots[0]: np.eye(8, dtype="float32")[0], roots[1]: np.ones(8, "float32")}
+    with pytest.warns(UserWarning, match=r"'conv_a': 1 of 8"):
+        _warn_thinned_to_floor(graph, masks, round_to=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_thinned_to_floor(graph, {r: np.ones(8, "float32") for r in roots}, 1)
