@@ -97,6 +97,32 @@ def channel_scores(graph, layer_score):
     return scores
 
 
+def set_gate_prior(graph, spread=1.0):
+    """Starts each gate from its channel's filter L1 norm (a magnitude prior).
+
+    The pre-activation `scale * logit` of channel c of a group becomes
+    `logit(g0) + spread * log(n_c)`, `g0` the current (initial) gate value
+    and `n_c` the channel's filter L1 norm divided by its group's mean: within
+    a group the weakest filters start nearest the threshold, and the penalty
+    and the task loss take it from there. Groups without a conv or Dense
+    producer keep their gates.
+
+    Args:
+        graph: `analyze(gated)` of a freshly gated model.
+        spread: weight of the prior. Defaults to 1.0.
+    """
+    scores = channel_scores(graph, _filter_l1)
+    for root in graph.gated_groups():
+        norms = scores[root]
+        if not np.any(norms > 0):
+            continue
+        gate = graph.gates[root]
+        scale = float(keras.ops.convert_to_numpy(gate.scale))
+        logits = np.asarray(keras.ops.convert_to_numpy(gate.logits), "float64")
+        relative = np.maximum(norms / norms.mean(), 1e-3)
+        gate.logits.assign((scale * logits + spread * np.log(relative)) / scale)
+
+
 def _batchnorm_gamma(layer):
     if type(layer) is keras.layers.BatchNormalization and layer.scale:
         return np.abs(keras.ops.convert_to_numpy(layer.gamma))

@@ -6,6 +6,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_relaxprune.baselines import set_gate_prior
 from keras_relaxprune.batchnorm import recalibrate_batchnorm
 from keras_relaxprune.budget import METRICS
 from keras_relaxprune.counting import cost_fractions
@@ -66,6 +67,10 @@ class PruningCallback(keras.callbacks.Callback):
             statistics are re-estimated when the budget closes and when
             `fit` ends (`recalibrate_batchnorm`). Defaults to `None`.
         calibration_steps: batches of `calibration_data` used. Defaults to 50.
+        gate_prior: `"l1_norm"` starts each gate from its filter's L1 norm
+            relative to its group (`baselines.set_gate_prior`), so a trained
+            network's weakest filters are the first to close. Defaults to
+            `None` (all gates equal).
         log_dir: write TensorBoard summaries of the pruning (scalars, gate
             histograms per channel group, a channels-kept chart per epoch,
             the pruning report at the end) under `log_dir/train`. Defaults
@@ -88,7 +93,8 @@ class PruningCallback(keras.callbacks.Callback):
     def __init__(self, target, metric=None, begin_step=0, end_step=None,
                  lambda_=2.0, final_scale=500.0, threshold=(0.02, 0.2), round_to=1,
                  verbose=0, lambda_rate=0.0, calibration_data=None,
-                 calibration_steps=50, log_dir=None, log_every_n_steps=None):
+                 calibration_steps=50, log_dir=None, log_every_n_steps=None,
+                 gate_prior=None):
         super().__init__()
         if not isinstance(target, (int, float)) or not 0.0 < target < 1.0:
             raise PruningError(
@@ -113,6 +119,10 @@ class PruningCallback(keras.callbacks.Callback):
         self.lambda_rate = float(lambda_rate)
         self.calibration_data = calibration_data
         self.calibration_steps = calibration_steps
+        if gate_prior not in (None, "l1_norm"):
+            raise PruningError(
+                f"PruningCallback: gate_prior={gate_prior!r}; use None or 'l1_norm'.")
+        self.gate_prior = gate_prior
         self._budget = None
         self._graph = None
         self._summaries = PruningSummaries(log_dir, log_every_n_steps)
@@ -173,6 +183,8 @@ class PruningCallback(keras.callbacks.Callback):
             "flops_weight": 1.0 if self.metric == "flops" else 0.0,
             "active": 1.0, "finished": 0.0,
         }
+        if fresh and self.gate_prior and float(budget.step.numpy()) == 0.0:
+            set_gate_prior(self._graph)
         if fresh:
             gates = list(self._graph.gates.values())
             values["initial_scale"] = float(gates[0].initial_scale) if gates else 50.0

@@ -99,6 +99,19 @@ def ops_and_nested_net():
     return keras.Model(inputs, layers.Dense(3, name="logits")(x), name="ops_and_nested")
 
 
+
+def two_conv_net(classes=10):
+    """conv 8 -> BN -> ReLU -> conv 8 -> BN -> ReLU -> pooling -> Dense."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv_a")(inputs)
+    x = layers.BatchNormalization(name="bn_a")(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv_b")(x)
+    x = layers.BatchNormalization(name="bn_b")(x)
+    x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(classes, name="head")(x))
+
 ALL = {
     "ops_and_nested": ops_and_nested_net,
     "resnet_basic": resnet_basic,

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
-from keras import layers
 
 import keras_relaxprune as krp
+import model_zoo
 from helpers import gates
 from keras_relaxprune.baselines import apply_baseline
 from keras_relaxprune.errors import BudgetError, PruningError
@@ -14,15 +14,7 @@ pytestmark = pytest.mark.backend_agnostic
 
 
 def _two_conv_net():
-    inputs = keras.Input((8, 8, 3))
-    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv_a")(inputs)
-    x = layers.BatchNormalization(name="bn_a")(x)
-    x = layers.ReLU()(x)
-    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv_b")(x)
-    x = layers.BatchNormalization(name="bn_b")(x)
-    x = layers.ReLU()(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, layers.Dense(10, name="head")(x))
+    return model_zoo.two_conv_net(classes=10)
 
 
 def _masks(gated):
@@ -115,3 +107,40 @@ def test_bad_arguments_are_refused():
         apply_baseline(gated, "uniform", target=1.5)
     with pytest.raises(BudgetError, match="reachable"):
         apply_baseline(gated, "uniform", target=0.999)
+
+
+def test_gate_prior_orders_gates_like_filter_norms_within_a_group():
+    from keras_relaxprune.baselines import set_gate_prior
+    from keras_relaxprune.graph import analyze
+
+    dense = _two_conv_net()
+    scale = np.random.default_rng(1).permutation(8).astype("float32") + 1.0
+    kernel = dense.get_layer("conv_a").kernel
+    kernel.assign(np.ones(kernel.shape, "float32") * scale)
+    gated = krp.add_gates(dense)
+    gate = _gate_after(gated, "conv_a")
+    before = np.asarray(gate.gate_values())
+    set_gate_prior(analyze(gated))
+    after = np.asarray(gate.gate_values())
+    np.testing.assert_array_equal(np.argsort(after), np.argsort(scale))
+    # The mean-norm channel keeps its gate; all stay open (no channel closed).
+    assert after.min() > 0.5 and np.allclose(before, 0.99, atol=1e-6)
+
+
+def test_callback_applies_the_gate_prior_once_at_the_start():
+    dense = _two_conv_net()
+    gated = krp.add_gates(dense)
+    gated.compile(optimizer=keras.optimizers.SGD(0.0), loss=keras.losses.MeanSquaredError())
+    x = np.random.default_rng(0).normal(size=(32, 8, 8, 3)).astype("float32")
+    y = np.zeros((32, 10), "float32")
+    seen = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(np.asarray(gates(gated)[0].logits.numpy()).copy())
+
+    gated.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[
+        krp.PruningCallback(target=0.5, gate_prior="l1_norm", lambda_=0.0), Watch()])
+    assert np.ptp(seen[0]) > 1e-4  # no longer all equal
+    with pytest.raises(PruningError, match="gate_prior"):
+        krp.PruningCallback(target=0.5, gate_prior="gamma")

@@ -5,9 +5,9 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from keras import layers
 
 import keras_relaxprune as krp
+import model_zoo
 from keras_relaxprune.callback import _warn_thinned_to_floor
 from keras_relaxprune.graph import analyze
 from keras_relaxprune.linking import find_budget
@@ -16,15 +16,7 @@ pytestmark = pytest.mark.backend_agnostic
 
 
 def _net():
-    inputs = keras.Input((8, 8, 3))
-    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv_a")(inputs)
-    x = layers.BatchNormalization(name="bn_a")(x)
-    x = layers.ReLU()(x)
-    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv_b")(x)
-    x = layers.BatchNormalization(name="bn_b")(x)
-    x = layers.ReLU()(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, layers.Dense(4, name="head")(x))
+    return model_zoo.two_conv_net(classes=4)
 
 
 def _data(n=64):
