@@ -13,6 +13,7 @@ boundaries.
 import weakref
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_relaxprune.cost import cost_rule
@@ -39,6 +40,7 @@ _SCALARS = {
     "initial_threshold": (0.02, "float32"),
     "final_threshold": (0.2, "float32"),
     "flops_weight": (1.0, "float32"),  # 1 = budget FLOPs, 0 = params
+    "cost_exponent": (1.0, "float32"),  # push per channel ~ (its cost) ** this
     "active": (0.0, "float32"),  # 1 while pruning, 0 once the budget is met
     "finished": (0.0, "float32"),  # 1 once the final masks are fixed
 }
@@ -78,7 +80,13 @@ class PruningBudget(keras.layers.Layer):
     def link(self, graph):
         """Attaches the cost model of the gated graph this layer sits in."""
         gates = tuple(dict.fromkeys(graph.gates.values()))
-        _LINKS[self] = (GraphCost(graph), gates)
+        _LINKS[self] = (GraphCost(graph), gates, graph, [])
+
+    def linked_channel_costs(self):
+        cost, gates, graph, cache = _LINKS[self]
+        if not cache:  # computed once, when the train step is first traced
+            cache.extend(_channel_costs(graph, gates))
+        return cache
 
     @property
     def linked(self):
@@ -123,9 +131,37 @@ class PruningBudget(keras.layers.Layer):
             self._freeze_low_gates(gate, threshold, shrinking)
         relaxed = self.budgeted(self.linked_cost().fractions(soft_gates))
         self._adapt_strength(ops.stop_gradient(relaxed) - target_now)
-        penalty = self.active * self.strength * ops.relu(relaxed - target_now)
+        penalty = self.active * self.strength * self._penalty(relaxed, target_now)
         self.add_loss(penalty)
         return inputs
+
+    def _penalty(self, relaxed, target_now):
+        """`max(R - t, 0)`; with `cost_exponent` e < 1 its gradient is
+        reshaped: each gate is pushed in proportion to (the cost one of its
+        channels carries) ** e instead of ** 1, with the same total push, so
+        a channel that carries much cost (a residual stream tied across many
+        convolutions) is not emptied before the task loss can push back."""
+        exact = ops.relu(relaxed - target_now)
+        costs = self.linked_channel_costs()
+        if not costs:
+            return exact
+        weight = self.flops_weight
+        sums, per_channel, counts = [], [], []
+        for gate, (flops, params) in zip(self.linked_gates(), costs):
+            per_channel.append(weight * flops + (1.0 - weight) * params)
+            sums.append(ops.sum(gate.gate_values()))
+            counts.append(float(gate.channels))
+        per_channel = ops.maximum(ops.stack(per_channel), 1e-12)
+        shaped = ops.power(per_channel, self.cost_exponent)
+        counts = ops.convert_to_tensor(counts)
+        # Same total push as the linear cost (sum of cost x channels).
+        shaped = shaped * ops.sum(per_channel * counts) / ops.sum(shaped * counts)
+        surrogate = ops.sum(shaped * ops.stack(sums))
+        over = ops.cast(ops.stop_gradient(relaxed) > target_now, "float32")
+        reshaped = ops.stop_gradient(exact) + over * (
+            surrogate - ops.stop_gradient(surrogate))
+        use_exact = ops.cast(self.cost_exponent >= 1.0, "float32")
+        return use_exact * exact + (1.0 - use_exact) * reshaped
 
     def _adapt_strength(self, gap):
         """Dual ascent: lambda grows while the relaxed cost lags the ramp.
@@ -154,6 +190,24 @@ class PruningBudget(keras.layers.Layer):
         config = super().get_config()
         config["metric"] = self.metric
         return config
+
+
+def _channel_costs(graph, gates):
+    """Per gate: the (FLOPs, params) fraction one of its channels carries,
+    measured at full width by switching one channel off."""
+    from keras_relaxprune.counting import cost_fractions
+
+    full = {root: np.ones(graph.groups.size[root], "float32")
+            for root in graph.groups.roots()}
+    base = cost_fractions(graph, full)
+    roots = {id(gate): root for root, gate in graph.gates.items()}
+    result = []
+    for gate in gates:
+        keep = {r: v.copy() for r, v in full.items()}
+        keep[roots[id(gate)]][0] = 0.0
+        less = cost_fractions(graph, keep)
+        result.append((base["flops"] - less["flops"], base["params"] - less["params"]))
+    return result
 
 
 @cost_rule(PruningBudget)

@@ -67,6 +67,11 @@ class PruningCallback(keras.callbacks.Callback):
             statistics are re-estimated when the budget closes and when
             `fit` ends (`recalibrate_batchnorm`). Defaults to `None`.
         calibration_steps: batches of `calibration_data` used. Defaults to 50.
+        cost_exponent: how much a channel's cost sets how hard the penalty
+            pushes its gate: 1 (default) pushes in proportion to the cost
+            the channel carries (the relaxed cost's own gradient); 0.5
+            flattens that (same total push), so heavily tied, costly
+            groups are not emptied before the task loss can push back.
         gate_prior: `"l1_norm"` starts each gate from its filter's L1 norm
             relative to its group (`baselines.set_gate_prior`), so a trained
             network's weakest filters are the first to close. Defaults to
@@ -94,7 +99,7 @@ class PruningCallback(keras.callbacks.Callback):
                  lambda_=2.0, final_scale=500.0, threshold=(0.02, 0.2), round_to=1,
                  verbose=0, lambda_rate=0.0, calibration_data=None,
                  calibration_steps=50, log_dir=None, log_every_n_steps=None,
-                 gate_prior=None):
+                 gate_prior=None, cost_exponent=1.0):
         super().__init__()
         if not isinstance(target, (int, float)) or not 0.0 < target < 1.0:
             raise PruningError(
@@ -123,6 +128,7 @@ class PruningCallback(keras.callbacks.Callback):
             raise PruningError(
                 f"PruningCallback: gate_prior={gate_prior!r}; use None or 'l1_norm'.")
         self.gate_prior = gate_prior
+        self.cost_exponent = float(cost_exponent)
         self._budget = None
         self._graph = None
         self._summaries = PruningSummaries(log_dir, log_every_n_steps)
@@ -178,6 +184,7 @@ class PruningCallback(keras.callbacks.Callback):
             "begin_step": self.begin_step, "end_step": float(end_step),
             "target": self.remaining_target, "strength": self.lambda_,
             "base_strength": self.lambda_, "strength_rate": self.lambda_rate,
+            "cost_exponent": self.cost_exponent,
             "final_scale": self.final_scale,
             "initial_threshold": self.threshold[0], "final_threshold": self.threshold[1],
             "flops_weight": 1.0 if self.metric == "flops" else 0.0,

@@ -11,6 +11,7 @@ import model_zoo
 from keras_relaxprune.callback import _warn_thinned_to_floor
 from keras_relaxprune.graph import analyze
 from keras_relaxprune.linking import find_budget
+from helpers import gates
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -88,3 +89,24 @@ def test_a_group_left_at_its_floor_is_named_in_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _warn_thinned_to_floor(graph, {r: np.ones(8, "float32") for r in roots}, 1)
+
+
+@pytest.mark.parametrize("exponent", [1.0, 0.0])
+def test_cost_exponent_sets_how_hard_each_gate_is_pushed(exponent):
+    keras.utils.set_random_seed(0)
+    gated = krp.add_gates(_net())
+    gated.compile(optimizer=keras.optimizers.SGD(1.0),
+                  loss=lambda y, p: 0.0 * keras.ops.mean(p))  # the penalty alone
+    x, y = _data(16)
+    before = [np.asarray(g.logits.numpy()).copy() for g in gates(gated)]
+    gated.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[
+        krp.PruningCallback(target=0.5, end_step=1, final_scale=50.0,
+                            cost_exponent=exponent)])
+    moves = [float(np.mean(b - np.asarray(g.logits.numpy())))
+             for b, g in zip(before, gates(gated))]
+    assert all(m > 0 for m in moves)  # every gate pushed down
+    ratio = moves[0] / moves[1]
+    if exponent == 0.0:
+        assert ratio == pytest.approx(1.0, rel=1e-3)  # equal push per channel
+    else:
+        assert abs(ratio - 1.0) > 0.05  # in proportion to each channel's cost
