@@ -12,7 +12,9 @@ choosing channels by its own criterion; the model then goes through the same
   (Li et al. 2017, "Pruning Filters for Efficient ConvNets").
 - `network_slimming`: one global ranking of BatchNormalization |gamma|
   (Liu et al. 2017), channels switched off from the smallest until the
-  budget is met (without the paper's L1 sparsity training on gamma).
+  budget is met (without the paper's L1 sparsity training on gamma; each
+  BN's |gamma| is divided by its mean and summed over the BNs of a channel
+  group, so a residual stream tied across many BNs ranks high).
 """
 
 import keras
@@ -97,29 +99,41 @@ def channel_scores(graph, layer_score):
     return scores
 
 
-def set_gate_prior(graph, spread=1.0):
-    """Starts each gate from its channel's filter L1 norm (a magnitude prior).
+def set_gate_prior(graph, criterion="l1_norm", spread=1.0):
+    """Starts each gate from a magnitude criterion of its channel (a prior).
 
-    The pre-activation `scale * logit` of channel c of a group becomes
-    `logit(g0) + spread * log(n_c)`, `g0` the current (initial) gate value
-    and `n_c` the channel's filter L1 norm divided by its group's mean: within
-    a group the weakest filters start nearest the threshold, and the penalty
-    and the task loss take it from there. Groups without a conv or Dense
-    producer keep their gates.
+    The pre-activation `scale * logit` of channel c becomes `logit(g0) +
+    spread * log(r_c)`, `g0` the current (initial) gate value and `r_c` the
+    channel's relative magnitude: the weakest channels start nearest the
+    threshold, and the penalty and the task loss take it from there.
+
+    - `"l1_norm"`: filter L1 norm divided by its group's mean (a ranking
+      within each group only).
+    - `"bn_gamma"`: BatchNormalization |gamma|, each BN divided by its mean
+      and summed over the BNs of a group (a channel tied across many BNs, a
+      residual stream, scores high), divided by the mean over all gated
+      channels (a ranking across groups, as Network Slimming's).
+
+    Groups without a scored layer keep their gates.
 
     Args:
         graph: `analyze(gated)` of a freshly gated model.
+        criterion: `"l1_norm"` or `"bn_gamma"`. Defaults to `"l1_norm"`.
         spread: weight of the prior. Defaults to 1.0.
     """
-    scores = channel_scores(graph, _filter_l1)
+    layer_score = {"l1_norm": _filter_l1, "bn_gamma": _batchnorm_gamma}[criterion]
+    scores = channel_scores(graph, layer_score)
+    scored = [v for v in scores.values() if np.any(v > 0)]
+    global_mean = np.concatenate(scored).mean() if scored else 1.0
     for root in graph.gated_groups():
-        norms = scores[root]
-        if not np.any(norms > 0):
+        values = scores[root]
+        if not np.any(values > 0):
             continue
+        reference = values.mean() if criterion == "l1_norm" else global_mean
+        relative = np.maximum(values / reference, 1e-3)
         gate = graph.gates[root]
         scale = float(keras.ops.convert_to_numpy(gate.scale))
         logits = np.asarray(keras.ops.convert_to_numpy(gate.logits), "float64")
-        relative = np.maximum(norms / norms.mean(), 1e-3)
         gate.logits.assign((scale * logits + spread * np.log(relative)) / scale)
 
 

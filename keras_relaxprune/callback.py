@@ -73,8 +73,9 @@ class PruningCallback(keras.callbacks.Callback):
             flattens that (same total push), so heavily tied, costly
             groups are not emptied before the task loss can push back.
         gate_prior: `"l1_norm"` starts each gate from its filter's L1 norm
-            relative to its group (`baselines.set_gate_prior`), so a trained
-            network's weakest filters are the first to close. Defaults to
+            relative to its group, `"bn_gamma"` from its BN |gamma| relative
+            to all channels (`baselines.set_gate_prior`), so a trained
+            network's weakest channels are the first to close. Defaults to
             `None` (all gates equal).
         log_dir: write TensorBoard summaries of the pruning (scalars, gate
             histograms per channel group, a channels-kept chart per epoch,
@@ -124,9 +125,10 @@ class PruningCallback(keras.callbacks.Callback):
         self.lambda_rate = float(lambda_rate)
         self.calibration_data = calibration_data
         self.calibration_steps = calibration_steps
-        if gate_prior not in (None, "l1_norm"):
+        if gate_prior not in (None, "l1_norm", "bn_gamma"):
             raise PruningError(
-                f"PruningCallback: gate_prior={gate_prior!r}; use None or 'l1_norm'.")
+                f"PruningCallback: gate_prior={gate_prior!r}; use None, "
+                "'l1_norm' or 'bn_gamma'.")
         self.gate_prior = gate_prior
         self.cost_exponent = float(cost_exponent)
         self._budget = None
@@ -191,7 +193,7 @@ class PruningCallback(keras.callbacks.Callback):
             "active": 1.0, "finished": 0.0,
         }
         if fresh and self.gate_prior and float(budget.step.numpy()) == 0.0:
-            set_gate_prior(self._graph)
+            set_gate_prior(self._graph, self.gate_prior)
         if fresh:
             gates = list(self._graph.gates.values())
             values["initial_scale"] = float(gates[0].initial_scale) if gates else 50.0

@@ -138,4 +138,23 @@ def test_callback_applies_the_gate_prior_once_at_the_start():
     # Learning rate 0: only the prior moved the gates, once (no longer equal).
     assert np.ptp(np.asarray(gates(gated)[0].logits.numpy())) > 1e-4
     with pytest.raises(PruningError, match="gate_prior"):
-        krp.PruningCallback(target=0.5, gate_prior="gamma")
+        krp.PruningCallback(target=0.5, gate_prior="gamma_l2")
+
+
+def test_bn_gamma_prior_ranks_across_groups():
+    from keras_relaxprune.baselines import set_gate_prior
+    from keras_relaxprune.graph import analyze
+
+    dense = _two_conv_net()
+    dense.get_layer("bn_a").gamma.assign(np.geomspace(0.01, 1.0, 8).astype("float32"))
+    dense.get_layer("bn_b").gamma.assign(np.linspace(1.0, 1.1, 8).astype("float32"))
+    gated = krp.add_gates(dense)
+    set_gate_prior(analyze(gated), "bn_gamma")
+    low = np.asarray(_gate_after(gated, "conv_a").gate_values())
+    high = np.asarray(_gate_after(gated, "conv_b").gate_values())
+    # Each BN is divided by its own mean, so the shape of the gammas counts:
+    # both groups rank their channels like their gammas...
+    assert np.all(np.diff(low) > 0) and np.all(np.diff(high) > 0)
+    # ...and bn_a's channels far below their mean start nearest closing,
+    # below every channel of the even bn_b: one ranking across groups.
+    assert low[:4].max() < high.min()
