@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 
 BUDGETS = (("flops", 0.5), ("flops", 0.75), ("flops", 0.9), ("params", 0.9))
+# The method study's recipe (README, "Accuracy on a trained network").
+RECIPE = {"lambda_rate": 1.0, "cost_exponent": 0.0, "gate_prior": "bn_gamma"}
 METHODS = (("ours", False), ("ours", True), ("l1_norm", False),
            ("network_slimming", False), ("uniform", False), ("random", False))
 
@@ -60,7 +62,7 @@ def run_grid(args):
                         "--train-limit", str(args.train_limit), "--seed", str(seed),
                         "--recalibrate", str(args.recalibrate),
                         "--out", args.out, "--name", name,
-                        "--callback", '{"lambda_rate": 1.0}']
+                        "--callback", json.dumps(RECIPE)]
                 run_one(argv + (["--distill"] if distill else []))
 
 
@@ -73,13 +75,21 @@ def load_records(out):
     return records
 
 
+def label(record):
+    """Method name, with the callback options of ours when any were set."""
+    options = record.get("callback") or {}
+    if not options or not record["method"].startswith("ours"):
+        return record["method"]
+    return record["method"] + " " + ", ".join(f"{k}={v}" for k, v in options.items())
+
+
 def write_table(records, out):
     rows = ["| method | budget | FLOPs kept | params kept | test accuracy | dense | "
             "epochs | train images | seed | backend | device |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted(records, key=lambda r: (r["metric"], r["target"], -r["test_accuracy"])):
         rows.append(
-            f"| {r['method']} | {r['metric']} -{r['target']:.0%} | "
+            f"| {label(r)} | {r['metric']} -{r['target']:.0%} | "
             f"{r['remaining_flops']:.1%} | {r['remaining_params']:.1%} | "
             f"{r['test_accuracy']:.2%} | {r['dense_test_accuracy']:.2%} | {r['epochs']} | "
             f"{r['train_images']} | {r['seed']} | {r['backend']} | {r['device']} |")
@@ -95,9 +105,9 @@ def plot_pareto(records, out):
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
     flops_records = [r for r in records if r["metric"] == "flops"]
-    for method in sorted({r["method"] for r in flops_records}):
+    for method in sorted({label(r) for r in flops_records}):
         points = sorted((r["remaining_flops"], r["test_accuracy"])
-                        for r in flops_records if r["method"] == method)
+                        for r in flops_records if label(r) == method)
         axis.plot([100 * p[0] for p in points], [100 * p[1] for p in points],
                   marker="o", label=method)
     if records:

@@ -6,8 +6,9 @@ The project's main job (README command 1), on CPU with TensorFlow + XLA:
    (raw 0-255 RGB in, logits out; trained by `examples/train_dense_cifar10.py`)
    and CIFAR-10 from the offline archive (`load_cifar10`);
 2. `krp.add_gates` and a short fine-tune in one `fit` with
-   `krp.PruningCallback(target)`: the budget ramps over 75% of the epochs,
-   closes, and the rest fine-tunes; the dense network teaches the gated one
+   `krp.PruningCallback(target)` with the method study's recipe (adaptive
+   lambda, equal pushes, BN-gamma gate prior): the budget ramps over 75% of
+   the epochs, closes, and the rest fine-tunes; the dense network teaches the gated one
    through `keras.distillation.Distiller` (`--no-distill` to train on labels
    only); BatchNormalization statistics are re-estimated when the budget
    closes and at the end (`calibration_data`);
@@ -45,6 +46,8 @@ from keras_relaxprune.datasets import load_cifar10  # noqa: E402
 EVAL_BATCH = 500
 STRIP_TOLERANCE = 1e-3  # max |diff| of logits, float32 round-off
 DEFAULT_DENSE = "saved_models/resnet20_cifar10_dense.keras"
+# The method study's recipe (README, "Accuracy on a trained network").
+RECIPE = {"lambda_rate": 1.0, "cost_exponent": 0.0, "gate_prior": "bn_gamma"}
 
 
 def parse_args(argv=None):
@@ -121,8 +124,7 @@ def prune(dense, batches, args, run_name):
         EpochSync(batches),
         # Before BackupAndRestore: at train begin a backup then overwrites
         # the budget state (a resume wins).
-        krp.PruningCallback(target=args.target, lambda_rate=1.0,
-                            calibration_data=batches),
+        krp.PruningCallback(target=args.target, calibration_data=batches, **RECIPE),
         keras.callbacks.BackupAndRestore(str(Path(args.checkpoint_dir) / run_name)),
     ]
     model.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
