@@ -316,8 +316,9 @@ def _gated_model(model):
         def compute_loss(x=None, y=None, y_pred=None, sample_weight=None,
                          training=True):
             loss = distill_loss(x, y, y_pred, sample_weight, training=training)
-            extra = model.losses
-            return loss + keras.ops.sum(extra) if extra else loss
+            for extra in model.losses:  # a list of tensors (tracers on JAX)
+                loss = loss + keras.ops.cast(extra, loss.dtype)
+            return loss
 
         model.compute_loss = compute_loss
         model._relaxprune_adds_model_losses = True
