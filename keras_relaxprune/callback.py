@@ -130,6 +130,14 @@ class PruningCallback(keras.callbacks.Callback):
                 f"PruningCallback: gate_prior={gate_prior!r}; use None, "
                 "'l1_norm' or 'bn_gamma'.")
         self.gate_prior = gate_prior
+        if not isinstance(cost_exponent, (int, float)) or not 0.0 <= cost_exponent <= 1.0:
+            raise PruningError(
+                f"PruningCallback: cost_exponent={cost_exponent!r} must be in "
+                "[0, 1] (1: push in proportion to cost, 0: every channel alike).")
+        if not isinstance(lambda_rate, (int, float)) or lambda_rate < 0:
+            raise PruningError(
+                f"PruningCallback: lambda_rate={lambda_rate!r} must be >= 0 "
+                "(0 keeps lambda fixed).")
         self.cost_exponent = float(cost_exponent)
         self._budget = None
         self._graph = None

@@ -110,3 +110,12 @@ def test_cost_exponent_sets_how_hard_each_gate_is_pushed(exponent):
         assert ratio == pytest.approx(1.0, rel=1e-3)  # equal push per channel
     else:
         assert abs(ratio - 1.0) > 0.05  # in proportion to each channel's cost
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"cost_exponent": 1.5}, "cost_exponent"), ({"cost_exponent": -0.1}, "cost_exponent"),
+    ({"cost_exponent": "flat"}, "cost_exponent"), ({"lambda_rate": -1.0}, "lambda_rate"),
+    ({"gate_prior": "gamma_l2"}, "gate_prior")])
+def test_bad_method_arguments_are_refused_with_the_argument_named(kwargs, name):
+    with pytest.raises(krp.PruningError, match=name):
+        krp.PruningCallback(target=0.5, **kwargs)

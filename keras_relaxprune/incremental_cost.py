@@ -1,0 +1,161 @@
+"""The hard cost of a gated graph, updated incrementally as group masks change.
+
+Used by `projection.close_budget`: a change of one group's mask recomputes
+only the layers that read that group (and the nodes downstream whose
+constant/live status flips), following `counting.layer_costs(..., hard=True)`.
+"""
+
+import heapq
+
+import numpy as np
+
+from keras_relaxprune.cost import node_cost
+from keras_relaxprune.counting import layer_costs
+from keras_relaxprune.layer_kinds import MERGES
+
+
+class CostPlan:
+    """What stays fixed while closing: each node's first input and output
+    channel maps (group roots resolved), its channel inputs, which nodes read
+    each group, the consumers of each tensor, the calls of each layer."""
+
+    def __init__(self, graph):
+        find, flat = graph.groups.find, graph.flat
+        self.graph, self.nodes, self.readers, self.memo = graph, [], {}, {}
+        self.producer, self.consumers, self.calls = {}, {}, {}
+        for index, node in enumerate(flat.nodes):
+            in_maps, out_maps = graph.in_maps(index), graph.out_maps(index)
+            known = bool(in_maps) and in_maps[0] is not None and out_maps[0] is not None
+            maps = [[(None if s.group is None else find(s.group), s.start, s.stop)
+                     for s in m] for m in (in_maps[0], out_maps[0])] if known else []
+            weights = getattr(node.operation, "weights", [])
+            self.nodes.append({
+                "maps": maps, "merge": isinstance(node.operation, MERGES),
+                "inputs": [k for k, m in zip(node.inputs, in_maps) if m is not None],
+                "params": sum(int(np.prod(w.shape)) for w in weights),
+                "outputs": node.outputs, "call": id(node.operation)})
+            for root in {s[0] for m in maps for s in m if s[0] is not None}:
+                self.readers.setdefault(root, []).append(index)
+            self.producer.update(dict.fromkeys(node.outputs, index))
+            for key in node.inputs:
+                self.consumers.setdefault(key, []).append(index)
+            self.calls.setdefault(id(node.operation), []).append(index)
+        dense = layer_costs(graph, lambda m: sum(s.length for s in m))
+        self.dense = {"flops": sum(c.flops for c in dense),
+                      "params": sum(c.params for c in dense)}
+
+    def node_cost(self, index, cin, cout):
+        key = (index, cin, cout)
+        if key not in self.memo:
+            flat = self.graph.flat
+            self.memo[key] = node_cost(flat.nodes[index], flat.tensors, cin, cout)
+        return self.memo[key]
+
+
+def _prefix(mask):
+    return np.concatenate([[0], np.cumsum(mask, dtype="int64")])
+
+
+class IncrementalCost:
+    """Hard remaining fraction of one metric, updated as group masks change.
+
+    Follows `counting.layer_costs(..., hard=True)` node by node: a node's
+    cost depends on the alive channels of its first input and output and,
+    through collapse, on which of its inputs are constants. A change of
+    some groups' masks recomputes the nodes that read those groups, and the
+    consumers of every node whose collapse state flips, in graph order.
+    `stats` counts evaluations and node recomputations (shared by copies).
+    """
+
+    def __init__(self, plan, metric, sums, stats):
+        self.plan, self.metric, self.sums, self.stats = plan, metric, sums, stats
+        self.state = []
+        for index in range(len(plan.nodes)):
+            self.state.append(self._node(index, {}, {}))
+        self.totals = {"flops": sum(s[2] for s in self.state),
+                       "params": sum(self._call_params(c, {}) for c in plan.calls)}
+
+    @classmethod
+    def build(cls, graph, metric, keep):
+        sums = {root: _prefix(mask) for root, mask in keep.items()}
+        return cls(CostPlan(graph), metric, sums, {"evaluations": 1, "nodes": 0})
+
+    def copy_with(self, masks):
+        self.stats["evaluations"] += 1
+        sums = {**self.sums, **{root: _prefix(m) for root, m in masks.items()}}
+        return IncrementalCost(self.plan, self.metric, sums, self.stats)
+
+    @property
+    def fraction(self):
+        return self.totals[self.metric] / self.plan.dense[self.metric]
+
+    def evaluate(self, masks):
+        """(fraction, change) with `masks` (root -> 0/1 vector); `apply(change)`
+        makes it the current state."""
+        self.stats["evaluations"] += 1
+        plan, sums, changed = self.plan, {r: _prefix(m) for r, m in masks.items()}, {}
+        queue = sorted({i for root in masks for i in plan.readers.get(root, ())})
+        while queue:
+            index = heapq.heappop(queue)
+            if index in changed:
+                continue
+            new = changed[index] = self._node(index, sums, changed)
+            if new[0] != self.state[index][0]:
+                for key in plan.nodes[index]["outputs"]:
+                    for consumer in plan.consumers.get(key, ()):
+                        heapq.heappush(queue, consumer)
+        calls = {plan.nodes[i]["call"] for i in changed}
+        totals = {
+            "flops": self.totals["flops"] + sum(
+                new[2] - self.state[i][2] for i, new in changed.items()),
+            "params": self.totals["params"] + sum(
+                self._call_params(c, changed) - self._call_params(c, {}) for c in calls),
+        }
+        return totals[self.metric] / plan.dense[self.metric], (sums, changed, totals)
+
+    def apply(self, change):
+        sums, changed, self.totals = change
+        self.sums.update(sums)
+        for index, new in changed.items():
+            self.state[index] = new
+
+    def commit(self, masks):
+        fraction, change = self.evaluate(masks)
+        self.apply(change)
+        return fraction
+
+    def _call_params(self, call, changed):
+        """A layer's weights count at its first call that is not a constant."""
+        for index in self.plan.calls[call]:
+            constant, params, _ = changed.get(index) or self.state[index]
+            if not constant:
+                return params
+        return 0
+
+    def _node(self, index, sums, changed):
+        """(constant, params, flops) of node `index`, as `layer_costs` counts it."""
+        self.stats["nodes"] += 1
+        plan, node = self.plan, self.plan.nodes[index]
+        live = 0
+        for key in node["inputs"]:
+            producer = plan.producer.get(key)
+            live += producer is None or not (changed.get(producer) or self.state[producer])[0]
+        counts = [self._count(m, sums) for m in node["maps"]]
+        if (counts and counts[1] == 0) or (node["inputs"] and not live):
+            return (True, 0, 0)
+        if not counts:
+            return (False, node["params"], 0)
+        params, macs, elementwise = plan.node_cost(index, *counts)
+        if node["merge"]:
+            elementwise = elementwise * max(live - 1, 0)
+        return (False, params, 2 * macs + elementwise)
+
+    def _count(self, channel_map, sums):
+        total = 0
+        for root, start, stop in channel_map:
+            if root is None:
+                total += stop - start
+            else:
+                prefix = sums[root] if root in sums else self.sums[root]
+                total += int(prefix[stop] - prefix[start])
+        return total
