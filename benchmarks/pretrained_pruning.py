@@ -85,6 +85,14 @@ def compile_for_fine_tune(model, args, steps, teacher=None):
     return model
 
 
+def fine_tune(model, dense, batches, callbacks, args, steps):
+    """One `fit` of `model` (as a Distiller's student with `--distill`)."""
+    trained = compile_for_fine_tune(model, args, steps,
+                                    teacher=dense if args.distill else None)
+    trained.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
+                callbacks=callbacks)
+
+
 class Diagnose(keras.callbacks.Callback):
     """Inference accuracy and hard cost at each epoch end (before/after BN recalibration)."""
 
@@ -131,20 +139,13 @@ def main(argv=None):
             diagnose = Diagnose(gated, xt[:args.diagnose].astype("float32"),
                                 yt[:args.diagnose], x)
             callbacks.append(diagnose)
-        trained = compile_for_fine_tune(gated, args, steps,
-                                        teacher=dense if args.distill else None)
-        trained.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
-                    callbacks=callbacks)
-        if args.recalibrate:
-            recalibrate_batchnorm(gated, batches, steps=args.recalibrate)
+        # With --recalibrate the callback re-estimates BN when fit ends.
+        fine_tune(gated, dense, batches, callbacks, args, steps)
         small = krp.strip_pruning(gated)
     else:
         apply_baseline(gated, args.method, args.target, args.metric, seed=args.seed)
         small = krp.strip_pruning(gated)
-        trained = compile_for_fine_tune(small, args, steps,
-                                        teacher=dense if args.distill else None)
-        trained.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
-                    callbacks=callbacks)
+        fine_tune(small, dense, batches, callbacks, args, steps)
         if args.recalibrate:
             recalibrate_batchnorm(small, batches, steps=args.recalibrate)
     logits = small.predict(xt.astype("float32"), batch_size=250, verbose=0)
