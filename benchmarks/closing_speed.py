@@ -31,7 +31,6 @@ Results: `benchmarks/results/closing_speed_cpu.md`.
 import argparse
 import importlib.util
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -46,6 +45,9 @@ import keras_relaxprune as krp  # noqa: E402
 from keras_relaxprune import projection  # noqa: E402
 from keras_relaxprune.counting import cost_fractions  # noqa: E402
 from keras_relaxprune.graph import analyze  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from overhead import device_description  # noqa: E402
 
 MODELS = {
     "mobilenet_v2": keras.applications.MobileNetV2,
@@ -149,22 +151,6 @@ def measure_model(name, args, previous):
 
 def _targets(args):
     return [float(t) for t in args.targets.split(",")]
-
-
-def device_description():
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax  # noqa: PLC0415 (only on JAX)
-
-        return ", ".join(sorted({d.device_kind for d in jax.devices()}))
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} logical CPUs visible"
 
 
 def report(args, rows, wall):
