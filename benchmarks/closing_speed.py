@@ -2,7 +2,7 @@
 
 For each model (`keras.applications.MobileNetV2` and `ResNet50`, random
 weights, 10 classes) the script gates it with `krp.add_gates` and times
-`project_masks(graph, "flops", target)`, the closing step `PruningCallback`
+`close_budget(graph, "flops", target)`, the closing step `PruningCallback`
 runs when its budget ramp ends, for two gate states:
 
 * tied: fresh gates, every logit equal (the worst case for a closing that
@@ -15,7 +15,7 @@ sparse categorical cross-entropy, Keras' default `jit_compile="auto"`), timed
 after warm-up steps, median of the timed ones. The ratio closing / step says
 how many training steps closing costs.
 
-`--compare-with FILE` also times a previous `projection.py` (e.g.
+`--compare-with FILE` also times a previous `budget_closing.py` (e.g.
 `git show <commit>:keras_relaxprune/projection.py > /tmp/projection_old.py`)
 on the models named by `--compare-models`, with the same gates.
 
@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import keras_relaxprune as krp  # noqa: E402
 from keras_relaxprune import projection  # noqa: E402
 from keras_relaxprune.counting import cost_fractions  # noqa: E402
-from keras_relaxprune.graph import analyze  # noqa: E402
+from keras_relaxprune.channel_graph import analyze  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from overhead import device_description  # noqa: E402
@@ -97,11 +97,11 @@ def set_gates(graph, state, seed):
 
 
 def time_closing(module, graph, target, args, repeats):
-    """(median seconds, remaining FLOPs fraction) of `module.project_masks`."""
+    """(median seconds, remaining FLOPs fraction) of `module.close_budget`."""
     times, masks = [], None
     for _ in range(repeats):
         start = time.perf_counter()
-        masks = module.project_masks(graph, "flops", target, args.round_to)
+        masks = module.close_budget(graph, "flops", target, args.round_to)
         times.append(time.perf_counter() - start)
     fraction = cost_fractions(graph, {**graph.keep_vectors(), **masks})["flops"]
     return statistics.median(times), fraction
@@ -162,7 +162,7 @@ def report(args, rows, wall):
         f"- backend: {keras.backend.backend()} (keras {keras.__version__})",
         f"- device: {device_description()}",
         f"- note: {args.note or '-'}",
-        f"- closing: `project_masks(graph, 'flops', target, round_to="
+        f"- closing: `close_budget(graph, 'flops', target, round_to="
         f"{args.round_to})`, median of {args.repeats} runs (previous: 1 run)",
         f"- step: `train_on_batch`, batch {args.batch_size}, Adam, median of "
         f"{args.steps} after {args.warmup} warm-up steps",

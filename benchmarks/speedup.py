@@ -13,7 +13,7 @@ benchmark builds, without any training:
   widths a real pruner ends with.
 * `random+round<N>` (with `--round-to N`, N > 1): the same random per-group
   pattern, but the masks come from the library's channel rounding,
-  `keras_relaxprune.projection.project_masks(graph, "flops", target,
+  `keras_relaxprune.budget_closing.close_budget(graph, "flops", target,
   round_to=N)`: the gate logits rank channel `i` of a group with base ratio
   `b` and `c` channels by `b * c / (i + 0.5)` (so a global threshold gives
   the scaled random pattern), and the projection keeps a multiple of `N`
@@ -66,9 +66,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune.graph import analyze  # noqa: E402
+from keras_relaxprune.channel_graph import analyze  # noqa: E402
 from keras_relaxprune.models import cifar_resnet  # noqa: E402
-from keras_relaxprune.projection import project_masks  # noqa: E402
+from keras_relaxprune.budget_closing import close_budget  # noqa: E402
 
 SPEEDUP_GOAL = 0.8    # speed-up >= 0.8 x FLOPs factor ...
 FACTOR_LIMIT = 4.0    # ... where DECISIONS.md says it holds (TFLite, <= ~4x)
@@ -105,7 +105,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--round-to", type=int, default=1,
                    help="N > 1 adds the pattern random+round<N>: the random widths "
-                        "rounded to multiples of N by project_masks (default 1: off)")
+                        "rounded to multiples of N by close_budget (default 1: off)")
     p.add_argument("--no-tflite", action="store_true")
     p.add_argument("--quick", action="store_true",
                    help="tiny test mode: cifar_resnet8, keep 0.5, few runs")
@@ -206,7 +206,7 @@ def logits(model, x):
 
 
 def project_rounded(gated, dense_flops, target, base, round_to):
-    """Masks from `project_masks(..., round_to)` ranking the random pattern `base`.
+    """Masks from `close_budget(..., round_to)` ranking the random pattern `base`.
 
     Channel `i` of a group with base ratio `b` and `c` channels gets the
     rank value `log(b * c / (i + 0.5))`, written into the logits so that
@@ -224,7 +224,7 @@ def project_rounded(gated, dense_flops, target, base, round_to):
         gate.logits.assign((rank / scale).astype("float32"))
         gate.keep_mask.assign(np.ones(gate.channels, "float32"))
     graph = analyze(gated)
-    masks = project_masks(graph, "flops", target, round_to=round_to)
+    masks = close_budget(graph, "flops", target, round_to=round_to)
     for root, keep in masks.items():
         graph.gates[root].keep_mask.assign(keep)
     for gate in gates:

@@ -41,7 +41,10 @@ import keras_relaxprune as krp  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
-from keras_relaxprune.datasets import load_cifar10  # noqa: E402
+from keras_relaxprune.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
+
+# This repository keeps its offline archives in ../shared/data (README).
+os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 EVAL_BATCH = 500
 STRIP_TOLERANCE = 1e-3  # max |diff| of logits, float32 round-off

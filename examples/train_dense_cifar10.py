@@ -38,7 +38,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
-from keras_relaxprune.datasets import load_cifar10  # noqa: E402
+from keras_relaxprune.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
+
+# This repository keeps its offline archives in ../shared/data (README).
+os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 from keras_relaxprune.models import cifar_resnet  # noqa: E402
 
 NUM_CLASSES = 10

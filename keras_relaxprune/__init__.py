@@ -27,6 +27,7 @@ from keras_relaxprune.errors import (
     UnsupportedModelError,
 )
 from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.layer_support import GateFold, LayerSupport, register_layer
 from keras_relaxprune.report import PruningReport, pruning_report
 from keras_relaxprune.strip import strip_pruning
 
@@ -39,6 +40,8 @@ __all__ = [
     "count_flops",
     "count_params",
     "export",
+    "GateFold",
+    "LayerSupport",
     "NothingToPruneError",
     "PruningBudget",
     "PruningCallback",
@@ -46,6 +49,7 @@ __all__ = [
     "pruning_report",
     "PruningReport",
     "recalibrate_batchnorm",
+    "register_layer",
     "StripError",
     "strip_pruning",
     "UnsupportedLayerError",

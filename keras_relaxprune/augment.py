@@ -2,15 +2,16 @@
 
 import keras
 
-from keras_relaxprune.budget import METRICS, PruningBudget
-from keras_relaxprune.errors import PruningError
-from keras_relaxprune.functional import LayerCloner, rebuild, safe_name
-from keras_relaxprune.gates import ChannelGate
-from keras_relaxprune.graph import analyze, require_prunable
+from keras_relaxprune.budget import METRICS, PruningBudget, link_budget
+from keras_relaxprune.channel_graph import analyze, require_prunable
+from keras_relaxprune.errors import PruningError, UnsupportedLayerError
+from keras_relaxprune.flat_graph import LayerCloner, rebuild, safe_name
+from keras_relaxprune.gates import INITIAL_GATE, INITIAL_SCALE, ChannelGate
+from keras_relaxprune.layer_support import find_support
 
 
 def add_gates(model, metric="flops", exclude=None, strict=False,
-              initial_gate=0.99, initial_scale=50.0):
+              initial_gate=INITIAL_GATE, initial_scale=INITIAL_SCALE):
     """Returns a copy of `model` with a `ChannelGate` after every prunable unit.
 
     The graph is walked to find the channel groups (channels that must be
@@ -49,6 +50,7 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
     """
     _check_arguments(model, metric)
     graph = analyze(model, exclude=exclude, strict=strict)
+    _refuse_unstrippable_layers(graph)
     require_prunable(graph, model.name)
     sites = _gate_sites(graph, initial_gate, initial_scale)
     cloner = LayerCloner()
@@ -65,8 +67,6 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
         wrap_input=lambda position, tensor: budget(tensor) if position == 0 else tensor,
     )
     cloner.copy_weights()
-    from keras_relaxprune.linking import link_budget  # noqa: PLC0415 (cycle)
-
     link_budget(gated)
     return gated
 
@@ -76,6 +76,28 @@ def _check_arguments(model, metric):
         raise PruningError(f"add_gates: metric must be one of {METRICS}, got {metric!r}.")
     if any(isinstance(layer, ChannelGate) for layer in getattr(model, "layers", [])):
         raise PruningError(f"Model '{model.name}' already has gates; use it as it is.")
+
+
+def _refuse_unstrippable_layers(graph):
+    """Layers whose weights stripping cannot slice exactly, refused by name."""
+    for node in graph.flat.nodes:
+        layer, where = node.operation, f"layer '{node.name}' ({node.class_name})"
+        if getattr(layer, "quantization_mode", None):
+            raise UnsupportedLayerError(
+                f"add_gates: {where} is quantized ({layer.quantization_mode}); its "
+                "integer kernel cannot be sliced exactly. Prune the float model, "
+                "then quantize the stripped one (`small.quantize(...)`).")
+        if getattr(layer, "lora_enabled", False):
+            raise UnsupportedLayerError(
+                f"add_gates: {where} has LoRA enabled; its low-rank factors cannot "
+                "be sliced with its kernel. Prune before `enable_lora`, or rebuild the "
+                "layer with its merged kernel (`layer.kernel`).")
+        if getattr(layer, "data_format", None) == "channels_first" and (
+                find_support(layer) is not None):
+            raise UnsupportedLayerError(
+                f"add_gates: {where} uses data_format='channels_first'; channels "
+                "are pruned on the last axis. Build the model channels_last "
+                "(`keras.config.set_image_data_format('channels_last')`).")
 
 
 def _gate_sites(graph, initial_gate, initial_scale):
@@ -103,7 +125,7 @@ def _gate_sites(graph, initial_gate, initial_scale):
         root = _gated_group(graph, index, flat)
         if root is not None:
             sites[index] = gate_of(root)
-        elif isinstance(flat.operation, _CONSTANT_SOURCES):
+        elif _regenerates_channels(flat.operation):
             segments = _gated_segments(graph, index)
             if segments:
                 sites[index] = _SegmentGates(segments, gate_of)
@@ -147,17 +169,16 @@ class _SegmentGates:
         return keras.ops.concatenate(pieces, axis=-1)
 
 
-_CONSTANT_SOURCES = (
-    keras.layers.BatchNormalization,
-    keras.layers.DepthwiseConv1D,
-    keras.layers.DepthwiseConv2D,
-)
+def _regenerates_channels(operation):
+    """A removed (zero) channel may leave it non-zero (bias, beta)."""
+    support = find_support(operation)
+    return support is not None and support.regenerates_channels
 
 
 def _gated_group(graph, index, flat):
     """The prunable group whose channels this node (re)creates, if any."""
     is_producer = any(i == index for i, _ in graph.producers)
-    if not is_producer and not isinstance(flat.operation, _CONSTANT_SOURCES):
+    if not is_producer and not _regenerates_channels(flat.operation):
         return None
     out_map = graph.out_maps(index)[0]
     if out_map is None or len(out_map) != 1:

@@ -22,8 +22,8 @@ import numpy as np
 
 from keras_relaxprune.counting import cost_fractions
 from keras_relaxprune.errors import BudgetError, PruningError
-from keras_relaxprune.graph import analyze
-from keras_relaxprune.projection import close_budget, minimum_fraction
+from keras_relaxprune.channel_graph import analyze
+from keras_relaxprune.budget_closing import close_budget, minimum_fraction
 
 METHODS = ("uniform", "random", "l1_norm", "network_slimming")
 

@@ -10,33 +10,49 @@ up the schedule where it stopped. `PruningCallback` only sets them at epoch
 boundaries.
 """
 
-import weakref
+import dataclasses
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_relaxprune.cost import cost_rule
+from keras_relaxprune.channel_graph import analyze
 from keras_relaxprune.counting import GraphCost, keep_masks, soft_gates
-from keras_relaxprune.rules import channel_rule
+from keras_relaxprune.errors import PruningError
+from keras_relaxprune.gates import FINAL_SCALE, INITIAL_SCALE
+from keras_relaxprune.layer_support import register_layer
+from keras_relaxprune.layer_support.elementwise import free, pass_through
 
 METRICS = ("flops", "params")
 
-# Budget layer -> (GraphCost, gates). Kept outside the layer: as attributes,
-# the gates would be tracked and saved twice (under the budget and in place).
-_LINKS = weakref.WeakKeyDictionary()
+
+
+@dataclasses.dataclass
+class _Link:
+    """The cost model a budget layer reads, rebuilt from the graph.
+
+    Held on the layer as one plain object, set past Keras' attribute
+    tracking: Keras neither tracks nor saves it (as tracked attributes the
+    gates would be saved twice, under the budget and in place), and it
+    lives and dies with the model.
+    """
+
+    cost: object
+    gates: tuple
+    graph: object
+    channel_costs: list = None
 
 _SCALARS = {
     # name: (initial value, dtype)
     "step": (0.0, "float32"),
     "begin_step": (0.0, "float32"),
     "end_step": (1.0, "float32"),
-    "target": (1.0, "float32"),  # remaining fraction asked for at the end
+    "remaining_target": (1.0, "float32"),  # fraction of the cost kept at the end
     "strength": (0.0, "float32"),  # lambda; 0 = regulariser off
     "base_strength": (0.0, "float32"),  # lambda given by the user
     "strength_rate": (0.0, "float32"),  # lambda adaptation per step; 0 = fixed
-    "initial_scale": (10.0, "float32"),
-    "final_scale": (100.0, "float32"),
+    "initial_scale": (INITIAL_SCALE, "float32"),
+    "final_scale": (FINAL_SCALE, "float32"),
     "initial_threshold": (0.02, "float32"),
     "final_threshold": (0.2, "float32"),
     "flops_weight": (1.0, "float32"),  # 1 = budget FLOPs, 0 = params
@@ -80,31 +96,33 @@ class PruningBudget(keras.layers.Layer):
     def link(self, graph):
         """Attaches the cost model of the gated graph this layer sits in."""
         gates = tuple(dict.fromkeys(graph.gates.values()))
-        _LINKS[self] = (GraphCost(graph), gates, graph, [])
+        object.__setattr__(self, "_link", _Link(GraphCost(graph), gates, graph))
 
     def linked_channel_costs(self):
-        cost, gates, graph, cache = _LINKS[self]
-        if not cache:  # computed once, when the train step is first traced
-            cache.extend(_channel_costs(graph, gates))
-        return cache
+        link = self.__dict__["_link"]
+        if link.channel_costs is None:  # computed once, when the step is traced
+            link.channel_costs = _channel_costs(link.graph, link.gates)
+        return link.channel_costs
 
     @property
     def linked(self):
-        return self in _LINKS
+        return "_link" in self.__dict__
 
     # Methods, not properties: Keras saving walks attribute values.
     def linked_cost(self):
-        return _LINKS[self][0]
+        return self.__dict__["_link"].cost
 
     def linked_gates(self):
-        return _LINKS[self][1]
+        return self.__dict__["_link"].gates
 
     def progress(self, step):
         span = ops.maximum(self.end_step - self.begin_step, 1.0)
         return ops.clip((step - self.begin_step) / span, 0.0, 1.0)
 
     def ramped_target(self, progress):
-        return self.target + (1.0 - self.target) * (1.0 - progress) ** 3
+        """The fraction of the cost to keep at `progress` (1 -> the end)."""
+        kept = self.remaining_target
+        return kept + (1.0 - kept) * (1.0 - progress) ** 3
 
     def budgeted(self, fractions):
         weight = self.flops_weight
@@ -210,11 +228,28 @@ def _channel_costs(graph, gates):
     return result
 
 
-@cost_rule(PruningBudget)
-def _budget_is_free(shapes, layer, cin, cout):
-    return 0, 0, 0
+# The budget layer is an identity on the model input: free, channels unchanged.
+register_layer(PruningBudget, channels=pass_through, cost=free)
 
 
-@channel_rule(PruningBudget)
-def _budget_passes_channels(tracer, flat, in_maps):
-    return [in_maps[0]]
+def find_budget(model):
+    """The `PruningBudget` layer of a gated model."""
+    budgets = [layer for layer in model.layers if isinstance(layer, PruningBudget)]
+    if not budgets:
+        raise PruningError(
+            f"Model '{model.name}' has no gates: call `krp.add_gates(model)` "
+            "and train the model it returns."
+        )
+    return budgets[0]
+
+
+def link_budget(model):
+    """Links the model's budget layer to its channel graph; returns both.
+
+    The link is rebuilt from the graph itself (never serialised), so a gated
+    model loaded from `.keras` is linked again by `PruningCallback`.
+    """
+    budget = find_budget(model)
+    graph = analyze(model)
+    budget.link(graph)
+    return budget, graph

@@ -6,13 +6,14 @@ import warnings
 import keras
 import numpy as np
 
+from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.baselines import set_gate_prior
 from keras_relaxprune.batchnorm import recalibrate_batchnorm
-from keras_relaxprune.budget import METRICS
+from keras_relaxprune.budget import METRICS, link_budget
+from keras_relaxprune.budget_closing import close_budget, minimum_fraction
 from keras_relaxprune.counting import cost_fractions
 from keras_relaxprune.errors import BudgetError, PruningError
-from keras_relaxprune.linking import link_budget
-from keras_relaxprune.projection import minimum_fraction, project_masks
+from keras_relaxprune.gates import FINAL_SCALE, INITIAL_SCALE
 from keras_relaxprune.pruning_logs import PruningSummaries, print_message
 
 
@@ -97,7 +98,7 @@ class PruningCallback(keras.callbacks.Callback):
     """
 
     def __init__(self, target, metric=None, begin_step=0, end_step=None,
-                 lambda_=2.0, final_scale=500.0, threshold=(0.02, 0.2), round_to=1,
+                 lambda_=2.0, final_scale=FINAL_SCALE, threshold=(0.02, 0.2), round_to=1,
                  verbose=0, lambda_rate=0.0, calibration_data=None,
                  calibration_steps=50, log_dir=None, log_every_n_steps=None,
                  gate_prior=None, cost_exponent=1.0):
@@ -166,7 +167,7 @@ class PruningCallback(keras.callbacks.Callback):
             )
         budget = self._budget
         if float(budget.finished.numpy()) and math.isclose(
-            float(budget.target.numpy()), self.remaining_target, abs_tol=1e-6
+            float(budget.remaining_target.numpy()), self.remaining_target, abs_tol=1e-6
         ):
             return  # resumed after the budget was closed: keep fine-tuning
         self._end_epoch = self._default_end_epoch()
@@ -192,7 +193,7 @@ class PruningCallback(keras.callbacks.Callback):
         fresh = not float(budget.active.numpy()) or float(budget.finished.numpy())
         values = {
             "begin_step": self.begin_step, "end_step": float(end_step),
-            "target": self.remaining_target, "strength": self.lambda_,
+            "remaining_target": self.remaining_target, "strength": self.lambda_,
             "base_strength": self.lambda_, "strength_rate": self.lambda_rate,
             "cost_exponent": self.cost_exponent,
             "final_scale": self.final_scale,
@@ -204,7 +205,7 @@ class PruningCallback(keras.callbacks.Callback):
             set_gate_prior(self._graph, self.gate_prior)
         if fresh:
             gates = list(self._graph.gates.values())
-            values["initial_scale"] = float(gates[0].initial_scale) if gates else 50.0
+            values["initial_scale"] = float(gates[0].initial_scale) if gates else INITIAL_SCALE
         for name, value in values.items():
             getattr(budget, name).assign(value)
 
@@ -250,8 +251,8 @@ class PruningCallback(keras.callbacks.Callback):
         self._summaries.write_train_end(self)
 
     def _close_budget(self):
-        masks = project_masks(self._graph, self.metric, self.remaining_target,
-                              self.round_to, verbose=bool(self.verbose))
+        masks = close_budget(self._graph, self.metric, self.remaining_target,
+                             self.round_to, verbose=bool(self.verbose))
         for root, keep in masks.items():
             self._graph.gates[root].keep_mask.assign(keep)
         _warn_thinned_to_floor(self._graph, masks, self.round_to)
@@ -341,18 +342,6 @@ def _scalar(tensor):
 def _exclude_gates_from_weight_decay(model, graph):
     """Weight decay would pull gate logits to 0, the 0.5 fence."""
     optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return
-    logits = [gate.logits for gate in graph.gates.values()]
-    if not getattr(optimizer, "built", False):
-        existing = getattr(optimizer, "_exclude_from_weight_decay", set())
-        pattern = getattr(optimizer, "_exclude_from_weight_decay_pattern", None)
-        optimizer.exclude_from_weight_decay(var_list=logits)
-        optimizer._exclude_from_weight_decay |= set(existing)
-        optimizer._exclude_from_weight_decay_pattern = pattern
-        return
-    # Built already (fit builds it before callbacks are set): its decision
-    # cache is the one place left to record the exclusion.
-    cache = optimizer.__dict__.setdefault("_exclude_from_weight_decay_cache", {})
-    for variable in logits:
-        cache[optimizer._var_key(variable)] = False
+    if optimizer is not None:
+        logits = [gate.logits for gate in graph.gates.values()]
+        internals.exclude_from_weight_decay(optimizer, logits)

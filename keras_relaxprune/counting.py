@@ -5,10 +5,10 @@ import dataclasses
 import numpy as np
 from keras import ops
 
-from keras_relaxprune.cost import node_cost
-from keras_relaxprune.layer_kinds import MERGES
-from keras_relaxprune.functional import call_original, flatten, rebuild
-from keras_relaxprune.graph import analyze
+from keras_relaxprune.channel_graph import analyze
+from keras_relaxprune.cost import combines_inputs, node_cost
+from keras_relaxprune.flat_graph import call_original, flatten, rebuild
+from keras_relaxprune.layer_support.collapse import emits_constant
 
 
 @dataclasses.dataclass
@@ -54,13 +54,14 @@ def layer_costs(graph, count, hard=False):
         cout = count(out_maps[0]) if known else None
         channel_inputs = [k for k, m in zip(flat.inputs, in_maps) if m is not None]
         live_inputs = [k for k in channel_inputs if k not in constant]
-        if hard and (known and cout == 0 or channel_inputs and not live_inputs):
+        all_constant = bool(channel_inputs) and not live_inputs
+        if hard and emits_constant(all_constant, cout if known else None):
             constant.update(flat.outputs)
             result.append(LayerCost(flat.name, flat.class_name, 0, 0, 0))
             continue
         if known:
             params, macs, elementwise = node_cost(flat, graph.flat.tensors, cin, cout)
-            if isinstance(flat.operation, MERGES):
+            if combines_inputs(flat.operation):
                 elementwise = elementwise * max(len(live_inputs) - 1, 0)
         else:
             weights = getattr(flat.operation, "weights", [])

@@ -18,15 +18,11 @@ CAMVID_ARCHIVE = "camvid_jpeg.npz"
 CAMVID_IGNORE_LABEL = 11
 CAMVID_NUM_CLASSES = 11
 
-# The repository checkout sits next to `shared/`; a module constant so tests can
-# point it elsewhere.
-_REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _candidate_dirs():
     env = os.environ.get(DATA_DIR_ENV)
-    dirs = [Path(env).expanduser()] if env else []
-    return dirs + [Path.cwd().parent / "shared" / "data", _REPO_DATA_DIR]
+    return [Path(env).expanduser()] if env else []
 
 
 def _find_archive(filename, path=None):
@@ -102,8 +98,7 @@ def load_cifar10(path=None, train_limit=None, test_limit=None, seed=0):
 
     Args:
         path: Directory holding `cifar10_jpeg.npz`, or the file itself. When
-            `None`, searches `$KRP_DATA_DIR`, `../shared/data` from the working
-            directory and `shared/data` next to the repository, then falls back
+            `None`, looks in the folder named by `$KRP_DATA_DIR`, then falls back
             to `keras.datasets.cifar10.load_data()`.
         train_limit: Optional size of a class-balanced training subset.
         test_limit: Optional size of a class-balanced test subset.
@@ -164,8 +159,7 @@ def load_camvid(path=None, split="train", limit=None, size=None):
 
     Args:
         path: Directory holding `camvid_jpeg.npz`, or the file itself. When
-            `None`, searches `$KRP_DATA_DIR`, `../shared/data` from the working
-            directory and `shared/data` next to the repository.
+            `None`, looks in the folder named by `$KRP_DATA_DIR`.
         split: `"train"` (367 frames) or `"val"` (101 frames).
         limit: Optional number of frames to keep, taken from the start.
         size: Optional `(height, width)`; images are resized bilinearly and

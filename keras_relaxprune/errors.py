@@ -32,3 +32,8 @@ class BudgetError(PruningError):
 
 class StripError(PruningError):
     """`strip_pruning` cannot remove channels without changing the function."""
+
+
+class UnknownSpatialSizeError(PruningError):
+    """FLOPs need a spatial size the model leaves unknown (`None`): pass
+    `input_shape=(H, W, C)`."""

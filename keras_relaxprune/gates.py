@@ -5,6 +5,16 @@ import math
 import keras
 from keras import ops
 
+from keras_relaxprune.layer_support import register_layer
+from keras_relaxprune.layer_support.elementwise import free, pass_through
+
+# The gate temperature schedule's defaults, used by `add_gates`,
+# `PruningCallback` and the budget layer alike: the inverse temperature
+# rises from INITIAL_SCALE to FINAL_SCALE over the ramp.
+INITIAL_GATE = 0.99
+INITIAL_SCALE = 50.0
+FINAL_SCALE = 500.0
+
 
 @keras.saving.register_keras_serializable(package="keras_relaxprune")
 class ChannelGate(keras.layers.Layer):
@@ -37,7 +47,7 @@ class ChannelGate(keras.layers.Layer):
     0.99
     """
 
-    def __init__(self, initial_gate=0.99, initial_scale=50.0, **kwargs):
+    def __init__(self, initial_gate=INITIAL_GATE, initial_scale=INITIAL_SCALE, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 < initial_gate < 1.0:
             raise ValueError(
@@ -95,3 +105,7 @@ class ChannelGate(keras.layers.Layer):
             initial_gate=self.initial_gate, initial_scale=self.initial_scale
         )
         return config
+
+
+# A gate passes channels through and costs nothing (it is folded away).
+register_layer(ChannelGate, channels=pass_through, cost=free)

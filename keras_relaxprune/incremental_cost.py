@@ -9,9 +9,9 @@ import heapq
 
 import numpy as np
 
-from keras_relaxprune.cost import node_cost
+from keras_relaxprune.cost import combines_inputs, node_cost
+from keras_relaxprune.layer_support.collapse import emits_constant
 from keras_relaxprune.counting import layer_costs
-from keras_relaxprune.layer_kinds import MERGES
 
 
 class CostPlan:
@@ -30,7 +30,7 @@ class CostPlan:
                      for s in m] for m in (in_maps[0], out_maps[0])] if known else []
             weights = getattr(node.operation, "weights", [])
             self.nodes.append({
-                "maps": maps, "merge": isinstance(node.operation, MERGES),
+                "maps": maps, "merge": combines_inputs(node.operation),
                 "inputs": [k for k, m in zip(node.inputs, in_maps) if m is not None],
                 "params": sum(int(np.prod(w.shape)) for w in weights),
                 "outputs": node.outputs, "call": id(node.operation)})
@@ -141,7 +141,7 @@ class IncrementalCost:
             producer = plan.producer.get(key)
             live += producer is None or not (changed.get(producer) or self.state[producer])[0]
         counts = [self._count(m, sums) for m in node["maps"]]
-        if (counts and counts[1] == 0) or (node["inputs"] and not live):
+        if emits_constant(bool(node["inputs"]) and not live, counts[1] if counts else None):
             return (True, 0, 0)
         if not counts:
             return (False, node["params"], 0)

@@ -21,7 +21,6 @@ imported). Both give the same event files; the tensors and their plugin
 metadata are built once, here, for both.
 """
 
-import inspect
 import os
 import socket
 import sys
@@ -31,6 +30,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.charts import channels_kept_chart, report_markdown
 from keras_relaxprune.report import pruning_report
 
@@ -167,26 +167,9 @@ class PruningSummaries:
 
 
 def find_tensorboard_callback(callback):
-    """The `keras.callbacks.TensorBoard` in the same `fit` as `callback`, or None.
-
-    `fit` holds its callbacks in a `keras.callbacks.CallbackList`, which
-    calls each of them in turn; while it calls `callback`, that list is the
-    `self` of a calling frame.
-    """
-    frame = inspect.currentframe()
-    try:
-        for _ in range(16):
-            frame = frame.f_back
-            if frame is None:
-                return None
-            owner = frame.f_locals.get("self")
-            if isinstance(owner, keras.callbacks.CallbackList) and any(
-                    each is callback for each in owner.callbacks):
-                return next((each for each in owner.callbacks if isinstance(
-                    each, keras.callbacks.TensorBoard)), None)
-        return None
-    finally:
-        del frame
+    """The `keras.callbacks.TensorBoard` in the same `fit` as `callback`, or None."""
+    return next((each for each in internals.fellow_callbacks(callback)
+                 if isinstance(each, keras.callbacks.TensorBoard)), None)
 
 
 def print_message(message, params=None):

@@ -6,7 +6,7 @@ import json
 
 from keras_relaxprune.counting import hard_count, layer_costs
 from keras_relaxprune.gates import ChannelGate
-from keras_relaxprune.graph import analyze
+from keras_relaxprune.channel_graph import analyze
 
 
 @dataclasses.dataclass

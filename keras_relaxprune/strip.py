@@ -1,12 +1,12 @@
 """`strip_pruning`: sub-network collapse and removal.
 
-The gated graph is rebuilt node by node (`functional.rebuild`) with every
+The gated graph is rebuilt node by node (`flat_graph.rebuild`) with every
 tensor carried as `LiveChannels`: the surviving channels plus the constant
-each removed channel would hold. Layers with per-channel weights are sliced
-by the rules of `slicing.py`; the structural rules here handle gates,
-merges, concatenation, slicing ops and channel-wise layers. Surviving gate
-values are folded into the weights before each gate, so no gate and no
-extra multiply remains.
+each removed channel would hold. Each layer that sees a removed channel is
+rebuilt by the `remove` rule of its `LayerSupport` record (`layer_support/`),
+through the `Stripper` interface below; gates are folded here: surviving gate
+values go into the weights before each gate (its record's `GateFold`), so no
+gate and no extra multiply remains.
 """
 
 import dataclasses
@@ -14,12 +14,13 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_relaxprune import slicing, structural
 from keras_relaxprune.budget import PruningBudget
+from keras_relaxprune.channel_graph import analyze
 from keras_relaxprune.errors import StripError
-from keras_relaxprune.functional import LayerCloner, rebuild, safe_name
+from keras_relaxprune.flat_graph import LayerCloner, fresh_layer, rebuild
 from keras_relaxprune.gates import ChannelGate
-from keras_relaxprune.graph import analyze
+from keras_relaxprune.layer_support import FoldTarget, find_support
+from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
 from keras_relaxprune.live_channels import LiveChannels, opaque
 
 
@@ -55,7 +56,7 @@ def strip_pruning(model, threshold=None):
     """
     graph = analyze(model)
     keep, gate_values = _hardened(graph, threshold)
-    stripper = _Stripper(graph, keep, gate_values)
+    stripper = Stripper(graph, keep, gate_values)
     name = model.name[: -len("_gated")] if model.name.endswith("_gated") else model.name
     return rebuild(
         graph.flat, stripper.call_node, name=f"{name}_stripped",
@@ -75,18 +76,36 @@ def _hardened(graph, threshold):
     return keep, gate_values
 
 
-class _Stripper:
+class Stripper:
+    """Rebuilds a gated graph without its removed channels.
+
+    It is what a `LayerSupport.remove` rule works with: the rule reads the
+    node's inputs (`LiveChannels`), asks `output_keep(node)` which of its
+    output channels survive, builds the smaller layer with `build`, marks
+    it `foldable` when a gate after it folds into its weights, and returns
+    the outputs as `LiveChannels`. Layers that lose nothing are copied with
+    `call_clone`.
+
+    Attributes:
+        graph: the `ChannelGraph` of the gated model.
+        keep: group root -> 0/1 vector of surviving channels.
+        input_scales: tensor key -> per-live-channel scale that the layers
+            reading it take into their kernels (a gate after an activation
+            that does not commute with a scale).
+    """
+
     def __init__(self, graph, keep, gate_values):
         self.graph = graph
         self.keep = keep
         self.gate_values = gate_values
         self.cloner = LayerCloner()
         self.values = {}
-        self.folds = {}  # tensor key -> (layer, kind, axis, channels) a gate folds into
+        self.folds = {}  # tensor key -> FoldTarget a gate on it folds into
         self._folds_out = {}
-        self.input_scales = {}  # tensor key -> per-live-channel scale for its readers
+        self.input_scales = {}
         self._consumers = graph.flat.consumers()
         self._producers = {index for index, _ in graph.producers}
+        self._index = {id(node): index for index, node in enumerate(graph.flat.nodes)}
 
     # rebuild hooks ---------------------------------------------------------
     def wrap_input(self, position, tensor):
@@ -109,8 +128,8 @@ class _Stripper:
         outs = self._dispatch(index, flat, ins, args, kwargs)
         for key, out in zip(flat.outputs, outs):
             self.values[key] = out
-        for position, record in self._folds_out.items():
-            self.folds[flat.outputs[position]] = record
+        for position, target in self._folds_out.items():
+            self.folds[flat.outputs[position]] = target
         return outs
 
     def _dispatch(self, index, flat, ins, args, kwargs):
@@ -119,29 +138,24 @@ class _Stripper:
             return [ins[0]]
         if isinstance(operation, ChannelGate):
             return [self._gate(index, flat, ins[0])]
+        support = find_support(operation)
         out_map = self.graph.out_maps(index)[0]
-        out_keep = self.kept(out_map) if out_map is not None else None
-        prunes_outputs = index in self._producers and len(out_keep) != len(self.kept_all(out_map))
-        # A channel-axis BN is always rebuilt: the rule gives it the gamma and
-        # beta that a gate folds into, even where the original had none.
-        batch_norm = isinstance(operation, keras.layers.BatchNormalization) and (
-            operation.axis in (-1, len(self.graph.flat.tensors[flat.inputs[0]].shape) - 1))
+        prunes_outputs = index in self._producers and (
+            len(self.kept(out_map)) != sum(s.length for s in out_map))
+        rebuild_always = bool(support and support.rebuild_always
+                              and support.rebuild_always(flat, self.graph))
         scaled = any(key in self.input_scales for key in flat.inputs)
-        if all(x.is_full for x in ins) and not (prunes_outputs or batch_norm or scaled):
+        if all(x.is_full for x in ins) and not (prunes_outputs or rebuild_always or scaled):
             return self._copy(flat, args, kwargs)
-        rule = slicing.REGISTRY.find(operation)
-        if rule is not None:
-            return [rule(self, flat, ins[0], out_keep)]
-        rule = structural.REGISTRY.find(operation)
-        if rule is not None:
-            return rule(self, flat, ins, args, kwargs)
-        raise StripError(
-            f"strip_pruning: removed channels reach layer '{flat.name}' "
-            f"({flat.class_name}), which has no removal rule. Exclude the layers "
-            "feeding it from pruning (add_gates(exclude=[...]))."
-        )
+        if support is None or support.remove is None:
+            raise StripError(
+                f"strip_pruning: removed channels reach layer '{flat.name}' "
+                f"({flat.class_name}), which has no removal rule. Exclude the layers "
+                "feeding it from pruning (add_gates(exclude=[...]))."
+            )
+        return support.remove(self, flat, ins, args, kwargs)
 
-    # helpers used by the rules ------------------------------------------
+    # the interface of the removal rules ---------------------------------
     def kept(self, channel_map):
         """Original indices of the channels of `channel_map` that survive."""
         flags = []
@@ -154,51 +168,50 @@ class _Stripper:
         flags = np.concatenate(flags) if flags else np.zeros(0)
         return np.flatnonzero(flags)
 
-    @staticmethod
-    def kept_all(channel_map):
-        return np.arange(sum(s.length for s in channel_map))
+    def output_keep(self, node):
+        """Original indices of the node's first output channels that survive."""
+        return self.kept(self.graph.out_maps(self._index[id(node)])[0])
 
-    def build(self, flat, value, weights, **changes):
-        """A new layer like `flat.operation` with `changes`, called and weighted."""
-        config = flat.operation.get_config()
-        if flat.scope:
-            config["name"] = safe_name(flat.name)
-        config.update(changes)
-        layer = flat.operation.__class__.from_config(config)
+    def build(self, node, value, weights, **changes):
+        """A new layer like `node.operation` with config `changes`, called on
+        `value` and given `weights`; returns `(layer, output)`."""
+        layer = fresh_layer(node, **changes)
         output = layer(value)
         layer.set_weights([np.asarray(w, "float32") for w in weights])
         return layer, output
 
-    def foldable(self, layer, kind, axis):
-        """The node's first output may take a gate folded into `layer`."""
-        self._folds_out[0] = (layer, kind, axis, None)
+    def foldable(self, layer):
+        """A gate on the node's first output folds into `layer`."""
+        support = find_support(layer)
+        if support is not None and support.gate_fold is not None:
+            self._folds_out[0] = FoldTarget(layer, support.gate_fold)
 
     def inherit_fold(self, key, position, lo, hi):
         """Output `position` is live channels lo:hi of tensor `key`: a gate on
         it folds into the same layer, at those channels."""
-        record = self.folds.get(key)
-        if record is None:
+        target = self.folds.get(key)
+        if target is None:
             return
-        layer, kind, axis, channels = record
+        channels = target.channels
         if channels is None:
-            channels = np.arange(slicing.channel_count(layer, kind, axis))
-        self._folds_out[position] = (layer, kind, axis, channels[lo:hi])
+            channels = np.arange(target.fold.channel_count(target.layer))
+        self._folds_out[position] = dataclasses.replace(target, channels=channels[lo:hi])
 
-    def call_clone(self, flat, args, kwargs):
+    def call_clone(self, node, args, kwargs):
         """Calls the (weight-copied) clone of the node's layer on live values."""
-        clone = self.cloner.clone(flat)
+        clone = self.cloner.clone(node)
         unwrap = lambda v: v.value if isinstance(v, LiveChannels) else v  # noqa: E731
         args, kwargs = keras.tree.map_structure(unwrap, (args, kwargs))
         output = clone(*args, **kwargs)
-        if isinstance(clone, keras.layers.Layer) and flat.operation.weights:
-            clone.set_weights(flat.operation.get_weights())
+        if isinstance(clone, keras.layers.Layer) and node.operation.weights:
+            clone.set_weights(node.operation.get_weights())
         return output
 
+    # gates ---------------------------------------------------------------
     def _copy(self, flat, args, kwargs):
         outputs = keras.tree.flatten(self.call_clone(flat, args, kwargs))
-        kind = slicing.fold_kind(flat.operation)
-        if kind is not None:
-            self.foldable(self.cloner.clone(flat), *kind)
+        if isinstance(flat.operation, keras.layers.Layer):
+            self.foldable(self.cloner.clone(flat))
         return [opaque(value) for value in outputs]
 
     def _gate(self, index, flat, x):
@@ -211,33 +224,33 @@ class _Stripper:
         if np.any(keep[x.live] == 0):
             raise StripError(f"strip_pruning: gate '{flat.name}' removes channels its input still holds.")
         if len(x.live):
-            self._fold_gate(flat, x, values[x.live])
+            self._fold_gate(flat, values[x.live])
         return dataclasses.replace(x, const=const)
 
     def _scale_consumers(self, flat, layer, scale):
         users = self._consumers.get(flat.outputs[0], [])
-        linear = [self.graph.flat.nodes[i].operation for i, _ in users]
-        if not users or not all(isinstance(op, slicing.INPUT_SCALABLE) for op in linear):
+        readers = [find_support(self.graph.flat.nodes[i].operation) for i, _ in users]
+        if not users or not all(r is not None and r.scales_inputs for r in readers):
             raise StripError(
                 f"strip_pruning: gate '{flat.name}' follows layer '{layer.name}' whose "
-                f"fused activation '{slicing.activation_name(layer)}' does not commute "
+                f"fused activation '{activation_name(layer)}' does not commute "
                 "with a scale, and not every layer reading the gate is a convolution "
                 "or Dense that could take the scale instead. Put the activation in "
                 "its own layer after a BN."
             )
         self.input_scales[flat.outputs[0]] = scale
 
-    def _fold_gate(self, flat, x, scale):
+    def _fold_gate(self, flat, scale):
         key = flat.inputs[0]
         if key not in self.folds:
             raise StripError(f"strip_pruning: gate '{flat.name}' follows no layer it can be folded into.")
-        layer, kind, axis, channels = self.folds.pop(key)
-        if kind != "batch_norm" and slicing.activation_name(layer) not in slicing.HOMOGENEOUS:
+        target = self.folds.pop(key)
+        if not commutes_with_scale(target.layer):
             # g * swish(z) != swish(g * z): scale the consumers' input rows.
-            self._scale_consumers(flat, layer, scale)
+            self._scale_consumers(flat, target.layer, scale)
             return
-        if channels is not None:
-            full = np.ones(slicing.channel_count(layer, kind, axis))
-            full[channels] = scale
+        if target.channels is not None:
+            full = np.ones(target.fold.channel_count(target.layer))
+            full[target.channels] = scale
             scale = full
-        slicing.fold_scale(layer, kind, axis, scale)
+        target.fold.apply(target.layer, scale)

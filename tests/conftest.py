@@ -4,6 +4,10 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(__file__))
+# This repository's offline archives live in ../shared/data (README); the
+# library itself only reads $KRP_DATA_DIR or a path it is given.
+os.environ.setdefault("KRP_DATA_DIR", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 # Property tests draw the same examples on every run (no example database),

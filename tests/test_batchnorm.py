@@ -8,7 +8,7 @@ from keras import layers
 import keras_relaxprune as krp
 from keras_relaxprune.batches import AugmentedBatches
 from keras_relaxprune.batchnorm import recalibrate_batchnorm
-from keras_relaxprune.linking import find_budget
+from keras_relaxprune.budget import find_budget
 
 pytestmark = pytest.mark.backend_agnostic
 

@@ -45,7 +45,7 @@ def test_speedup_quick_rows():
     assert {row["runtime"] for row in rounded_rows} == {"tflite", "xla"}
     for row in rounded_rows:
         assert row["round_to"] == ROUND_TO
-        # project_masks: hard cost at or below the target (reachable here).
+        # close_budget: hard cost at or below the target (reachable here).
         assert row["flops_fraction"] <= row["target"] + 1e-9, row
         for kept, size in row["group_widths"]:
             assert 0 < kept <= size, row["group_widths"]

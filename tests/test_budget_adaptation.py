@@ -9,8 +9,8 @@ import pytest
 import keras_relaxprune as krp
 import model_zoo
 from keras_relaxprune.callback import _warn_thinned_to_floor
-from keras_relaxprune.graph import analyze
-from keras_relaxprune.linking import find_budget
+from keras_relaxprune.channel_graph import analyze
+from keras_relaxprune.budget import find_budget
 from helpers import gates
 
 pytestmark = pytest.mark.backend_agnostic

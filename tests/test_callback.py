@@ -10,7 +10,7 @@ import keras_relaxprune as krp
 import model_zoo
 from helpers import gates
 from keras_relaxprune.datasets import load_cifar10
-from keras_relaxprune.linking import find_budget
+from keras_relaxprune.budget import find_budget
 from keras_relaxprune.models import cifar_resnet
 
 pytestmark = pytest.mark.backend_agnostic

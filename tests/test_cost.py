@@ -8,7 +8,7 @@ import keras_relaxprune as krp
 import model_zoo
 from helpers import gates
 from keras_relaxprune.counting import GraphCost, soft_gates
-from keras_relaxprune.graph import analyze
+from keras_relaxprune.channel_graph import analyze
 
 pytestmark = pytest.mark.backend_agnostic
 

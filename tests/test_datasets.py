@@ -18,7 +18,6 @@ def no_data_anywhere(tmp_path, monkeypatch):
     work.mkdir(parents=True)
     monkeypatch.setenv(datasets.DATA_DIR_ENV, str(empty))
     monkeypatch.chdir(work)
-    monkeypatch.setattr(datasets, "_REPO_DATA_DIR", tmp_path / "nope")
     return tmp_path
 
 

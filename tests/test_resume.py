@@ -6,7 +6,7 @@ import pytest
 
 import keras_relaxprune as krp
 from helpers import gates
-from keras_relaxprune.linking import find_budget
+from keras_relaxprune.budget import find_budget
 from keras_relaxprune.models import cifar_resnet
 
 pytestmark = pytest.mark.backend_agnostic

@@ -56,28 +56,6 @@ def minimum_fraction(graph, metric, round_to=1):
     return cost_fractions(graph, keep)[metric]
 
 
-def project_masks(graph, metric, target, round_to=1, verbose=False):
-    """`close_budget` with the gates' current pre-activations as scores.
-
-    Args:
-        graph: a `ChannelGraph` of a gated model.
-        metric: `"flops"` or `"params"`.
-        target: remaining cost fraction to reach, e.g. 0.5.
-        round_to: kept channels per group are a multiple of it. Defaults to 1.
-        verbose: print what closing does while it runs. Defaults to False.
-
-    Returns:
-        Group root -> 0/1 keep vector (numpy float32).
-
-    Example:
-
-    >>> masks = project_masks(analyze(gated), "flops", 0.5)
-    """
-    values = {root: _gate_values(graph, root) for root in graph.gated_groups()}
-    return close_budget(graph, metric, target, round_to, scores=values,
-                        verbose=verbose)
-
-
 def close_budget(graph, metric, target, round_to=1, scores=None, verbose=False):
     """Group root -> final 0/1 keep vector with the hard cost near `target`.
 
@@ -99,7 +77,7 @@ def close_budget(graph, metric, target, round_to=1, scores=None, verbose=False):
             with the largest share of its channels kept (tied groups shrink
             alike), then to the larger cost saved per channel.
         verbose: print what closing does while it runs; the messages also
-            go to the `keras_relaxprune.projection` logger. Defaults to False.
+            go to the `keras_relaxprune.budget_closing` logger. Defaults to False.
 
     Returns:
         Group root -> 0/1 keep vector (numpy float32), for every scored group.

@@ -1,6 +1,7 @@
 """Channel groups of a functional model, found by walking its graph.
 
-`analyze(model)` traces every node with its rule from `rules.py` and returns a
+`analyze(model)` traces every node with the `channels` rule of its
+`LayerSupport` record (`layer_support/`) and returns a
 `ChannelGraph`: the channel map of every tensor, the groups of channels that
 must be removed together, which groups are protected (and why), and, on a
 gated model, which `ChannelGate` serves each group.
@@ -11,13 +12,13 @@ import warnings
 
 import numpy as np
 
-from keras_relaxprune import rules
 from keras_relaxprune.channels import (
     ChannelGroups, Segment, aligned_pieces, fixed_map, map_length,
 )
 from keras_relaxprune.errors import NothingToPruneError, UnsupportedLayerError
-from keras_relaxprune.functional import flatten
+from keras_relaxprune.flat_graph import flatten
 from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.layer_support import find_support, unsupported_reason
 
 
 @dataclasses.dataclass
@@ -35,7 +36,7 @@ class ChannelGraph:
     """The result of `analyze`.
 
     Attributes:
-        flat: the flattened graph (`functional.FlatGraph`).
+        flat: the flattened graph (`flat_graph.FlatGraph`).
         groups: the `ChannelGroups` union-find.
         maps: tensor key -> channel map (tuple of `Segment`) or None.
         producers: list of (node index, group id) of layers starting a group.
@@ -186,21 +187,26 @@ def analyze(model, exclude=None, strict=False):
 
 def _trace_node(tracer, node):
     in_maps = [tracer.maps.get(key) for key in node.inputs]
-    rule = rules.find_rule(node.operation)
-    if rule is None:
-        reason = "no channel rule for this layer type"
-        out_maps = tracer.barrier(node, reason)
+    support = find_support(node.operation)
+    if support is None:
+        out_maps = tracer.barrier(node, unsupported_reason(node.operation))
     elif any(m is None for m in in_maps) or not in_maps:
         out_maps = tracer.barrier(node, "input with unknown channel count")
     else:
-        out_maps = rule(tracer, node, in_maps)
-        if not rules.check_lengths(tracer, node, out_maps):
+        out_maps = support.channels(tracer, node, in_maps)
+        if not _widths_match(tracer, node, out_maps):
             out_maps = tracer.barrier(node, "output width the rule cannot explain")
     if isinstance(node.operation, ChannelGate):
         (segment,) = in_maps[0]
         tracer.gate_calls.append((segment.group, node.operation))
     for key, out_map in zip(node.outputs, out_maps):
         tracer.maps[key] = out_map
+
+
+def _widths_match(tracer, node, out_maps):
+    """Guards against a rule that returned a map of the wrong width."""
+    return all(map_length(out_map) == tracer.shape(key)[-1]
+               for key, out_map in zip(node.outputs, out_maps))
 
 
 def _exclusion_predicate(exclude):

@@ -10,9 +10,8 @@ import dataclasses
 import re
 
 import keras
-from keras.src.saving.serialization_lib import SafeModeScope
-from keras.src.models.functional import Functional
 
+from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.errors import UnsupportedModelError
 
 
@@ -50,7 +49,12 @@ class FlatNode:
         tensor_dict = {
             arg_id: values[key] for arg_id, key in self.arg_keys.items()
         }
-        return self.node.arguments.fill_in(tensor_dict)
+        return internals.call_arguments(self.node).fill_in(tensor_dict)
+
+    @property
+    def call_args(self):
+        """The positional arguments of the call, as recorded."""
+        return internals.call_arguments(self.node).args
 
 
 @dataclasses.dataclass
@@ -85,7 +89,7 @@ def as_functional(model):
         for layer in model.layers:
             outputs = layer(outputs)
         return keras.Model(inputs, outputs, name=model.name)
-    if isinstance(model, Functional):
+    if internals.is_functional(model):
         return model
     raise UnsupportedModelError(
         f"Model '{getattr(model, 'name', model)}' of class "
@@ -113,28 +117,24 @@ def _walk(model, input_keys, scope, graph):
     def key_of(tensor):
         return alias.get(id(tensor), id(tensor))
 
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if not node.operation or node.is_input:
-                continue
-            operation = node.operation
-            inputs = [key_of(t) for t in node.input_tensors]
-            if isinstance(operation, (Functional, keras.Sequential)):
-                inner = as_functional(operation)
-                inner_scope = f"{scope}/{inner.name}" if scope else inner.name
-                inner_outputs = _walk(inner, inputs, inner_scope, graph)
-                for tensor, key in zip(node.outputs, inner_outputs):
-                    alias[id(tensor)] = key
-                continue
-            arg_keys = {
-                id(t): key_of(t) for t in node.arguments.keras_tensors
-            }
-            outputs = [id(t) for t in node.outputs]
-            for tensor in node.outputs:
-                graph.tensors[id(tensor)] = tensor
-            graph.nodes.append(
-                FlatNode(operation, node, inputs, outputs, arg_keys, scope)
-            )
+    for node in internals.graph_nodes(model):
+        if not node.operation or node.is_input:
+            continue
+        operation = node.operation
+        inputs = [key_of(t) for t in node.input_tensors]
+        if internals.is_functional(operation) or isinstance(operation, keras.Sequential):
+            inner = as_functional(operation)
+            inner_scope = f"{scope}/{inner.name}" if scope else inner.name
+            inner_outputs = _walk(inner, inputs, inner_scope, graph)
+            for tensor, key in zip(node.outputs, inner_outputs):
+                alias[id(tensor)] = key
+            continue
+        arguments = internals.call_arguments(node)
+        arg_keys = {id(t): key_of(t) for t in arguments.keras_tensors}
+        outputs = [id(t) for t in node.outputs]
+        for tensor in node.outputs:
+            graph.tensors[id(tensor)] = tensor
+        graph.nodes.append(FlatNode(operation, node, inputs, outputs, arg_keys, scope))
     return [key_of(t) for t in model.outputs]
 
 
@@ -166,15 +166,14 @@ def rebuild(graph, call_node, name=None, input_shapes=None, wrap_input=None,
     model = graph.model
     unwrap = unwrap_output or (lambda value: value)
     outputs = keras.tree.pack_sequence_as(
-        model._outputs_struct, [unwrap(values[key]) for key in graph.outputs]
+        model.output, [unwrap(values[key]) for key in graph.outputs]
     )
-    inputs = keras.tree.pack_sequence_as(model._inputs_struct, new_inputs)
+    inputs = keras.tree.pack_sequence_as(model.input, new_inputs)
     return keras.Model(inputs, outputs, name=name or model.name)
 
 
 def _input_name(tensor):
-    history = getattr(tensor, "_keras_history", None)
-    return history.operation.name if history else None
+    return getattr(tensor, "name", None)
 
 
 def call_original(index, flat, args, kwargs):
@@ -194,21 +193,32 @@ class LayerCloner:
         if not isinstance(operation, keras.layers.Layer):
             return operation
         if id(operation) not in self._clones:
-            config = operation.get_config()
-            if flat.scope:
-                config["name"] = safe_name(flat.name)
-            config.update(config_changes)
-            # The layer is the caller's live object, not an untrusted file,
-            # so a Lambda's Python function may be copied.
-            with SafeModeScope(False):
-                copy = operation.__class__.from_config(config)
-            self._clones[id(operation)] = (operation, copy)
+            self._clones[id(operation)] = (operation, fresh_layer(flat, **config_changes))
         return self._clones[id(operation)][1]
 
     def copy_weights(self):
         """Copies the original weights into every clone (after building)."""
         for original, copy in self._clones.values():
             copy.set_weights(original.get_weights())
+
+
+def fresh_layer(flat, **config_changes):
+    """A new, unbuilt layer with the config of `flat.operation` and `changes`.
+
+    Nested-scope names are flattened with `safe_name`. The layer is the
+    caller's live object, not an untrusted file, so a `Lambda`'s Python
+    function may be copied (`safe_mode=False`).
+    """
+    cls = type(flat.operation)
+    config = flat.operation.get_config()
+    if flat.scope:
+        config["name"] = safe_name(flat.name)
+    config.update(config_changes)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    return keras.saving.deserialize_keras_object(
+        {"class_name": name, "config": config, "module": None, "registered_name": name},
+        custom_objects={name: cls}, safe_mode=False,
+    )
 
 
 def safe_name(name):

@@ -1,0 +1,59 @@
+"""Concatenation along channels joins the inputs' channel maps; along
+another axis it is a merge of tied inputs."""
+
+import keras
+import numpy as np
+from keras import layers
+
+from keras_relaxprune import keras_internals as internals
+from keras_relaxprune.channels import concat_maps
+from keras_relaxprune.layer_support.merge import remove_merged_channels
+from keras_relaxprune.layer_support.record import register_layer
+from keras_relaxprune.live_channels import LiveChannels
+
+
+def _on_channels(node, rank):
+    return node.operation.axis in (-1, rank - 1)
+
+
+def concatenate_channels(tracer, node, in_maps):
+    if _on_channels(node, len(tracer.shape(node.outputs[0]))):
+        return [concat_maps(in_maps)]
+    return [tracer.tie(node, in_maps)]
+
+
+def remove_concatenated_channels(stripper, node, ins, args, kwargs):
+    if not _on_channels(node, len(stripper.graph.flat.tensors[node.outputs[0]].shape)):
+        return remove_merged_channels(stripper, node, ins, args, kwargs)
+    offsets = np.cumsum([0] + [x.width for x in ins])
+    live = np.concatenate([x.live + offset for x, offset in zip(ins, offsets)])
+    const = np.concatenate([x.const for x in ins])
+    parts = [x.value for x in ins if not x.is_constant]
+    if not parts:
+        return [LiveChannels.constant(const)]
+    base = _consecutive_slices([x for x in ins if not x.is_constant])
+    if base is not None:
+        return [LiveChannels(base, live, const)]
+    if len(parts) == 1:
+        return [LiveChannels(parts[0], live, const)]
+    name = getattr(node.operation, "name", None)
+    value = (layers.Concatenate(axis=-1, name=name)(parts)
+             if isinstance(node.operation, layers.Layer) else keras.ops.concatenate(parts, axis=-1))
+    return [LiveChannels(value, live, const)]
+
+
+def _consecutive_slices(parts):
+    """The tensor that `parts` slice back to back, whole; else None."""
+    origins = [x.origin for x in parts]
+    if any(o is None for o in origins) or any(o[0] is not origins[0][0] for o in origins):
+        return None
+    bounds = [(lo, hi) for _, lo, hi in origins]
+    contiguous = all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    base = origins[0][0]
+    if contiguous and bounds[0][0] == 0 and bounds[-1][1] == base.shape[-1]:
+        return base
+    return None
+
+
+register_layer(layers.Concatenate, *internals.CONCATENATE_OPS,
+               channels=concatenate_channels, remove=remove_concatenated_channels)

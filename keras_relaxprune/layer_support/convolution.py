@@ -1,0 +1,164 @@
+"""Convolutions and Dense: the layers whose output channels are prunable.
+
+Each starts a new channel group. Removal slices the kernel on its input
+and output channel axes and the bias. Input channels that were removed but
+hold a known non-zero constant (a BN's beta after a pruned channel) are
+folded into the bias where that is exact (Dense, 1x1 or 'valid'
+convolutions); elsewhere the rule refuses with `StripError` rather than
+change the function.
+"""
+
+import math
+
+import numpy as np
+from keras import layers
+
+from keras_relaxprune.errors import StripError
+from keras_relaxprune.layer_support.activations import activation_flops
+from keras_relaxprune.layer_support.collapse import constant_output, emits_constant
+from keras_relaxprune.layer_support.record import GateFold, register_layer
+from keras_relaxprune.live_channels import LiveChannels
+
+CONVS = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
+TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+SEPARABLE = (layers.SeparableConv1D, layers.SeparableConv2D)
+
+
+def channels_first(layer):
+    return getattr(layer, "data_format", "channels_last") == "channels_first"
+
+
+def producer_channels(tracer, node, in_maps):
+    layer = node.operation
+    if channels_first(layer):
+        return tracer.barrier(node, "channels_first data format")
+    if getattr(layer, "groups", 1) != 1:
+        return tracer.barrier(node, "grouped convolution (groups > 1)")
+    if isinstance(layer, SEPARABLE) and layer.depth_multiplier != 1:
+        tracer.protect(in_maps[0], f"{node.name}: depth_multiplier > 1")
+    return [tracer.new_group(node, tracer.out_channels(node))]
+
+
+def bias_params(layer, cout):
+    return cout if getattr(layer, "use_bias", False) else 0
+
+
+def conv_cost(shapes, layer, cin, cout):
+    # Grouped convs (groups > 1) are barriers: their widths never change.
+    kernel = math.prod(layer.kernel_size) / getattr(layer, "groups", 1)
+    macs = shapes.out_positions * kernel * cin * cout
+    elementwise = activation_flops(layer) * shapes.out_positions * cout
+    return kernel * cin * cout + bias_params(layer, cout), macs, elementwise
+
+
+def transposed_cost(shapes, layer, cin, cout):
+    kernel = math.prod(layer.kernel_size)
+    macs = shapes.in_positions * kernel * cin * cout
+    elementwise = activation_flops(layer) * shapes.out_positions * cout
+    return kernel * cin * cout + bias_params(layer, cout), macs, elementwise
+
+
+def separable_cost(shapes, layer, cin, cout):
+    kernel = math.prod(layer.kernel_size)
+    depth = cin * layer.depth_multiplier
+    params = kernel * depth + depth * cout + bias_params(layer, cout)
+    macs = shapes.out_positions * (kernel * depth + depth * cout)
+    elementwise = activation_flops(layer) * shapes.out_positions * cout
+    return params, macs, elementwise
+
+
+def dense_cost(shapes, layer, cin, cout):
+    rows = math.prod(shapes.out_shape[1:-1])
+    elementwise = activation_flops(layer) * rows * cout
+    return cin * cout + bias_params(layer, cout), rows * cin * cout, elementwise
+
+
+def check_constants(node, x, exact_when_nonzero):
+    """Removed input channels and their constants; refuses unknown ones and
+    non-zero ones where folding them into the bias would not be exact."""
+    dropped = x.dropped()
+    values = x.const[dropped]
+    if np.isnan(values).any():
+        raise StripError(
+            f"strip_pruning: layer '{node.name}' ({node.class_name}) reads removed "
+            "channels whose value is not a known constant; the model cannot be "
+            "stripped exactly. Exclude the layers before it from pruning."
+        )
+    if np.any(values != 0) and not exact_when_nonzero:
+        raise StripError(
+            f"strip_pruning: removed channels reach layer '{node.name}' "
+            f"({node.class_name}) as non-zero constants (an activation with "
+            "f(0) != 0 before a padded or transposed convolution); removing them "
+            "would change the output near the borders. Exclude the producer of "
+            "those channels (add_gates(exclude=[...])) or use ReLU-like activations."
+        )
+    return dropped, values
+
+
+def _folds_constants_exactly(layer):
+    if isinstance(layer, layers.Dense):
+        return True
+    if isinstance(layer, CONVS):
+        return layer.padding == "valid" or math.prod(layer.kernel_size) == 1
+    return False
+
+
+def remove_kernel_channels(stripper, node, ins, args, kwargs):
+    (x,) = ins
+    out_keep = stripper.output_keep(node)
+    layer = node.operation
+    kernel = layer.kernel.numpy()
+    in_axis, out_axis = (-1, -2) if isinstance(layer, TRANSPOSED) else (-2, -1)
+    bias = layer.bias.numpy() if layer.use_bias else np.zeros(kernel.shape[out_axis])
+    dropped, values = check_constants(node, x, _folds_constants_exactly(layer))
+    summed = np.moveaxis(kernel, (in_axis, out_axis), (-2, -1))
+    summed = summed.reshape(-1, *summed.shape[-2:]).sum(axis=0)  # (cin, cout)
+    bias = bias + values @ summed[dropped] if len(dropped) else bias
+    if emits_constant(x.is_constant, len(out_keep)):
+        return [constant_output(layer, x, bias)]
+    kernel = np.take(np.take(kernel, x.live, axis=in_axis), out_keep, axis=out_axis)
+    input_scale = stripper.input_scales.get(node.inputs[0])
+    if input_scale is not None:  # a gate after a non-homogeneous activation
+        shape = [1] * kernel.ndim
+        shape[in_axis] = -1
+        kernel = kernel * np.reshape(input_scale, shape)
+    width_key = "units" if isinstance(layer, layers.Dense) else "filters"
+    use_bias = bool(layer.use_bias or np.any(bias != 0))
+    weights = [kernel] + ([bias[out_keep]] if use_bias else [])
+    new_layer, value = stripper.build(node, x.value, weights,
+                                      **{width_key: len(out_keep), "use_bias": use_bias})
+    stripper.foldable(new_layer)
+    return [LiveChannels(value, np.asarray(out_keep), np.full(len(bias), np.nan))]
+
+
+def remove_separable_channels(stripper, node, ins, args, kwargs):
+    (x,) = ins
+    out_keep = stripper.output_keep(node)
+    layer = node.operation
+    check_constants(node, x, exact_when_nonzero=False)
+    depthwise, pointwise = layer.depthwise_kernel.numpy(), layer.pointwise_kernel.numpy()
+    bias = layer.bias.numpy() if layer.use_bias else np.zeros(pointwise.shape[-1])
+    if emits_constant(x.is_constant, len(out_keep)):
+        return [constant_output(layer, x, bias)]
+    multiplier = layer.depth_multiplier
+    rows = (x.live[:, None] * multiplier + np.arange(multiplier)).ravel()
+    weights = [depthwise[..., x.live, :], pointwise[..., rows, :][..., out_keep]]
+    if layer.use_bias:
+        weights.append(bias[out_keep])
+    new_layer, value = stripper.build(node, x.value, weights, filters=len(out_keep))
+    stripper.foldable(new_layer)
+    return [LiveChannels(value, np.asarray(out_keep), np.full(len(bias), np.nan))]
+
+
+register_layer(*CONVS, channels=producer_channels, cost=conv_cost,
+               remove=remove_kernel_channels, gate_fold=GateFold(("kernel", "bias"), -1),
+               scales_inputs=True)
+register_layer(*TRANSPOSED, channels=producer_channels, cost=transposed_cost,
+               remove=remove_kernel_channels, gate_fold=GateFold(("kernel", "bias"), -2),
+               scales_inputs=True)
+register_layer(layers.Dense, channels=producer_channels, cost=dense_cost,
+               remove=remove_kernel_channels, gate_fold=GateFold(("kernel", "bias"), -1),
+               scales_inputs=True)
+register_layer(*SEPARABLE, channels=producer_channels, cost=separable_cost,
+               remove=remove_separable_channels,
+               gate_fold=GateFold(("pointwise_kernel", "bias"), -1))

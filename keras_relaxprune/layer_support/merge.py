@@ -1,0 +1,50 @@
+"""Elementwise merges (`Add`, `Multiply`, ... and their raw ops): inputs of
+equal width are tied into one channel group; a branch that lost every
+channel collapses into the others (`collapse.collapse_merge`)."""
+
+import keras
+import numpy as np
+from keras import layers
+
+from keras_relaxprune import keras_internals as internals
+from keras_relaxprune.errors import StripError
+from keras_relaxprune.layer_support.collapse import collapse_merge
+from keras_relaxprune.layer_support.elementwise import one_flop_per_output, probe_constants
+from keras_relaxprune.layer_support.record import register_layer
+from keras_relaxprune.live_channels import LiveChannels
+
+MERGE_LAYERS = (
+    layers.Add, layers.Subtract, layers.Multiply, layers.Average,
+    layers.Maximum, layers.Minimum,
+)
+
+
+def merge_channels(tracer, node, in_maps):
+    return [tracer.tie(node, in_maps)]
+
+
+def binary_op_channels(tracer, node, in_maps):
+    constants = [a for a in node.call_args if not isinstance(a, keras.KerasTensor)]
+    if any(np.size(c) > 1 for c in constants):
+        return tracer.barrier(node, "combines channels with a constant array")
+    return [tracer.tie(node, in_maps)]
+
+
+def remove_merged_channels(stripper, node, ins, args, kwargs):
+    live = [x for x in ins if not x.is_constant]
+    if any(not np.array_equal(x.live, live[0].live) for x in live[1:]):
+        raise StripError(f"strip_pruning: inputs of '{node.name}' keep different channels.")
+    const = probe_constants(node, args, kwargs)
+    unknown = np.any([np.isnan(x.const) for x in ins], axis=0)
+    const = np.where(unknown, np.nan, const)
+    if not live:
+        return [LiveChannels.constant(const)]
+    if len(live) == len(ins):
+        return [LiveChannels(stripper.call_clone(node, args, kwargs), live[0].live, const)]
+    return [LiveChannels(collapse_merge(stripper, node, ins, live), live[0].live, const)]
+
+
+register_layer(*MERGE_LAYERS, channels=merge_channels, cost=one_flop_per_output,
+               remove=remove_merged_channels, combines_inputs=True)
+register_layer(*internals.MERGE_OPS, channels=binary_op_channels, cost=one_flop_per_output,
+               remove=remove_merged_channels, combines_inputs=True)

@@ -1,0 +1,176 @@
+"""`LayerSupport`: everything the library knows about one family of layers.
+
+A record says how a layer maps channel indices (tracing groups), what it
+costs for given channel counts (budget and counting), how a smaller copy of
+it is built when channels are removed (stripping), and how a gate after it
+folds into its weights. Each family registers one record, once, with
+`register_layer`; a user's own layer is made prunable the same way.
+
+Records are found by exact class, or for a subclass that keeps its parent's
+`call` (it computes the same thing). A subclass that overrides `call` is a
+barrier until it is registered itself: inheriting its parent's slicing would
+be a guess.
+"""
+
+import dataclasses
+import typing
+
+import numpy as np
+
+_RECORDS = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class GateFold:
+    """How a per-output-channel scale (a gate) folds into a layer's weights.
+
+    Every named weight is multiplied by the scale along `axis` (its output
+    channel axis); a weight the layer lacks (a disabled bias) is skipped.
+
+    Attributes:
+        weights: names of the layer attributes holding the weights, e.g.
+            `("kernel", "bias")`.
+        axis: the output-channel axis of the first weight; the others are
+            vectors over output channels.
+    """
+
+    weights: tuple = ("kernel", "bias")
+    axis: int = -1
+
+    def channel_count(self, layer):
+        """Number of output channels the fold scales."""
+        return int(getattr(layer, self.weights[0]).shape[self.axis])
+
+    def apply(self, layer, scale):
+        """Multiplies the layer's per-output-channel weights by `scale`."""
+        for position, name in enumerate(self.weights):
+            variable = getattr(layer, name, None)
+            if variable is None:
+                continue
+            value = np.asarray(variable.numpy(), "float64")
+            axis = self.axis if position == 0 else -1
+            shape = [1] * value.ndim
+            shape[axis] = -1
+            variable.assign((value * np.reshape(scale, shape)).astype(variable.dtype))
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldTarget:
+    """A layer of the stripped model that a gate on some tensor folds into.
+
+    Attributes:
+        layer: the new layer.
+        fold: its `GateFold`.
+        channels: which of its output channels the tensor holds, in order;
+            None for all of them.
+    """
+
+    layer: object
+    fold: GateFold
+    channels: typing.Optional[np.ndarray] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSupport:
+    """What keras_relaxprune knows about one family of layers or raw ops.
+
+    Attributes:
+        channels: `channels(tracer, node, in_maps) -> out_maps`: the channel
+            map of each output given those of the inputs. It may start a new
+            channel group (`tracer.new_group`), tie groups (`tracer.tie`),
+            protect channels (`tracer.protect`) or stop tracing
+            (`tracer.barrier`).
+        cost: `cost(shapes, layer, cin, cout) -> (params, macs, flops)`:
+            weights, multiply-accumulates and elementwise FLOPs for `cin`
+            input and `cout` output channels. None: the layer's own weight
+            count and no FLOPs.
+        remove: `remove(stripper, node, ins, args, kwargs) -> outs`: the
+            outputs (`LiveChannels`) of the smaller layer built for inputs
+            that lost channels. None: channels reaching it are never removed
+            (its `channels` rule protects them).
+        gate_fold: a `GateFold` if a gate right after this layer folds into
+            its weights.
+        scales_inputs: the layer is linear in its input, so a per-input-
+            channel scale can be folded into its kernel instead.
+        regenerates_channels: a removed (zero) channel may leave it non-zero
+            (a bias or a beta), so `add_gates` puts a gate after it.
+        combines_inputs: an elementwise merge: one FLOP per output element
+            for each input beyond the first.
+        rebuild_always: `rebuild_always(node, graph) -> bool`: rebuild the
+            layer with `remove` even when no channel is removed (a
+            BatchNormalization takes folded gates).
+    """
+
+    channels: typing.Callable
+    cost: typing.Optional[typing.Callable] = None
+    remove: typing.Optional[typing.Callable] = None
+    gate_fold: typing.Optional[GateFold] = None
+    scales_inputs: bool = False
+    regenerates_channels: bool = False
+    combines_inputs: bool = False
+    rebuild_always: typing.Optional[typing.Callable] = None
+
+
+def register_layer(*classes, like=None, **fields):
+    """Makes layer classes prunable: registers one `LayerSupport` for them.
+
+    Args:
+        *classes: the layer (or op) classes the record is for.
+        like: a class already supported (e.g. `keras.layers.Conv2D`) whose
+            record is copied: for a layer with the same weights, config
+            keys and computation. Fields given as keywords replace its ones.
+        **fields: the `LayerSupport` fields (`channels`, `cost`, `remove`,
+            `gate_fold`, ...). `channels` is required without `like`.
+
+    Returns:
+        The registered `LayerSupport`.
+
+    Example:
+
+    ```python
+    class StandardizedConv2D(keras.layers.Conv2D): ...   # same weights, config
+
+    krp.register_layer(StandardizedConv2D, like=keras.layers.Conv2D)
+    ```
+    """
+    from keras_relaxprune.errors import PruningError  # noqa: PLC0415
+
+    if not classes or not all(isinstance(cls, type) for cls in classes):
+        raise PruningError("register_layer: pass one or more layer classes.")
+    if like is not None:
+        base = _RECORDS.get(like)
+        if base is None:
+            raise PruningError(
+                f"register_layer: like={getattr(like, '__name__', like)!r} is not a "
+                "supported layer class; pass the exact class (e.g. keras.layers.Conv2D)."
+            )
+        record = dataclasses.replace(base, **fields)
+    elif "channels" not in fields:
+        raise PruningError("register_layer: give `channels=` (or `like=` a supported class).")
+    else:
+        record = LayerSupport(**fields)
+    for cls in classes:
+        _RECORDS[cls] = record
+    return record
+
+
+def find_support(operation):
+    """The `LayerSupport` for `operation`, or None (a barrier)."""
+    cls = type(operation)
+    if cls in _RECORDS:
+        return _RECORDS[cls]
+    for parent in cls.__mro__[1:]:
+        if parent in _RECORDS:
+            same_call = getattr(cls, "call", None) is getattr(parent, "call", None)
+            return _RECORDS[parent] if same_call else None
+    return None
+
+
+def unsupported_reason(operation):
+    """Why `operation` has no record, for the barrier message."""
+    cls = type(operation)
+    for parent in cls.__mro__[1:]:
+        if parent in _RECORDS:
+            return (f"subclass of {parent.__name__} that overrides call(); "
+                    f"register it with krp.register_layer({cls.__name__}, ...)")
+    return "no channel rule for this layer type (see krp.register_layer)"

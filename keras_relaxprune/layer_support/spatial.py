@@ -1,0 +1,60 @@
+"""Layers that move, pool, pad or drop positions but never mix channels."""
+
+import numpy as np
+from keras import layers
+
+from keras_relaxprune.layer_support.elementwise import one_flop_per_output, pass_through
+from keras_relaxprune.layer_support.record import register_layer
+from keras_relaxprune.live_channels import LiveChannels
+
+POOLING = (
+    layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D,
+    layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D,
+    layers.GlobalMaxPooling1D, layers.GlobalMaxPooling2D, layers.GlobalMaxPooling3D,
+    layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D,
+    layers.GlobalAveragePooling3D,
+)
+
+# Move positions, never mix channels; a uniform constant channel stays so.
+RESAMPLING = (
+    layers.UpSampling1D, layers.UpSampling2D, layers.UpSampling3D,
+    layers.Cropping1D, layers.Cropping2D, layers.Cropping3D,
+    layers.Resizing, layers.RandomFlip, layers.RandomCrop,
+    layers.RandomTranslation, layers.RandomRotation, layers.RandomZoom,
+)
+
+REGULARIZATION = (
+    layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
+    layers.SpatialDropout3D, layers.GaussianNoise, layers.GaussianDropout,
+    layers.AlphaDropout, layers.ActivityRegularization,
+)
+
+ZERO_PADDING = (layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D)
+
+
+def flatten_channels(tracer, node, in_maps):
+    spatial = tracer.shape(node.inputs[0])[1:-1]
+    if all(size == 1 for size in spatial):
+        return [in_maps[0]]
+    return tracer.barrier(node, "flattens spatial positions into channels")
+
+
+def remove_spatial(stripper, node, ins, args, kwargs):
+    """A uniform constant channel stays the same constant."""
+    (x,) = ins
+    value = None if x.is_constant else stripper.call_clone(node, args, kwargs)
+    return [LiveChannels(value, x.live, x.const)]
+
+
+def remove_zero_padding(stripper, node, ins, args, kwargs):
+    (x,) = ins
+    const = np.where(x.const == 0, 0.0, np.nan)  # a non-zero constant gets a 0 border
+    value = None if x.is_constant else stripper.call_clone(node, args, kwargs)
+    return [LiveChannels(value, x.live, const)]
+
+
+register_layer(*POOLING, channels=pass_through, cost=one_flop_per_output,
+               remove=remove_spatial)
+register_layer(*RESAMPLING, *REGULARIZATION, channels=pass_through, remove=remove_spatial)
+register_layer(*ZERO_PADDING, channels=pass_through, remove=remove_zero_padding)
+register_layer(layers.Flatten, channels=flatten_channels, remove=remove_spatial)

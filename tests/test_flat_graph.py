@@ -1,0 +1,50 @@
+"""The flat view of a functional graph: inlining, rebuilding, fresh layers."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_relaxprune as krp
+from keras_relaxprune.flat_graph import (
+    as_functional, call_original, flatten, fresh_layer, rebuild, safe_name,
+)
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _nested():
+    inner_in = keras.Input((6, 6, 4))
+    inner = keras.Model(inner_in, layers.Conv2D(4, 1, name="conv")(inner_in), name="block")
+    inputs = {"image": keras.Input((6, 6, 4), name="image")}
+    x = inner(inputs["image"])
+    return keras.Model(inputs, {"out": layers.ReLU(name="relu")(x)}, name="outer")
+
+
+def test_nested_models_are_inlined_with_scoped_names():
+    graph = flatten(_nested())
+    assert [node.name for node in graph.nodes] == ["block/conv", "relu"]
+    assert graph.nodes[0].inputs == graph.inputs
+    assert graph.consumers()[graph.nodes[0].outputs[0]] == [(1, 0)]
+
+
+def test_rebuild_keeps_input_and_output_structure_and_function():
+    model = _nested()
+    copy = rebuild(flatten(model), call_original, name="copy")
+    x = {"image": np.random.default_rng(0).random((1, 6, 6, 4), "float32")}
+    assert list(copy.input) == ["image"] and list(copy.output) == ["out"]
+    np.testing.assert_allclose(copy(x)["out"], model(x)["out"], rtol=1e-6)
+
+
+def test_fresh_layer_applies_changes_and_flattens_scoped_names():
+    node = flatten(_nested()).nodes[0]
+    layer = fresh_layer(node, filters=2)
+    assert isinstance(layer, layers.Conv2D) and not layer.built
+    assert layer.filters == 2 and layer.name == safe_name("block/conv") == "block_conv"
+
+
+def test_sequential_is_made_functional_and_unbuilt_one_is_refused():
+    built = keras.Sequential([keras.Input((3,)), layers.Dense(2)])
+    assert as_functional(built).inputs
+    with pytest.raises(krp.UnsupportedModelError, match="not built"):
+        as_functional(keras.Sequential([layers.Dense(2)]))

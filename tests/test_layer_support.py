@@ -1,0 +1,140 @@
+"""One record per layer type: registering a user's own layers."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_relaxprune as krp
+from keras_relaxprune.channel_graph import analyze
+from keras_relaxprune.layer_support import LiveChannels, find_support, pass_through
+from helpers import random_masks
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+class ScaledConv2D(keras.layers.Layer):
+    """A convolution written from scratch (not a Conv2D subclass) whose
+    output is multiplied by a fixed factor: same weights and config keys as
+    Conv2D, so it can borrow Conv2D's record."""
+
+    def __init__(self, filters, kernel_size, padding="same", use_bias=True,
+                 factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.padding, self.use_bias = filters, padding, use_bias
+        self.kernel_size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.factor = factor
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(*self.kernel_size, input_shape[-1], self.filters),
+                                      initializer="glorot_uniform", name="kernel")
+        self.bias = self.add_weight(shape=(self.filters,), initializer="random_normal",
+                                    name="bias") if self.use_bias else None
+
+    def call(self, x):
+        y = keras.ops.conv(x, self.kernel, padding=self.padding)
+        if self.use_bias:
+            y = y + self.bias
+        return self.factor * y
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "padding": self.padding,
+                "kernel_size": self.kernel_size, "use_bias": self.use_bias,
+                "factor": self.factor}
+
+
+class ChannelScale(keras.layers.Layer):
+    """A learned per-channel scale: its own record, written in full."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="random_normal",
+                                     name="scale")
+
+    def call(self, x):
+        return x * self.scale
+
+
+def _remove_channel_scale(stripper, node, ins, args, kwargs):
+    (x,) = ins
+    scale = keras.ops.convert_to_numpy(node.operation.scale)
+    const = x.const * scale
+    if x.is_constant:
+        return [LiveChannels.constant(const)]
+    _, value = stripper.build(node, x.value, [scale[x.live]])
+    return [LiveChannels(value, x.live, const)]
+
+
+def _channel_scale_cost(shapes, layer, cin, cout):
+    return cout, 0, shapes.out_positions * cout
+
+
+class SubclassedConv(keras.layers.Conv2D):
+    """A Conv2D subclass whose call differs (weight standardisation)."""
+
+    def call(self, x):
+        kernel = self.kernel - keras.ops.mean(self.kernel, axis=(0, 1, 2), keepdims=True)
+        return keras.ops.conv(x, kernel, padding=self.padding) + self.bias
+
+
+def _net(conv_layer):
+    inputs = keras.Input((12, 12, 3))
+    x = conv_layer(8, 3, name="custom")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = ChannelScale(name="channel_scale")(x)
+    x = keras.layers.Conv2D(6, 3, padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+@pytest.fixture(autouse=True)
+def _registered():
+    krp.register_layer(ScaledConv2D, like=keras.layers.Conv2D)
+    krp.register_layer(ChannelScale, channels=pass_through, cost=_channel_scale_cost,
+                       remove=_remove_channel_scale)
+
+
+def test_custom_layers_prune_strip_exactly_and_count():
+    """A layer borrowing Conv2D's record and one with its own record are
+    gated, lose channels, strip to the same function and count the same."""
+    model = _net(ScaledConv2D)
+    gated = krp.add_gates(model)
+    names = {g.name for g in gated.layers if isinstance(g, krp.ChannelGate)}
+    assert "custom_gate" in names
+    random_masks(gated, seed=0)
+    small = krp.strip_pruning(gated)
+    x = np.random.default_rng(0).normal(size=(2, 12, 12, 3)).astype("float32")
+    np.testing.assert_allclose(small.predict(x, verbose=0), gated.predict(x, verbose=0),
+                               atol=1e-5, rtol=1e-5)
+    kept = int(gated.get_layer("custom_gate").keep_mask.numpy().sum())
+    assert small.get_layer("custom").kernel.shape[-1] == kept < 8
+    assert small.get_layer("channel_scale").scale.shape[0] == kept
+    assert krp.count_flops(small) == krp.count_flops(gated) < krp.count_flops(model)
+    assert krp.count_params(small) == small.count_params()
+
+
+def test_subclass_overriding_call_is_a_barrier_until_registered():
+    """Inheriting Conv2D's slicing would change a standardised conv: it is a
+    barrier (warned) until registered, then prunable."""
+    model = _net(SubclassedConv)
+    assert find_support(model.get_layer("custom")) is None
+    (barrier,) = [b for b in analyze(model).barriers if b.layer == "custom"]
+    assert "overrides call" in barrier.reason and "register_layer" in barrier.reason
+    assert "custom_gate" not in {g.name for g in krp.add_gates(model).layers}
+    krp.register_layer(SubclassedConv, like=keras.layers.Conv2D)
+    try:
+        assert find_support(model.get_layer("custom")) is not None
+        assert "custom_gate" in {g.name for g in krp.add_gates(model).layers}
+    finally:
+        from keras_relaxprune.layer_support import record  # noqa: PLC0415
+
+        record._RECORDS.pop(SubclassedConv)
+
+
+def test_register_layer_refuses_bad_arguments():
+    """Misuse is a PruningError naming what to pass."""
+    with pytest.raises(krp.PruningError, match="layer classes"):
+        krp.register_layer("Conv2D", like=keras.layers.Conv2D)
+    with pytest.raises(krp.PruningError, match="not a supported layer class"):
+        krp.register_layer(ChannelScale, like=ChannelScale.__mro__[1])
+    with pytest.raises(krp.PruningError, match="channels="):
+        krp.register_layer(ChannelScale)
