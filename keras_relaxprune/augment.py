@@ -4,14 +4,15 @@ import keras
 
 from keras_relaxprune.budget import METRICS, PruningBudget, link_budget
 from keras_relaxprune.channel_graph import analyze, require_prunable
-from keras_relaxprune.errors import PruningError, UnsupportedLayerError
-from keras_relaxprune.flat_graph import LayerCloner, rebuild, safe_name
+from keras_relaxprune.counting import has_unknown_spatial_size
+from keras_relaxprune.errors import PruningError, UnknownSpatialSizeError, UnsupportedLayerError
+from keras_relaxprune.flat_graph import LayerCloner, as_functional, rebuild, safe_name
 from keras_relaxprune.gates import INITIAL_GATE, INITIAL_SCALE, ChannelGate
 from keras_relaxprune.layer_support import find_support
 
 
 def add_gates(model, metric="flops", exclude=None, strict=False,
-              initial_gate=INITIAL_GATE, initial_scale=INITIAL_SCALE):
+              initial_gate=INITIAL_GATE, initial_scale=INITIAL_SCALE, input_shape=None):
     """Returns a copy of `model` with a `ChannelGate` after every prunable unit.
 
     The graph is walked to find the channel groups (channels that must be
@@ -36,6 +37,11 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
             warning.
         initial_gate: starting value of every gate. Defaults to 0.99.
         initial_scale: starting gate temperature (inverse). Defaults to 50.
+        input_shape: the input shape (without batch; a list for several
+            inputs) at which FLOPs are budgeted and counted, required when
+            the model's spatial size is unknown (`keras.Input((None, None,
+            3))`, keras-hub's default): the size you train at. Stored in the
+            gated model, so `count_flops(gated)` uses it too.
 
     Returns:
         A new functional `keras.Model`, uncompiled.
@@ -49,12 +55,19 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
     ```
     """
     _check_arguments(model, metric)
+    model = as_functional(model)
+    if input_shape is None and has_unknown_spatial_size(model):
+        raise UnknownSpatialSizeError(
+            f"add_gates: model '{model.name}' has inputs of unknown spatial size "
+            f"{[tuple(x.shape) for x in model.inputs]}; FLOPs need one. Pass "
+            "`add_gates(model, input_shape=(H, W, C))` with the size you train at.")
     graph = analyze(model, exclude=exclude, strict=strict)
     _refuse_unstrippable_layers(graph)
     require_prunable(graph, model.name)
     sites = _gate_sites(graph, initial_gate, initial_scale)
     cloner = LayerCloner()
-    budget = PruningBudget(metric=metric, name="pruning_budget")
+    budget = PruningBudget(metric=metric, cost_input_shape=_shape_list(input_shape),
+                           name="pruning_budget")
 
     def call_node(index, flat, args, kwargs):
         outputs = cloner.clone(flat)(*args, **kwargs)
@@ -69,6 +82,15 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
     cloner.copy_weights()
     link_budget(gated)
     return gated
+
+
+def _shape_list(input_shape):
+    """`input_shape` as plain lists (saved in the budget layer's config)."""
+    if input_shape is None:
+        return None
+    if isinstance(input_shape[0], (list, tuple)):
+        return [[int(size) for size in shape] for shape in input_shape]
+    return [int(size) for size in input_shape]
 
 
 def _check_arguments(model, metric):

@@ -20,10 +20,9 @@ choosing channels by its own criterion; the model then goes through the same
 import keras
 import numpy as np
 
-from keras_relaxprune.counting import cost_fractions
-from keras_relaxprune.errors import BudgetError, PruningError
-from keras_relaxprune.channel_graph import analyze
 from keras_relaxprune.budget_closing import close_budget, minimum_fraction
+from keras_relaxprune.counting import cost_fractions, sized_graph
+from keras_relaxprune.errors import BudgetError, PruningError
 
 METHODS = ("uniform", "random", "l1_norm", "network_slimming")
 
@@ -54,7 +53,7 @@ def apply_baseline(gated, method, target, metric="flops", seed=0):
         raise PruningError(f"apply_baseline: method={method!r}; use one of {METHODS}.")
     if not 0.0 < target < 1.0:
         raise PruningError(f"apply_baseline: target={target!r} must be in (0, 1).")
-    graph = analyze(gated)
+    graph = sized_graph(gated)
     remaining = 1.0 - float(target)
     reachable = minimum_fraction(graph, metric)
     if reachable > remaining:

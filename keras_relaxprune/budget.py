@@ -16,8 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_relaxprune.channel_graph import analyze
-from keras_relaxprune.counting import GraphCost, keep_masks, soft_gates
+from keras_relaxprune.counting import GraphCost, keep_masks, sized_graph, soft_gates
 from keras_relaxprune.errors import PruningError
 from keras_relaxprune.gates import FINAL_SCALE, INITIAL_SCALE
 from keras_relaxprune.layer_support import register_layer
@@ -75,13 +74,18 @@ class PruningBudget(keras.layers.Layer):
 
     Args:
         metric: `"flops"` or `"params"`, the cost budgeted by default.
+        cost_input_shape: the input shape (without batch; a list of them
+            for several inputs) at which FLOPs are counted, for a model
+            whose spatial size is unknown (`None`). Defaults to None (the
+            model's own shape).
     """
 
-    def __init__(self, metric="flops", **kwargs):
+    def __init__(self, metric="flops", cost_input_shape=None, **kwargs):
         super().__init__(**kwargs)
         if metric not in METRICS:
             raise ValueError(f"PruningBudget: metric must be one of {METRICS}, got {metric!r}.")
         self.metric = metric
+        self.cost_input_shape = cost_input_shape
 
     def build(self, input_shape):
         for name, (value, dtype) in _SCALARS.items():
@@ -207,6 +211,7 @@ class PruningBudget(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["metric"] = self.metric
+        config["cost_input_shape"] = self.cost_input_shape
         return config
 
 
@@ -250,6 +255,6 @@ def link_budget(model):
     model loaded from `.keras` is linked again by `PruningCallback`.
     """
     budget = find_budget(model)
-    graph = analyze(model)
+    graph = sized_graph(model)
     budget.link(graph)
     return budget, graph

@@ -7,18 +7,26 @@ must be removed together, which groups are protected (and why), and, on a
 gated model, which `ChannelGate` serves each group.
 """
 
+import collections
 import dataclasses
 import warnings
 
+import keras
 import numpy as np
 
+from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.channels import (
     ChannelGroups, Segment, aligned_pieces, fixed_map, map_length,
 )
 from keras_relaxprune.errors import NothingToPruneError, UnsupportedLayerError
 from keras_relaxprune.flat_graph import flatten
 from keras_relaxprune.gates import ChannelGate
-from keras_relaxprune.layer_support import find_support, unsupported_reason
+from keras_relaxprune.layer_support import LayerSupport, find_support, unsupported_reason
+from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
+
+_NONE = LayerSupport(channels=None)
+# Merges for which a removed (zero) channel stays zero whatever it meets.
+_ZERO_PRESERVING = (keras.layers.Multiply, *internals.MULTIPLY_OPS)
 
 
 @dataclasses.dataclass
@@ -79,6 +87,12 @@ class ChannelGraph:
                 result[root] = np.asarray(gate.keep_mask.numpy(), "float32")
         return result
 
+    def gated_tensors(self):
+        """Keys of the tensors carrying channels of a gated group (gated
+        models): a BatchNormalization writing one takes a folded gate."""
+        return {key for key, channel_map in self.maps.items() if channel_map and any(
+            s.group is not None and self.gate_of(s.group) is not None for s in channel_map)}
+
     def in_maps(self, index):
         return [self.maps.get(key) for key in self.flat.nodes[index].inputs]
 
@@ -135,6 +149,12 @@ class _Tracer:
         broadcast = [m for m in in_maps if map_length(m) == 1 < width]
         if len(tied) + len(broadcast) != len(in_maps):
             return self.barrier(flat, "inputs of different widths")[0]
+        for narrow in broadcast:  # one channel spread over all: keep it
+            self.protect(narrow, f"'{flat.name}' broadcasts it over {width} channels")
+        if broadcast and not isinstance(flat.operation, _ZERO_PRESERVING):
+            # A removed channel would still hold the broadcast value.
+            for wide in tied:
+                self.protect(wide, f"'{flat.name}' adds a broadcast channel to it")
         for other in tied[1:]:
             for piece_a, piece_b in aligned_pieces(tied[0], other):
                 self._tie_pieces(flat, piece_a, piece_b)
@@ -170,11 +190,20 @@ def analyze(model, exclude=None, strict=False):
     tracer = _Tracer(flat, _exclusion_predicate(exclude))
     for key in flat.inputs:
         tracer.maps[key] = tracer._fixed(key)
+    calls = collections.Counter(id(node.operation) for node in flat.nodes)
     for index, node in enumerate(flat.nodes):
         tracer.index = index
+        if _is_shared(node.operation, calls):
+            for key, out_map in zip(node.outputs, tracer.barrier(
+                    node, f"called {calls[id(node.operation)]} times: one set of "
+                          "weights cannot be sliced per call")):
+                tracer.maps[key] = out_map
+            continue
         _trace_node(tracer, node)
     for key in flat.outputs:
         tracer.protect(tracer.maps.get(key), "model output")
+    _protect_unfoldable_gates(tracer)
+    _protect_partly_renormalised_groups(tracer)
     gates = {}
     for group, gate in tracer.gate_calls:
         gates[tracer.groups.find(group)] = gate
@@ -201,6 +230,64 @@ def _trace_node(tracer, node):
         tracer.gate_calls.append((segment.group, node.operation))
     for key, out_map in zip(node.outputs, out_maps):
         tracer.maps[key] = out_map
+
+
+def _is_shared(operation, calls):
+    """A layer with weights called more than once (gates excepted: one
+    gate serves every producer of its group)."""
+    return (calls[id(operation)] > 1 and not isinstance(operation, ChannelGate)
+            and bool(getattr(operation, "weights", None)))
+
+
+def _readers(flat, consumers, key):
+    """The nodes reading tensor `key`, looking through channel gates."""
+    result = []
+    for index, _ in consumers.get(key, []):
+        node = flat.nodes[index]
+        if isinstance(node.operation, ChannelGate):
+            result += _readers(flat, consumers, node.outputs[0])
+        else:
+            result.append(node)
+    return result
+
+
+def _protect_unfoldable_gates(tracer):
+    """A gate after a layer whose fused activation does not commute with a
+    scale (swish, sigmoid: g * f(z) != f(g * z)) can only be folded into the
+    convolutions or Dense layers reading it. Where another layer reads it
+    (a Multiply, pooling), the group is protected up front, not refused by
+    `strip_pruning` after training."""
+    flat, consumers = tracer.flat, tracer.flat.consumers()
+    producers = {index for index, _ in tracer.producers}
+    for index, node in enumerate(flat.nodes):
+        support = find_support(node.operation)
+        if support is None or support.gate_fold is None or commutes_with_scale(node.operation):
+            continue
+        if index not in producers and not support.regenerates_channels:
+            continue
+        readers = _readers(flat, consumers, node.outputs[0])
+        if len(readers) == 1 and isinstance(readers[0].operation, keras.layers.BatchNormalization):
+            continue  # the gate goes after the BN and folds into it
+        blocking = [r for r in readers if not (find_support(r.operation) or _NONE).scales_inputs]
+        if blocking:
+            tracer.protect(tracer.maps.get(node.outputs[0]), (
+                f"'{node.name}' has activation '{activation_name(node.operation)}', so its "
+                f"gate cannot fold into it, and '{blocking[0].name}' "
+                f"({blocking[0].class_name}) cannot take the gate instead"))
+
+
+def _protect_partly_renormalised_groups(tracer):
+    """A BN or depthwise conv over part of a channel group turns that part's
+    removed (zero) channels into non-zero constants, and no gate can follow
+    it (gates serve whole groups): such groups are protected."""
+    for node in tracer.flat.nodes:
+        support = find_support(node.operation)
+        if support is None or not support.regenerates_channels:
+            continue
+        out_map = tracer.maps.get(node.outputs[0]) or ()
+        partial = [s for s in out_map if s.group is not None and not tracer.groups.is_full(s)]
+        tracer.protect(partial, f"'{node.name}' ({node.class_name}) renormalises part of "
+                                "a channel group, which no gate can follow")
 
 
 def _widths_match(tracer, node, out_maps):

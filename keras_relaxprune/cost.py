@@ -20,14 +20,18 @@ from keras_relaxprune.layer_support import find_support
 class LayerShapes:
     """Static shapes around a node, for the spatial factors of its cost."""
 
-    def __init__(self, flat, tensors):
+    def __init__(self, flat, tensors, params_only=False, gate_follows=False):
         self.flat = flat
+        self.params_only = params_only
+        self.gate_follows = gate_follows  # a ChannelGate reads the output
         self.in_shape = tuple(tensors[flat.inputs[0]].shape) if flat.inputs else ()
         self.out_shape = tuple(tensors[flat.outputs[0]].shape)
 
     def positions(self, shape):
         sizes = shape[1:-1]
         if any(size is None for size in sizes):
+            if self.params_only:
+                return 0
             raise UnknownSpatialSizeError(
                 f"Layer '{self.flat.name}' has unknown spatial size {shape}: "
                 "pass `input_shape=(H, W, C)` to count FLOPs."
@@ -43,7 +47,7 @@ class LayerShapes:
         return self.positions(self.in_shape)
 
 
-def node_cost(flat, tensors, cin, cout):
+def node_cost(flat, tensors, cin, cout, params_only=False, gate_follows=False):
     """(params, macs, elementwise FLOPs) of one node for given channel counts.
 
     Layers without a cost rule (barriers, reshapes, padding, concatenation)
@@ -54,7 +58,8 @@ def node_cost(flat, tensors, cin, cout):
     if support is None or support.cost is None:
         params = flat.operation.count_params() if hasattr(flat.operation, "weights") else 0
         return params, 0, 0
-    return support.cost(LayerShapes(flat, tensors), flat.operation, cin, cout)
+    shapes = LayerShapes(flat, tensors, params_only, gate_follows)
+    return support.cost(shapes, flat.operation, cin, cout)
 
 
 def combines_inputs(operation):

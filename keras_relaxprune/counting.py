@@ -37,16 +37,19 @@ def hard_count(graph, keep=None):
     return count
 
 
-def layer_costs(graph, count, hard=False):
+def layer_costs(graph, count, hard=False, params_only=False):
     """Per-node `LayerCost` with channel counts given by `count(map)`.
 
     A layer called several times (shared) has its parameters counted once.
     A merge costs one FLOP per output element for each input beyond the
     first. With `hard=True` the count follows `strip_pruning` exactly: a
     tensor with no channel left is a constant, and a node fed only by
-    constants (a collapsed residual branch) costs nothing.
+    constants (a collapsed residual branch) costs nothing. With
+    `params_only=True` unknown spatial sizes are allowed (FLOPs are then
+    meaningless).
     """
     seen, result, constant = set(), [], set()
+    gated = graph.gated_tensors()
     for index, flat in enumerate(graph.flat.nodes):
         in_maps, out_maps = graph.in_maps(index), graph.out_maps(index)
         known = in_maps and in_maps[0] is not None and out_maps[0] is not None
@@ -60,7 +63,8 @@ def layer_costs(graph, count, hard=False):
             result.append(LayerCost(flat.name, flat.class_name, 0, 0, 0))
             continue
         if known:
-            params, macs, elementwise = node_cost(flat, graph.flat.tensors, cin, cout)
+            params, macs, elementwise = node_cost(flat, graph.flat.tensors, cin, cout,
+                                                  params_only, flat.outputs[0] in gated)
             if combines_inputs(flat.operation):
                 elementwise = elementwise * max(len(live_inputs) - 1, 0)
         else:
@@ -85,12 +89,27 @@ def cost_fractions(graph, keep):
     }
 
 
-def _graph_for(model, input_shape):
+def sized_graph(model, input_shape=None):
+    """`analyze(model)` at the spatial size FLOPs are counted at.
+
+    That is `input_shape` (one shape without batch, or a list of them for
+    several inputs), else the `cost_input_shape` given to `add_gates`, else
+    the model's own input shapes. The model is re-traced at that size
+    through its own layers, so the graph's gates are the model's.
+    """
+    if input_shape is None:
+        input_shape = next((layer.cost_input_shape for layer in getattr(model, "layers", [])
+                            if getattr(layer, "cost_input_shape", None)), None)
     if input_shape is None:
         return analyze(model)
-    shapes = input_shape if isinstance(input_shape, list) else [input_shape]
-    reshaped = rebuild(flatten(model), call_original, input_shapes=shapes)
-    return analyze(reshaped)
+    shapes = input_shape if isinstance(input_shape[0], (list, tuple)) else [input_shape]
+    shapes = [tuple(int(size) for size in shape) for shape in shapes]
+    return analyze(rebuild(flatten(model), call_original, input_shapes=shapes))
+
+
+def has_unknown_spatial_size(model):
+    """Whether any input of `model` has a spatial size of None."""
+    return any(None in tuple(x.shape)[1:-1] for x in model.inputs)
 
 
 def count_params(model):
@@ -106,7 +125,8 @@ def count_params(model):
     True
     """
     graph = analyze(model)
-    return int(sum(c.params for c in layer_costs(graph, hard_count(graph), hard=True)))
+    costs = layer_costs(graph, hard_count(graph), hard=True, params_only=True)
+    return int(sum(c.params for c in costs))
 
 
 def count_flops(model, input_shape=None, by_layer=False):
@@ -130,7 +150,7 @@ def count_flops(model, input_shape=None, by_layer=False):
     >>> sum(r["macs"] for r in rows) * 2 <= total
     True
     """
-    graph = _graph_for(model, input_shape)
+    graph = sized_graph(model, input_shape)
     costs = layer_costs(graph, hard_count(graph), hard=True)
     total = int(sum(c.flops for c in costs))
     if not by_layer:

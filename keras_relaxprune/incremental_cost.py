@@ -40,6 +40,7 @@ class CostPlan:
             for key in node.inputs:
                 self.consumers.setdefault(key, []).append(index)
             self.calls.setdefault(id(node.operation), []).append(index)
+        self.gated = graph.gated_tensors()
         dense = layer_costs(graph, lambda m: sum(s.length for s in m))
         self.dense = {"flops": sum(c.flops for c in dense),
                       "params": sum(c.params for c in dense)}
@@ -47,8 +48,9 @@ class CostPlan:
     def node_cost(self, index, cin, cout):
         key = (index, cin, cout)
         if key not in self.memo:
-            flat = self.graph.flat
-            self.memo[key] = node_cost(flat.nodes[index], flat.tensors, cin, cout)
+            flat, node = self.graph.flat, self.graph.flat.nodes[index]
+            self.memo[key] = node_cost(node, flat.tensors, cin, cout,
+                                       gate_follows=node.outputs[0] in self.gated)
         return self.memo[key]
 
 

@@ -47,6 +47,7 @@ ELEMENTWISE_OPS = _op_classes(_NN, (
     "HardSigmoid", "HardSilu", "Softplus",
 )) + _op_classes(_NUMPY, ("Tanh", "Abs", "Negative", "Square"))
 ADD_OPS = _op_classes(_NUMPY, ("Add",))
+MULTIPLY_OPS = _op_classes(_NUMPY, ("Multiply",))
 MERGE_OPS = ADD_OPS + _op_classes(
     _NUMPY, ("Subtract", "Multiply", "Divide", "Maximum", "Minimum"))
 CONCATENATE_OPS = _op_classes(_NUMPY, ("Concatenate",))

@@ -4,9 +4,8 @@ import dataclasses
 import io
 import json
 
-from keras_relaxprune.counting import hard_count, layer_costs
+from keras_relaxprune.counting import hard_count, layer_costs, sized_graph
 from keras_relaxprune.gates import ChannelGate
-from keras_relaxprune.channel_graph import analyze
 
 
 @dataclasses.dataclass
@@ -79,12 +78,12 @@ def pruning_report(before, after=None):
     >>> report.totals["flops_fraction"] <= 0.5
     True
     """
-    graph = analyze(before)
+    graph = sized_graph(before)
     dense_rows = _rows(graph, lambda m: sum(s.length for s in m))
     if after is None:
         after_rows = _rows(graph, hard_count(graph), hard=True)
     else:
-        after_graph = analyze(after)
+        after_graph = sized_graph(after)
         after_rows = _rows(after_graph, hard_count(after_graph), hard=True)
     rows = []
     for name, first in dense_rows.items():

@@ -106,6 +106,7 @@ class Stripper:
         self._consumers = graph.flat.consumers()
         self._producers = {index for index, _ in graph.producers}
         self._index = {id(node): index for index, node in enumerate(graph.flat.nodes)}
+        self.gated_tensors = graph.gated_tensors()
 
     # rebuild hooks ---------------------------------------------------------
     def wrap_input(self, position, tensor):
@@ -174,9 +175,12 @@ class Stripper:
 
     def build(self, node, value, weights, **changes):
         """A new layer like `node.operation` with config `changes`, called on
-        `value` and given `weights`; returns `(layer, output)`."""
+        `value` and given `weights` (a list in the new layer's order, or a
+        function of the new layer returning one); returns `(layer, output)`."""
         layer = fresh_layer(node, **changes)
         output = layer(value)
+        if callable(weights):
+            weights = weights(layer)
         layer.set_weights([np.asarray(w, "float32") for w in weights])
         return layer, output
 

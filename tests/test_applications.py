@@ -40,3 +40,17 @@ def test_application_strips_exactly(name):
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
     assert krp.count_flops(stripped) == krp.count_flops(gated) < krp.count_flops(model)
     assert stripped.count_params() == krp.count_params(gated)
+
+
+@pytest.mark.slow
+def test_freshly_gated_densenet_strips_exactly():
+    """No channel removed at all: BN over each concatenation keeps its gates
+    folded through the slices (this was refused)."""
+    model = APPLICATIONS["DenseNet121"]()
+    gated = krp.add_gates(model)
+    stripped = krp.strip_pruning(gated)
+    x = np.random.default_rng(1).random((2, 64, 64, 3), "float32") * 255.0
+    expected = np.asarray(keras.ops.convert_to_numpy(gated(x)))
+    actual = np.asarray(keras.ops.convert_to_numpy(stripped(x)))
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    assert stripped.count_params() == krp.count_params(gated)

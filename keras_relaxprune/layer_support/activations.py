@@ -6,10 +6,37 @@ import numpy as np
 # Activations a positive per-channel gate commutes with: f(g z) = g f(z).
 HOMOGENEOUS = ("linear", "relu", "leaky_relu")
 
+# Keras activations that act on each element alone (so on each channel).
+# Anything else (softmax, log_softmax, sparsemax, glu, an unknown callable or
+# a layer object such as `ReLU(max_value=...)`) is not known to: the
+# channels it reads are protected.
+ELEMENTWISE = HOMOGENEOUS + (
+    "celu", "elu", "exponential", "gelu", "hard_shrink", "hard_sigmoid",
+    "hard_silu", "hard_swish", "hard_tanh", "log_sigmoid", "mish", "relu6",
+    "selu", "sigmoid", "silu", "soft_shrink", "softplus", "softsign",
+    "sparse_plus", "sparse_sigmoid", "squareplus", "swish", "tanh",
+    "tanh_shrink", "threshold",
+)
+
 
 def activation_name(layer):
-    """The name of `layer`'s fused activation ("linear" when it has none)."""
-    return getattr(getattr(layer, "activation", None), "__name__", "linear")
+    """The name of `layer`'s fused activation ("linear" when it has none).
+
+    An `Activation` layer given as the activation is read through; any other
+    layer object or callable without a Keras name is named by its class.
+    """
+    function = getattr(layer, "activation", None)
+    if function is None:
+        return "linear"
+    if isinstance(function, keras.layers.Activation):
+        function = function.activation
+    name = getattr(function, "__name__", None)
+    return name if name is not None else type(function).__name__
+
+
+def acts_per_channel(layer):
+    """Whether the fused activation is a known elementwise function."""
+    return activation_name(layer) in ELEMENTWISE
 
 
 def commutes_with_scale(layer):

@@ -1,5 +1,6 @@
 """BatchNormalization over the channel axis: per-channel statistics, sliced."""
 
+import keras
 import numpy as np
 from keras import layers
 
@@ -19,14 +20,15 @@ def batch_norm_channels(tracer, node, in_maps):
 
 
 def normalization_cost(shapes, layer, cin, cout):
-    vectors = len(layer.weights)
+    # A BN without gamma gets one when stripped if a gate folds into it.
+    vectors = len(layer.weights) + bool(shapes.gate_follows and not getattr(layer, "scale", True))
     return vectors * cout, 0, shapes.out_positions * cout
 
 
 def remove_batch_norm_channels(stripper, node, ins, args, kwargs):
     """Slices gamma, beta and the moving statistics; a removed channel's
     constant c becomes (c - mean) / sqrt(var + eps) * gamma + beta. The new
-    layer always has gamma and beta, which gates fold into."""
+    layer has a gamma when a gate follows (the gate folds into it)."""
     (x,) = ins
     layer = node.operation
     width = x.width
@@ -37,10 +39,20 @@ def remove_batch_norm_channels(stripper, node, ins, args, kwargs):
     if x.is_constant:
         return [LiveChannels.constant(const)]
     live = x.live
-    weights = [gamma[live], beta[live], mean[live], variance[live]]
-    new_layer, value = stripper.build(node, x.value, weights, scale=True, center=True)
+    old = {_weight_name(w): keras.ops.convert_to_numpy(w) for w in layer.weights}
+    old.update(gamma=gamma, beta=beta)
+
+    def weights(new_layer):  # every per-channel vector it has (renorm's too), sliced
+        return [old[_weight_name(w)][live] for w in new_layer.weights]
+
+    gated = node.outputs[0] in stripper.gated_tensors
+    new_layer, value = stripper.build(node, x.value, weights, scale=layer.scale or gated)
     stripper.foldable(new_layer)
     return [LiveChannels(value, live, const)]
+
+
+def _weight_name(variable):
+    return variable.path.rsplit("/", 1)[-1]
 
 
 def rebuild_channel_batch_norm(node, graph):

@@ -93,6 +93,20 @@ def remove_get_item_channels(stripper, node, ins, args, kwargs):
     return [_channel_range(stripper, None, 0, sliced, start, stop)]
 
 
-register_layer(*internals.SPLIT_OPS, channels=split_channels, remove=remove_split_channels)
+# Rebuilt even when no channel is removed: a gate on a slice folds into the
+# layer before the slice, which the removal rule passes on (a copy would not).
+def _traced_split(node, graph):
+    return graph.maps.get(node.inputs[0]) is not None
+
+
+def _traced_get_item(node, graph):
+    shape = graph.flat.tensors[node.inputs[0]].shape
+    key = _channel_slice(node.call_args[1], len(shape))
+    return (_traced_split(node, graph) and key is not None
+            and (key == "all" or key.indices(shape[-1])[2] == 1))
+
+
+register_layer(*internals.SPLIT_OPS, channels=split_channels, remove=remove_split_channels,
+               rebuild_always=_traced_split)
 register_layer(*internals.GET_ITEM_OPS, channels=get_item_channels,
-               remove=remove_get_item_channels)
+               remove=remove_get_item_channels, rebuild_always=_traced_get_item)

@@ -7,7 +7,7 @@ from keras import layers
 
 from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.channels import concat_maps
-from keras_relaxprune.layer_support.merge import remove_merged_channels
+from keras_relaxprune.errors import StripError
 from keras_relaxprune.layer_support.record import register_layer
 from keras_relaxprune.live_channels import LiveChannels
 
@@ -24,7 +24,7 @@ def concatenate_channels(tracer, node, in_maps):
 
 def remove_concatenated_channels(stripper, node, ins, args, kwargs):
     if not _on_channels(node, len(stripper.graph.flat.tensors[node.outputs[0]].shape)):
-        return remove_merged_channels(stripper, node, ins, args, kwargs)
+        return _remove_tied_channels(stripper, node, ins, args, kwargs)
     offsets = np.cumsum([0] + [x.width for x in ins])
     live = np.concatenate([x.live + offset for x, offset in zip(ins, offsets)])
     const = np.concatenate([x.const for x in ins])
@@ -40,6 +40,26 @@ def remove_concatenated_channels(stripper, node, ins, args, kwargs):
     value = (layers.Concatenate(axis=-1, name=name)(parts)
              if isinstance(node.operation, layers.Layer) else keras.ops.concatenate(parts, axis=-1))
     return [LiveChannels(value, live, const)]
+
+
+def _remove_tied_channels(stripper, node, ins, args, kwargs):
+    """Concatenation along another axis: inputs keep the same channels; a
+    removed channel is a known constant only where all inputs agree."""
+    if any(x.is_constant for x in ins):
+        if all(x.is_constant for x in ins):
+            return [LiveChannels.constant(_agreed(ins))]
+        raise StripError(
+            f"strip_pruning: an input of '{node.name}' ({node.class_name}) lost all "
+            "its channels but the others did not; exclude that branch from pruning.")
+    if any(not np.array_equal(x.live, ins[0].live) for x in ins[1:]):
+        raise StripError(f"strip_pruning: inputs of '{node.name}' keep different channels.")
+    value = stripper.call_clone(node, args, kwargs)
+    return [LiveChannels(value, ins[0].live, _agreed(ins))]
+
+
+def _agreed(ins):
+    consts = np.stack([x.const for x in ins])
+    return np.where(np.all(consts == consts[0], axis=0), consts[0], np.nan)
 
 
 def _consecutive_slices(parts):

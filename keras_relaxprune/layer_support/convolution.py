@@ -14,7 +14,9 @@ import numpy as np
 from keras import layers
 
 from keras_relaxprune.errors import StripError
-from keras_relaxprune.layer_support.activations import activation_flops
+from keras_relaxprune.layer_support.activations import (
+    activation_flops, activation_name, acts_per_channel,
+)
 from keras_relaxprune.layer_support.collapse import constant_output, emits_constant
 from keras_relaxprune.layer_support.record import GateFold, register_layer
 from keras_relaxprune.live_channels import LiveChannels
@@ -36,7 +38,11 @@ def producer_channels(tracer, node, in_maps):
         return tracer.barrier(node, "grouped convolution (groups > 1)")
     if isinstance(layer, SEPARABLE) and layer.depth_multiplier != 1:
         tracer.protect(in_maps[0], f"{node.name}: depth_multiplier > 1")
-    return [tracer.new_group(node, tracer.out_channels(node))]
+    out_map = tracer.new_group(node, tracer.out_channels(node))
+    if not acts_per_channel(layer):
+        tracer.protect(out_map, f"{node.name}: activation '{activation_name(layer)}' "
+                                "is not known to act on each channel alone")
+    return [out_map]
 
 
 def bias_params(layer, cout):

@@ -6,7 +6,9 @@ import math
 import numpy as np
 from keras import layers
 
-from keras_relaxprune.layer_support.activations import activation_flops, apply_activation
+from keras_relaxprune.layer_support.activations import (
+    activation_flops, activation_name, acts_per_channel, apply_activation,
+)
 from keras_relaxprune.layer_support.convolution import bias_params, channels_first
 from keras_relaxprune.layer_support.record import GateFold, register_layer
 from keras_relaxprune.live_channels import LiveChannels
@@ -20,6 +22,9 @@ def depthwise_channels(tracer, node, in_maps):
         return tracer.barrier(node, "channels_first data format")
     if layer.depth_multiplier != 1:
         return tracer.barrier(node, "depth_multiplier > 1")
+    if not acts_per_channel(layer):
+        tracer.protect(in_maps[0], f"{node.name}: activation '{activation_name(layer)}' "
+                                   "is not known to act on each channel alone")
     return [in_maps[0]]
 
 

@@ -1,10 +1,12 @@
 """Activations and other elementwise layers and ops: channels pass through,
 and a removed channel's constant goes through the function."""
 
+import keras
 import numpy as np
 from keras import layers
 
 from keras_relaxprune import keras_internals as internals
+from keras_relaxprune.layer_support.activations import activation_name, acts_per_channel
 from keras_relaxprune.layer_support.record import register_layer
 from keras_relaxprune.live_channels import LiveChannels
 
@@ -25,28 +27,38 @@ def one_flop_per_output(shapes, layer, cin, cout):
 
 
 def activation_channels(tracer, node, in_maps):
-    name = getattr(node.operation.activation, "__name__", "")
-    if name in ("softmax", "log_softmax"):
-        tracer.protect(in_maps[0], f"{node.name}: {name} mixes channels")
+    if not acts_per_channel(node.operation):
+        name = activation_name(node.operation)
+        tracer.protect(in_maps[0], f"{node.name}: activation '{name}' is not known "
+                                   "to act on each channel alone")
     return [in_maps[0]]
 
 
 def probe_constants(node, args, kwargs):
-    """Calls the original operation with each input replaced by its constants."""
-    import keras  # noqa: PLC0415
+    """Calls the original operation with each input replaced by its constants.
 
-    def swap(value):
-        if isinstance(value, LiveChannels):
-            return keras.ops.convert_to_tensor(np.nan_to_num(value.const)[None, :], "float32")
-        return value
+    Unknown constants (NaN) are tried at two values of opposite signs; a
+    result that does not depend on them (0 * anything) is known, others are
+    NaN.
+    """
+    def run(fill):
+        def swap(value):
+            if isinstance(value, LiveChannels):
+                const = np.where(np.isnan(value.const), fill, value.const)
+                return keras.ops.convert_to_tensor(const[None, :], "float32")
+            return value
 
-    args, kwargs = keras.tree.map_structure(swap, (args, kwargs))
-    return np.asarray(keras.ops.convert_to_numpy(node.operation(*args, **kwargs)), "float64")[0]
+        filled = keras.tree.map_structure(swap, (args, kwargs))
+        out = node.operation(*filled[0], **filled[1])
+        return np.asarray(keras.ops.convert_to_numpy(out), "float64")[0]
+
+    low, high = run(-1.7), run(2.3)
+    return np.where(low == high, low, np.nan)
 
 
 def remove_elementwise(stripper, node, ins, args, kwargs):
     (x,) = ins
-    const = np.where(np.isnan(x.const), np.nan, probe_constants(node, args, kwargs))
+    const = probe_constants(node, args, kwargs)
     value = None if x.is_constant else stripper.call_clone(node, args, kwargs)
     return [LiveChannels(value, x.live, const)]
 

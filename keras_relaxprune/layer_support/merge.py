@@ -31,17 +31,19 @@ def binary_op_channels(tracer, node, in_maps):
 
 
 def remove_merged_channels(stripper, node, ins, args, kwargs):
-    live = [x for x in ins if not x.is_constant]
-    if any(not np.array_equal(x.live, live[0].live) for x in live[1:]):
+    """Inputs of the full width keep the same channels; a one-channel input
+    broadcast over them is protected, so whole, and broadcasts again."""
+    width = max(x.width for x in ins)
+    wide = [x for x in ins if not x.is_constant and x.width == width]
+    if any(not np.array_equal(x.live, wide[0].live) for x in wide[1:]):
         raise StripError(f"strip_pruning: inputs of '{node.name}' keep different channels.")
     const = probe_constants(node, args, kwargs)
-    unknown = np.any([np.isnan(x.const) for x in ins], axis=0)
-    const = np.where(unknown, np.nan, const)
-    if not live:
+    live = [x for x in ins if not x.is_constant]
+    if not wide:
         return [LiveChannels.constant(const)]
     if len(live) == len(ins):
-        return [LiveChannels(stripper.call_clone(node, args, kwargs), live[0].live, const)]
-    return [LiveChannels(collapse_merge(stripper, node, ins, live), live[0].live, const)]
+        return [LiveChannels(stripper.call_clone(node, args, kwargs), wide[0].live, const)]
+    return [LiveChannels(collapse_merge(stripper, node, ins, wide), wide[0].live, const)]
 
 
 register_layer(*MERGE_LAYERS, channels=merge_channels, cost=one_flop_per_output,

@@ -39,10 +39,17 @@ class GateFold:
 
     def channel_count(self, layer):
         """Number of output channels the fold scales."""
-        return int(getattr(layer, self.weights[0]).shape[self.axis])
+        return int(self._primary(layer).shape[self.axis])
+
+    def _primary(self, layer):
+        variable = getattr(layer, self.weights[0], None)
+        if variable is None:
+            raise AssertionError(f"layer '{layer.name}' has no '{self.weights[0]}' to fold into")
+        return variable
 
     def apply(self, layer, scale):
         """Multiplies the layer's per-output-channel weights by `scale`."""
+        self._primary(layer)
         for position, name in enumerate(self.weights):
             variable = getattr(layer, name, None)
             if variable is None:

@@ -40,10 +40,16 @@ def flatten_channels(tracer, node, in_maps):
 
 
 def remove_spatial(stripper, node, ins, args, kwargs):
-    """A uniform constant channel stays the same constant."""
+    """A uniform constant channel stays the same constant, except where the
+    layer writes values of its own (`Resizing(pad_to_aspect_ratio=True)`
+    fills borders with `fill_value`): there only that value stays known."""
     (x,) = ins
+    const = x.const
+    if getattr(node.operation, "pad_to_aspect_ratio", False):
+        fill = float(getattr(node.operation, "fill_value", 0.0))
+        const = np.where(const == fill, const, np.nan)
     value = None if x.is_constant else stripper.call_clone(node, args, kwargs)
-    return [LiveChannels(value, x.live, x.const)]
+    return [LiveChannels(value, x.live, const)]
 
 
 def remove_zero_padding(stripper, node, ins, args, kwargs):

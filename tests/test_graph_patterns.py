@@ -1,0 +1,246 @@
+"""Graph patterns that were silently wrong, crashed or were refused late.
+
+Each model here is either gated and stripped exactly (to float tolerance,
+with the stripped counts equal to the gated hard counts), or refused or
+protected at `add_gates` with a message naming the layer.
+"""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_relaxprune as krp
+from helpers import gates, random_masks
+from keras_relaxprune.channel_graph import analyze
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _exact(model, seed=0, input_shape=None, **gate_kwargs):
+    """Gates, random masks, strips; asserts exactness and equal counts."""
+    gated = krp.add_gates(model, input_shape=input_shape, **gate_kwargs)
+    random_masks(gated, seed=seed)
+    small = krp.strip_pruning(gated)
+    shape = input_shape or model.input_shape[1:]
+    x = np.random.default_rng(seed).normal(size=(2, *shape)).astype("float32")
+    np.testing.assert_allclose(small.predict(x, verbose=0), gated.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-4)
+    assert krp.count_flops(small, input_shape=input_shape) == krp.count_flops(gated)
+    assert krp.count_params(small) == krp.count_params(gated)
+    return gated, small
+
+
+def _reasons(model):
+    graph = analyze(model)
+    return " | ".join(r for rs in graph.groups.reasons.values() for r in rs)
+
+
+def _head(x, name="head"):
+    return layers.Dense(3, name=name)(layers.GlobalAveragePooling2D()(x))
+
+
+def test_shared_conv_with_tied_outputs_is_protected_and_exact():
+    """A siamese tower whose two outputs are added: the shared conv's one
+    set of weights cannot be sliced per call, so it is a barrier."""
+    inputs = keras.Input((8, 8, 3))
+    stem = layers.Conv2D(6, 3, padding="same", name="stem")(inputs)
+    shared = layers.Conv2D(6, 3, padding="same", name="shared")
+    merged = layers.Add()([shared(stem), shared(layers.ReLU()(stem))])
+    after = layers.Conv2D(5, 3, padding="same", name="after")(merged)
+    model = keras.Model(inputs, _head(layers.ReLU()(after)))
+    assert "called 2 times" in _reasons(model)
+    _exact(model)
+
+
+def test_nested_model_called_twice_strips_exactly():
+    block_in = keras.Input((8, 8, 4))
+    block = keras.Model(block_in, layers.Conv2D(4, 1, name="inner")(block_in), name="block")
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
+    y = layers.Conv2D(4, 3, padding="same", name="mid")(block(x))
+    z = layers.Conv2D(5, 3, padding="same", name="after")(layers.Add()([block(y), y]))
+    model = keras.Model(inputs, _head(layers.ReLU()(z)))
+    _exact(model)
+
+
+def _fused(activation):
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, padding="same", activation=activation, name="mixed")(inputs)
+    x = layers.Conv2D(5, 3, padding="same", name="after")(x)
+    return keras.Model(inputs, _head(x))
+
+
+@pytest.mark.parametrize("activation", ["softmax", "log_softmax", layers.ReLU(max_value=0.2)])
+def test_channel_mixing_or_unknown_activations_are_protected(activation):
+    """A fused softmax mixes channels; a layer object other than
+    `Activation` is not known to act per channel."""
+    model = _fused(activation)
+    assert "mixed: activation" in _reasons(model)
+    _exact(model)
+
+
+def test_activation_layer_object_is_read_not_taken_as_linear():
+    """`activation=Activation("sigmoid")` is a sigmoid: its gate is not
+    folded through it but into the convolution reading it."""
+    from keras_relaxprune.layer_support.activations import activation_name  # noqa: PLC0415
+
+    model = _fused(layers.Activation("sigmoid"))
+    assert activation_name(model.get_layer("mixed")) == "sigmoid"
+    assert "mixed: activation" not in _reasons(model)
+    _exact(model)
+
+
+def test_softmax_activation_layer_protects_its_channels():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, padding="same", name="conv")(inputs)
+    x = layers.Activation("softmax", name="soft")(x)
+    model = keras.Model(inputs, _head(layers.Conv2D(4, 1)(x)))
+    assert "soft: activation 'softmax'" in _reasons(model)
+    _exact(model)
+
+
+def test_resizing_that_pads_is_exact():
+    inputs = keras.Input((8, 6, 3))
+    x = layers.Conv2D(6, 3, padding="same", activation="sigmoid", name="conv")(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.Resizing(8, 8, pad_to_aspect_ratio=True, fill_value=0.0)(x)
+    model = keras.Model(inputs, _head(layers.Conv2D(4, 1, name="after")(x)))
+    _exact(model)
+
+
+def test_concatenate_along_a_spatial_axis_strips():
+    inputs = keras.Input((8, 8, 3))
+    a = layers.Conv2D(6, 3, padding="same", name="a")(inputs)
+    b = layers.Conv2D(6, 3, padding="same", name="b")(inputs)
+    x = layers.Concatenate(axis=1)([a, b])
+    model = keras.Model(inputs, _head(layers.Conv2D(4, 3, padding="same")(x)))
+    _exact(model)
+
+
+def test_batch_renormalization_strips():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, padding="same", name="conv")(inputs)
+    x = layers.BatchNormalization(renorm=True, name="bn")(x)
+    model = keras.Model(inputs, _head(layers.ReLU()(x)))
+    gated, small = _exact(model)
+    kept = int(gates(gated)[0].keep_mask.numpy().sum())
+    assert all(w.shape == (kept,) for w in small.get_layer("bn").weights)
+
+
+@pytest.mark.parametrize("merge", [layers.Add, layers.Multiply])
+def test_broadcast_merge_protects_the_single_channel(merge):
+    """A 1-channel map merged into a wide one: the single channel is kept;
+    after an Add a removed channel would still hold it, so the wide group
+    is kept too; after a Multiply it is zero, so the wide group is pruned."""
+    inputs = keras.Input((8, 8, 3))
+    wide = layers.Conv2D(6, 3, padding="same", name="wide")(inputs)
+    one = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="one")(inputs)
+    x = layers.Conv2D(5, 3, padding="same", name="after")(merge()([wide, one]))
+    model = keras.Model(inputs, _head(layers.ReLU()(x)))
+    assert "broadcasts it over 6 channels" in _reasons(model)
+    gated, _ = _exact(model)
+    names = {g.name for g in gates(gated)}
+    assert "one_gate" not in names
+    assert ("wide_gate" in names) == (merge is layers.Multiply)
+
+
+def test_unknown_spatial_size_is_gated_with_an_input_shape():
+    inputs = keras.Input((None, None, 3))
+    x = layers.Conv2D(6, 3, padding="same", name="conv")(inputs)
+    x = layers.BatchNormalization()(x)
+    model = keras.Model(inputs, _head(layers.ReLU()(x)))
+    with pytest.raises(krp.UnknownSpatialSizeError, match="input_shape=") if hasattr(
+            krp, "UnknownSpatialSizeError") else pytest.raises(krp.PruningError):
+        krp.add_gates(model)
+    gated, _ = _exact(model, input_shape=(16, 16, 3))
+    assert krp.count_flops(gated) == krp.count_flops(gated, input_shape=(16, 16, 3))
+    gated.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype("float32")
+    y = np.zeros(32, "int64")
+    gated.fit(x, y, epochs=2, batch_size=16, verbose=0,
+              callbacks=[krp.PruningCallback(target=0.3)])
+    dense_flops = krp.count_flops(model, input_shape=(16, 16, 3))
+    assert krp.count_flops(gated) <= 0.71 * dense_flops
+
+
+def test_squeeze_excite_with_fused_sigmoid_is_protected_up_front():
+    """x * sigmoid(conv(...)): the gate after the sigmoid conv cannot fold
+    into it nor into the Multiply; the group is protected at add_gates."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, padding="same", name="features")(inputs)
+    s = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    s = layers.Conv2D(2, 1, activation="relu", name="squeeze")(s)
+    s = layers.Conv2D(8, 1, activation="sigmoid", name="excite")(s)
+    model = keras.Model(inputs, _head(layers.Multiply()([x, s])))
+    assert "'excite' has activation 'sigmoid'" in _reasons(model)
+    _exact(model)
+
+
+def test_swish_conv_read_by_pooling_is_protected_up_front():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, padding="same", activation="swish", name="swish_conv")(inputs)
+    x = layers.Conv2D(5, 3, padding="same", name="after")(layers.MaxPooling2D()(x))
+    model = keras.Model(inputs, _head(layers.ReLU()(x)))
+    assert "'swish_conv' has activation" in _reasons(model)
+    _exact(model)
+
+
+def test_rescaling_after_a_gate_strips():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, padding="same", name="conv")(inputs)
+    x = layers.Rescaling(0.5, offset=0.25)(layers.ReLU()(x))
+    model = keras.Model(inputs, _head(layers.Conv2D(4, 1, name="after")(x)))
+    _exact(model)
+
+
+def test_bn_over_part_of_a_group_then_padded_conv_is_protected():
+    """x[..., :8] -> BN -> 3x3 conv: no gate can follow the BN (it sees part
+    of a group), so that group is protected rather than refused later."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(12, 3, padding="same", name="wide")(inputs)
+    part = layers.BatchNormalization(name="bn_part")(x[..., :8])
+    y = layers.Conv2D(4, 3, padding="same", name="after")(part)
+    model = keras.Model(inputs, _head(layers.Concatenate()([y, x[..., 8:]])))
+    assert "'bn_part' (BatchNormalization) renormalises part" in _reasons(model)
+    _exact(model)
+
+
+@pytest.mark.parametrize("layer", ["bn", "depthwise"])
+def test_bn_or_depthwise_over_an_unpruned_concatenation_strips(layer):
+    inputs = keras.Input((8, 8, 3))
+    a = layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+    b = layers.Conv2D(4, 3, padding="same", name="b")(inputs)
+    x = layers.Concatenate()([a, b])
+    x = (layers.BatchNormalization(name="over") if layer == "bn"
+         else layers.DepthwiseConv2D(3, padding="same", name="over"))(x)
+    model = keras.Model(inputs, _head(layers.ReLU()(x)))
+    gated = krp.add_gates(model)
+    small = krp.strip_pruning(gated)  # no channel removed at all
+    x_in = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(small.predict(x_in, verbose=0), gated.predict(x_in, verbose=0),
+                               rtol=1e-4, atol=1e-4)
+    _exact(model, seed=3)
+
+
+def test_conv_transpose_into_concatenate_counts_match():
+    """The drawn case of the property test: upconv -> concat."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="c0")(inputs)
+    up = layers.Conv2DTranspose(4, 2, strides=2, name="upconv")(x)
+    skip = layers.UpSampling2D()(x)
+    model = keras.Model(inputs, _head(layers.Concatenate()([up, skip])))
+    for seed in range(3):
+        _exact(model, seed=seed)
+
+
+def test_batch_norm_without_scale_or_center_counts_its_new_gamma():
+    """The stripped BN gets a gamma (the gate folds into it): the gated
+    model's hard count says so, and no beta appears."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, padding="same", use_bias=False, name="conv")(inputs)
+    x = layers.BatchNormalization(scale=False, center=False, name="bn")(x)
+    model = keras.Model(inputs, _head(layers.ReLU()(x)))
+    gated, small = _exact(model)
+    assert [w.path.rsplit("/", 1)[-1] for w in small.get_layer("bn").weights] == [
+        "gamma", "moving_mean", "moving_variance"]
