@@ -38,9 +38,48 @@ import keras_relaxprune as krp  # noqa: E402
 from keras_relaxprune.baselines import METHODS as BASELINES, apply_baseline  # noqa: E402
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
 from keras_relaxprune.batchnorm import recalibrate_batchnorm  # noqa: E402
-from keras_relaxprune.datasets import load_cifar10  # noqa: E402
+from keras_relaxprune.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
+
+# This repository keeps its offline archives in ../shared/data (README).
+os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 METHODS = ("ours", "reference") + BASELINES
+REFERENCE_SCALE = 5.0
+
+
+class ReferenceRecipe(krp.PruningCallback):
+    """The reference recipe's settings, through the same in-graph budget layer.
+
+    Gate scale fixed at 5 (`add_gates(initial_scale=5)`, `final_scale=5`),
+    penalty `lambda * |R - 0|` from the first step (remaining target 0, no
+    ramp), no freezing, no closed loop: when `fit` ends a channel is kept
+    where its gate is at least 0.5 (a group keeps at least its strongest
+    channel). What FLOPs that leaves depends on lambda, not on a target.
+    """
+
+    def __init__(self, lambda_=2.0, **kwargs):
+        super().__init__(target=0.5, lambda_=lambda_, final_scale=REFERENCE_SCALE,
+                         lambda_rate=0.0, **kwargs)
+
+    def _configure(self, budget):
+        super()._configure(budget)
+        for name, value in {"remaining_target": 0.0, "begin_step": 0.0, "end_step": 1.0,
+                            "initial_scale": REFERENCE_SCALE, "final_scale": REFERENCE_SCALE,
+                            "initial_threshold": 0.0, "final_threshold": 0.0}.items():
+            getattr(budget, name).assign(value)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass  # no closing step
+
+    def on_train_end(self, logs=None):
+        for gate in self._graph.gates.values():
+            values = keras.ops.convert_to_numpy(gate.gate_values())
+            keep = (values >= 0.5).astype("float32")
+            keep[np.argmax(values)] = 1.0
+            gate.keep_mask.assign(keep * keras.ops.convert_to_numpy(gate.keep_mask))
+        self._budget.active.assign(0.0)
+        self._budget.finished.assign(1.0)
+        self._recalibrate()
 
 
 def parse_args(argv=None):
@@ -127,14 +166,16 @@ def main(argv=None):
     batches = AugmentedBatches(x, y, args.batch_size, args.seed)
     steps = args.epochs * len(batches)
     callbacks = [EpochSync(batches)]
-    gated = krp.add_gates(dense, metric=args.metric)
+    reference = args.method == "reference"
+    gated = krp.add_gates(dense, metric=args.metric,
+                          initial_scale=REFERENCE_SCALE if reference else 50.0)
     diagnose = None
     if args.method in ("ours", "reference"):
         options = json.loads(args.callback)
         if args.recalibrate:
             options.update(calibration_data=batches, calibration_steps=args.recalibrate)
-        callbacks.append(krp.PruningCallback(target=args.target, metric=args.metric,
-                                             **options))
+        callbacks.append(ReferenceRecipe(metric=args.metric, **options) if reference else
+                         krp.PruningCallback(target=args.target, metric=args.metric, **options))
         if args.diagnose:
             diagnose = Diagnose(gated, xt[:args.diagnose].astype("float32"),
                                 yt[:args.diagnose], x)

@@ -28,7 +28,11 @@ BUDGETS = (("flops", 0.5), ("flops", 0.75), ("flops", 0.9), ("params", 0.9))
 # The method study's recipe (README, "Accuracy on a trained network").
 RECIPE = {"lambda_rate": 1.0, "cost_exponent": 0.0, "gate_prior": "bn_gamma"}
 METHODS = (("ours", False), ("ours", True), ("l1_norm", False),
-           ("network_slimming", False), ("uniform", False), ("random", False))
+           ("network_slimming", False), ("uniform", False), ("random", False),
+           ("reference", False))
+# The reference recipe has no target: its lambda sets how much it removes.
+# One lambda per budget row spreads its points along the Pareto plot.
+REFERENCE_LAMBDA = {0.5: 1.0, 0.75: 4.0, 0.9: 16.0}
 
 
 def parse_args(argv=None):
@@ -62,7 +66,9 @@ def run_grid(args):
                         "--train-limit", str(args.train_limit), "--seed", str(seed),
                         "--recalibrate", str(args.recalibrate),
                         "--out", args.out, "--name", name,
-                        "--callback", json.dumps(RECIPE)]
+                        "--callback", json.dumps(
+                            {"lambda_": REFERENCE_LAMBDA[target]} if method == "reference"
+                            else RECIPE)]
                 run_one(argv + (["--distill"] if distill else []))
 
 
