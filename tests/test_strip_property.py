@@ -1,5 +1,7 @@
 """Property: on random functional DAGs, strip_pruning is exact or refuses."""
 
+from collections import Counter
+
 import keras
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -68,22 +70,43 @@ def _randomize(gated, seed):
 step = st.tuples(st.sampled_from(OPS), st.integers(0, 1000), st.integers(1, 6))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(step, min_size=1, max_size=9), st.integers(0, 2**16))
-def test_random_dags_strip_exactly_or_refuse(steps, seed):
+# The deterministic profile draws 13 exact cases of 25 (the other 12 are
+# refused: a whole group feeding the output is off); fewer than this many
+# exact cases means strip_pruning refuses graphs it used to handle.
+MIN_EXACT = 5
+
+
+def _strip_and_compare(steps, seed):
+    """Strips one random DAG; returns "no_gates", "refused" or "exact"."""
     model = _build(steps)
     try:
         gated = krp.add_gates(model)
     except krp.NothingToPruneError:
-        return
+        return "no_gates"
     _randomize(gated, seed)
     try:
         stripped = krp.strip_pruning(gated)
     except krp.StripError:
-        return  # a clear refusal is allowed; a crash or a wrong model is not
+        return "refused"  # a clear refusal is allowed; a crash or a wrong model is not
     x = np.random.default_rng(seed).random((2, 8, 8, 3), "float32")
     expected = np.asarray(gated(x))
     np.testing.assert_allclose(np.asarray(stripped(x)), expected, rtol=1e-4,
                                atol=1e-4 * max(1.0, np.abs(expected).max()))
     assert krp.count_flops(stripped) == krp.count_flops(gated)
     assert krp.count_params(stripped) == krp.count_params(gated)
+    return "exact"
+
+
+def test_random_dags_strip_exactly_or_refuse():
+    """Every random DAG strips to a model with the gated model's outputs,
+    FLOPs and params, or is refused with a StripError; and at least
+    MIN_EXACT of the 25 drawn DAGs are stripped (not all refused)."""
+    outcomes = Counter()
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(step, min_size=1, max_size=9), st.integers(0, 2**16))
+    def check(steps, seed):
+        outcomes[_strip_and_compare(steps, seed)] += 1
+
+    check()
+    assert outcomes["exact"] >= MIN_EXACT, dict(outcomes)
