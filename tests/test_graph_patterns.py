@@ -119,6 +119,10 @@ def test_concatenate_along_a_spatial_axis_strips():
 
 
 def test_batch_renormalization_strips():
+    try:
+        layers.BatchNormalization(renorm=True)
+    except (TypeError, ValueError):
+        pytest.skip("this Keras has no BatchNormalization(renorm=...) (added in 3.14)")
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(6, 3, padding="same", name="conv")(inputs)
     x = layers.BatchNormalization(renorm=True, name="bn")(x)
