@@ -12,6 +12,7 @@ print(krp.count_flops(gated) / krp.count_flops(model))   # ~0.5
 ```
 """
 
+from keras_relaxprune import quiet_start  # first: keeps the CLI's start-up quiet
 from keras_relaxprune.augment import add_gates
 from keras_relaxprune.batchnorm import recalibrate_batchnorm
 from keras_relaxprune.budget import PruningBudget
@@ -19,11 +20,15 @@ from keras_relaxprune.callback import PruningCallback
 from keras_relaxprune.counting import count_flops, count_params
 from keras_relaxprune.export import export
 from keras_relaxprune.errors import (
+    ArgumentTypeError,
     BudgetError,
+    InvalidArgumentError,
+    ModelFileError,
     NothingToPruneError,
     PruningError,
     StripError,
     UnsupportedLayerError,
+    UnknownSpatialSizeError,
     UnsupportedModelError,
 )
 from keras_relaxprune.gates import ChannelGate
@@ -32,16 +37,20 @@ from keras_relaxprune.report import PruningReport, pruning_report
 from keras_relaxprune.strip import strip_pruning
 
 __version__ = "0.1.0"
+quiet_start.release()
 
 __all__ = [
     "add_gates",
+    "ArgumentTypeError",
     "BudgetError",
     "ChannelGate",
     "count_flops",
     "count_params",
     "export",
     "GateFold",
+    "InvalidArgumentError",
     "LayerSupport",
+    "ModelFileError",
     "NothingToPruneError",
     "PruningBudget",
     "PruningCallback",
@@ -52,6 +61,7 @@ __all__ = [
     "register_layer",
     "StripError",
     "strip_pruning",
+    "UnknownSpatialSizeError",
     "UnsupportedLayerError",
     "UnsupportedModelError",
 ]

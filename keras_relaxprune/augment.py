@@ -2,10 +2,13 @@
 
 import keras
 
+from keras_relaxprune import arguments
 from keras_relaxprune.budget import METRICS, PruningBudget, link_budget
 from keras_relaxprune.channel_graph import analyze, require_prunable
 from keras_relaxprune.counting import has_unknown_spatial_size
-from keras_relaxprune.errors import PruningError, UnknownSpatialSizeError, UnsupportedLayerError
+from keras_relaxprune.errors import (
+    InvalidArgumentError, UnknownSpatialSizeError, UnsupportedLayerError,
+)
 from keras_relaxprune.flat_graph import LayerCloner, as_functional, rebuild, safe_name
 from keras_relaxprune.gates import INITIAL_GATE, INITIAL_SCALE, ChannelGate
 from keras_relaxprune.layer_support import find_support
@@ -54,14 +57,15 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
     gated.fit(x, y, epochs=10, callbacks=[krp.PruningCallback(target=0.5)])
     ```
     """
-    _check_arguments(model, metric)
+    model, exclude, strict, initial_gate, initial_scale, input_shape = _check_arguments(
+        model, metric, exclude, strict, initial_gate, initial_scale, input_shape)
     model = as_functional(model)
     if input_shape is None and has_unknown_spatial_size(model):
         raise UnknownSpatialSizeError(
             f"add_gates: model '{model.name}' has inputs of unknown spatial size "
             f"{[tuple(x.shape) for x in model.inputs]}; FLOPs need one. Pass "
             "`add_gates(model, input_shape=(H, W, C))` with the size you train at.")
-    graph = analyze(model, exclude=exclude, strict=strict)
+    graph = analyze(model, exclude=exclude, strict=strict, warn=True)
     _refuse_unstrippable_layers(graph)
     require_prunable(graph, model.name)
     sites = _gate_sites(graph, initial_gate, initial_scale)
@@ -93,11 +97,25 @@ def _shape_list(input_shape):
     return [int(size) for size in input_shape]
 
 
-def _check_arguments(model, metric):
-    if metric not in METRICS:
-        raise PruningError(f"add_gates: metric must be one of {METRICS}, got {metric!r}.")
+def _check_arguments(model, metric, exclude, strict, initial_gate, initial_scale,
+                     input_shape):
+    model = as_functional(arguments.model("add_gates", "model", model))
+    arguments.choice("add_gates", "metric", metric, METRICS)
     if any(isinstance(layer, ChannelGate) for layer in getattr(model, "layers", [])):
-        raise PruningError(f"Model '{model.name}' already has gates; use it as it is.")
+        raise InvalidArgumentError(
+            f"add_gates: model '{model.name}' already has gates (it was made by "
+            "add_gates); pass the original model, or train this one as it is.")
+    return (
+        model,
+        arguments.layer_names("add_gates", "exclude", exclude, model),
+        arguments.boolean("add_gates", "strict", strict),
+        arguments.real("add_gates", "initial_gate", initial_gate,
+                       "a gate value strictly between 0 and 1 (default 0.99)",
+                       low=0.0, high=1.0, low_open=True, high_open=True),
+        arguments.real("add_gates", "initial_scale", initial_scale,
+                       "a positive inverse temperature (default 50)", low=0.0, low_open=True),
+        arguments.input_shape("add_gates", "input_shape", input_shape, model),
+    )
 
 
 def _refuse_unstrippable_layers(graph):

@@ -6,6 +6,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_relaxprune import arguments
 from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.baselines import set_gate_prior
 from keras_relaxprune.batchnorm import recalibrate_batchnorm
@@ -103,43 +104,43 @@ class PruningCallback(keras.callbacks.Callback):
                  calibration_steps=50, log_dir=None, log_every_n_steps=None,
                  gate_prior=None, cost_exponent=1.0):
         super().__init__()
-        if not isinstance(target, (int, float)) or not 0.0 < target < 1.0:
-            raise PruningError(
-                f"PruningCallback: target={target!r} must be a fraction of the "
-                "cost to remove, strictly between 0 and 1 (0.9 removes 90%)."
-            )
-        if metric is not None and metric not in METRICS:
-            raise PruningError(
-                f"PruningCallback: metric={metric!r} is unknown; use one of {METRICS}."
-            )
-        self.target = float(target)
-        self.metric = metric
-        self.begin_step = int(begin_step)
-        self.end_step = end_step
-        self.lambda_ = float(lambda_)
-        self.final_scale = float(final_scale)
-        self.threshold = tuple(float(t) for t in threshold)
-        if not isinstance(round_to, int) or round_to < 1:
-            raise PruningError(f"PruningCallback: round_to={round_to!r} must be an integer >= 1.")
-        self.round_to = round_to
-        self.verbose = verbose
-        self.lambda_rate = float(lambda_rate)
-        self.calibration_data = calibration_data
-        self.calibration_steps = calibration_steps
-        if gate_prior not in (None, "l1_norm", "bn_gamma"):
-            raise PruningError(
-                f"PruningCallback: gate_prior={gate_prior!r}; use None, "
-                "'l1_norm' or 'bn_gamma'.")
-        self.gate_prior = gate_prior
-        if not isinstance(cost_exponent, (int, float)) or not 0.0 <= cost_exponent <= 1.0:
-            raise PruningError(
-                f"PruningCallback: cost_exponent={cost_exponent!r} must be in "
-                "[0, 1] (1: push in proportion to cost, 0: every channel alike).")
-        if not isinstance(lambda_rate, (int, float)) or lambda_rate < 0:
-            raise PruningError(
-                f"PruningCallback: lambda_rate={lambda_rate!r} must be >= 0 "
-                "(0 keeps lambda fixed).")
-        self.cost_exponent = float(cost_exponent)
+        check = arguments.Checks("PruningCallback")
+        self.target = check.real("target", target, "a fraction of the cost to remove, "
+                                 "strictly between 0 and 1 (0.9 removes 90%)",
+                                 low=0.0, high=1.0, low_open=True, high_open=True)
+        self.metric = check.choice("metric", metric, (None, *METRICS))
+        self.begin_step = check.integer("begin_step", begin_step,
+                                        "a training step >= 0 (default 0)", low=0)
+        self.end_step = None if end_step is None else check.integer(
+            "end_step", end_step, f"a step >= begin_step={self.begin_step}, or None "
+            "(75% of the fit)", low=self.begin_step)
+        self.lambda_ = check.real("lambda_", lambda_, "a penalty weight >= 0 (default 2.0)",
+                                  low=0.0)
+        self.final_scale = check.real("final_scale", final_scale, "a positive inverse "
+                                      "temperature (default 500)", low=0.0, low_open=True)
+        self.threshold = check.ordered_pair(
+            "threshold", threshold, "(start, end) gate values with 0 <= start <= end < 1, "
+            "raised from start to end over the ramp, e.g. threshold=(0.02, 0.2) (the "
+            "default); for a fixed value t pass (t, t)")
+        self.round_to = check.integer("round_to", round_to, "a whole number of channels "
+                                      ">= 1 (default 1; 8 suits most hardware)", low=1)
+        self.verbose = check.integer("verbose", verbose, "0 (silent) or 1 (a line per epoch)",
+                                     low=0, bool_ok=True)
+        self.lambda_rate = check.real("lambda_rate", lambda_rate, "a rate >= 0 (0 keeps "
+                                      "lambda fixed)", low=0.0)
+        self.calibration_data = check.batches("calibration_data", calibration_data)
+        self.calibration_steps = None if calibration_steps is None else check.integer(
+            "calibration_steps", calibration_steps, "a number of batches >= 1, or None "
+            "(all of calibration_data)", low=1)
+        if log_dir is not None:
+            check.path("log_dir", log_dir)
+        if log_every_n_steps is not None:
+            check.integer("log_every_n_steps", log_every_n_steps,
+                          "a positive integer or None", low=1)
+        self.gate_prior = check.choice("gate_prior", gate_prior, (None, "l1_norm", "bn_gamma"))
+        self.cost_exponent = check.real("cost_exponent", cost_exponent, "a value in [0, 1] "
+                                        "(1: push in proportion to cost, 0: every channel "
+                                        "alike)", low=0.0, high=1.0)
         self._budget = None
         self._graph = None
         self._summaries = PruningSummaries(log_dir, log_every_n_steps)

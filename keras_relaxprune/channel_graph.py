@@ -173,7 +173,7 @@ class _Tracer:
         self.protect((a, b), reason)
 
 
-def analyze(model, exclude=None, strict=False):
+def analyze(model, exclude=None, strict=False, warn=False):
     """Traces channel groups through `model` (functional or Sequential).
 
     Args:
@@ -182,6 +182,9 @@ def analyze(model, exclude=None, strict=False):
             output channels must not be pruned.
         strict: raise `UnsupportedLayerError` instead of protecting the
             channels that reach a layer with no channel rule.
+        warn: warn about each layer with no channel rule that protects
+            channels. Only `add_gates` sets it, so a user sees each such
+            warning once, not again from every count, report or strip.
 
     Returns:
         A `ChannelGraph`.
@@ -210,7 +213,7 @@ def analyze(model, exclude=None, strict=False):
     graph = ChannelGraph(
         flat, tracer.groups, tracer.maps, tracer.producers, gates, tracer.barriers
     )
-    _report_barriers(graph, strict)
+    _report_barriers(graph, strict, warn)
     return graph
 
 
@@ -307,7 +310,7 @@ def _exclusion_predicate(exclude):
     return lambda layer: getattr(layer, "name", None) in names
 
 
-def _report_barriers(graph, strict):
+def _report_barriers(graph, strict, warn):
     """Warns about (or, strict, refuses) barriers that protect channels."""
     harmful = [b for b in graph.barriers if _protects_something(graph, b)]
     if harmful and strict:
@@ -317,11 +320,11 @@ def _report_barriers(graph, strict):
             "cannot be pruned. Pass `exclude=[...]` with the layers that feed "
             "it, or use strict=False to protect those channels and go on."
         )
-    for barrier in harmful:
+    for barrier in harmful if warn else ():
         warnings.warn(
             f"keras_relaxprune: layer {barrier}; channels reaching it are "
             "protected (not pruned).",
-            stacklevel=3,
+            stacklevel=4,  # the line that called add_gates
         )
 
 

@@ -1,64 +1,256 @@
 """`relaxprune`: the command line for saved models.
 
     relaxprune count MODEL.keras [--input-shape 360 480 3]
-    relaxprune report GATED.keras [--dense DENSE.keras] [--out DIR]
+    relaxprune report GATED.keras [--dense DENSE.keras] [--json] [--out DIR]
     relaxprune strip GATED.keras OUT_DIR [--threshold 0.05] [--formats keras tflite]
+
+An error is one line on stderr (`relaxprune: error: ...`) and exit status 2;
+warnings of keras_relaxprune are one line each (`relaxprune: warning: ...`).
+What TensorFlow's native code writes to stderr while a command runs (start-up,
+CPU-feature and converter logs) is discarded.
 """
 
 import argparse
+import contextlib
+import io
 import json
+import os
 import sys
+import warnings
+import zipfile
+
+# export.FORMATS, known here without importing TensorFlow.
+FORMATS = ("keras", "saved_model", "tflite")
+# Read by TensorFlow's C++ logging and glog when TensorFlow is loaded.
+QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "2"}
+_ZIP = (b"PK\x03\x04", b"PK\x05\x06")
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+class CommandLineError(Exception):
+    """A command line that argparse refused (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise CommandLineError(f"{message} (see `{self.prog} --help`)")
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="relaxprune", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="relaxprune", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     count = commands.add_parser("count", help="params and FLOPs of a .keras model")
-    count.add_argument("model")
-    count.add_argument("--input-shape", type=int, nargs="+", default=None)
+    count.add_argument("model", metavar="MODEL")
+    count.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="SIZE",
+                       help="size of one sample without the batch, e.g. 360 480 3")
     report = commands.add_parser("report", help="per-layer table of a gated model")
-    report.add_argument("model")
+    report.add_argument("model", metavar="MODEL")
     report.add_argument("--dense", default=None, help="compare with this dense model")
     report.add_argument("--json", action="store_true", help="print JSON, not a table")
     report.add_argument("--out", default=None, metavar="DIR", help=(
         "also write pruning_report.json/.md, channels_kept.png and "
         "cost_per_stage.png into DIR (e.g. next to an exported model)"))
     strip = commands.add_parser("strip", help="strip a gated model and export it")
-    strip.add_argument("model")
-    strip.add_argument("out_dir")
-    strip.add_argument("--threshold", type=float, default=None)
-    strip.add_argument("--formats", nargs="+", default=["keras", "saved_model", "tflite"])
+    strip.add_argument("model", metavar="MODEL")
+    strip.add_argument("out_dir", metavar="OUT_DIR")
+    strip.add_argument("--threshold", type=float, default=None,
+                       help="also remove channels whose gate is below this value in [0, 1)")
+    strip.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     return parser
 
 
 def main(argv=None):
     """Entry point of the `relaxprune` command; returns the exit status."""
-    args = _parser().parse_args(argv)
-    import keras  # noqa: PLC0415 (slow import, only once the arguments are valid)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as done:  # --help
+        return done.code or 0
+    except CommandLineError as error:
+        return _fail(error)
+    for name, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    notes, failure, status = [], None, 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with _native_stderr_discarded():
+                notes = _COMMANDS[args.command](args) or []
+        except KeyboardInterrupt:
+            failure, status = "interrupted", 130
+        except Exception as error:  # noqa: BLE001 (one line, never a traceback)
+            failure = error
+    _show_warnings(caught)
+    for note in notes:
+        print(note, file=sys.stderr, flush=True)
+    return 0 if failure is None else _fail(failure, status)
 
+
+def _count(args):
+    import keras_relaxprune as krp  # noqa: PLC0415 (loads TensorFlow)
+    from keras_relaxprune import arguments  # noqa: PLC0415
+
+    model = _load_model(args.model, "MODEL")
+    input_shape = None if args.input_shape is None else arguments.input_shape(
+        "count", "--input-shape", tuple(args.input_shape), model, cli=True)
+    flops = krp.count_flops(model, input_shape=input_shape)
+    _print(json.dumps({"params": krp.count_params(model), "flops": flops}))
+
+
+def _report(args):
     import keras_relaxprune as krp  # noqa: PLC0415
 
-    model = keras.saving.load_model(args.model)
-    if args.command == "count":
-        flops = krp.count_flops(model, input_shape=args.input_shape)
-        print(json.dumps({"params": krp.count_params(model), "flops": flops}))
-    elif args.command == "report":
-        dense = keras.saving.load_model(args.dense) if args.dense else None
-        report = krp.pruning_report(dense, model) if dense else krp.pruning_report(model)
-        print(report.to_json(indent=1) if args.json else report)
-        if args.out:
-            from keras_relaxprune.charts import write_report_files  # noqa: PLC0415
+    _check_directory(args.out, "--out")
+    model = _load_model(args.model, "MODEL")
+    dense = _load_model(args.dense, "--dense") if args.dense else None
+    report = krp.pruning_report(dense, model) if dense else krp.pruning_report(model)
+    _print(report.to_json(indent=1) if args.json else str(report))
+    if args.out:
+        from keras_relaxprune.charts import write_report_files  # noqa: PLC0415
 
-            before = dense if dense is not None else model
-            written = write_report_files(report, before, args.out)
-            print(json.dumps({"written": written}), file=sys.stderr)
-    else:
-        small = krp.strip_pruning(model, threshold=args.threshold)
-        written = krp.export(small, args.out_dir, formats=tuple(args.formats),
-                             pruned_from=model)
-        print(json.dumps({"params": krp.count_params(small),
-                          "flops": krp.count_flops(small), "written": written}))
-    return 0
+        written = write_report_files(report, dense if dense is not None else model, args.out)
+        return [json.dumps({"written": written})]
+    return []
+
+
+def _strip(args):
+    import keras_relaxprune as krp  # noqa: PLC0415
+    from keras_relaxprune import arguments  # noqa: PLC0415
+    from keras_relaxprune.errors import InvalidArgumentError  # noqa: PLC0415
+
+    threshold = None if args.threshold is None else arguments.real(
+        "strip", "--threshold", args.threshold,
+        "a gate value in [0, 1), e.g. --threshold 0.05", low=0.0, high=1.0, high_open=True)
+    _check_directory(args.out_dir, "OUT_DIR")
+    model = _load_model(args.model, "MODEL")
+    if not any(isinstance(layer, krp.ChannelGate) for layer in arguments.models_in(model)):
+        raise InvalidArgumentError(
+            f"MODEL '{args.model}' has no ChannelGate layer: it is not a gated model "
+            "(one made by add_gates), so there is nothing to strip. Pass the gated "
+            "model saved after training; to export a dense model as it is, call "
+            "krp.export(model, OUT_DIR) in Python.")
+    small = krp.strip_pruning(model, threshold=threshold)
+    written = krp.export(small, args.out_dir, formats=tuple(args.formats), pruned_from=model)
+    _print(json.dumps({"params": krp.count_params(small),
+                       "flops": krp.count_flops(small), "written": written}))
+
+
+_COMMANDS = {"count": _count, "report": _report, "strip": _strip}
+
+
+def _load_model(path, what):
+    """The Keras model saved in `path`, or `ModelFileError` saying what is
+    wrong with the file (`what` names the argument that gave it)."""
+    from keras_relaxprune.errors import ModelFileError  # noqa: PLC0415
+
+    problem = _file_problem(path)
+    if problem:
+        raise ModelFileError(f"{what} '{path}' {problem}.")
+    import keras  # noqa: PLC0415
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 (Keras, h5py and zipfile raise anything)
+        detail = " ".join(str(error).split()) or type(error).__name__
+        if len(detail) > 300:
+            detail = detail[:297] + "..."
+        hint = ""
+        if "register_keras_serializable" in detail or "Could not locate" in detail:
+            hint = " It uses a custom class: import the module that registers it."
+        raise ModelFileError(
+            f"{what} '{path}' could not be loaded as a Keras model "
+            f"({type(error).__name__}: {detail}).{hint}") from error
+
+
+def _file_problem(path):
+    """What makes `path` unreadable as a `.keras`/`.h5` file, or None."""
+    if not os.path.exists(path):
+        return "does not exist"
+    if os.path.isdir(path):
+        return ("is a directory; pass a .keras file written by model.save('model.keras') "
+                "(a SavedModel directory cannot be loaded as a Keras model)")
+    size = os.path.getsize(path)
+    if size == 0:
+        return "is empty (0 bytes): the save did not finish, or it is not a model"
+    with open(path, "rb") as file:
+        head = file.read(8)
+    extension = os.path.splitext(path)[1].lower()
+    if extension == ".keras":
+        if not head.startswith(_ZIP):
+            return (f"is not a .keras file: a .keras file is a zip archive, this one "
+                    f"({size} bytes) starts with {head!r}")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if "config.json" not in archive.namelist():
+                    return "is a zip archive but not a saved Keras model (no config.json)"
+        except zipfile.BadZipFile:
+            return (f"is truncated or corrupt: it starts as a zip archive but its "
+                    f"directory is missing ({size} bytes); save or copy it again")
+        return None
+    if extension in (".h5", ".hdf5"):
+        if not head.startswith(_HDF5):
+            return (f"is not an HDF5 file (the legacy .h5 format): its {size} bytes "
+                    f"start with {head!r}")
+        return None
+    return (f"has the extension '{extension}'; pass a .keras file (or a legacy .h5 "
+            "file) written by model.save")
+
+
+def _check_directory(path, what):
+    """Refuses an output directory that is an existing file, before any work."""
+    if path is not None and os.path.exists(path) and not os.path.isdir(path):
+        from keras_relaxprune.errors import InvalidArgumentError  # noqa: PLC0415
+
+        raise InvalidArgumentError(
+            f"{what} '{path}' is a file; pass a directory (created if needed).")
+
+
+def _print(text):
+    print(text, flush=True)
+
+
+def _fail(error, status=2):
+    text = " ".join(str(error).split())
+    known = isinstance(error, (str, CommandLineError)) or type(error).__module__.startswith(
+        "keras_relaxprune")
+    if not known:
+        text = f"{type(error).__name__}: {text}"
+    print(f"relaxprune: error: {text}", file=sys.stderr, flush=True)
+    return status
+
+
+def _show_warnings(caught):
+    """keras_relaxprune's own warnings, one line each; other libraries' dropped."""
+    seen = set()
+    for record in caught:
+        text = " ".join(str(record.message).split())
+        ours = os.path.abspath(record.filename).startswith(_PACKAGE)
+        if not ours or text in seen:
+            continue
+        seen.add(text)
+        print(f"relaxprune: warning: {text}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _native_stderr_discarded():
+    """Discards what is written to stderr (file descriptor 2 and `sys.stderr`)
+    inside: TensorFlow's native logs ignore `TF_CPP_MIN_LOG_LEVEL` until its
+    logging is initialised. Errors and warnings are printed after it."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2: nothing to protect
+        saved = None
+    if saved is not None:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ import dataclasses
 import numpy as np
 from keras import ops
 
+from keras_relaxprune import arguments
 from keras_relaxprune.channel_graph import analyze
 from keras_relaxprune.cost import combines_inputs, node_cost
-from keras_relaxprune.flat_graph import call_original, flatten, rebuild
+from keras_relaxprune.flat_graph import as_functional, call_original, flatten, rebuild
 from keras_relaxprune.layer_support.collapse import emits_constant
 
 
@@ -124,6 +125,7 @@ def count_params(model):
     >>> count_params(krp.add_gates(model)) == model.count_params()
     True
     """
+    model = arguments.model("count_params", "model", model)
     graph = analyze(model)
     costs = layer_costs(graph, hard_count(graph), hard=True, params_only=True)
     return int(sum(c.params for c in costs))
@@ -150,6 +152,9 @@ def count_flops(model, input_shape=None, by_layer=False):
     >>> sum(r["macs"] for r in rows) * 2 <= total
     True
     """
+    model = as_functional(arguments.model("count_flops", "model", model))
+    input_shape = arguments.input_shape("count_flops", "input_shape", input_shape, model)
+    by_layer = arguments.boolean("count_flops", "by_layer", by_layer)
     graph = sized_graph(model, input_shape)
     costs = layer_costs(graph, hard_count(graph), hard=True)
     total = int(sum(c.flops for c in costs))

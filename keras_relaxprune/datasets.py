@@ -1,6 +1,8 @@
-"""Offline loaders for CIFAR-10 and CamVid stored as encoded-image NumPy archives."""
+"""Loaders for CIFAR-10 and CamVid: offline encoded-image NumPy archives first,
+else (CIFAR-10) TensorFlow Datasets or the Keras download."""
 
 import functools
+import importlib.util
 import io
 import os
 from pathlib import Path
@@ -17,12 +19,16 @@ CIFAR10_ARCHIVE = "cifar10_jpeg.npz"
 CAMVID_ARCHIVE = "camvid_jpeg.npz"
 CAMVID_IGNORE_LABEL = 11
 CAMVID_NUM_CLASSES = 11
-
+CIFAR10_SOURCES = ("archive", "tfds", "keras")
 
 
 def _candidate_dirs():
     env = os.environ.get(DATA_DIR_ENV)
     return [Path(env).expanduser()] if env else []
+
+
+def _searched():
+    return ", ".join(str(d) for d in _candidate_dirs()) or f"${DATA_DIR_ENV} is not set"
 
 
 def _find_archive(filename, path=None):
@@ -93,16 +99,76 @@ def _download_cifar10():
     return keras.datasets.cifar10.load_data()
 
 
-def load_cifar10(path=None, train_limit=None, test_limit=None, seed=0):
-    """Loads CIFAR-10 from the offline JPEG archive, or downloads it.
+def _tfds_installed():
+    # `tfds.load` builds `tf.data` pipelines, so it needs TensorFlow as well.
+    return all(importlib.util.find_spec(name) is not None
+               for name in ("tensorflow_datasets", "tensorflow"))
+
+
+def _load_tfds_cifar10(data_dir=None):
+    """Both splits of TFDS' `cifar10` (downloaded and prepared on first use)."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise ImportError(
+            "load_cifar10(source='tfds') needs TensorFlow Datasets: "
+            "`pip install tensorflow-datasets` (or keras-relaxprune[data])."
+        ) from error
+    splits = tfds.load("cifar10", split=["train", "test"], as_supervised=True,
+                       data_dir=None if data_dir is None else str(data_dir))
+    out = []
+    for dataset in splits:
+        # Batches, not `batch_size=-1`: that needs a known cardinality.
+        images, labels = zip(*tfds.as_numpy(dataset.batch(10_000)))
+        out.append((np.concatenate(images), np.concatenate(labels)))
+    return tuple(out)
+
+
+def _cifar10_source(source, path):
+    if source is None:
+        # An explicit `path` means the archive: it must not silently fall back.
+        if path is not None or _find_archive(CIFAR10_ARCHIVE) is not None:
+            return "archive"
+        return "tfds" if _tfds_installed() else "keras"
+    if source not in CIFAR10_SOURCES:
+        raise ValueError(
+            f"load_cifar10: source={source!r}; expected one of {CIFAR10_SOURCES} "
+            "or None.")
+    if source == "keras" and path is not None:
+        raise ValueError("load_cifar10: source='keras' takes no `path` (Keras "
+                         "caches its download in ~/.keras/datasets).")
+    return source
+
+
+def _subsets(splits, limits, seed):
+    """Class-balanced seeded subsets of in-memory `((x, y), (x, y))` splits."""
+    out = []
+    for stream, ((x, y), limit) in enumerate(zip(splits, limits)):
+        y = np.asarray(y).reshape(-1).astype(np.int64)
+        idx = _balanced_indices(y, limit, seed, stream)
+        out.append((np.asarray(x, dtype=np.uint8)[idx], y[idx]))
+    return tuple(out)
+
+
+def load_cifar10(path=None, train_limit=None, test_limit=None, seed=0, source=None):
+    """Loads CIFAR-10 from the offline JPEG archive, TFDS or the Keras download.
 
     Args:
-        path: Directory holding `cifar10_jpeg.npz`, or the file itself. When
-            `None`, looks in the folder named by `$KRP_DATA_DIR`, then falls back
-            to `keras.datasets.cifar10.load_data()`.
+        path: For the archive, the directory holding `cifar10_jpeg.npz`, or the
+            file itself; when `None`, the folder named by `$KRP_DATA_DIR` is
+            searched. For `source="tfds"`, the TFDS data directory (default:
+            TFDS' own, `~/tensorflow_datasets`).
         train_limit: Optional size of a class-balanced training subset.
         test_limit: Optional size of a class-balanced test subset.
         seed: Seed for the subset choice and the image order.
+        source: `"archive"` (the JPEG archive), `"tfds"`
+            (`tfds.load("cifar10")`, downloaded and prepared on first use; needs
+            `tensorflow-datasets`) or `"keras"`
+            (`keras.datasets.cifar10.load_data()`). Defaults to `None`: the
+            archive when `path` is given or the archive is found, else TFDS
+            when it is installed, else Keras. Every source gives the same
+            format and the same subset rule (the archive's JPEG pixels differ
+            from the other two's).
 
     Returns:
         `((x_train, y_train), (x_test, y_test))`: uint8 images `(N, 32, 32, 3)`
@@ -113,20 +179,23 @@ def load_cifar10(path=None, train_limit=None, test_limit=None, seed=0):
     >>> (x, y), (xt, yt) = load_cifar10(train_limit=500, test_limit=100)
     >>> x.shape, y.shape
     ((500, 32, 32, 3), (500,))
+    >>> (x, y), _ = load_cifar10(source="tfds", train_limit=500)  # with a network
     """
+    limits = (train_limit, test_limit)
+    source = _cifar10_source(source, path)
+    if source == "tfds":
+        return _subsets(_load_tfds_cifar10(path), limits, seed)
+    if source == "keras":
+        return _subsets(_download_cifar10(), limits, seed)
     archive = _find_archive(CIFAR10_ARCHIVE, path)
-    if archive is not None:
-        splits = _load_cifar10_archive(str(archive), (train_limit, test_limit), seed)
-        # Copies keep in-place edits by a caller out of the shared cache.
-        return tuple((x.copy(), y.copy()) for x, y in splits)
-    out = []
-    for stream, ((x, y), limit) in enumerate(
-        zip(_download_cifar10(), (train_limit, test_limit))
-    ):
-        y = np.asarray(y).reshape(-1).astype(np.int64)
-        idx = _balanced_indices(y, limit, seed, stream)
-        out.append((np.asarray(x)[idx], y[idx]))
-    return tuple(out)
+    if archive is None:
+        raise FileNotFoundError(
+            f"{CIFAR10_ARCHIVE} not found (searched: {_searched()}). Put it in a "
+            f"directory and set the environment variable {DATA_DIR_ENV} to it, "
+            "pass `path=`, or use source='tfds' or source='keras'.")
+    splits = _load_cifar10_archive(str(archive), limits, seed)
+    # Copies keep in-place edits by a caller out of the shared cache.
+    return tuple((x.copy(), y.copy()) for x, y in splits)
 
 
 def _resize(arrays, size, method):
@@ -157,6 +226,23 @@ def _load_camvid_archive(archive, split, limit, size):
 def load_camvid(path=None, split="train", limit=None, size=None):
     """Loads the CamVid 11-class road-scene segmentation set from its archive.
 
+    CamVid has no TensorFlow Datasets builder and no automatic download: the
+    archive is the only source. For road scenes from TFDS, Cityscapes is
+    there but needs a manual download (registration at
+    cityscapes-dataset.com): put `leftImg8bit_trainvaltest.zip` and
+    `gtFine_trainvaltest.zip` in a folder and pass it as `manual_dir`:
+
+    ```python
+    import tensorflow_datasets as tfds
+    config = tfds.download.DownloadConfig(manual_dir="~/cityscapes_zips")
+    train = tfds.load("cityscapes/semantic_segmentation", split="train",
+                      download_and_prepare_kwargs={"download_config": config})
+    # features: "image_left" (1024, 2048, 3), "segmentation_label" (1024, 2048, 1)
+    ```
+
+    Cityscapes' labels are its own 34 ids (19 used for training), not
+    CamVid's 11 classes, so this function does not load it.
+
     Args:
         path: Directory holding `camvid_jpeg.npz`, or the file itself. When
             `None`, looks in the folder named by `$KRP_DATA_DIR`.
@@ -177,9 +263,8 @@ def load_camvid(path=None, split="train", limit=None, size=None):
     """
     archive = _find_archive(CAMVID_ARCHIVE, path)
     if archive is None:
-        searched = ", ".join(str(d) for d in _candidate_dirs())
         raise FileNotFoundError(
-            f"{CAMVID_ARCHIVE} not found (searched: {searched}). CamVid has no "
+            f"{CAMVID_ARCHIVE} not found (searched: {_searched()}). CamVid has no "
             f"automatic download: put {CAMVID_ARCHIVE} in a directory and set the "
             f"environment variable {DATA_DIR_ENV} to it, or pass `path=`."
         )

@@ -37,3 +37,21 @@ class StripError(PruningError):
 class UnknownSpatialSizeError(PruningError):
     """FLOPs need a spatial size the model leaves unknown (`None`): pass
     `input_shape=(H, W, C)`."""
+
+
+class InvalidArgumentError(PruningError):
+    """An argument has a value the function cannot use.
+
+    The message names the argument, the value received and what to pass
+    instead. Raised before any work is done.
+    """
+
+
+class ArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument has the wrong type (a string where a number is expected,
+    a number where a pair is expected). Also a `TypeError`."""
+
+
+class ModelFileError(PruningError):
+    """A model file cannot be read: missing, empty, truncated, or not a
+    Keras `.keras`/`.h5` file. The message names the file and what is wrong."""

@@ -28,8 +28,9 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_relaxprune import arguments
 from keras_relaxprune.budget import PruningBudget
-from keras_relaxprune.errors import PruningError
+from keras_relaxprune.errors import ArgumentTypeError, InvalidArgumentError, PruningError
 from keras_relaxprune.gates import ChannelGate
 
 FORMATS = ("keras", "saved_model", "tflite")
@@ -72,8 +73,8 @@ def export(model, path, formats=FORMATS, tflite_quantization=None,
     y = run_tflite(paths["tflite"], x_test[:8])   # .../model_float16.tflite
     ```
     """
-    formats = _check_arguments(model, formats, tflite_quantization,
-                               representative_data)
+    formats = _check_arguments(model, path, formats, tflite_quantization,
+                               representative_data, pruned_from)
     os.makedirs(path, exist_ok=True)
     written = {}
     if "keras" in formats:
@@ -146,25 +147,32 @@ def load_saved_model_fn(saved_model_dir):
     return call
 
 
-def _check_arguments(model, formats, quantization, representative_data):
+def _check_arguments(model, path, formats, quantization, representative_data,
+                     pruned_from):
+    arguments.model("export", "model", model)
+    arguments.path("export", "path", path)
+    if pruned_from is not None:
+        arguments.model("export", "pruned_from", pruned_from)
     if isinstance(formats, str):
         formats = (formats,)
-    formats = tuple(dict.fromkeys(formats))
+    names = ", ".join(map(repr, FORMATS))
+    if not isinstance(formats, (list, tuple)) or not all(
+            isinstance(name, str) for name in formats):
+        raise ArgumentTypeError(
+            f"export: formats={arguments.shown(formats)} is not a list of format "
+            f"names; pass a tuple of names among {names}.")
     unknown = [name for name in formats if name not in FORMATS]
     if unknown or not formats:
-        raise ValueError(
-            f"export: `formats` must name some of {', '.join(map(repr, FORMATS))}; "
-            f"unknown: {unknown}."
-        )
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(
-            f"export: unknown tflite_quantization={quantization!r}; "
-            f"allowed: {', '.join(map(repr, QUANTIZATIONS))}."
-        )
+        raise InvalidArgumentError(
+            f"export: formats={arguments.shown(formats)} must name some of {names}; "
+            f"unknown: {unknown}. Pass one name per item, e.g. formats=('keras', 'tflite').")
+    formats = tuple(dict.fromkeys(formats))
+    arguments.choice("export", "tflite_quantization", quantization, QUANTIZATIONS)
     if (quantization == "int8") != (representative_data is not None):
-        raise ValueError(
+        raise InvalidArgumentError(
             "export: representative_data is required by, and only used with, "
-            "tflite_quantization='int8'."
+            "tflite_quantization='int8'; pass a few dozen training inputs with it, "
+            "or leave it out."
         )
     for layer in _all_layers(model):
         if isinstance(layer, (ChannelGate, PruningBudget)):

@@ -10,10 +10,12 @@ gate and no extra multiply remains.
 """
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
 
+from keras_relaxprune import arguments
 from keras_relaxprune.budget import PruningBudget
 from keras_relaxprune.channel_graph import analyze
 from keras_relaxprune.errors import StripError
@@ -39,7 +41,8 @@ def strip_pruning(model, threshold=None):
 
     Args:
         model: a gated model from `add_gates` (trained, or loaded from
-            `.keras`); a model without gates is returned as a plain copy.
+            `.keras`); a model without gates is returned as a plain copy,
+            with a warning that nothing was pruned.
         threshold: also remove channels whose gate value is below it.
             Defaults to None (only `keep_mask` decides).
 
@@ -54,7 +57,18 @@ def strip_pruning(model, threshold=None):
     krp.count_flops(small) == krp.count_flops(gated)   # True
     ```
     """
+    model = arguments.model("strip_pruning", "model", model)
+    if threshold is not None:
+        threshold = arguments.real(
+            "strip_pruning", "threshold", threshold, "a gate value in [0, 1) below "
+            "which channels are also removed, or None (keep_mask alone decides)",
+            low=0.0, high=1.0, high_open=True)
     graph = analyze(model)
+    if not graph.gates:
+        warnings.warn(
+            f"strip_pruning: model '{model.name}' has no ChannelGate, so nothing was "
+            "pruned; the result is a plain copy. Pass the model returned by "
+            "`add_gates` (trained with `PruningCallback`).", stacklevel=2)
     keep, gate_values = _hardened(graph, threshold)
     stripper = Stripper(graph, keep, gate_values)
     name = model.name[: -len("_gated")] if model.name.endswith("_gated") else model.name
