@@ -78,19 +78,89 @@ def test_tensorflow_decoder_matches_pillow(monkeypatch):
     assert np.abs(tf_out.astype(int) - pil.astype(int)).mean() < 2
 
 
-def test_cifar10_falls_back_to_keras_download(no_data_anywhere, monkeypatch):
-    rng = np.random.default_rng(0)
+def _fake_cifar10(seed=0):
+    rng = np.random.default_rng(seed)
 
     def split(n):  # keras.datasets shape: labels (N, 1)
         x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
         return x, np.repeat(np.arange(10), n // 10)[:, None]
 
-    fake = (split(40), split(20))
-    monkeypatch.setattr(datasets, "_download_cifar10", lambda: fake)
+    return split(40), split(20)
+
+
+def test_cifar10_falls_back_to_keras_download(no_data_anywhere, monkeypatch):
+    monkeypatch.setattr(datasets, "_tfds_installed", lambda: False)
+    monkeypatch.setattr(datasets, "_download_cifar10", _fake_cifar10)
     (x, y), (xt, yt) = datasets.load_cifar10(train_limit=20)
     assert x.shape == (20, 32, 32, 3) and y.shape == (20,)
     np.testing.assert_array_equal(np.bincount(y), np.full(10, 2))
     assert xt.shape == (20, 32, 32, 3) and yt.shape == (20,)
+
+
+def test_cifar10_default_source_order(no_data_anywhere, monkeypatch):
+    """No archive: TFDS when installed, else Keras; an explicit source wins."""
+    calls = []
+    monkeypatch.setattr(datasets, "_tfds_installed", lambda: True)
+    monkeypatch.setattr(datasets, "_load_tfds_cifar10",
+                        lambda data_dir: calls.append(("tfds", data_dir)) or _fake_cifar10())
+    monkeypatch.setattr(datasets, "_download_cifar10",
+                        lambda: calls.append(("keras", None)) or _fake_cifar10(1))
+    tfds_split = datasets.load_cifar10(train_limit=20, test_limit=10)
+    keras_split = datasets.load_cifar10(train_limit=20, test_limit=10, source="keras")
+    datasets.load_cifar10(path=no_data_anywhere, source="tfds")
+    assert calls == [("tfds", None), ("keras", None), ("tfds", no_data_anywhere)]
+    # Same format and subset rule whichever source.
+    for (xa, ya), (xb, yb) in zip(tfds_split, keras_split):
+        assert xa.shape == xb.shape and xa.dtype == xb.dtype == np.uint8
+        assert ya.dtype == yb.dtype == np.int64
+        np.testing.assert_array_equal(np.bincount(ya), np.bincount(yb))
+
+
+@needs_cifar
+def test_cifar10_archive_found_wins_unless_told(monkeypatch):
+    monkeypatch.setattr(datasets, "_download_cifar10", _fake_cifar10)
+    (x, _), _ = datasets.load_cifar10(train_limit=20, test_limit=10)
+    assert x.std() > 20  # the archive's real images
+    (x, _), _ = datasets.load_cifar10(train_limit=20, test_limit=10, source="keras")
+    fake_images = {image.tobytes() for image in _fake_cifar10()[0][0]}
+    assert all(image.tobytes() in fake_images for image in x)
+
+
+def test_cifar10_source_errors(no_data_anywhere):
+    with pytest.raises(ValueError, match="'archive', 'tfds', 'keras'"):
+        datasets.load_cifar10(source="web")
+    with pytest.raises(ValueError, match="takes no `path`"):
+        datasets.load_cifar10(path=no_data_anywhere, source="keras")
+    with pytest.raises(FileNotFoundError, match="KRP_DATA_DIR") as err:
+        datasets.load_cifar10(source="archive")
+    assert "cifar10_jpeg.npz" in str(err.value)
+
+
+def test_cifar10_tfds_runs_on_mock_data(no_data_anywhere, monkeypatch):
+    """The real `tfds.load` path, on TFDS' generated stand-in data (offline)."""
+    tfds = pytest.importorskip(
+        "tensorflow_datasets",
+        reason="tensorflow-datasets is not installed: pip install -e '.[data]'")
+    with tfds.testing.mock_data(num_examples=100):
+        (x, y), (xt, yt) = datasets.load_cifar10(
+            source="tfds", train_limit=20, test_limit=10, seed=3)
+        again = datasets.load_cifar10(source="tfds", train_limit=20, test_limit=10, seed=3)
+        other = datasets.load_cifar10(source="tfds", train_limit=20, test_limit=10, seed=4)
+        # With no archive and TFDS installed, the default is TFDS.
+        default = datasets.load_cifar10(train_limit=20, test_limit=10, seed=3)
+        full = datasets.load_cifar10(source="tfds")
+    assert x.shape == (20, 32, 32, 3) and x.dtype == np.uint8
+    assert xt.shape == (10, 32, 32, 3) and xt.dtype == np.uint8
+    assert y.dtype == yt.dtype == np.int64 and y.shape == (20,) and yt.shape == (10,)
+    np.testing.assert_array_equal(np.bincount(y, minlength=10), np.full(10, 2))
+    np.testing.assert_array_equal(np.bincount(yt, minlength=10), np.ones(10))
+    for (xa, ya), (xb, yb), (xc, yc) in zip(((x, y), (xt, yt)), again, default):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xc)
+    assert not np.array_equal(x, other[0][0])
+    assert full[0][0].shape == (100, 32, 32, 3) and full[1][1].shape == (100,)
+    assert set(np.unique(full[0][1])) <= set(range(10))
 
 
 def test_explicit_missing_path_raises(tmp_path):
