@@ -45,3 +45,28 @@ def test_killed_run_resumes_to_the_uninterrupted_masks(tmp_path):
     for a, b in zip(gates(reference), gates(resumed)):
         np.testing.assert_array_equal(a.keep_mask.numpy(), b.keep_mask.numpy())
         np.testing.assert_allclose(a.scale.numpy(), b.scale.numpy())
+
+
+def test_run_killed_by_a_signal_mid_epoch_resumes_meets_the_budget(tmp_path):
+    """SIGKILL in the middle of an epoch: the rerun resumes from the last
+    backup, completes, meets the budget, and no channel switched off before
+    the kill comes back on."""
+    import json  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    script = os.path.join(os.path.dirname(__file__), "killed_fit.py")
+    killed = subprocess.run([sys.executable, script, "kill", str(tmp_path)],
+                            capture_output=True, text=True, timeout=900)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (tmp_path / "final.json").exists()
+    before = json.loads((tmp_path / "epochs.json").read_text())
+    assert sorted(before) == ["0", "1"]  # killed during the third epoch
+    resumed = subprocess.run([sys.executable, script, "resume", str(tmp_path)],
+                             capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    final = json.loads((tmp_path / "final.json").read_text())
+    assert 0.39 <= final["flops"] / final["dense_flops"] <= 0.41
+    for at_kill, at_end in zip(before["1"], final["masks"]):
+        assert all(end <= kill for kill, end in zip(at_kill, at_end))
