@@ -76,24 +76,73 @@ def export(model, path, formats=FORMATS, tflite_quantization=None,
     formats = _check_arguments(model, path, formats, tflite_quantization,
                                representative_data, pruned_from)
     os.makedirs(path, exist_ok=True)
+    if formats != ("keras",) and keras.backend.backend() != "tensorflow":
+        # SavedModel/TFLite need TensorFlow: write the .keras file (whole),
+        # then say how to get the rest.
+        written = export(model, path, ("keras",)) if "keras" in formats else {}
+        _tensorflow_for_export(written.get("keras"))
+    # Everything is written into a staging folder first and moved into
+    # place only when all of it succeeded: a crash or a failing format
+    # never leaves a half-written export, nor destroys an earlier good one.
+    staging = tempfile.mkdtemp(dir=path, prefix=".export-")
+    try:
+        staged = _write_all(model, staging, formats, tflite_quantization,
+                            representative_data, pruned_from)
+        return {name: _move_into_place(item, path) for name, item in staged.items()}
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_all(model, path, formats, tflite_quantization, representative_data,
+               pruned_from):
     written = {}
     if "keras" in formats:
         written["keras"] = os.path.join(path, "model.keras")
         model.save(written["keras"])
     if formats != ("keras",):
         tf = _tensorflow_for_export(written.get("keras"))
+        graph_model = _float32_copy(model)
         if "saved_model" in formats:
             written["saved_model"] = os.path.join(path, "saved_model")
-            _save_saved_model(model, written["saved_model"])
+            _save_saved_model(graph_model, written["saved_model"])
         if "tflite" in formats:
             written["tflite"] = _write_tflite(
-                tf, model, path, written.get("saved_model"),
+                tf, graph_model, path, written.get("saved_model"),
                 tflite_quantization, representative_data,
             )
     result = {name: written[name] for name in formats}
     if pruned_from is not None:
         result.update(_write_report(pruned_from, model, path))
     return result
+
+
+def _move_into_place(staged, path):
+    """Moves one staged file or folder to `path`, replacing an older one."""
+    final = os.path.join(path, os.path.basename(staged))
+    if os.path.isdir(final) and not os.path.islink(final):
+        old = tempfile.mkdtemp(dir=path, prefix=".replaced-")
+        os.replace(final, os.path.join(old, "previous"))
+        os.replace(staged, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, final)
+    return final
+
+
+def _float32_copy(model):
+    """`model` itself, or a float32 copy of a mixed-precision model: the
+    SavedModel and TFLite converters need one compute dtype (a float32
+    TFLite by default; pass `tflite_quantization="float16"` for float16)."""
+    if all(layer.dtype_policy.name == "float32" for layer in _all_layers(model)
+           if hasattr(layer, "dtype_policy")):
+        return model
+
+    def float32_layer(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=float32_layer)
+    copy.set_weights([np.asarray(w, "float32") for w in model.get_weights()])
+    return copy
 
 
 def run_tflite(tflite_path, inputs):

@@ -219,3 +219,40 @@ def test_other_backend_writes_keras_then_refuses(tmp_path):
     assert done.returncode != 0
     assert "RuntimeError" in done.stderr and "KERAS_BACKEND=tensorflow" in done.stderr
     assert os.path.isfile(tmp_path / "m" / "model.keras")
+
+
+def test_failed_export_leaves_the_previous_one_whole(classifier, tmp_path, monkeypatch):
+    """A format failing half-way writes nothing under the final names and
+    keeps an earlier good export; no staging folder is left behind."""
+    export_module = sys.modules["keras_relaxprune.export"]
+    export(classifier, tmp_path, ("keras", "saved_model"))
+    before = {name: os.path.getmtime(tmp_path / name) for name in ("model.keras", "saved_model")}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(export_module, "_write_tflite", broken)
+    with pytest.raises(RuntimeError, match="converter crashed"):
+        export(_classifier(), tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["model.keras", "saved_model"]
+    assert {name: os.path.getmtime(tmp_path / name) for name in before} == before
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    x = _batch(2, 16, 16, 3)
+    np.testing.assert_allclose(reloaded(x), classifier(x), rtol=1e-5, atol=1e-5)
+    paths = export(classifier, tmp_path, ("keras", "saved_model"))  # replaces both
+    assert load_saved_model_fn(paths["saved_model"])(x).shape == (2, 10)
+
+
+def test_mixed_precision_model_exports_a_float32_tflite(tmp_path):
+    """A mixed_float16 model: the SavedModel and TFLite files are float32."""
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = _classifier()
+    finally:
+        keras.config.set_dtype_policy("float32")
+    paths = export(model, tmp_path, ("keras", "tflite"))
+    x = _batch(2, 16, 16, 3)
+    expected = np.asarray(model(x), "float32")
+    np.testing.assert_allclose(run_tflite(paths["tflite"], x), expected, rtol=2e-2, atol=2e-2)
+    policies = {layer.dtype_policy.name for layer in keras.saving.load_model(paths["keras"]).layers}
+    assert "mixed_float16" in policies  # the .keras file keeps the mixed policy
