@@ -212,12 +212,8 @@ class PruningCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         budget = self._budget
-        if logs is not None and not np.isfinite(logs.get("loss", 0.0)):
-            raise PruningError(
-                f"PruningCallback: the loss became {logs.get('loss')} in epoch "
-                f"{epoch + 1}. Lower the learning rate or lambda_ "
-                f"(now {self.lambda_}), or check the data for NaN."
-            )
+        if logs is not None and not np.isfinite(float(logs.get("loss", 0.0))):
+            self._diverged(f"epoch {epoch + 1}", logs.get("loss"))
         if budget.end_step.numpy() >= 1e12 and epoch + 1 == self._end_epoch_or_none():
             budget.end_step.assign(float(budget.step.numpy()))
         if logs is not None:
@@ -240,6 +236,25 @@ class PruningCallback(keras.callbacks.Callback):
         done = float(budget.step.numpy()) >= float(budget.end_step.numpy())
         if done and not float(budget.finished.numpy()):
             self._close_budget()
+        # Weights and masks to give back if this epoch diverges.
+        self._epoch, self._last_good = epoch, self.model.get_weights()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self._diverged(f"batch {batch + 1} of epoch {getattr(self, '_epoch', 0) + 1}", loss)
+
+    def _diverged(self, where, loss):
+        restored = getattr(self, "_last_good", None) is not None
+        if restored:
+            self.model.set_weights(self._last_good)
+        self.model.stop_training = True
+        raise PruningError(
+            f"PruningCallback: the loss became {float(loss)} in {where}; training "
+            "stopped" + (" and the weights and masks of the start of that epoch "
+                         "were restored" if restored else "") + ". Lower the learning "
+            f"rate or lambda_ (now {self.lambda_}), or check the data for NaN."
+        )
 
     def _end_epoch_or_none(self):
         return getattr(self, "_end_epoch", None)

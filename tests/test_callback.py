@@ -207,3 +207,34 @@ def test_round_to_floor_counts_in_the_reachable_budget(cifar):
     with pytest.raises(krp.BudgetError, match="round_to"):
         gated.fit(cifar[0][:50], cifar[1][:50], epochs=1, verbose=0,
                   callbacks=[krp.PruningCallback(target=0.5, round_to=8)])
+
+
+def test_a_nan_batch_stops_the_fit_and_restores_the_last_good_epoch(cifar):
+    """A NaN batch in the second epoch: the fit stops at that batch with a
+    clear message, the weights and masks of the start of that epoch are
+    back, and every group still has a channel."""
+    keras.utils.set_random_seed(0)
+    gated = krp.add_gates(_resnet())
+    gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = cifar[0][:64].astype("float32"), cifar[1][:64]
+    seen = {}
+
+    def batches():
+        for epoch in range(3):
+            for start in range(0, 64, 16):
+                bad = epoch == 1 and start == 32
+                yield (np.full_like(x[:16], np.nan) if bad else x[start:start + 16],
+                       y[start:start + 16])
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen[epoch] = [np.copy(w) for w in self.model.get_weights()]
+
+    with pytest.raises(krp.PruningError, match=r"batch 3 of epoch 2.*restored"):
+        gated.fit(batches(), steps_per_epoch=4, epochs=3, verbose=0,
+                  callbacks=[krp.PruningCallback(target=0.5), Snapshot()])
+    assert sorted(seen) == [0, 1]
+    for now, then in zip(gated.get_weights(), seen[1]):
+        np.testing.assert_array_equal(now, then)
+    assert all(np.isfinite(w).all() for w in gated.get_weights())
+    assert all(gate.keep_mask.numpy().sum() >= 1 for gate in gates(gated))
