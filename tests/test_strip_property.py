@@ -45,15 +45,12 @@ from collections import Counter
 
 import keras
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from keras import layers, ops
 
 import keras_relaxprune as krp
 from helpers import gates
-
-pytestmark = pytest.mark.backend_agnostic
 
 SWEEP_EXAMPLES = int(os.environ.get("STRIP_SWEEP_EXAMPLES", "0"))
 SWEEP = SWEEP_EXAMPLES > 0
@@ -66,6 +63,31 @@ class CallOverridingConv2D(layers.Conv2D):
 
     def call(self, inputs):
         return super().call(inputs) + ops.mean(inputs, axis=-1, keepdims=True)
+
+
+# Kernels start at zero and are drawn with numpy by `_randomize`: Keras's
+# random initializers compile once per shape under JAX, which took most of
+# the run time there (add_gates and strip_pruning rebuild layers from their
+# configs, so the clones start at zero too).
+def _conv(*args, **kwargs):
+    return layers.Conv2D(*args, kernel_initializer="zeros", **kwargs)
+
+
+def _upconv(*args, **kwargs):
+    return layers.Conv2DTranspose(*args, kernel_initializer="zeros", **kwargs)
+
+
+def _dwconv(*args, **kwargs):
+    return layers.DepthwiseConv2D(*args, depthwise_initializer="zeros", **kwargs)
+
+
+def _sepconv(*args, **kwargs):
+    return layers.SeparableConv2D(*args, depthwise_initializer="zeros",
+                                  pointwise_initializer="zeros", **kwargs)
+
+
+def _dense(*args, **kwargs):
+    return layers.Dense(*args, kernel_initializer="zeros", **kwargs)
 
 
 OPS = (
@@ -135,35 +157,36 @@ def _step(op, x, tensors, pick, width, variant, name):
     channels, (height, wide) = x.shape[-1], _spatial(x)
     if op in ("conv1", "conv3"):
         kernel = 1 if op == "conv1" else 3
-        return [layers.Conv2D(width, kernel, padding="same", use_bias=bool(pick % 2),
+        return [_conv(width, kernel, padding="same", use_bias=bool(pick % 2),
                               activation="relu" if pick % 3 == 0 else None, name=name)(x)]
     if op in FUSED:
-        return [layers.Conv2D(width, 1 + 2 * (pick % 2), padding="same",
+        return [_conv(width, 1 + 2 * (pick % 2), padding="same",
                               activation=FUSED[op](), name=name)(x)]
     if op == "gconv":  # groups=2: filters and input channels even
         if channels % 2:
             return None
-        return [layers.Conv2D(2 * width, 1 + 2 * (pick % 2), padding="same", groups=2,
+        return [_conv(2 * width, 1 + 2 * (pick % 2), padding="same", groups=2,
                               name=name)(x)]
     if op in ("dwconv", "dwconv2"):
-        return [layers.DepthwiseConv2D(3, padding="same", depth_multiplier=1 + (op == "dwconv2"),
+        return [_dwconv(3, padding="same", depth_multiplier=1 + (op == "dwconv2"),
                                        name=name)(x)]
     if op == "sepconv":
-        return [layers.SeparableConv2D(width, 3, padding="same", name=name)(x)]
+        return [_sepconv(width, 3, padding="same", name=name)(x)]
     if op == "upconv":  # down 2x, then a transposed conv back up
         y = layers.MaxPooling2D(name=f"{name}_down")(x)
-        return [layers.Conv2DTranspose(width, 2, strides=2, name=name)(y)]
+        return [_upconv(width, 2, strides=2, name=name)(y)]
     if op == "subclass_conv":
-        return [CallOverridingConv2D(width, 3, padding="same", name=name)(x)]
+        return [CallOverridingConv2D(width, 3, padding="same", kernel_initializer="zeros",
+                                     name=name)(x)]
     if op in ("shared_conv", "shared_block"):
         other = _partner(tensors, x, pick, _same_shape(x))
         if other is None:
             other = layers.ReLU(name=f"{name}_relu")(x)
         if op == "shared_conv":
-            shared = layers.Conv2D(width, 3, padding="same", name=name)
+            shared = _conv(width, 3, padding="same", name=name)
         else:  # a nested functional model called on both tensors
             block_in = keras.Input(tuple(x.shape[1:]))
-            inner = layers.Conv2D(width, 1, name=f"{name}_inner")(block_in)
+            inner = _conv(width, 1, name=f"{name}_inner")(block_in)
             shared = keras.Model(block_in, layers.ReLU(name=f"{name}_act")(inner), name=name)
         a, b = shared(x), shared(other)
         if variant == 0:
@@ -214,7 +237,7 @@ def _step(op, x, tensors, pick, width, variant, name):
         source = tensors[(pick // 11) % len(tensors)]
         if _spatial(source) != (height, wide) or channels == 1:
             source = x
-        one = layers.Conv2D(1, 1, name=f"{name}_one")(source)
+        one = _conv(1, 1, name=f"{name}_one")(source)
         pair = [x, one] if variant % 2 else [one, x]
         return [layers.Add(name=name)(pair)]
     if op == "slice":
@@ -233,18 +256,18 @@ def _step(op, x, tensors, pick, width, variant, name):
         return list(parts) if variant >= 2 else [parts[pick % len(parts)]]
     if op == "se":  # x * sigmoid(conv(relu(conv(pool(x)))))
         s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
-        s = layers.Conv2D(width, 1, activation="relu", name=f"{name}_squeeze")(s)
+        s = _conv(width, 1, activation="relu", name=f"{name}_squeeze")(s)
         if variant % 2:
-            s = layers.Conv2D(channels, 1, activation="sigmoid", name=f"{name}_excite")(s)
+            s = _conv(channels, 1, activation="sigmoid", name=f"{name}_excite")(s)
         else:
-            s = layers.Conv2D(channels, 1, name=f"{name}_excite")(s)
+            s = _conv(channels, 1, name=f"{name}_excite")(s)
             s = layers.Activation("sigmoid", name=f"{name}_sigmoid")(s)
         return [layers.Multiply(name=name)([x, s]) if variant >= 2 else x * s]
     if op == "spatial_attention":  # x * sigmoid(conv_1ch(x))
         if variant % 2:
-            a = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name=f"{name}_att")(x)
+            a = _conv(1, 3, padding="same", activation="sigmoid", name=f"{name}_att")(x)
         else:
-            a = ops.sigmoid(layers.Conv2D(1, 3, padding="same", name=f"{name}_att")(x))
+            a = ops.sigmoid(_conv(1, 3, padding="same", name=f"{name}_att")(x))
         return [layers.Multiply(name=name)([x, a]) if variant >= 2 else x * a]
     if op == "zeropad":
         if max(height, wide) > 12:
@@ -278,7 +301,7 @@ def _build(steps):
     tensor no step reads feeds the head (pooled, concatenated, Dense), and
     so does a side conv on the input."""
     inputs = keras.Input((8, 8, 3))
-    tensors = [layers.Conv2D(4, 3, padding="same", name="stem")(inputs)]
+    tensors = [_conv(4, 3, padding="same", name="stem")(inputs)]
     read = set()
     for index, (op, pick, width, variant) in enumerate(steps):
         x = tensors[pick % len(tensors)]
@@ -292,11 +315,11 @@ def _build(steps):
                     read.add(id(node_input))
     # a prunable side branch, so that add_gates always has a group to gate
     # and the DAG is stripped even where all its own groups are protected
-    tensors.append(layers.Conv2D(3, 3, padding="same", name="side")(inputs))
+    tensors.append(_conv(3, 3, padding="same", name="side")(inputs))
     leaves = [t for t in tensors if id(t) not in read]
     pooled = [layers.GlobalAveragePooling2D(name=f"pool{i}")(t) for i, t in enumerate(leaves)]
     pooled = layers.Concatenate(name="pooled")(pooled) if len(pooled) > 1 else pooled[0]
-    return keras.Model(inputs, layers.Dense(3, name="head")(pooled))
+    return keras.Model(inputs, _dense(3, name="head")(pooled))
 
 
 def _node_inputs(tensor):
@@ -316,25 +339,34 @@ def _node_inputs(tensor):
     return found
 
 
-RANDOM_WEIGHTS = {  # weight name -> (rng -> width -> values)
-    "gamma": lambda rng, n: rng.uniform(0.5, 1.5, n),
-    "beta": lambda rng, n: rng.normal(0, 0.3, n),
-    "moving_mean": lambda rng, n: rng.normal(0, 0.3, n),
-    "moving_variance": lambda rng, n: rng.uniform(0.5, 1.5, n),
-    "bias": lambda rng, n: rng.normal(0, 0.3, n),
+def _kernel(rng, shape, fan_in):
+    return rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
+
+
+RANDOM_WEIGHTS = {  # weight name -> (rng, shape) -> values
+    "kernel": lambda rng, shape: _kernel(rng, shape, np.prod(shape[:-1])),
+    "pointwise_kernel": lambda rng, shape: _kernel(rng, shape, np.prod(shape[:-1])),
+    "depthwise_kernel": lambda rng, shape: _kernel(rng, shape, np.prod(shape[:-2])),
+    "gamma": lambda rng, shape: rng.uniform(0.5, 1.5, shape),
+    "beta": lambda rng, shape: rng.normal(0, 0.3, shape),
+    "moving_mean": lambda rng, shape: rng.normal(0, 0.3, shape),
+    "moving_variance": lambda rng, shape: rng.uniform(0.5, 1.5, shape),
+    "bias": lambda rng, shape: rng.normal(0, 0.3, shape),
 }
 
 
 def _randomize_weights(gated, rng):
-    """Random BN/LN statistics and biases, set by weight name (a BN may lack
-    gamma or beta), so folding and removed channels' constants matter."""
+    """Random kernels, BN/LN statistics and biases, set by weight name (a BN
+    may lack gamma or beta), so folding and removed channels' constants
+    matter."""
     for layer in gated.layers:
         if isinstance(layer, (krp.ChannelGate, krp.PruningBudget)):
             continue
         for weight in layer.weights:
             make = RANDOM_WEIGHTS.get(weight.path.rsplit("/", 1)[-1])
-            if make is not None and len(weight.shape) == 1:
-                weight.assign(make(rng, weight.shape[0]).astype(weight.dtype))
+            if make is not None:
+                shape = tuple(weight.shape)
+                weight.assign(np.asarray(make(rng, shape), dtype=weight.dtype))
 
 
 def _randomize(gated, seed, whole_groups_off):
