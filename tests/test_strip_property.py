@@ -5,8 +5,8 @@ grouped, depthwise, separable, transposed and subclassed convolutions,
 fused and layer activations, softmax, normalisations, merges with
 broadcasting, channel and spatial concatenation, slices and splits, padding,
 cropping, resizing, squeeze-excite and spatial attention, shared layers and
-a shared nested model). Each one is gated, given random gate logits, random
-BN/LN statistics and biases and random keep masks, stripped, and compared
+a shared nested model). Each one is gated, given random kernels, biases,
+BN/LN statistics, gate logits and keep masks, stripped, and compared
 with the gated model (outputs to 1e-4, `count_flops`/`count_params` equal).
 
 Two parts:
@@ -22,23 +22,32 @@ Anything else (a mismatch, unequal counts, a crash that is not a
 and printed with their steps and seed; the test fails at the end if any.
 Each run prints its tallies (``pytest -s`` shows them).
 
+Every DAG also holds a side conv on the input that feeds the head, so
+`add_gates` always has a group to gate (and strips the rest of the DAG
+as it is where all its own groups are protected).
+
 CI draws a fixed set of examples (the "deterministic" profile of
 conftest.py) from `CI_OPS`: `OPS` less `KNOWN_BUGS`, the ops that draw wrong
-cases until the library is fixed. The longer randomized sweep uses all of
-`OPS` and more examples:
+cases until the library is fixed (see there). A second known bug,
+`COLLAPSE_NOT_COUNTED`, concerns part 2 only. The longer randomized sweep
+draws from all of `OPS` (`STRIP_SWEEP_VOCABULARY=ci`: `CI_OPS` only), as
+many examples per part as told:
 
     cd /work/main && HYPOTHESIS_PROFILE=sweep STRIP_SWEEP_EXAMPLES=500 \\
         KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -s \\
         -p no:cacheprovider tests/test_strip_property.py
 
-(KERAS_BACKEND=jax works too; `-k callback` or `-k whole` runs one part.)
-A printed wrong case reproduces with its part, seed and steps:
+(KERAS_BACKEND=jax works too; `-k callback` runs part 1 only, `-k "not
+callback"` part 2.)
+It prints exact / refused / wrong counts per part, then every wrong case
+with the command that reproduces it (part, seed, steps), e.g.:
 
     KERAS_BACKEND=tensorflow .venv/bin/python tests/test_strip_property.py \\
-        callback 1234 "[('conv3', 5, 2, 0), ('se', 3, 4, 1)]"
+        callback 3 "[('resize_pad_fill', 67, 5, 0), ('conv3', 445, 4, 3)]"
 """
 
 import os
+import re
 import traceback
 import warnings
 from collections import Counter
@@ -110,10 +119,33 @@ OPS = (
     "zeropad", "resize", "resize_pad", "resize_pad_fill", "upsample", "crop",
 )
 
-# Ops that draw wrong cases (see the report of the sweep that found them):
-# left out of the CI draw, kept in the sweep, until the library is fixed.
-KNOWN_BUGS = ("sigmoid", "rescale_offset", "resize_pad_fill", "resize", "resize_pad",
-              "slice", "split")
+# Ops that draw wrong cases: left out of the CI draw, kept in the sweep,
+# until the library is fixed (op -> the bug, with the smallest model found).
+KNOWN_BUGS = {
+    # conv -> gate -> Activation("sigmoid") -> 3x3 "same" conv: StripError
+    # "removed channels reach ... as non-zero constants" (sigmoid(0) = 0.5).
+    "sigmoid": "a gate before a sigmoid layer read by a padded conv is not protected",
+    # conv -> Rescaling(0.5, offset=0.25) -> 3x3 "same" conv (or a Concatenate
+    # along a spatial axis): StripError, as above.
+    "rescale_offset": "a gate before a Rescaling offset read by padding is not protected",
+    # conv -> Resizing(6, 8, pad_to_aspect_ratio=True, fill_value=0.5) -> head:
+    # StripError "reads removed channels whose value is not a known constant".
+    "resize_pad_fill": "Resizing padding with a non-zero fill_value is not protected",
+    # conv -> {BatchNormalization, Resizing(6, 6)} -> head: outputs differ;
+    # also conv -> sigmoid layer -> Resizing(pad_to_aspect_ratio) -> StripError.
+    "resize": "a conv read by both a BN and a Resizing strips wrong",
+    "resize_pad": "as resize; after a sigmoid layer, padding is not protected",
+    # conv -> x[..., :2] -> head (+ another branch): when the slice's channels
+    # are all removed (the group keeps others), the gated count still counts
+    # the conv; alone on the output path, StripError "every channel reaching
+    # a model output was removed". Also BN(scale=False, center=False) read by
+    # a slice, a LayerNormalization and a conv: AssertionError "has no
+    # 'gamma' to fold into" (not a PruningError).
+    "slice": "a slice whose channels are all removed, and BN without gamma read by a slice",
+    # ops.split(conv, 2) -> both parts to the head, mask [0, 0, 1, 1]: the
+    # gated count misses the live second part (6912 != 6926 FLOPs).
+    "split": "the gated count of a split whose first part is all removed",
+}
 
 CI_OPS = tuple(op for op in OPS if op not in KNOWN_BUGS)
 
@@ -158,18 +190,17 @@ def _step(op, x, tensors, pick, width, variant, name):
     if op in ("conv1", "conv3"):
         kernel = 1 if op == "conv1" else 3
         return [_conv(width, kernel, padding="same", use_bias=bool(pick % 2),
-                              activation="relu" if pick % 3 == 0 else None, name=name)(x)]
+                      activation="relu" if pick % 3 == 0 else None, name=name)(x)]
     if op in FUSED:
-        return [_conv(width, 1 + 2 * (pick % 2), padding="same",
-                              activation=FUSED[op](), name=name)(x)]
+        return [_conv(width, 1 + 2 * (pick % 2), padding="same", activation=FUSED[op](),
+                      name=name)(x)]
     if op == "gconv":  # groups=2: filters and input channels even
         if channels % 2:
             return None
-        return [_conv(2 * width, 1 + 2 * (pick % 2), padding="same", groups=2,
-                              name=name)(x)]
+        return [_conv(2 * width, 1 + 2 * (pick % 2), padding="same", groups=2, name=name)(x)]
     if op in ("dwconv", "dwconv2"):
         return [_dwconv(3, padding="same", depth_multiplier=1 + (op == "dwconv2"),
-                                       name=name)(x)]
+                        name=name)(x)]
     if op == "sepconv":
         return [_sepconv(width, 3, padding="same", name=name)(x)]
     if op == "upconv":  # down 2x, then a transposed conv back up
@@ -285,7 +316,8 @@ def _step(op, x, tensors, pick, width, variant, name):
         interpolation = "bilinear" if variant % 2 else "nearest"
         return [layers.UpSampling2D(2, interpolation=interpolation, name=name)(x)]
     if op == "resize":
-        return [layers.Resizing(8, 8, name=name)(x)]
+        size = ((8, 8), (6, 6), (10, 8), (4, 6))[variant]
+        return [layers.Resizing(*size, name=name)(x)]
     if op in ("resize_pad", "resize_pad_fill"):
         size = (8, 6) if variant % 2 else (6, 8)
         fill = 0.5 if op == "resize_pad_fill" else 0.0
@@ -388,7 +420,7 @@ def _randomize(gated, seed, whole_groups_off):
 
 def _crash(stage, error):
     last = traceback.format_exception_only(type(error), error)[-1].strip()
-    return f"crash in {stage}: {last[:400]}"
+    return f"raised in {stage}: {last[:400]}"
 
 
 def _strip_and_compare(steps, seed, whole_groups_off=False):
@@ -420,7 +452,7 @@ def check_model(model, seed, whole_groups_off=False):
     except krp.StripError as error:
         if some_group_off:
             return "refused_strip", type(error).__name__
-        return "wrong", _crash("strip_pruning (no group wholly off)", error)
+        return "wrong", _crash("strip_pruning, no group wholly off", error)
     except Exception as error:  # noqa: BLE001
         return "wrong", _crash("strip_pruning", error)
     x = np.random.default_rng(seed).normal(size=(2, 8, 8, 3)).astype("float32")
@@ -437,8 +469,8 @@ def check_model(model, seed, whole_groups_off=False):
         return "wrong", f"output shape {actual.shape} != {expected.shape}"
     atol = 1e-4 * max(1.0, float(np.abs(expected).max()))
     if not np.all(np.abs(actual - expected) <= atol + 1e-4 * np.abs(expected)):
-        error = float(np.abs(actual - expected).max())
-        return "wrong", f"outputs differ: max |stripped - gated| = {error:.3g} (gated max {np.abs(expected).max():.3g})"
+        error, scale = float(np.abs(actual - expected).max()), float(np.abs(expected).max())
+        return "wrong", f"outputs differ: max |stripped - gated| {error:.3g}, gated max {scale:.3g}"
     mismatch = [f"count_{what}: stripped {small} != gated {big}"
                 for what, (small, big) in counts.items() if small != big]
     if not mismatch:
@@ -487,19 +519,22 @@ def _run(examples, whole_groups_off):
           f"wrong {outcomes['wrong']}; refusals {dict(refusals)}")
     for label, cases in (("WRONG", wrong), ("COLLAPSE_NOT_COUNTED", collapsed[:3])):
         for steps, seed, detail in cases:
-            print(f"  {label}: {detail}\n    python tests/test_strip_property.py "
-                  f"{part} {seed} \"{steps}\"")
+            print(f"  {label}: {detail}\n    KERAS_BACKEND={keras.backend.backend()} .venv/bin/"
+                  f"python tests/test_strip_property.py {part} {seed} \"{steps}\"")
+    kinds = Counter(re.sub(r"\d+", "N", detail)[:160] for _, _, detail in wrong)
+    for kind, count in kinds.most_common():
+        print(f"  wrong x{count}: {kind}")
     return outcomes, wrong
 
 
 # Part 1: exact cases whose DAG holds a gate besides the side branch's. The
-# deterministic profile (CI_OPS, 60 examples) draws 34 (and 26 whose groups
-# are all protected); random draws give about 60%. Fewer than this many
-# means add_gates protects graphs it used to prune.
+# deterministic profile (CI_OPS, 60 examples) draws 34 (and 26 whose own
+# groups are all protected); random draws give about 60%. Fewer than this
+# many means add_gates protects graphs it used to prune.
 MIN_EXACT_CALLBACK = 25
 # Part 2 (the original property): exact cases of 25; the deterministic
-# profile draws 17 (2 refused at strip, 6 COLLAPSE_NOT_COUNTED). Fewer means
-# strip_pruning refuses graphs it used to handle.
+# profile draws 22 (and 3 COLLAPSE_NOT_COUNTED). Fewer means strip_pruning
+# refuses graphs it used to handle.
 MIN_EXACT = 5
 
 
@@ -520,9 +555,10 @@ def test_random_dags_with_callback_masks_strip_exactly():
 
 def test_random_dags_strip_exactly_or_refuse():
     """Part 2: masks may switch whole groups off. Every random DAG strips to
-    a model with the gated model's outputs, FLOPs and params, or is refused
-    with a StripError (only where a group is wholly off); and at least
-    MIN_EXACT of the 25 drawn DAGs are stripped (not all refused)."""
+    a model with the gated model's outputs, FLOPs and params (but see
+    COLLAPSE_NOT_COUNTED), or is refused with a StripError (only where a
+    group is wholly off); and at least MIN_EXACT of the 25 drawn DAGs are
+    stripped (not all refused)."""
     outcomes, wrong = _run(25, whole_groups_off=True)
     assert not wrong, f"{len(wrong)} wrong cases (printed above): {wrong}"
     if not SWEEP:
