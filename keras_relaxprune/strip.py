@@ -201,8 +201,10 @@ class Stripper:
     def foldable(self, layer):
         """A gate on the node's first output folds into `layer`."""
         support = find_support(layer)
-        if support is not None and support.gate_fold is not None:
-            self._folds_out[0] = FoldTarget(layer, support.gate_fold)
+        fold = support.gate_fold if support is not None else None
+        # A BN built without gamma (no gate follows it) takes no fold.
+        if fold is not None and getattr(layer, fold.weights[0], None) is not None:
+            self._folds_out[0] = FoldTarget(layer, fold)
 
     def inherit_fold(self, key, position, lo, hi):
         """Output `position` is live channels lo:hi of tensor `key`: a gate on

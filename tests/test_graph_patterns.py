@@ -248,3 +248,15 @@ def test_batch_norm_without_scale_or_center_counts_its_new_gamma():
     gated, small = _exact(model)
     assert [w.path.rsplit("/", 1)[-1] for w in small.get_layer("bn").weights] == [
         "gamma", "moving_mean", "moving_variance"]
+
+
+def test_bn_without_gamma_read_through_a_slice_strips():
+    """A protected BN without gamma, read by a slice: no gate folds into it
+    (this raised an AssertionError)."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    b = layers.BatchNormalization(scale=False, center=False, name="bnp")(x)
+    mixed = layers.Conv2D(3, 1, name="after")(layers.LayerNormalization()(b))
+    pooled = [layers.GlobalAveragePooling2D()(t) for t in (mixed, b[..., 1:4])]
+    model = keras.Model(inputs, layers.Dense(3)(layers.Concatenate()(pooled)))
+    _exact(model)
