@@ -230,7 +230,8 @@ def test_a_nan_batch_stops_the_fit_and_restores_the_last_good_epoch(cifar):
         def on_epoch_begin(self, epoch, logs=None):
             seen[epoch] = [np.copy(w) for w in self.model.get_weights()]
 
-    with pytest.raises(krp.PruningError, match=r"batch 3 of epoch 2.*restored"):
+    # The NaN shows in the logs of that batch on TensorFlow, of the next on JAX.
+    with pytest.raises(krp.PruningError, match=r"batch [34] of epoch 2.*restored"):
         gated.fit(batches(), steps_per_epoch=4, epochs=3, verbose=0,
                   callbacks=[krp.PruningCallback(target=0.5), Snapshot()])
     assert sorted(seen) == [0, 1]
