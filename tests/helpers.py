@@ -37,3 +37,34 @@ def random_masks(model, seed, keep=0.5, whole_groups_off=False):
         if not whole_groups_off and not mask.any():
             mask[rng.integers(gate.channels)] = 1.0
         gate.keep_mask.assign(mask)
+
+
+def fit_strip_export(model, gated, shape, tmp_path, lowest=0.69, load=None):
+    """Fits `gated` (from `model`) a few steps with target 0.3 on random
+    data of `shape`, then checks the budget, an exact strip with equal
+    counts, and a `.keras` export that loads (`load`, default Keras')."""
+    import keras  # noqa: PLC0415
+
+    import keras_relaxprune as krp  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    x = rng.random((16, *shape), "float32")
+    y = rng.random((16, *keras.ops.shape(gated(x[:1]))[1:]), "float32")
+    gated.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    gated.fit(x, y, batch_size=8, epochs=2, verbose=0,
+              callbacks=[krp.PruningCallback(target=0.3)])
+    remaining = krp.count_flops(gated) / krp.count_flops(model, input_shape=shape)
+    assert lowest <= remaining <= 0.71
+
+    small = krp.strip_pruning(gated)
+    expected = keras.ops.convert_to_numpy(gated(x[:4]))
+    actual = keras.ops.convert_to_numpy(small(x[:4]))
+    scale = max(float(np.abs(expected).max()), 1.0)
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * scale)
+    assert krp.count_flops(small, input_shape=shape) == krp.count_flops(gated)
+    assert small.count_params() == krp.count_params(gated) < model.count_params()
+
+    paths = krp.export(small, tmp_path, formats=("keras",))
+    loaded = (load or keras.saving.load_model)(paths["keras"])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x[:4])), actual,
+                               rtol=1e-5, atol=1e-5 * scale)

@@ -122,3 +122,13 @@ ALL = {
     "mlp_head": mlp_head,
     "conv1d": conv1d_net,
 }
+
+
+def lambda_barrier_net(name=None):
+    """conv -> Lambda (a channel reversal: no rule, a barrier) -> conv -> head."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, padding="same", name="before")(inputs)
+    x = layers.Lambda(lambda t: t[..., ::-1], name="reverse")(x)
+    x = layers.Conv2D(8, 3, padding="same", name="after")(x)
+    outputs = layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs, name=name)

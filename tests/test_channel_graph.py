@@ -128,12 +128,7 @@ def test_partial_channel_tie_is_protected_not_guessed():
 
 
 def _lambda_model():
-    inputs = keras.Input((8, 8, 3))
-    x = layers.Conv2D(8, 3, padding="same", name="before")(inputs)
-    x = layers.Lambda(lambda t: t[..., ::-1], name="reverse")(x)
-    x = layers.Conv2D(8, 3, padding="same", name="after")(x)
-    outputs = layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(x))
-    return keras.Model(inputs, outputs)
+    return model_zoo.lambda_barrier_net()
 
 
 def test_unknown_layer_is_a_barrier_with_a_warning():

@@ -10,7 +10,6 @@ rows run `relaxprune` in this process: exit status 2 and one line on stderr.
 import re
 import warnings
 
-import keras
 import numpy as np
 import pytest
 from keras import layers
@@ -263,12 +262,7 @@ def test_catalogue_size():
 
 # Warnings
 def _lambda_net():
-    inputs = keras.Input((8, 8, 3))
-    x = layers.Conv2D(8, 3, padding="same", name="before")(inputs)
-    x = layers.Lambda(lambda t: t[..., ::-1], name="reverse")(x)
-    x = layers.Conv2D(8, 3, padding="same", name="after")(x)
-    outputs = layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(x))
-    return keras.Model(inputs, outputs, name="lambda_net")
+    return model_zoo.lambda_barrier_net(name="lambda_net")
 
 
 def test_barrier_warning_is_given_once_per_layer():

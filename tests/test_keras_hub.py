@@ -11,13 +11,13 @@ import re
 import warnings
 
 import keras
-import numpy as np
 import pytest
 
 keras_hub = pytest.importorskip(
     "keras_hub", reason="keras-hub is not installed: pip install -e '.[hub]'")
 
 import keras_relaxprune as krp  # noqa: E402
+from helpers import fit_strip_export  # noqa: E402
 from keras_relaxprune.channel_graph import analyze  # noqa: E402
 from keras_relaxprune.errors import UnknownSpatialSizeError  # noqa: E402
 from keras_hub.src.models.deeplab_v3 import deeplab_v3_layers  # noqa: E402
@@ -188,26 +188,7 @@ def test_prune_strip_export(name, tmp_path):
     keras.utils.set_random_seed(0)
     model = build()
     gated, _ = _gate(model)
-    rng = np.random.default_rng(0)
-    x = rng.random((16, *SHAPE), "float32")
-    y = rng.random((16, *keras.ops.shape(gated(x[:1]))[1:]), "float32")
-    gated.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
-    gated.fit(x, y, batch_size=8, epochs=2, verbose=0,
-              callbacks=[krp.PruningCallback(target=0.3)])
-    remaining = krp.count_flops(gated) / krp.count_flops(model, input_shape=SHAPE)
-    assert lowest <= remaining <= 0.71
-
-    small = krp.strip_pruning(gated)
-    expected = keras.ops.convert_to_numpy(gated(x[:4]))
-    actual = keras.ops.convert_to_numpy(small(x[:4]))
-    scale = max(float(np.abs(expected).max()), 1.0)
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * scale)
-    assert krp.count_flops(small, input_shape=SHAPE) == krp.count_flops(gated)
-    assert small.count_params() == krp.count_params(gated) < model.count_params()
-
-    paths = krp.export(small, tmp_path, formats=("keras",))
-    loaded = keras.ops.convert_to_numpy(_load(paths["keras"])(x[:4]))
-    np.testing.assert_allclose(loaded, actual, rtol=1e-5, atol=1e-5 * scale)
+    fit_strip_export(model, gated, SHAPE, tmp_path, lowest=lowest, load=_load)
 
 
 @pytest.mark.backend_agnostic
