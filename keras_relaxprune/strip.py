@@ -70,6 +70,11 @@ def strip_pruning(model, threshold=None):
             "pruned; the result is a plain copy. Pass the model returned by "
             "`add_gates` (trained with `PruningCallback`).", stacklevel=2)
     keep, gate_values = _hardened(graph, threshold)
+    if graph.gates and all(keep[root].all() for root in graph.gated_groups()):
+        warnings.warn(
+            f"strip_pruning: no channel of model '{model.name}' is switched off "
+            "(every keep_mask is 1), so the result only folds the gates: train it "
+            "with `PruningCallback` first, or pass `threshold=`.", stacklevel=2)
     stripper = Stripper(graph, keep, gate_values)
     name = model.name[: -len("_gated")] if model.name.endswith("_gated") else model.name
     return rebuild(

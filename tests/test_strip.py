@@ -219,3 +219,9 @@ def test_batch_norm_without_scale_or_center_takes_the_folded_gate():
     gate.keep_mask.assign(np.array([1, 0, 1, 1, 0, 1], "float32"))
     stripped = krp.strip_pruning(gated)
     _assert_same(stripped, gated)
+
+
+def test_stripping_before_any_channel_is_off_warns():
+    gated = krp.add_gates(model_zoo.mlp_head())
+    with pytest.warns(UserWarning, match="no channel .* is switched off"):
+        krp.strip_pruning(gated)
