@@ -115,9 +115,13 @@ def compile_for_fine_tune(model, args, steps, teacher=None):
     optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if teacher is not None:
+        # An explicit KLDivergence: Keras 3.15 resolves LogitsDistillation's
+        # default "kl_divergence" string to a function and then takes the KL
+        # of logits, not of softmax probabilities (negative, meaningless).
         model = keras.distillation.Distiller(
             teacher=teacher, student=model,
-            distillation_losses=keras.distillation.LogitsDistillation(temperature=4.0),
+            distillation_losses=keras.distillation.LogitsDistillation(
+                temperature=4.0, loss=keras.losses.KLDivergence()),
             student_loss_weight=0.5)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
                   jit_compile=True)

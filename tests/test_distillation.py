@@ -25,9 +25,13 @@ def _teacher():
 
 
 def _distiller(teacher, student):
+    # `loss` given as a KLDivergence instance: Keras 3.15 resolves the default
+    # "kl_divergence" string to a function, which LogitsDistillation then
+    # applies to logits instead of softmax probabilities.
     distiller = keras.distillation.Distiller(
         teacher=teacher, student=student,
-        distillation_losses=keras.distillation.LogitsDistillation(temperature=4.0),
+        distillation_losses=keras.distillation.LogitsDistillation(
+            temperature=4.0, loss=keras.losses.KLDivergence()),
         student_loss_weight=0.5)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -61,3 +65,21 @@ def test_distiller_loss_includes_the_budget_penalty():
         distiller.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=callbacks)
         logits[wired] = np.mean([np.mean(g.logits.numpy()) for g in gates(gated)])
     assert logits[True] < logits[False] - 0.02
+
+
+def test_the_distillation_loss_used_is_the_kl_of_softened_probabilities():
+    """What the examples and benchmarks configure: KL(softmax(t/T) || softmax(s/T)) * T^2."""
+    rng = np.random.default_rng(0)
+    teacher, student = rng.normal(size=(2, 8, 10)).astype("float32") * 3.0
+    strategy = keras.distillation.LogitsDistillation(
+        temperature=4.0, loss=keras.losses.KLDivergence())
+    got = float(keras.ops.convert_to_numpy(strategy.compute_loss(teacher, student)))
+
+    def softmax(z):
+        e = np.exp(z / 4.0 - (z / 4.0).max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    p, q = softmax(teacher), softmax(student)
+    expected = np.mean(np.sum(p * np.log(p / q), -1)) * 16.0
+    assert got >= 0.0
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
