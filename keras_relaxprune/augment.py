@@ -60,18 +60,31 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
     model, exclude, strict, initial_gate, initial_scale, input_shape = _check_arguments(
         model, metric, exclude, strict, initial_gate, initial_scale, input_shape)
     model = as_functional(model)
+    _require_spatial_size(model, input_shape)
+    graph = analyze(model, exclude=exclude, strict=strict, warn=True)
+    _refuse_unstrippable_layers(graph)
+    require_prunable(graph, model.name)
+    budget = PruningBudget(metric=metric, cost_input_shape=_shape_list(input_shape),
+                           name="pruning_budget")
+    gated = _gated_copy(graph, _gate_sites(graph, initial_gate, initial_scale), budget,
+                        name=f"{model.name}_gated")
+    link_budget(gated)
+    return gated
+
+
+def _require_spatial_size(model, input_shape):
+    """FLOPs need a spatial size: the model's own, or `input_shape`."""
     if input_shape is None and has_unknown_spatial_size(model):
         raise UnknownSpatialSizeError(
             f"add_gates: model '{model.name}' has inputs of unknown spatial size "
             f"{[tuple(x.shape) for x in model.inputs]}; FLOPs need one. Pass "
             "`add_gates(model, input_shape=(H, W, C))` with the size you train at.")
-    graph = analyze(model, exclude=exclude, strict=strict, warn=True)
-    _refuse_unstrippable_layers(graph)
-    require_prunable(graph, model.name)
-    sites = _gate_sites(graph, initial_gate, initial_scale)
+
+
+def _gated_copy(graph, sites, budget, name):
+    """The graph rebuilt with copied layers, each gate site's gate after its
+    node and the budget layer on the first input."""
     cloner = LayerCloner()
-    budget = PruningBudget(metric=metric, cost_input_shape=_shape_list(input_shape),
-                           name="pruning_budget")
 
     def call_node(index, flat, args, kwargs):
         outputs = cloner.clone(flat)(*args, **kwargs)
@@ -80,11 +93,10 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
         return outputs
 
     gated = rebuild(
-        graph.flat, call_node, name=f"{model.name}_gated",
+        graph.flat, call_node, name=name,
         wrap_input=lambda position, tensor: budget(tensor) if position == 0 else tensor,
     )
     cloner.copy_weights()
-    link_budget(gated)
     return gated
 
 
