@@ -95,6 +95,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--schedule", choices=("constant", "cosine"), default="cosine")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prune-epochs", type=int, default=0,
+                   help="ours: prune for this many of --epochs with gates, then strip and "
+                        "fine-tune the small network for the rest (0: all epochs gated)")
     p.add_argument("--distill", action="store_true")
     p.add_argument("--recalibrate", type=int, default=0,
                    help="BN recalibration batches before the final evaluation")
@@ -108,9 +111,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def compile_for_fine_tune(model, args, steps, teacher=None):
+def compile_for_fine_tune(model, args, steps, teacher=None, schedule=None):
     lr = args.lr
-    if args.schedule == "cosine":
+    if (schedule or args.schedule) == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(args.lr, steps)
     optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -128,12 +131,14 @@ def compile_for_fine_tune(model, args, steps, teacher=None):
     return model
 
 
-def fine_tune(model, dense, batches, callbacks, args, steps):
+def fine_tune(model, dense, batches, callbacks, args, epochs, first_epoch=0,
+              schedule=None):
     """One `fit` of `model` (as a Distiller's student with `--distill`)."""
-    trained = compile_for_fine_tune(model, args, steps,
-                                    teacher=dense if args.distill else None)
-    trained.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
-                callbacks=callbacks)
+    trained = compile_for_fine_tune(model, args, (epochs - first_epoch) * len(batches),
+                                    teacher=dense if args.distill else None,
+                                    schedule=schedule)
+    trained.fit(batches, epochs=epochs, initial_epoch=first_epoch, shuffle=False,
+                verbose=args.verbose, callbacks=callbacks)
 
 
 class Diagnose(keras.callbacks.Callback):
@@ -159,6 +164,11 @@ class Diagnose(keras.callbacks.Callback):
         print("diagnose:", row, flush=True)
 
 
+def accuracy(model, images, labels):
+    logits = model.predict(images.astype("float32"), batch_size=250, verbose=0)
+    return float(np.mean(np.argmax(logits, -1) == labels))
+
+
 def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
@@ -168,12 +178,11 @@ def main(argv=None):
     dense = keras.saving.load_model(args.dense, compile=False)
     dense_flops, dense_params = krp.count_flops(dense), krp.count_params(dense)
     batches = AugmentedBatches(x, y, args.batch_size, args.seed)
-    steps = args.epochs * len(batches)
     callbacks = [EpochSync(batches)]
     reference = args.method == "reference"
     gated = krp.add_gates(dense, metric=args.metric,
                           initial_scale=REFERENCE_SCALE if reference else 50.0)
-    diagnose = None
+    diagnose = stripped_accuracy = None
     if args.method in ("ours", "reference"):
         options = json.loads(args.callback)
         if args.recalibrate:
@@ -185,12 +194,20 @@ def main(argv=None):
                                 yt[:args.diagnose], x)
             callbacks.append(diagnose)
         # With --recalibrate the callback re-estimates BN when fit ends.
-        fine_tune(gated, dense, batches, callbacks, args, steps)
+        gated_epochs = args.prune_epochs or args.epochs
+        # Pruned in a first fit at a constant rate, then fine-tuned stripped.
+        fine_tune(gated, dense, batches, callbacks, args, gated_epochs,
+                  schedule="constant" if gated_epochs < args.epochs else None)
         small = krp.strip_pruning(gated)
+        if gated_epochs < args.epochs:
+            stripped_accuracy = accuracy(small, xt, yt)
+            print(f"stripped, before the fine-tune: {stripped_accuracy:.2%}", flush=True)
+            fine_tune(small, dense, batches, [EpochSync(batches)], args, args.epochs,
+                      first_epoch=gated_epochs)
     else:
         apply_baseline(gated, args.method, args.target, args.metric, seed=args.seed)
         small = krp.strip_pruning(gated)
-        fine_tune(small, dense, batches, callbacks, args, steps)
+        fine_tune(small, dense, batches, callbacks, args, args.epochs)
         if args.recalibrate:
             recalibrate_batchnorm(small, batches, steps=args.recalibrate)
     logits = small.predict(xt.astype("float32"), batch_size=250, verbose=0)
@@ -205,7 +222,7 @@ def main(argv=None):
         "remaining_params": krp.count_params(small) / dense_params,
         "flops": krp.count_flops(small), "params": krp.count_params(small),
         "dense_flops": dense_flops, "dense_params": dense_params,
-        "epochs": args.epochs, "train_images": len(x), "seed": args.seed,
+        "epochs": args.epochs, "prune_epochs": args.prune_epochs, "train_images": len(x), "seed": args.seed,
         "lr": args.lr, "schedule": args.schedule, "callback": json.loads(args.callback),
         "recalibrate": args.recalibrate, "dense": args.dense,
         "backend": keras.backend.backend(), "keras_version": keras.__version__,
@@ -214,6 +231,7 @@ def main(argv=None):
         "command": "python benchmarks/pretrained_pruning.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
+        "stripped_test_accuracy_before_fine_tune": stripped_accuracy,
         "diagnose": diagnose.rows if diagnose else None,
     }
     name = args.name or (f"{Path(args.dense).stem}_{record['method']}_"

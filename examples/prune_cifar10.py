@@ -5,21 +5,24 @@ The project's main job (README command 1), on CPU with TensorFlow + XLA:
 1. load the trained dense model `saved_models/resnet20_cifar10_dense.keras`
    (raw 0-255 RGB in, logits out; trained by `examples/train_dense_cifar10.py`)
    and CIFAR-10 from the offline archive (`load_cifar10`);
-2. `krp.add_gates` and a short fine-tune in one `fit` with
-   `krp.PruningCallback(target)` with the method study's recipe (adaptive
-   lambda, equal pushes, BN-gamma gate prior): the budget ramps over 75% of
-   the epochs, closes, and the rest fine-tunes; the dense network teaches the gated one
-   through `keras.distillation.Distiller` (`--no-distill` to train on labels
-   only); BatchNormalization statistics are re-estimated when the budget
-   closes and at the end (`calibration_data`);
-3. `krp.strip_pruning`, checked against the gated model, and `krp.export`
-   (`.keras`, SavedModel, TFLite) into `saved_models/<run-name>/`;
-4. one before/after table: test accuracy on all 10,000 test images, FLOPs,
-   params, file sizes and TFLite batch-1 latency measured in this run;
-   `runs/<run-name>/summary.json` holds it all.
+2. prune: `krp.add_gates` and one epoch of `fit` (`--prune-epochs`) with
+   `krp.PruningCallback(target)` and the method study's recipe (adaptive
+   lambda, equal pushes, BN-gamma gate prior): the budget ramps over the
+   epoch and closes when it ends; BatchNormalization statistics are
+   re-estimated then (`calibration_data`);
+3. `krp.strip_pruning`, checked against the gated model;
+4. fine-tune: the stripped (smaller, faster) network trains on for
+   `--epochs` (2) with the learning rate cosine to 0;
+   in both fits the dense network teaches through
+   `keras.distillation.Distiller` (`--no-distill` to train on labels only);
+5. `krp.export` (`.keras`, SavedModel, TFLite) into `saved_models/<run-name>/`
+   and one before/after table: test accuracy on all 10,000 test images,
+   FLOPs, params, file sizes and TFLite batch-1 latency measured in this
+   run; `runs/<run-name>/summary.json` holds it all.
 
-`BackupAndRestore` backs the fine-tune up into `checkpoints/<run-name>/` each
-epoch: the same command started again after a kill resumes there.
+`BackupAndRestore` backs both fits up into `checkpoints/<run-name>/` each
+epoch and the stripped model is kept there between them: the same command
+started again after a kill resumes where it stopped.
 
     python examples/prune_cifar10.py
 """
@@ -27,6 +30,7 @@ epoch: the same command started again after a kill resumes there.
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -60,12 +64,16 @@ def parse_args(argv=None):
     p.add_argument("--target", type=float, default=0.5,
                    help="fraction of the cost to remove (0.5 leaves half)")
     p.add_argument("--metric", choices=("flops", "params"), default="flops")
-    p.add_argument("--epochs", type=int, default=3, help="fine-tune epochs")
-    p.add_argument("--train-limit", type=int, default=20000,
+    p.add_argument("--prune-epochs", type=int, default=1,
+                   help="epochs of the gated fit in which the budget ramps and closes")
+    p.add_argument("--epochs", type=int, default=2,
+                   help="epochs of the stripped model's fine-tune")
+    p.add_argument("--train-limit", type=int, default=0,
                    help="class-balanced training subset; 0 = all 50,000")
     p.add_argument("--test-limit", type=int, default=0, help="0 = all 10,000")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.01, help="SGD, cosine to 0")
+    p.add_argument("--lr", type=float, default=0.01,
+                   help="SGD-Nesterov: constant while pruning, then cosine to 0")
     p.add_argument("--no-distill", dest="distill", action="store_false")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-name", default=None,
@@ -101,18 +109,19 @@ def load_dense(path, args):
     return keras.saving.load_model(stand_in, compile=False)
 
 
-def compile_fine_tune(gated, teacher, args, steps):
-    optimizer = keras.optimizers.SGD(
-        keras.optimizers.schedules.CosineDecay(args.lr, steps),
-        momentum=0.9, nesterov=True)
+def compile_fine_tune(student, teacher, args, steps=None):
+    """SGD-Nesterov at `--lr` (cosine to 0 over `steps`, constant without),
+    inside a `keras.distillation.Distiller` when a teacher is given."""
+    lr = args.lr if steps is None else keras.optimizers.schedules.CosineDecay(args.lr, steps)
+    optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model = gated
+    model = student
     if teacher is not None:
         # An explicit KLDivergence: Keras 3.15 resolves LogitsDistillation's
         # default "kl_divergence" string to a function and then takes the KL
         # of logits, not of softmax probabilities (negative, meaningless).
         model = keras.distillation.Distiller(
-            teacher=teacher, student=gated,
+            teacher=teacher, student=student,
             distillation_losses=keras.distillation.LogitsDistillation(
                 temperature=4.0, loss=keras.losses.KLDivergence()),
             student_loss_weight=0.5)
@@ -121,22 +130,55 @@ def compile_fine_tune(gated, teacher, args, steps):
     return model
 
 
-def prune(dense, batches, args, run_name):
-    """add_gates + one fit with PruningCallback; returns the gated model."""
+def prune(dense, batches, args, checkpoints):
+    """add_gates + a fit with PruningCallback; returns the stripped model.
+
+    The budget ramps over 75% of `--prune-epochs` (all of a single epoch)
+    and closes; the stripped model is saved in `checkpoints`, so a resumed
+    job goes straight on to the fine-tune.
+    """
+    stripped_file = checkpoints / "stripped.keras"
+    if stripped_file.is_file():
+        return keras.saving.load_model(stripped_file, compile=False)
     gated = krp.add_gates(dense, metric=args.metric)
-    model = compile_fine_tune(gated, dense if args.distill else None, args,
-                              args.epochs * len(batches))
+    model = compile_fine_tune(gated, dense if args.distill else None, args)
     model(batches[0][0][:1])  # builds a Distiller, which BackupAndRestore needs
     callbacks = [
         EpochSync(batches),
         # Before BackupAndRestore: at train begin a backup then overwrites
         # the budget state (a resume wins).
-        krp.PruningCallback(target=args.target, calibration_data=batches, **RECIPE),
-        keras.callbacks.BackupAndRestore(str(Path(args.checkpoint_dir) / run_name)),
+        krp.PruningCallback(target=args.target, metric=args.metric,
+                            calibration_data=batches, **RECIPE),
+        keras.callbacks.BackupAndRestore(str(checkpoints / "prune")),
     ]
-    model.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
+    model.fit(batches, epochs=args.prune_epochs, shuffle=False, verbose=args.verbose,
               callbacks=callbacks)
-    return gated
+    small = krp.strip_pruning(gated)
+    check_strip(gated, small, batches[0][0][:256])
+    small.save(stripped_file)
+    return small
+
+
+def check_strip(gated, small, images):
+    """The stripped model computes what the gated one did (float32 round-off)."""
+    diff = float(np.max(np.abs(gated.predict(images, verbose=0)
+                               - small.predict(images, verbose=0))))
+    if diff > STRIP_TOLERANCE:
+        raise SystemExit(f"error: stripped model differs from the gated one by {diff:.2e}")
+    return diff
+
+
+def fine_tune(small, dense, batches, args, checkpoints):
+    """The stripped (dense, smaller) network trained on, cosine to 0."""
+    if args.epochs == 0:
+        return small
+    model = compile_fine_tune(small, dense if args.distill else None, args,
+                              steps=args.epochs * len(batches))
+    model(batches[0][0][:1])
+    model.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
+              callbacks=[EpochSync(batches, first_epoch=args.prune_epochs),
+                         keras.callbacks.BackupAndRestore(str(checkpoints / "fine_tune"))])
+    return small
 
 
 def accuracy(model, images, labels):
@@ -202,18 +244,17 @@ def main(argv=None):
     xt = xt.astype("float32")
     batches = AugmentedBatches(x, y, args.batch_size, args.seed)
     dense_accuracy = accuracy(dense, xt, yt)
-    gated = prune(dense, batches, args, run_name)
-    small = krp.strip_pruning(gated)
-    diff = float(np.max(np.abs(gated.predict(xt[:256], verbose=0)
-                               - small.predict(xt[:256], verbose=0))))
-    if diff > STRIP_TOLERANCE:
-        raise SystemExit(f"error: stripped model differs from the gated one by {diff:.2e}")
+    checkpoints = Path(args.checkpoint_dir) / run_name
+    small = prune(dense, batches, args, checkpoints)
+    pruned_unfine_tuned = accuracy(small, xt, yt)
+    small = fine_tune(small, dense, batches, args, checkpoints)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     summary = {
         "run_name": run_name, "dense_accuracy": dense_accuracy,
         "pruned_accuracy": accuracy(small, xt, yt), "test_images": len(yt),
+        "pruned_accuracy_before_fine_tune": pruned_unfine_tuned,
         "dense_flops": krp.count_flops(dense), "pruned_flops": krp.count_flops(small),
         "dense_params": krp.count_params(dense), "pruned_params": krp.count_params(small),
-        "strip_max_abs_diff": diff,
     }
     summary.update(export_and_time(dense, small, xt[:1], args, run_name))
     summary.update(

@@ -66,11 +66,19 @@ class AugmentedBatches(keras.utils.PyDataset):
 
 
 class EpochSync(keras.callbacks.Callback):
-    """Tells an `AugmentedBatches` which epoch `fit` is in (also after a resume)."""
+    """Tells an `AugmentedBatches` which epoch `fit` is in (also after a resume).
 
-    def __init__(self, batches):
+    Args:
+        batches: the `AugmentedBatches` given to `fit`.
+        first_epoch: the data epoch of `fit`'s first epoch; a second `fit` on
+            the same batches (e.g. a fine-tune after pruning) passes the number
+            of epochs already trained, so it sees new orders and augmentations.
+    """
+
+    def __init__(self, batches, first_epoch=0):
         super().__init__()
         self.batches = batches
+        self.first_epoch = int(first_epoch)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.batches.set_epoch(epoch)
+        self.batches.set_epoch(self.first_epoch + epoch)

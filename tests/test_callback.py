@@ -1,6 +1,7 @@
 """PruningCallback on real (bundled CIFAR-10) data: budget, logs, resume, errors."""
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -70,6 +71,24 @@ def test_budget_is_met_within_one_point_and_accuracy_stays(cifar, build, target)
     assert krp.count_flops(small) == krp.count_flops(gated)
     x = cifar[0][:16]
     np.testing.assert_allclose(small(x), gated(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_one_epoch_fit_closes_the_budget_when_it_ends_without_a_warning(cifar):
+    """The recommended recipe's pruning fit: one epoch, then strip and
+    fine-tune the small network; the budget is met when that epoch ends."""
+    keras.utils.set_random_seed(0)
+    dense = _resnet()
+    gated = krp.add_gates(dense)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _fit(gated, (cifar[0][:200], cifar[1][:200]), 1, krp.PruningCallback(target=0.5))
+    # (a 4-step run may leave a group at its floor, which is warned about)
+    assert not [w for w in caught if "ramp" in str(w.message)]
+    assert 0.49 <= krp.count_flops(gated) / krp.count_flops(dense) <= 0.5
+    small = krp.strip_pruning(gated)
+    assert krp.count_flops(small) == krp.count_flops(gated)
+    small.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    small.fit(cifar[0][:100], cifar[1][:100], epochs=1, verbose=0)  # a plain Keras model
 
 
 def test_params_budget_and_logged_schedules(cifar):
