@@ -35,6 +35,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
+from keras_relaxprune import recipe  # noqa: E402
 from keras_relaxprune.baselines import METHODS as BASELINES, apply_baseline  # noqa: E402
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
 from keras_relaxprune.batchnorm import recalibrate_batchnorm  # noqa: E402
@@ -93,6 +94,9 @@ def parse_args(argv=None):
     p.add_argument("--test-limit", type=int, default=0, help="0 = all 10,000")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--prune-lr", type=float, default=None,
+                   help="with --prune-epochs: the constant rate of the gated fit "
+                        "(default --lr)")
     p.add_argument("--schedule", choices=("constant", "cosine"), default="cosine")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prune-epochs", type=int, default=0,
@@ -111,32 +115,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def compile_for_fine_tune(model, args, steps, teacher=None, schedule=None):
-    lr = args.lr
-    if (schedule or args.schedule) == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(args.lr, steps)
-    optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    if teacher is not None:
-        # An explicit KLDivergence: Keras 3.15 resolves LogitsDistillation's
-        # default "kl_divergence" string to a function and then takes the KL
-        # of logits, not of softmax probabilities (negative, meaningless).
-        model = keras.distillation.Distiller(
-            teacher=teacher, student=model,
-            distillation_losses=keras.distillation.LogitsDistillation(
-                temperature=4.0, loss=keras.losses.KLDivergence()),
-            student_loss_weight=0.5)
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
-                  jit_compile=True)
-    return model
-
-
 def fine_tune(model, dense, batches, callbacks, args, epochs, first_epoch=0,
-              schedule=None):
+              schedule=None, lr=None):
     """One `fit` of `model` (as a Distiller's student with `--distill`)."""
-    trained = compile_for_fine_tune(model, args, (epochs - first_epoch) * len(batches),
-                                    teacher=dense if args.distill else None,
-                                    schedule=schedule)
+    steps = (epochs - first_epoch) * len(batches)
+    trained = recipe.trainer(model, dense if args.distill else None,
+                             args.lr if lr is None else lr,
+                             steps=steps if (schedule or args.schedule) == "cosine" else None)
     trained.fit(batches, epochs=epochs, initial_epoch=first_epoch, shuffle=False,
                 verbose=args.verbose, callbacks=callbacks)
 
@@ -196,8 +181,10 @@ def main(argv=None):
         # With --recalibrate the callback re-estimates BN when fit ends.
         gated_epochs = args.prune_epochs or args.epochs
         # Pruned in a first fit at a constant rate, then fine-tuned stripped.
+        two_fits = gated_epochs < args.epochs
         fine_tune(gated, dense, batches, callbacks, args, gated_epochs,
-                  schedule="constant" if gated_epochs < args.epochs else None)
+                  schedule="constant" if two_fits else None,
+                  lr=args.prune_lr if two_fits else None)
         small = krp.strip_pruning(gated)
         if gated_epochs < args.epochs:
             stripped_accuracy = accuracy(small, xt, yt)
@@ -223,7 +210,7 @@ def main(argv=None):
         "flops": krp.count_flops(small), "params": krp.count_params(small),
         "dense_flops": dense_flops, "dense_params": dense_params,
         "epochs": args.epochs, "prune_epochs": args.prune_epochs, "train_images": len(x), "seed": args.seed,
-        "lr": args.lr, "schedule": args.schedule, "callback": json.loads(args.callback),
+        "lr": args.lr, "prune_lr": args.prune_lr, "schedule": args.schedule, "callback": json.loads(args.callback),
         "recalibrate": args.recalibrate, "dense": args.dense,
         "backend": keras.backend.backend(), "keras_version": keras.__version__,
         "device": f"CPU ({os.cpu_count()} cores, {platform.machine()})",

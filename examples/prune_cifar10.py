@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
+from keras_relaxprune import recipe  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
@@ -51,10 +51,7 @@ from keras_relaxprune.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 EVAL_BATCH = 500
-STRIP_TOLERANCE = 1e-3  # max |diff| of logits, float32 round-off
 DEFAULT_DENSE = "saved_models/resnet20_cifar10_dense.keras"
-# The method study's recipe (README, "Accuracy on a trained network").
-RECIPE = {"lambda_rate": 1.0, "cost_exponent": 0.0, "gate_prior": "bn_gamma"}
 
 
 def parse_args(argv=None):
@@ -109,27 +106,6 @@ def load_dense(path, args):
     return keras.saving.load_model(stand_in, compile=False)
 
 
-def compile_fine_tune(student, teacher, args, steps=None):
-    """SGD-Nesterov at `--lr` (cosine to 0 over `steps`, constant without),
-    inside a `keras.distillation.Distiller` when a teacher is given."""
-    lr = args.lr if steps is None else keras.optimizers.schedules.CosineDecay(args.lr, steps)
-    optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model = student
-    if teacher is not None:
-        # An explicit KLDivergence: Keras 3.15 resolves LogitsDistillation's
-        # default "kl_divergence" string to a function and then takes the KL
-        # of logits, not of softmax probabilities (negative, meaningless).
-        model = keras.distillation.Distiller(
-            teacher=teacher, student=student,
-            distillation_losses=keras.distillation.LogitsDistillation(
-                temperature=4.0, loss=keras.losses.KLDivergence()),
-            student_loss_weight=0.5)
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
-                  jit_compile=True)
-    return model
-
-
 def prune(dense, batches, args, checkpoints):
     """add_gates + a fit with PruningCallback; returns the stripped model.
 
@@ -141,40 +117,29 @@ def prune(dense, batches, args, checkpoints):
     if stripped_file.is_file():
         return keras.saving.load_model(stripped_file, compile=False)
     gated = krp.add_gates(dense, metric=args.metric)
-    model = compile_fine_tune(gated, dense if args.distill else None, args)
-    model(batches[0][0][:1])  # builds a Distiller, which BackupAndRestore needs
+    model = recipe.trainer(gated, dense if args.distill else None, args.lr)
     callbacks = [
         EpochSync(batches),
         # Before BackupAndRestore: at train begin a backup then overwrites
         # the budget state (a resume wins).
         krp.PruningCallback(target=args.target, metric=args.metric,
-                            calibration_data=batches, **RECIPE),
+                            calibration_data=batches, **recipe.RECIPE),
         keras.callbacks.BackupAndRestore(str(checkpoints / "prune")),
     ]
     model.fit(batches, epochs=args.prune_epochs, shuffle=False, verbose=args.verbose,
               callbacks=callbacks)
     small = krp.strip_pruning(gated)
-    check_strip(gated, small, batches[0][0][:256])
+    recipe.check_strip(gated, small, batches[0][0][:256])
     small.save(stripped_file)
     return small
-
-
-def check_strip(gated, small, images):
-    """The stripped model computes what the gated one did (float32 round-off)."""
-    diff = float(np.max(np.abs(gated.predict(images, verbose=0)
-                               - small.predict(images, verbose=0))))
-    if diff > STRIP_TOLERANCE:
-        raise SystemExit(f"error: stripped model differs from the gated one by {diff:.2e}")
-    return diff
 
 
 def fine_tune(small, dense, batches, args, checkpoints):
     """The stripped (dense, smaller) network trained on, cosine to 0."""
     if args.epochs == 0:
         return small
-    model = compile_fine_tune(small, dense if args.distill else None, args,
-                              steps=args.epochs * len(batches))
-    model(batches[0][0][:1])
+    model = recipe.trainer(small, dense if args.distill else None, args.lr,
+                           steps=args.epochs * len(batches))
     model.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
               callbacks=[EpochSync(batches, first_epoch=args.prune_epochs),
                          keras.callbacks.BackupAndRestore(str(checkpoints / "fine_tune"))])
@@ -184,50 +149,6 @@ def fine_tune(small, dense, batches, args, checkpoints):
 def accuracy(model, images, labels):
     logits = model.predict(images, batch_size=EVAL_BATCH, verbose=0)
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
-
-
-def export_and_time(dense, small, sample, args, run_name):
-    """Exports the stripped model; TFLite latency of dense and stripped."""
-    from keras_relaxprune.latency import tflite_latency
-
-    written = krp.export(small, str(Path(args.saved_model_dir) / run_name))
-    with tempfile.TemporaryDirectory() as tmp:
-        dense_files = krp.export(dense, tmp, formats=("keras", "tflite"))
-        sizes = {"dense_keras_bytes": os.path.getsize(dense_files["keras"]),
-                 "dense_tflite_bytes": os.path.getsize(dense_files["tflite"])}
-        dense_latency = tflite_latency(dense_files["tflite"], sample, runs=args.latency_runs)
-    pruned_latency = tflite_latency(written["tflite"], sample, runs=args.latency_runs)
-    return {
-        "exported": {k: str(v) for k, v in written.items()},
-        **sizes,
-        "pruned_keras_bytes": os.path.getsize(written["keras"]),
-        "pruned_tflite_bytes": os.path.getsize(written["tflite"]),
-        "dense_tflite_latency_ms": 1000 * dense_latency["median_s"],
-        "pruned_tflite_latency_ms": 1000 * pruned_latency["median_s"],
-    }
-
-
-def print_table(s):
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{s['run_name']}: before / after")
-    for column in ("", "dense", "pruned + stripped", "ratio"):
-        table.add_column(column, justify="right" if column else "left")
-
-    def row(label, before, after, form, ratio=True):
-        table.add_row(label, format(before, form), format(after, form),
-                      f"{after / before:.2f}x" if ratio else "")
-
-    row(f"test accuracy ({s['test_images']} images)", s["dense_accuracy"],
-        s["pruned_accuracy"], ".2%", ratio=False)
-    row("FLOPs", s["dense_flops"], s["pruned_flops"], ",")
-    row("params", s["dense_params"], s["pruned_params"], ",")
-    row(".keras bytes", s["dense_keras_bytes"], s["pruned_keras_bytes"], ",")
-    row(".tflite bytes", s["dense_tflite_bytes"], s["pruned_tflite_bytes"], ",")
-    row("TFLite batch-1 latency (ms)", s["dense_tflite_latency_ms"],
-        s["pruned_tflite_latency_ms"], ".3f")
-    Console().print(table)
 
 
 def main(argv=None):
@@ -256,14 +177,16 @@ def main(argv=None):
         "dense_flops": krp.count_flops(dense), "pruned_flops": krp.count_flops(small),
         "dense_params": krp.count_params(dense), "pruned_params": krp.count_params(small),
     }
-    summary.update(export_and_time(dense, small, xt[:1], args, run_name))
+    summary.update(recipe.export_and_time(
+        dense, small, xt[:1], str(Path(args.saved_model_dir) / run_name), args.latency_runs))
     summary.update(
         remaining_flops=summary["pruned_flops"] / summary["dense_flops"],
         remaining_params=summary["pruned_params"] / summary["dense_params"],
         wall_time_s=round(time.time() - start), args=vars(args),
         backend=keras.backend.backend(), keras_version=keras.__version__,
         device=f"CPU ({os.cpu_count()} cores)", date=time.strftime("%Y-%m-%d"))
-    print_table(summary)
+    recipe.print_before_after(f"{run_name}: before / after", summary,
+                              [(f"test accuracy ({len(yt)} images)", "accuracy")])
     path = Path(args.run_dir) / run_name / "summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     summary["summary_path"] = str(path)

@@ -117,7 +117,7 @@ def main(argv=None):
         "seed": args.seed, "backend": keras.backend.backend(),
         "keras_version": keras.__version__, "device": _device(),
         "command": "python examples/train_dense_cifar10.py " + " ".join(argv or sys.argv[1:]),
-        "wall_time_s_last_session": round(time.time() - start),
+        "wall_time_s_last_run": round(time.time() - start),
         "date": time.strftime("%Y-%m-%d"),
     }
     (out / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -3,6 +3,7 @@
     relaxprune count MODEL.keras [--input-shape 360 480 3]
     relaxprune report GATED.keras [--dense DENSE.keras] [--json] [--out DIR]
     relaxprune strip GATED.keras OUT_DIR [--threshold 0.05] [--formats keras tflite]
+    relaxprune run --dataset cifar10 --model DENSE.keras --target 0.5 --out DIR
 
 An error is one line on stderr (`relaxprune: error: ...`) and exit status 2;
 warnings of keras_relaxprune are one line each (`relaxprune: warning: ...`).
@@ -17,14 +18,13 @@ import json
 import os
 import sys
 import warnings
-import zipfile
+
+from keras_relaxprune.model_files import load_model_file
 
 # export.FORMATS, known here without importing TensorFlow.
 FORMATS = ("keras", "saved_model", "tflite")
 # Read by TensorFlow's C++ logging and glog when TensorFlow is loaded.
 QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "2"}
-_ZIP = (b"PK\x03\x04", b"PK\x05\x06")
-_HDF5 = b"\x89HDF\r\n\x1a\n"
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -57,7 +57,46 @@ def _parser():
     strip.add_argument("--threshold", type=float, default=None,
                        help="also remove channels whose gate is below this value in [0, 1)")
     strip.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
+    _add_run_parser(commands)
     return parser
+
+
+def _add_run_parser(commands):
+    run = commands.add_parser(
+        "run", help="prune a model on a dataset end to end",
+        description="Prune, strip, fine-tune and export a model on a dataset; prints "
+                    "a before/after table and writes OUT/summary.json.")
+    run.add_argument("--dataset", required=True, metavar="SPEC", help=(
+        "cifar10, camvid, tfds:NAME or folder:PATH (class subfolders, or train/ "
+        "with test/ or val/)"))
+    run.add_argument("--model", required=True, metavar="MODEL", help=(
+        "resnet20, resnet56, unet (untrained: needs --dense-epochs) or a trained "
+        ".keras file (raw 0-255 RGB in, logits out)"))
+    run.add_argument("--out", required=True, metavar="DIR",
+                     help="export directory, e.g. saved_models/resnet20_flops50")
+    run.add_argument("--target", type=float, default=0.5,
+                     help="fraction of the cost to remove, in (0, 1) (default 0.5)")
+    run.add_argument("--metric", choices=("flops", "params"), default="flops")
+    run.add_argument("--prune-epochs", type=int, default=1,
+                     help="epochs in which the budget ramps and closes (default 1)")
+    run.add_argument("--epochs", type=int, default=2,
+                     help="fine-tune epochs of the stripped model (default 2)")
+    run.add_argument("--dense-epochs", type=int, default=0,
+                     help="train the dense model first for this many epochs (default 0)")
+    run.add_argument("--train-limit", type=int, default=None, metavar="K")
+    run.add_argument("--test-limit", type=int, default=None, metavar="K")
+    run.add_argument("--batch-size", type=int, default=128)
+    run.add_argument("--lr", type=float, default=0.01,
+                     help="SGD-Nesterov: constant while pruning, then cosine to 0")
+    run.add_argument("--no-distill", dest="distill", action="store_false",
+                     help="train on labels only, without the dense model as teacher")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                     help="resize images (default: the model's input size)")
+    run.add_argument("--latency-runs", type=int, default=100,
+                     help="timed TFLite invocations per model (default 100)")
+    run.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                     help="fit verbosity: 0 silent, 1 progress bars, 2 one line per epoch")
 
 
 def main(argv=None):
@@ -90,7 +129,7 @@ def _count(args):
     import keras_relaxprune as krp  # noqa: PLC0415 (loads TensorFlow)
     from keras_relaxprune import arguments  # noqa: PLC0415
 
-    model = _load_model(args.model, "MODEL")
+    model = load_model_file(args.model, "MODEL")
     input_shape = None if args.input_shape is None else arguments.input_shape(
         "count", "--input-shape", tuple(args.input_shape), model, cli=True)
     flops = krp.count_flops(model, input_shape=input_shape)
@@ -101,8 +140,8 @@ def _report(args):
     import keras_relaxprune as krp  # noqa: PLC0415
 
     _check_directory(args.out, "--out")
-    model = _load_model(args.model, "MODEL")
-    dense = _load_model(args.dense, "--dense") if args.dense else None
+    model = load_model_file(args.model, "MODEL")
+    dense = load_model_file(args.dense, "--dense") if args.dense else None
     report = krp.pruning_report(dense, model) if dense else krp.pruning_report(model)
     _print(report.to_json(indent=1) if args.json else str(report))
     if args.out:
@@ -122,7 +161,7 @@ def _strip(args):
         "strip", "--threshold", args.threshold,
         "a gate value in [0, 1), e.g. --threshold 0.05", low=0.0, high=1.0, high_open=True)
     _check_directory(args.out_dir, "OUT_DIR")
-    model = _load_model(args.model, "MODEL")
+    model = load_model_file(args.model, "MODEL")
     if not any(isinstance(layer, krp.ChannelGate) for layer in arguments.models_in(model)):
         raise InvalidArgumentError(
             f"MODEL '{args.model}' has no ChannelGate layer: it is not a gated model "
@@ -135,65 +174,19 @@ def _strip(args):
                        "flops": krp.count_flops(small), "written": written}))
 
 
-_COMMANDS = {"count": _count, "report": _report, "strip": _strip}
+def _run(args):
+    from keras_relaxprune.pruning_job import run_pruning_job  # noqa: PLC0415
+
+    summary = run_pruning_job(
+        args.dataset, args.model, args.out, target=args.target, metric=args.metric,
+        prune_epochs=args.prune_epochs, epochs=args.epochs, dense_epochs=args.dense_epochs,
+        train_limit=args.train_limit, test_limit=args.test_limit,
+        batch_size=args.batch_size, lr=args.lr, distill=args.distill, seed=args.seed,
+        image_size=args.image_size, latency_runs=args.latency_runs, verbose=args.verbose)
+    _print(f"summary: {summary['summary_path']}")
 
 
-def _load_model(path, what):
-    """The Keras model saved in `path`, or `ModelFileError` saying what is
-    wrong with the file (`what` names the argument that gave it)."""
-    from keras_relaxprune.errors import ModelFileError  # noqa: PLC0415
-
-    problem = _file_problem(path)
-    if problem:
-        raise ModelFileError(f"{what} '{path}' {problem}.")
-    import keras  # noqa: PLC0415
-
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as error:  # noqa: BLE001 (Keras, h5py and zipfile raise anything)
-        detail = " ".join(str(error).split()) or type(error).__name__
-        if len(detail) > 300:
-            detail = detail[:297] + "..."
-        hint = ""
-        if "register_keras_serializable" in detail or "Could not locate" in detail:
-            hint = " It uses a custom class: import the module that registers it."
-        raise ModelFileError(
-            f"{what} '{path}' could not be loaded as a Keras model "
-            f"({type(error).__name__}: {detail}).{hint}") from error
-
-
-def _file_problem(path):
-    """What makes `path` unreadable as a `.keras`/`.h5` file, or None."""
-    if not os.path.exists(path):
-        return "does not exist"
-    if os.path.isdir(path):
-        return ("is a directory; pass a .keras file written by model.save('model.keras') "
-                "(a SavedModel directory cannot be loaded as a Keras model)")
-    size = os.path.getsize(path)
-    if size == 0:
-        return "is empty (0 bytes): the save did not finish, or it is not a model"
-    with open(path, "rb") as file:
-        head = file.read(8)
-    extension = os.path.splitext(path)[1].lower()
-    if extension == ".keras":
-        if not head.startswith(_ZIP):
-            return (f"is not a .keras file: a .keras file is a zip archive, this one "
-                    f"({size} bytes) starts with {head!r}")
-        try:
-            with zipfile.ZipFile(path) as archive:
-                if "config.json" not in archive.namelist():
-                    return "is a zip archive but not a saved Keras model (no config.json)"
-        except zipfile.BadZipFile:
-            return (f"is truncated or corrupt: it starts as a zip archive but its "
-                    f"directory is missing ({size} bytes); save or copy it again")
-        return None
-    if extension in (".h5", ".hdf5"):
-        if not head.startswith(_HDF5):
-            return (f"is not an HDF5 file (the legacy .h5 format): its {size} bytes "
-                    f"start with {head!r}")
-        return None
-    return (f"has the extension '{extension}'; pass a .keras file (or a legacy .h5 "
-            "file) written by model.save")
+_COMMANDS = {"count": _count, "report": _report, "strip": _strip, "run": _run}
 
 
 def _check_directory(path, what):

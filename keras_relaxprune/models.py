@@ -39,14 +39,20 @@ def _bottleneck_block(x, filters, strides, name):
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+# Channel statistics of the 367 CamVid training frames (0-1 scale).
+CAMVID_MEAN = (0.4116, 0.4250, 0.4322)
+CAMVID_STD = (0.3068, 0.3112, 0.3069)
+
+
+def _standardize(x, mean, std):
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(x)
+    return layers.Normalization(mean=mean, variance=[s * s for s in std],
+                                name="standardize")(x)
 
 
 def cifar_preprocessing(x):
     """Raw 0-255 RGB -> CIFAR-10-standardised, inside the model."""
-    x = layers.Rescaling(1.0 / 255.0, name="rescale")(x)
-    return layers.Normalization(mean=CIFAR10_MEAN,
-                                variance=[s * s for s in CIFAR10_STD],
-                                name="standardize")(x)
+    return _standardize(x, CIFAR10_MEAN, CIFAR10_STD)
 
 
 def cifar_resnet(depth=20, num_classes=10, width=16, input_shape=(32, 32, 3),
@@ -90,7 +96,7 @@ def cifar_resnet(depth=20, num_classes=10, width=16, input_shape=(32, 32, 3),
 
 
 def small_unet(input_shape=(None, None, 3), num_classes=11, widths=(16, 32, 64),
-               name="unet"):
+               name="unet", include_preprocessing=False):
     """A small U-Net: conv blocks, max-pool down, Conv2DTranspose up, concat skips.
 
     Args:
@@ -98,12 +104,24 @@ def small_unet(input_shape=(None, None, 3), num_classes=11, widths=(16, 32, 64),
             `2 ** (len(widths) - 1)`. Defaults to `(None, None, 3)`.
         num_classes: output channels (per-pixel logits). Defaults to 11.
         widths: channels per level. Defaults to `(16, 32, 64)`.
+        name: the model's name. Defaults to `"unet"`.
+        include_preprocessing: start with `Rescaling(1/255)` and a
+            `Normalization` with the CamVid training frames' channel
+            statistics, so the model takes raw 0-255 RGB. Defaults to `False`.
 
     Returns:
         An uncompiled functional `keras.Model` with per-pixel logits.
+
+    Example:
+
+    >>> model = small_unet((176, 240, 3), widths=(16, 32, 64, 128),
+    ...                    include_preprocessing=True)
+    >>> model.output_shape
+    (None, 176, 240, 11)
     """
     inputs = keras.Input(input_shape, name="image")
-    x, skips = inputs, []
+    x = _standardize(inputs, CAMVID_MEAN, CAMVID_STD) if include_preprocessing else inputs
+    skips = []
     for level, filters in enumerate(widths):
         x = _conv_bn(x, filters, 3, name=f"down{level}_a")
         x = _conv_bn(x, filters, 3, name=f"down{level}_b")

@@ -25,9 +25,10 @@ def _is_the_command():
     argv = list(getattr(sys, "orig_argv", ()))
     for index, arg in enumerate(argv[1:], start=1):
         if arg == "-m":
-            return argv[index + 1:index + 2] == ["keras_relaxprune.cli"]
+            return argv[index + 1:index + 2] in (["keras_relaxprune.cli"],
+                                                 ["keras_relaxprune"])
         if arg.startswith("-m"):
-            return arg[2:] == "keras_relaxprune.cli"
+            return arg[2:] in ("keras_relaxprune.cli", "keras_relaxprune")
     return False
 
 

@@ -125,6 +125,33 @@ def test_main_job_exports_files_that_load_and_match_the_report(calibrated_dense_
     np.testing.assert_allclose(np.asarray(serve(x)), small.predict(x, verbose=0), atol=1e-3)
     assert summary["pruned_tflite_bytes"] < summary["dense_tflite_bytes"]
     assert summary["pruned_tflite_latency_ms"] > 0
+    assert 0.0 <= summary["pruned_accuracy_before_fine_tune"] <= 1.0
+    assert not (tmp_path / "checkpoints" / "smoke").exists()  # backups cleaned up
     saved = json.loads(Path(summary["summary_path"]).read_text())
     assert saved["remaining_flops"] == pytest.approx(summary["remaining_flops"])
     assert saved == json.loads(json.dumps(summary))
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.parametrize("method", ["ours", "uniform"])
+def test_comparison_cell_prunes_strips_and_records(calibrated_dense_file, tmp_path, method):
+    """One cell of the comparison grid (benchmarks/pretrained_pruning.py): ours
+    prunes in a gated fit and fine-tunes stripped, a baseline fine-tunes
+    stripped throughout; the record's cost is the budget's."""
+    spec = importlib.util.spec_from_file_location(
+        "pretrained_pruning", BENCHMARKS / "pretrained_pruning.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    record = module.main([
+        "--dense", str(calibrated_dense_file), "--method", method, "--target", "0.5",
+        "--epochs", "2", "--prune-epochs", "1", "--train-limit", "256",
+        "--test-limit", "100", "--batch-size", "64", "--recalibrate", "4",
+        "--out", str(tmp_path), "--name", "cell", "--verbose", "0"])
+    assert json.loads((tmp_path / "cell.json").read_text()) == json.loads(json.dumps(record))
+    assert 0.49 <= record["remaining_flops"] <= 0.5
+    assert record["test_images"] == 100 and record["epochs"] == 2
+    assert 0.0 <= record["test_accuracy"] <= 1.0
+    if method == "ours":
+        assert 0.0 <= record["stripped_test_accuracy_before_fine_tune"] <= 1.0

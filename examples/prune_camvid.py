@@ -1,0 +1,233 @@
+"""Prune the dense CamVid U-Net to 10% of its FLOPs, strip, fine-tune and export it.
+
+The segmentation counterpart of `examples/prune_cifar10.py`, on CPU with
+TensorFlow + XLA:
+
+1. load the trained dense U-Net `saved_models/unet_camvid_dense.keras`
+   (raw 0-255 RGB in, per-pixel logits for 11 classes out; trained by
+   `examples/train_dense_camvid.py`) and CamVid from the offline archive,
+   at the size the model was built for (176x240 by default);
+2. prune: `krp.add_gates` and one gated `fit` of `--prune-epochs` epochs
+   with `krp.PruningCallback(target)` and the method study's recipe
+   (adaptive lambda, equal pushes, BN-gamma gate prior, BatchNormalization
+   re-estimated on training batches when the budget closes): the budget
+   ramps over 75% of the epochs, closes, and the rest trains with the final
+   masks; Adam at a constant learning rate (`--optimizer sgd` for
+   SGD-Nesterov);
+3. `krp.strip_pruning`, checked against the gated model (max |diff| of the
+   logits < 1e-3);
+4. fine-tune the stripped network for `--epochs` with the learning rate
+   cosine to 0. In both fits the dense network teaches through
+   `keras.distillation.Distiller` with `LogitsDistillation(temperature,
+   loss=keras.losses.KLDivergence())`: the softmax and the KL divergence
+   act on the last axis, so on per-pixel logits this is the mean over
+   pixels of the per-pixel KL (`tests/test_camvid.py` checks it); void
+   pixels are distilled too, only the label loss ignores them
+   (`--no-distill` trains on labels only);
+5. `krp.export` (`.keras`, SavedModel, TFLite) into `saved_models/<run-name>/`
+   and one before/after table: val mIoU (Keras `MeanIoU`, void ignored) and
+   pixel accuracy on all 101 val frames, FLOPs, params, file sizes and
+   TFLite batch-1 latency measured in this run; `runs/<run-name>/summary.json`
+   holds it all.
+
+`BackupAndRestore` backs both fits up into `checkpoints/<run-name>/` each
+epoch and the stripped model is kept there between them: the same command
+started again after a kill resumes where it stopped.
+
+    # FLOPs mode, 10% kept (run name unet_camvid_flops10), CPU:
+    mkdir -p logs
+    nohup nice -n 10 python examples/prune_camvid.py \
+        > logs/prune_unet_camvid_flops10.log 2>&1 &
+    # params mode, the paper's other row (run name unet_camvid_params10):
+    nohup nice -n 10 python examples/prune_camvid.py --metric params --target 0.9 \
+        > logs/prune_unet_camvid_params10.log 2>&1 &
+    # GPU, the wider dense U-Net (run name unet_camvid_wide_flops10):
+    python examples/prune_camvid.py --dense saved_models/unet_camvid_wide_dense.keras
+
+Time (extrapolated from 2 + 2 epochs of `--train-limit 32`, TensorFlow
+2.21 CPU, 2 cores shared with a benchmark job): a gated epoch with the
+teacher about 2.6 minutes (0.44 s a frame), a fine-tune epoch of the
+10%-FLOPs network with the teacher about 2 minutes (0.34 s a frame: the
+teacher's forward pass dominates), so the defaults (8 + 24 epochs) take
+about 1 h 15 min, plus a few minutes of evaluation, export and latency.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+
+import keras_relaxprune as krp  # noqa: E402
+from keras_relaxprune import recipe  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from keras_relaxprune.batches import EpochSync  # noqa: E402
+from keras_relaxprune.datasets import load_camvid  # noqa: E402
+from train_dense_camvid import (  # noqa: E402  (also sets $KRP_DATA_DIR)
+    SegmentationBatches,
+    device_name,
+    evaluate_segmentation,
+    mean_iou_metric,
+    segmentation_loss,
+)
+
+DEFAULT_DENSE = "saved_models/unet_camvid_dense.keras"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dense", default=DEFAULT_DENSE,
+                   help="trained dense U-Net .keras (raw 0-255 input, per-pixel logits)")
+    p.add_argument("--target", type=float, default=0.9,
+                   help="fraction of the cost to remove (0.9 leaves 10%%)")
+    p.add_argument("--metric", choices=("flops", "params"), default="flops")
+    p.add_argument("--prune-epochs", type=int, default=8,
+                   help="epochs of the gated fit (the budget ramps over 75%% of them)")
+    p.add_argument("--epochs", type=int, default=24,
+                   help="epochs of the stripped model's fine-tune")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                   help="Adam, or SGD with Nesterov momentum 0.9")
+    p.add_argument("--lr", type=float, default=5e-4,
+                   help="constant while pruning, then the fine-tune's cosine peak")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-zoom", type=float, default=1.5)
+    p.add_argument("--temperature", type=float, default=2.0, help="distillation")
+    p.add_argument("--no-distill", dest="distill", action="store_false")
+    p.add_argument("--train-limit", type=int, default=0, help="0 = all 367 frames")
+    p.add_argument("--val-limit", type=int, default=0, help="0 = all 101 frames")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default=None, help="camvid_jpeg.npz or its folder")
+    p.add_argument("--run-name", default=None,
+                   help="default <dense name without _dense>_<metric><kept %%>")
+    p.add_argument("--checkpoint-dir", default="checkpoints")
+    p.add_argument("--run-dir", default="runs")
+    p.add_argument("--saved-model-dir", default="saved_models")
+    p.add_argument("--latency-runs", type=int, default=50)
+    p.add_argument("--verbose", type=int, default=2, help="fit verbosity")
+    args = p.parse_args(argv)
+    if not 0.0 < args.target < 1.0:
+        p.error("--target must be in (0, 1)")
+    args.run_name = args.run_name or (
+        f"{Path(args.dense).stem.replace('_dense', '')}_{args.metric}"
+        f"{round(100 * (1 - args.target))}")
+    return args
+
+
+def load_dense(path):
+    if not Path(path).is_file():
+        raise SystemExit(f"error: no dense model at {path}; train it with "
+                         "`python examples/train_dense_camvid.py`.")
+    return keras.saving.load_model(path, compile=False)
+
+
+def trainer(student, teacher, args, steps=None):
+    """The recipe's trainer with this job's loss, metric and optimizer."""
+    return recipe.trainer(student, teacher, args.lr, steps=steps, loss=segmentation_loss(),
+                          metrics=[mean_iou_metric()], temperature=args.temperature,
+                          optimizer=args.optimizer)
+
+
+def prune(dense, batches, check_images, args, checkpoints):
+    """add_gates + a fit with PruningCallback; returns the stripped model.
+
+    The stripped model is saved in `checkpoints`, so a resumed job goes
+    straight on to the fine-tune.
+    """
+    stripped_file = checkpoints / "stripped.keras"
+    if stripped_file.is_file():
+        return keras.saving.load_model(stripped_file, compile=False), None
+    gated = krp.add_gates(dense, metric=args.metric)
+    model = trainer(gated, dense if args.distill else None, args)
+    callbacks = [
+        EpochSync(batches),
+        # Before BackupAndRestore: at train begin a backup then overwrites
+        # the budget state (a resume wins).
+        krp.PruningCallback(target=args.target, metric=args.metric,
+                            calibration_data=batches, **recipe.RECIPE),
+        keras.callbacks.BackupAndRestore(str(checkpoints / "prune")),
+    ]
+    model.fit(batches, epochs=args.prune_epochs, shuffle=False, verbose=args.verbose,
+              callbacks=callbacks)
+    small = krp.strip_pruning(gated)
+    difference = recipe.check_strip(gated, small, check_images)
+    small.save(stripped_file)
+    return small, difference
+
+
+def fine_tune(small, dense, batches, args, checkpoints):
+    """The stripped (dense, smaller) network trained on, cosine to 0."""
+    if args.epochs == 0:
+        return small
+    model = trainer(small, dense if args.distill else None, args,
+                    steps=args.epochs * len(batches))
+    model.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
+              callbacks=[EpochSync(batches, first_epoch=args.prune_epochs),
+                         keras.callbacks.BackupAndRestore(str(checkpoints / "fine_tune"))])
+    return small
+
+
+def main(argv=None):
+    """Runs the job; returns the summary dict (also written as JSON)."""
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    start = time.time()
+    dense = load_dense(args.dense)
+    size = tuple(dense.inputs[0].shape[1:3])
+    images, labels = load_camvid(args.data, "train", limit=args.train_limit or None)
+    val_images, val_labels = load_camvid(args.data, "val", limit=args.val_limit or None,
+                                         size=size)
+    batches = SegmentationBatches(images, labels, args.batch_size, size, args.seed,
+                                  max_zoom=args.max_zoom)
+    checkpoints = Path(args.checkpoint_dir) / args.run_name
+    dense_scores = evaluate_segmentation(dense, val_images, val_labels)
+    small, strip_difference = prune(dense, batches, val_images[:4], args, checkpoints)
+    before_fine_tune = evaluate_segmentation(small, val_images, val_labels)
+    small = fine_tune(small, dense, batches, args, checkpoints)
+    pruned_scores = evaluate_segmentation(small, val_images, val_labels)
+    summary = {
+        "run_name": args.run_name, "size": list(size), "val_images": len(val_images),
+        "train_images": len(images),
+        "dense_mean_iou": dense_scores["mean_iou"],
+        "pruned_mean_iou": pruned_scores["mean_iou"],
+        "pruned_mean_iou_before_fine_tune": before_fine_tune["mean_iou"],
+        "dense_pixel_accuracy": dense_scores["pixel_accuracy"],
+        "pruned_pixel_accuracy": pruned_scores["pixel_accuracy"],
+        "dense_class_iou": dense_scores["class_iou"],
+        "pruned_class_iou": pruned_scores["class_iou"],
+        "strip_max_difference": strip_difference,  # None when resumed after strip
+        "dense_flops": krp.count_flops(dense), "pruned_flops": krp.count_flops(small),
+        "dense_params": krp.count_params(dense), "pruned_params": krp.count_params(small),
+    }
+    summary.update(recipe.export_and_time(
+        dense, small, val_images[:1], str(Path(args.saved_model_dir) / args.run_name),
+        args.latency_runs))
+    summary.update(
+        remaining_flops=summary["pruned_flops"] / summary["dense_flops"],
+        remaining_params=summary["pruned_params"] / summary["dense_params"],
+        wall_time_s_last_run=round(time.time() - start), args=vars(args),
+        backend=keras.backend.backend(), keras_version=keras.__version__,
+        device=device_name(), date=time.strftime("%Y-%m-%d"),
+        command="python examples/prune_camvid.py " + " ".join(
+            sys.argv[1:] if argv is None else argv))
+    frames = f"{len(val_images)} val frames, {size[0]}x{size[1]}"
+    recipe.print_before_after(f"{args.run_name}: before / after", summary, [
+        (f"val mIoU ({frames})", "mean_iou"),
+        ("val pixel accuracy (void ignored)", "pixel_accuracy")])
+    path = Path(args.run_dir) / args.run_name / "summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary["summary_path"] = str(path)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    print(f"summary: {path}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

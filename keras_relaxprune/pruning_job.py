@@ -1,0 +1,359 @@
+"""One pruning job, end to end: data, dense model, prune, strip, fine-tune, export.
+
+`run_pruning_job` is what `relaxprune run` calls. It follows the main job's
+recipe (`examples/prune_cifar10.py`): one gated epoch in which the budget
+ramps and closes (adaptive lambda, equal pushes, BN-gamma gate prior,
+BatchNormalization re-estimated), `strip_pruning` checked against the gated
+model, a fine-tune of the stripped network with the learning rate cosine to
+0, the dense network teaching through `keras.distillation.Distiller` in both
+fits, then the export and one before/after table.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_relaxprune import arguments, recipe
+from keras_relaxprune.errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+)
+from keras_relaxprune.job_data import (
+    CAMVID_SIZE,
+    FOLDER_SIZE,
+    dataset_spec,
+    load_job_data,
+)
+from keras_relaxprune.model_files import load_model_file
+
+WHERE = "run_pruning_job"
+NAMED_MODELS = ("resnet20", "resnet56", "unet")
+EVAL_BATCH = 250
+SEGMENTATION_EVAL_BATCH = 8  # per-pixel logits of a whole split do not fit in memory
+DENSE_LR = 0.1  # dense training of a named model: SGD-Nesterov, cosine to 0
+DENSE_WEIGHT_DECAY = 5e-3  # decoupled; L2 5e-4 under momentum 0.9
+
+
+def run_pruning_job(dataset, model, out, target=0.5, metric="flops", prune_epochs=1,
+                    epochs=2, dense_epochs=0, train_limit=None, test_limit=None,
+                    batch_size=128, lr=0.01, distill=True, seed=0, image_size=None,
+                    latency_runs=100, verbose=1):
+    """Prunes a model on a dataset, strips, fine-tunes and exports it.
+
+    Args:
+        dataset: `"cifar10"`, `"camvid"` (11 classes, label 11 = void,
+            ignored), `"tfds:NAME"` (a TensorFlow Datasets image
+            classification set with `(image, label)` pairs) or
+            `"folder:PATH"` (class subfolders, in `PATH/train` with an
+            optional `PATH/test` or `PATH/val`, else in `PATH` with 20% held
+            out). Archives are found through `$KRP_DATA_DIR`.
+        model: `"resnet20"`, `"resnet56"` (CIFAR ResNets), `"unet"` (a small
+            U-Net for CamVid), a `.keras` file or a `keras.Model` that takes
+            raw 0-255 RGB and outputs logits. A named model is untrained, so
+            it needs `dense_epochs`. A model object is trained in place by
+            `dense_epochs`; pruning works on a copy.
+        out: directory of the export (`model.keras`, `saved_model/`,
+            `model.tflite`, the pruning report) and of `summary.json`.
+        target: fraction of the cost to remove, in (0, 1). Defaults to 0.5.
+        metric: `"flops"` or `"params"`. Defaults to `"flops"`.
+        prune_epochs: epochs of the gated fit in which the budget ramps and
+            closes. Defaults to 1.
+        epochs: epochs of the stripped model's fine-tune. Defaults to 2.
+        dense_epochs: epochs of dense training before pruning (SGD-Nesterov
+            at 0.1, cosine to 0). Defaults to 0.
+        train_limit: use this many training images (class-balanced for
+            CIFAR-10). Defaults to `None` (all).
+        test_limit: evaluate on this many test images. Defaults to `None`.
+        batch_size: training batch size. Defaults to 128.
+        lr: SGD-Nesterov learning rate, constant while pruning, then cosine
+            to 0 in the fine-tune. Defaults to 0.01.
+        distill: the dense model teaches (logits, temperature 4, weight 0.5).
+            Defaults to `True`.
+        seed: seed of the data order, augmentation and subsets. Defaults to 0.
+        image_size: `(height, width)` the images are resized to. Defaults to
+            `None`: the model's input size, else the dataset's own
+            (CamVid: 176 x 240, a folder: 256 x 256).
+        latency_runs: timed TFLite invocations per model. Defaults to 100.
+        verbose: `fit` verbosity, 0, 1 (progress bars) or 2. Defaults to 1.
+
+    Returns:
+        The summary dict, also written to `out/summary.json`: test quality
+        (`dense_accuracy`/`pruned_accuracy`, or `dense_miou`/`pruned_miou`),
+        FLOPs, params, file sizes, TFLite batch-1 latency and the exported paths.
+
+    Example:
+
+    ```python
+    summary = run_pruning_job("cifar10", "saved_models/resnet20_cifar10_dense.keras",
+                              "saved_models/resnet20_flops50", target=0.5)
+    summary["remaining_flops"]  # 0.49 .. 0.50
+    ```
+    """
+    settings = _checked_settings(locals())
+    start = time.time()
+    keras.utils.set_random_seed(settings["seed"])
+    dense, data = _dense_model_and_data(settings)
+    summary = _prune_and_measure(dense, data, settings)
+    summary.update(
+        wall_time_s=round(time.time() - start), backend=keras.backend.backend(),
+        keras_version=keras.__version__, date=time.strftime("%Y-%m-%d"),
+        settings={k: v for k, v in settings.items() if k != "model_object"})
+    print_table(summary)
+    path = Path(settings["out"]) / "summary.json"
+    summary["summary_path"] = str(path)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _checked_settings(given):
+    """The arguments of `run_pruning_job`, checked before any work."""
+    check = arguments.Checks(WHERE)
+    s = dict(given)
+    s["target"] = check.real("target", s["target"], "a fraction strictly between 0 and "
+                             "1, e.g. 0.5 to remove half", low=0.0, high=1.0,
+                             low_open=True, high_open=True)
+    s["metric"] = check.choice("metric", s["metric"], ("flops", "params"))
+    for name, low in (("prune_epochs", 1), ("epochs", 0), ("dense_epochs", 0),
+                      ("batch_size", 1), ("latency_runs", 1), ("seed", 0)):
+        s[name] = check.integer(name, s[name], f"a whole number >= {low}", low=low)
+    for name in ("train_limit", "test_limit"):
+        if s[name] is not None:
+            s[name] = check.integer(name, s[name], "a number of images >= 1, or None "
+                                    "for all", low=1) if s[name] else None
+    s["lr"] = check.real("lr", s["lr"], "a learning rate > 0, e.g. 0.01", low=0.0,
+                         low_open=True)
+    s["verbose"] = check.integer("verbose", s["verbose"], "0, 1 or 2", low=0, high=2,
+                                 bool_ok=True)
+    s["distill"] = arguments.boolean(WHERE, "distill", s["distill"])
+    if s["image_size"] is not None:
+        pair = tuple(s["image_size"]) if isinstance(s["image_size"], (list, tuple)) else ()
+        if len(pair) != 2:
+            raise InvalidArgumentError(
+                f"{WHERE}: image_size={arguments.shown(s['image_size'])} is not a "
+                "(height, width) pair; pass two sizes, e.g. 32 32.")
+        s["image_size"] = tuple(check.integer("image_size", v, "two sizes >= 1, "
+                                              "e.g. 32 32", low=1) for v in pair)
+    s["out"] = check.path("out", s["out"])
+    if os.path.exists(s["out"]) and not os.path.isdir(s["out"]):
+        raise InvalidArgumentError(
+            f"{WHERE}: out='{s['out']}' is a file; pass a directory (created if needed).")
+    s["dataset"] = dataset_spec(s["dataset"])
+    s["model_object"], s["model"] = _model_spec(s["model"])
+    return s
+
+
+def _model_spec(spec):
+    """`(model or None, name or path)`: a model object, a named model, or a file."""
+    if isinstance(spec, keras.Model):
+        return spec, spec.name
+    if not isinstance(spec, (str, os.PathLike)):
+        raise ArgumentTypeError(
+            f"{WHERE}: model={arguments.shown(spec)} is a {type(spec).__name__}; pass "
+            f"one of {', '.join(NAMED_MODELS)}, a .keras file or a keras.Model.")
+    text = os.fspath(spec)
+    if text in NAMED_MODELS:
+        return None, text
+    if os.path.splitext(text)[1].lower() not in (".keras", ".h5", ".hdf5"):
+        raise InvalidArgumentError(
+            f"{WHERE}: model='{text}' is neither a model name nor a .keras file; pass "
+            f"one of {', '.join(NAMED_MODELS)} or the path of a trained .keras model.")
+    return load_model_file(text, "model"), text
+
+
+def _dense_model_and_data(s):
+    """The dense model (trained when asked) and the job's data."""
+    dense = s["model_object"]
+    if dense is None and s["dense_epochs"] == 0:
+        raise InvalidArgumentError(
+            f"{WHERE}: model='{s['model']}' is built untrained and dense_epochs=0; pass "
+            f"a trained .keras model, or dense_epochs=N (--dense-epochs N) to train it "
+            "first.")
+    if dense is None:
+        _check_named_model_fits_dataset(s["model"], s["dataset"][0])
+    size = _image_size(s, dense)
+    data = load_job_data(s["dataset"], size, s["train_limit"], s["test_limit"], s["seed"])
+    if dense is None:
+        dense = _named_model(s["model"], data)
+    _check_model_fits_data(dense, data)
+    if len(data.images) < s["batch_size"]:
+        raise InvalidArgumentError(
+            f"{WHERE}: batch_size={s['batch_size']} is larger than the "
+            f"{len(data.images)} training images; pass batch_size <= {len(data.images)}.")
+    if s["dense_epochs"]:
+        _train_dense(dense, data, s)
+    return dense, data
+
+
+def _image_size(s, model):
+    """Explicit size, else the model's fixed input size, else the dataset's."""
+    fixed = None
+    if model is not None and len(model.inputs) == 1 and len(model.inputs[0].shape) == 4:
+        height, width = model.inputs[0].shape[1:3]
+        fixed = (height, width) if height and width else None
+    given = s["image_size"]
+    if given and fixed and given != fixed:
+        raise InvalidArgumentError(
+            f"{WHERE}: image_size={given} differs from the model's input size {fixed}; "
+            f"leave it out or pass {fixed[0]} {fixed[1]}.")
+    kind = s["dataset"][0]
+    default = {"camvid": CAMVID_SIZE, "folder": FOLDER_SIZE}.get(kind)
+    return given or fixed or default
+
+
+def _check_named_model_fits_dataset(name, kind):
+    if name == "unet" and kind != "camvid":
+        raise InvalidArgumentError(
+            f"{WHERE}: model='unet' segments images; pass dataset='camvid', or a "
+            "classification model (resnet20, resnet56) for this dataset.")
+    if name != "unet" and kind == "camvid":
+        raise InvalidArgumentError(
+            f"{WHERE}: model='{name}' classifies images; for dataset='camvid' pass "
+            "model='unet' or a segmentation .keras model.")
+
+
+def _named_model(name, data):
+    from keras_relaxprune.models import cifar_resnet, small_unet  # noqa: PLC0415
+
+    shape = data.images.shape[1:]
+    if name == "unet":
+        # The U-Net of examples/train_dense_camvid.py: 4 levels, so sizes
+        # divisible by 8, preprocessing inside.
+        if shape[0] % 8 or shape[1] % 8:
+            raise InvalidArgumentError(
+                f"{WHERE}: model='unet' needs sizes divisible by 8, not {shape[:2]}; pass "
+                "image_size, e.g. --image-size 176 240.")
+        return small_unet(input_shape=shape, num_classes=data.num_classes,
+                          widths=(16, 32, 64, 128), include_preprocessing=True)
+    return cifar_resnet(int(name[len("resnet"):]), num_classes=data.num_classes,
+                        input_shape=shape, include_preprocessing=True,
+                        classifier_activation=None, name=name)
+
+
+def _check_model_fits_data(model, data):
+    """The model's output is per image (classification) or per pixel."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise InvalidArgumentError(
+            f"{WHERE}: model '{model.name}' has {len(model.inputs)} inputs and "
+            f"{len(model.outputs)} outputs; pass a model with one image input and one output.")
+    rank = len(model.outputs[0].shape)
+    expected = 2 if data.task == "classification" else 4
+    channels = model.outputs[0].shape[-1]
+    if rank != expected or channels != data.num_classes:
+        raise InvalidArgumentError(
+            f"{WHERE}: model '{model.name}' outputs shape {tuple(model.outputs[0].shape)}, "
+            f"but '{data.name}' ({data.task}) needs "
+            f"{'(None, C)' if expected == 2 else '(None, H, W, C)'} logits with "
+            f"C = {data.num_classes} classes; pass a model made for this dataset.")
+
+
+def _batches(data, s):
+    """Seeded shuffled batches; crops and flips for 32 x 32 classification."""
+    from keras_relaxprune.batches import AugmentedBatches  # noqa: PLC0415
+
+    augment = data.task == "classification" and data.images.shape[1:3] == (32, 32)
+    return AugmentedBatches(data.images, data.labels, s["batch_size"], s["seed"],
+                            augment=augment)
+
+
+def _loss_and_metrics(data):
+    loss = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, ignore_class=data.ignore_class)
+    return loss, (["accuracy"] if data.task == "classification" else [])
+
+
+def _train_dense(model, data, s):
+    import keras_relaxprune as krp  # noqa: PLC0415
+    from keras_relaxprune.batches import EpochSync  # noqa: PLC0415
+
+    batches = _batches(data, s)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        DENSE_LR, s["dense_epochs"] * len(batches))
+    optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
+                                     weight_decay=DENSE_WEIGHT_DECAY)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    loss, metrics = _loss_and_metrics(data)
+    trainer = keras.Model(model.inputs, model.outputs)  # leaves `model` uncompiled
+    trainer.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=True)
+    trainer.fit(batches, epochs=s["dense_epochs"], shuffle=False, verbose=s["verbose"],
+                callbacks=[EpochSync(batches)])
+    krp.recalibrate_batchnorm(model, batches, steps=50)
+
+
+def _prune_and_measure(dense, data, s):
+    """add_gates + PruningCallback, strip, fine-tune, evaluate, export."""
+    import keras_relaxprune as krp  # noqa: PLC0415
+    from keras_relaxprune.batches import EpochSync  # noqa: PLC0415
+
+    count_shape = _count_shape(dense, data)
+    teacher = dense if s["distill"] else None
+    was_trainable = dense.trainable  # the Distiller freezes its teacher
+    batches = _batches(data, s)
+    gated = krp.add_gates(dense, metric=s["metric"], input_shape=count_shape)
+    loss, metrics = _loss_and_metrics(data)
+    trainer = recipe.trainer(gated, teacher, s["lr"], loss=loss, metrics=metrics)
+    trainer.fit(batches, epochs=s["prune_epochs"], shuffle=False, verbose=s["verbose"],
+                callbacks=[EpochSync(batches, first_epoch=s["dense_epochs"]),
+                           krp.PruningCallback(target=s["target"], metric=s["metric"],
+                                               calibration_data=batches, **recipe.RECIPE)])
+    small = krp.strip_pruning(gated)
+    strip_difference = recipe.check_strip(gated, small, data.test_images[:16])
+    before_fine_tune = evaluate(small, data)
+    if s["epochs"]:
+        trainer = recipe.trainer(small, teacher, s["lr"], steps=s["epochs"] * len(batches),
+                                 loss=loss, metrics=metrics)
+        trainer.fit(batches, epochs=s["epochs"], shuffle=False, verbose=s["verbose"],
+                    callbacks=[EpochSync(batches, s["dense_epochs"] + s["prune_epochs"])])
+    dense.trainable = was_trainable
+    quality = "accuracy" if data.task == "classification" else "miou"
+    summary = {
+        "dataset": data.name, "model": s["model"], "task": data.task,
+        "quality_metric": quality, "test_images": len(data.test_images),
+        "train_images": len(data.images), "image_size": list(data.images.shape[1:3]),
+        f"dense_{quality}": evaluate(dense, data), f"pruned_{quality}": evaluate(small, data),
+        f"pruned_{quality}_before_fine_tune": before_fine_tune,
+        "strip_max_difference": strip_difference, "distilled": s["distill"],
+        "target": s["target"], "metric": s["metric"],
+        "dense_flops": krp.count_flops(dense, input_shape=count_shape),
+        "pruned_flops": krp.count_flops(small, input_shape=_count_shape(small, data)),
+        "dense_params": krp.count_params(dense), "pruned_params": krp.count_params(small),
+    }
+    summary.update(remaining_flops=summary["pruned_flops"] / summary["dense_flops"],
+                   remaining_params=summary["pruned_params"] / summary["dense_params"])
+    summary.update(recipe.export_and_time(dense, small, data.test_images[:1], s["out"],
+                                          s["latency_runs"], pruned_from=gated))
+    return summary
+
+
+def _count_shape(model, data):
+    """The sample shape FLOPs are counted at, where the model leaves it open."""
+    known = all(size is not None for size in model.inputs[0].shape[1:])
+    return None if known else tuple(data.images.shape[1:])
+
+
+def evaluate(model, data):
+    """Test accuracy (classification) or mean IoU (segmentation) of `model`."""
+    if data.task == "classification":
+        logits = model.predict(data.test_images.astype("float32"), batch_size=EVAL_BATCH,
+                               verbose=0)
+        return float(np.mean(np.argmax(logits, axis=-1) == data.test_labels))
+    iou = keras.metrics.MeanIoU(num_classes=data.num_classes, ignore_class=data.ignore_class,
+                                sparse_y_true=True, sparse_y_pred=False)
+    step = SEGMENTATION_EVAL_BATCH
+    for start in range(0, len(data.test_images), step):
+        images = data.test_images[start:start + step].astype("float32")
+        logits = model.predict(images, verbose=0)
+        iou.update_state(data.test_labels[start:start + step], logits)
+    return float(iou.result())
+
+
+def print_table(summary):
+    """Prints the before/after table of a job's summary with `rich`."""
+    quality = summary["quality_metric"]
+    label = "test accuracy" if quality == "accuracy" else "test mIoU"
+    recipe.print_before_after(
+        f"{os.path.basename(summary['model'])} on {summary['dataset']}: before / after",
+        summary, [(f"{label} ({summary['test_images']} images)", quality)])

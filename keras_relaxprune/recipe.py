@@ -1,0 +1,192 @@
+"""The measured pruning recipe's building blocks, shared by the jobs that use it.
+
+The recipe (README, "How to prune your own model"): one gated fit in which
+`PruningCallback(**RECIPE)` ramps and closes the budget, `strip_pruning`
+checked against the gated model (`check_strip`), then a fine-tune of the
+stripped network; in both fits SGD-Nesterov and the dense network teaching
+through `keras.distillation.Distiller` (`trainer`). `export_and_time` and
+`print_before_after` write and show what a job measured.
+"""
+
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+from keras_relaxprune.errors import StripError
+
+# The callback options of the method study (README, "Accuracy on a trained network").
+RECIPE = {"lambda_rate": 1.0, "cost_exponent": 0.0, "gate_prior": "bn_gamma"}
+DISTILL_TEMPERATURE = 4.0
+STRIP_TOLERANCE = 1e-3  # max |gated - stripped| of the outputs, float32 round-off
+
+
+def trainer(student, teacher=None, lr=0.01, steps=None, loss=None, metrics=("accuracy",),
+            temperature=DISTILL_TEMPERATURE, student_loss_weight=0.5, optimizer="sgd"):
+    """A compiled model that trains `student`, distilled from `teacher` if given.
+
+    SGD with Nesterov momentum 0.9 (or Adam) at `lr`, constant, or with a
+    cosine decay to 0 over `steps`. With a teacher, a `keras.distillation.Distiller` with
+    `LogitsDistillation` and an explicit `keras.losses.KLDivergence`: Keras
+    3.15 resolves the default `"kl_divergence"` string to a function and then
+    takes the KL of logits, not of softened probabilities. `KLDivergence`
+    sums over the last axis, so per-pixel logits distil pixel by pixel.
+
+    Args:
+        student: the model to train (gated or stripped), outputting logits.
+        teacher: the dense model, or `None` to train on labels only.
+        lr: the (peak) learning rate. Defaults to 0.01.
+        steps: training steps of the cosine decay, or `None` for a constant rate.
+        loss: the label loss. Defaults to
+            `SparseCategoricalCrossentropy(from_logits=True)`.
+        metrics: compiled metrics. Defaults to `("accuracy",)`.
+        temperature: the distillation temperature. Defaults to 4.
+        student_loss_weight: weight of the label loss against the
+            distillation loss. Defaults to 0.5.
+        optimizer: `"sgd"` (Nesterov momentum 0.9, the measured recipe) or
+            `"adam"`. Defaults to `"sgd"`.
+
+    Returns:
+        The compiled `student` (without a teacher) or `Distiller` (built
+        where the input size is known, so `keras.callbacks.BackupAndRestore`
+        can save it before the first step).
+
+    Example:
+
+    ```python
+    gated = krp.add_gates(dense)
+    trainer(gated, teacher=dense).fit(
+        batches, epochs=1, callbacks=[krp.PruningCallback(0.5, **RECIPE)])
+    ```
+    """
+    rate = lr if steps is None else keras.optimizers.schedules.CosineDecay(lr, steps)
+    if optimizer == "adam":
+        optimizer = keras.optimizers.Adam(rate)
+    else:
+        optimizer = keras.optimizers.SGD(rate, momentum=0.9, nesterov=True)
+    loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model = student
+    if teacher is not None:
+        model = keras.distillation.Distiller(
+            teacher=teacher, student=student,
+            distillation_losses=keras.distillation.LogitsDistillation(
+                temperature=temperature, loss=keras.losses.KLDivergence()),
+            student_loss_weight=student_loss_weight)
+    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=True)
+    shape = tuple(student.inputs[0].shape[1:])
+    if teacher is not None and None not in shape:
+        model(keras.ops.zeros((1, *shape), "float32"))  # built: BackupAndRestore saves it
+    return model
+
+
+def check_strip(gated, small, images, tolerance=STRIP_TOLERANCE):
+    """Checks that the stripped model computes what the gated one does.
+
+    Args:
+        gated: the gated model after pruning.
+        small: `strip_pruning(gated)`.
+        images: a few inputs.
+        tolerance: the largest absolute output difference allowed.
+
+    Returns:
+        The largest absolute output difference on `images`.
+
+    Raises:
+        StripError: the difference is above `tolerance`.
+
+    Example:
+
+    >>> check_strip(gated, krp.strip_pruning(gated), x_test[:16])  # doctest: +SKIP
+    1.1e-06
+    """
+    images = np.asarray(images, "float32")
+    difference = float(np.max(np.abs(gated.predict(images, verbose=0)
+                                     - small.predict(images, verbose=0))))
+    if not difference <= tolerance:
+        raise StripError(
+            f"strip_pruning: the stripped model differs from the gated one by "
+            f"{difference:.2e} (> {tolerance:g}); please report this model.")
+    return difference
+
+
+def export_and_time(dense, small, sample, out, latency_runs=100, pruned_from=None):
+    """Exports the stripped model; file sizes and TFLite latency of both.
+
+    Args:
+        dense: the dense model (exported to a temporary folder to measure it).
+        small: the stripped model, exported into `out`.
+        sample: one input batch (e.g. `x[:1]`) for the batch-1 latency.
+        out: the export folder (`krp.export`).
+        latency_runs: timed TFLite invocations per model. Defaults to 100.
+        pruned_from: the gated model, to write the pruning report too.
+
+    Returns:
+        A dict: `exported` (format -> path), `dense_`/`pruned_` `keras_bytes`,
+        `tflite_bytes` and `tflite_latency_ms` (median). On a backend other
+        than TensorFlow only the `.keras` file is written and measured.
+
+    Example:
+
+    >>> export_and_time(dense, small, x_test[:1], "saved_models/small")  # doctest: +SKIP
+    """
+    from keras_relaxprune.export import export  # noqa: PLC0415
+
+    if keras.backend.backend() != "tensorflow":  # SavedModel and TFLite need it
+        written = export(small, out, formats=("keras",))
+        return {"exported": {k: str(v) for k, v in written.items()},
+                "pruned_keras_bytes": os.path.getsize(written["keras"])}
+    from keras_relaxprune.latency import tflite_latency  # noqa: PLC0415
+
+    written = export(small, out, pruned_from=pruned_from)
+    sample = np.asarray(sample, "float32")
+    with tempfile.TemporaryDirectory() as tmp:
+        dense_files = export(dense, tmp, formats=("keras", "tflite"))
+        sizes = {"dense_keras_bytes": os.path.getsize(dense_files["keras"]),
+                 "dense_tflite_bytes": os.path.getsize(dense_files["tflite"])}
+        dense_latency = tflite_latency(dense_files["tflite"], sample, runs=latency_runs)
+    pruned_latency = tflite_latency(written["tflite"], sample, runs=latency_runs)
+    return {
+        "exported": {k: str(v) for k, v in written.items()}, **sizes,
+        "pruned_keras_bytes": os.path.getsize(written["keras"]),
+        "pruned_tflite_bytes": os.path.getsize(written["tflite"]),
+        "dense_tflite_latency_ms": 1000 * dense_latency["median_s"],
+        "pruned_tflite_latency_ms": 1000 * pruned_latency["median_s"],
+    }
+
+
+def print_before_after(title, summary, quality_rows=()):
+    """Prints a job's before/after table with `rich`.
+
+    Args:
+        title: the table's title.
+        summary: a dict with `dense_<key>` and `pruned_<key>` values for
+            `flops`, `params`, `keras_bytes`, `tflite_bytes` and
+            `tflite_latency_ms` (rows whose values are missing are left out).
+        quality_rows: `(label, key)` pairs of fractions shown as
+            percentages without a ratio, e.g. `("test accuracy", "accuracy")`.
+
+    Example:
+
+    >>> print_before_after("resnet20: before / after", summary,
+    ...                    [("test accuracy", "accuracy")])  # doctest: +SKIP
+    """
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=title)
+    for column in ("", "dense", "pruned + stripped", "ratio"):
+        table.add_column(column, justify="right" if column else "left")
+    for label, key in quality_rows:
+        table.add_row(label, f"{summary[f'dense_{key}']:.2%}",
+                      f"{summary[f'pruned_{key}']:.2%}", "")
+    rows = (("FLOPs", "flops", ","), ("params", "params", ","),
+            (".keras bytes", "keras_bytes", ","), (".tflite bytes", "tflite_bytes", ","),
+            ("TFLite batch-1 latency (ms)", "tflite_latency_ms", ".3f"))
+    for name, key, form in rows:
+        before, after = summary.get(f"dense_{key}"), summary.get(f"pruned_{key}")
+        if before is None or after is None:
+            continue
+        table.add_row(name, format(before, form), format(after, form),
+                      f"{after / before:.2f}x")
+    Console().print(table)

@@ -1,0 +1,56 @@
+"""The recipe's building blocks: trainer, strip check, before/after table."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_relaxprune import recipe
+from keras_relaxprune.errors import StripError
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _net(seed):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def test_trainer_is_sgd_nesterov_with_a_cosine_and_distils_with_kl_of_probabilities():
+    student, teacher = _net(0), _net(1)
+    plain = recipe.trainer(student, lr=0.05, steps=10)
+    assert plain is student
+    assert plain.optimizer.nesterov and float(plain.optimizer.momentum) == 0.9
+    schedule = plain.optimizer.get_config()["learning_rate"]
+    assert schedule["class_name"] == "CosineDecay"
+    assert schedule["config"]["decay_steps"] == 10
+    assert recipe.trainer(_net(3), lr=0.05).optimizer.get_config()["learning_rate"] == \
+        pytest.approx(0.05)
+    distiller = recipe.trainer(student, teacher, lr=0.05)
+    assert isinstance(distiller, keras.distillation.Distiller) and distiller.built
+    loss = distiller.distillation_losses[0]
+    assert isinstance(loss.loss, keras.losses.KLDivergence)
+    x = np.random.default_rng(0).uniform(size=(16, 8, 8, 3)).astype("float32")
+    y = np.arange(16) % 3
+    history = distiller.fit(x, y, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert recipe.trainer(_net(2), optimizer="adam").optimizer.name == "adam"
+
+
+def test_check_strip_returns_the_difference_or_refuses():
+    net = _net(0)
+    x = np.ones((2, 8, 8, 3), "float32")
+    assert recipe.check_strip(net, net, x) == 0.0
+    with pytest.raises(StripError, match="differs from the gated one"):
+        recipe.check_strip(net, _net(1), x)
+
+
+def test_before_after_table_leaves_out_rows_it_has_no_values_for(capsys):
+    summary = {"dense_accuracy": 0.9, "pruned_accuracy": 0.85,
+               "dense_flops": 100, "pruned_flops": 50}
+    recipe.print_before_after("t", summary, [("test accuracy", "accuracy")])
+    text = capsys.readouterr().out
+    assert "90.00%" in text and "85.00%" in text and "0.50x" in text
+    assert "params" not in text and "latency" not in text
