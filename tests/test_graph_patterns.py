@@ -260,3 +260,47 @@ def test_bn_without_gamma_read_through_a_slice_strips():
     pooled = [layers.GlobalAveragePooling2D()(t) for t in (mixed, b[..., 1:4])]
     model = keras.Model(inputs, layers.Dense(3)(layers.Concatenate()(pooled)))
     _exact(model)
+
+
+def _squeeze_excite_net():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU()(x)
+    squeezed = keras.layers.GlobalAveragePooling2D(name="squeeze")(x)
+    squeezed = keras.layers.Reshape((1, 1, 16), name="to_1x1")(squeezed)
+    squeezed = keras.layers.Conv2D(4, 1, activation="relu", name="reduce")(squeezed)
+    x = keras.layers.Conv2D(8, 3, name="after")(x)
+    x = keras.layers.Reshape((-1, 8), name="positions")(x)  # keeps the channel axis
+    heads = [keras.layers.GlobalAveragePooling1D()(x), keras.layers.Flatten()(squeezed)]
+    outputs = keras.layers.Dense(3)(keras.layers.Concatenate()(heads))
+    return keras.Model(inputs, outputs)
+
+
+def test_a_reshape_that_keeps_the_channel_axis_is_pruned_through():
+    """The squeeze Reshape((1, 1, C)) of EfficientNet-style blocks and a
+    Reshape((-1, C)) pass channels through; strip rewrites their target shapes."""
+    model = _squeeze_excite_net()
+    gated = krp.add_gates(model)
+    gated_layers = {layer.name for layer in gated.layers}
+    assert "reduce" in gated_layers
+    for seed in range(3):
+        random_masks(gated, seed)
+        small = krp.strip_pruning(gated)
+        x = np.random.default_rng(seed).random((4, 8, 8, 3), "float32")
+        np.testing.assert_allclose(small(x), gated(x), rtol=1e-4, atol=1e-5)
+        assert krp.count_flops(small) == krp.count_flops(gated)
+        assert krp.count_params(small) == krp.count_params(gated)
+    widths = {layer.name: layer.get_config()["target_shape"] for layer in small.layers
+              if isinstance(layer, keras.layers.Reshape)}
+    assert widths["to_1x1"][-1] < 16 and widths["positions"][-1] < 8
+
+
+def test_a_reshape_across_the_channel_axis_stays_a_barrier():
+    inputs = keras.Input((4, 4, 8))
+    x = keras.layers.Conv2D(8, 1, name="conv")(inputs)
+    x = keras.layers.Reshape((4, 32), name="fold")(x)
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    with pytest.raises(krp.errors.UnsupportedLayerError, match="fold.*channel axis"):
+        krp.add_gates(model, strict=True)

@@ -128,11 +128,11 @@ PRUNABLE = {
     # `csp_conv_exp`: a tie of channels that do not line up, so both groups
     # are protected (2 per stage), with the output's.
     "cspdarknet": (cspdarknet, (9, 14, [])),
-    # Squeeze-excitation reshapes (C,) to (1, 1, C) with a Reshape layer, which
-    # has no channel rule: each block's expanded channels are protected (so in
-    # keras.applications' EfficientNet too); the streams and the stem prune.
-    "efficientnet": (efficientnet, (4, 8, [
-        "block1a_se_reshape", "block2a_se_reshape", "block2b_se_reshape"])),
+    # The squeeze-excite Reshape (C,) -> (1, 1, C) passes channels through,
+    # but the excite conv's fused sigmoid cannot take the gate of the
+    # channels it multiplies: each block's expanded channels are protected
+    # (so in keras.applications' EfficientNet too); the streams and the stem prune.
+    "efficientnet": (efficientnet, (4, 8, [])),
     # The ASPP head is one subclassed layer; the encoder before it prunes.
     "deeplab_v3": (deeplab_v3, (5, 7, ["deeplab_backbone/spatial_pyramid_pooling"])),
     # ResNetV2's stem pads with -inf through `ops.pad` (a raw op, no rule).

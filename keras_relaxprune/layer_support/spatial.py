@@ -59,8 +59,29 @@ def remove_zero_padding(stripper, node, ins, args, kwargs):
     return [LiveChannels(value, x.live, const)]
 
 
+def reshape_channels(tracer, node, in_maps):
+    """A reshape that keeps the last axis only regroups positions: in
+    row-major order element `[..., c]` stays in channel `c` (e.g. the
+    squeeze-excite `(N, C) -> (N, 1, 1, C)`)."""
+    before, after = tracer.shape(node.inputs[0]), tracer.shape(node.outputs[0])
+    if len(before) >= 2 and before[-1] is not None and before[-1] == after[-1]:
+        return [in_maps[0]]
+    return tracer.barrier(node, "reshapes across the channel axis")
+
+
+def remove_reshape(stripper, node, ins, args, kwargs):
+    """The same reshape with the last axis as wide as the live channels."""
+    (x,) = ins
+    if x.is_constant:
+        return [LiveChannels(None, x.live, x.const)]
+    target = (*tuple(node.operation.target_shape)[:-1], len(x.live))
+    _, value = stripper.build(node, x.value, [], target_shape=target)
+    return [LiveChannels(value, x.live, x.const)]
+
+
 register_layer(*POOLING, channels=pass_through, cost=one_flop_per_output,
                remove=remove_spatial)
 register_layer(*RESAMPLING, *REGULARIZATION, channels=pass_through, remove=remove_spatial)
 register_layer(*ZERO_PADDING, channels=pass_through, remove=remove_zero_padding)
 register_layer(layers.Flatten, channels=flatten_channels, remove=remove_spatial)
+register_layer(layers.Reshape, channels=reshape_channels, remove=remove_reshape)

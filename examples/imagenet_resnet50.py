@@ -1,0 +1,381 @@
+"""Prune an ImageNet ResNet-50 (`keras.applications`) to half its FLOPs, strip and export it.
+
+The main job's recipe (`examples/prune_cifar10.py`) at ImageNet scale,
+written for one machine with several GPUs:
+
+1. `keras.applications.ResNet50(weights="imagenet", classifier_activation=None)`
+   rebuilt to take raw 0-255 RGB (`dense_resnet50`): its caffe preprocessing
+   (RGB to BGR, then the ImageNet mean subtracted) is a `Normalization`
+   layer inside the model plus the channel flip folded into `conv1`'s kernel,
+   so the exported SavedModel or TFLite model takes raw pixels;
+2. ImageNet streamed through `tf.data` (`--data tfds`: `imagenet2012` from
+   TensorFlow Datasets, prepared once from the ILSVRC2012 tars; or
+   `--data folder:PATH`: `PATH/train/<wnid>/*.JPEG` and `PATH/val/<wnid>/*.JPEG`
+   through `keras.utils.image_dataset_from_directory`), augmented outside
+   the model (random resized crop and flip; val: resize to 256, centre
+   crop 224);
+3. prune: `krp.add_gates` and `--prune-epochs` (2) of `fit` with
+   `krp.PruningCallback(target, **recipe.RECIPE)` (the budget ramps over
+   the first epoch and closes; BatchNormalization statistics are
+   re-estimated on `--calibration-steps` training batches), SGD-Nesterov at
+   a constant `--lr`, the dense network teaching through
+   `keras.distillation.Distiller` (`--no-distill` to train on labels only);
+4. `krp.strip_pruning`, checked against the gated model;
+5. fine-tune the stripped network for `--epochs` (10), learning rate
+   cosine to 0, distillation again;
+6. top-1 and top-5 accuracy of the dense and the pruned network on the
+   validation split, `krp.export` (`.keras`, SavedModel, TFLite) into
+   `saved_models/<run-name>/`, one before/after table and
+   `runs/<run-name>/summary.json`.
+
+`--distribute` trains on every local GPU: `tf.distribute.MirroredStrategy`
+on TensorFlow, `keras.distribution.DataParallel` on JAX (README, "Several
+devices"); `--batch-size` is the global batch. `BackupAndRestore` backs both
+fits up into `checkpoints/<run-name>/` each epoch and the stripped model is
+kept there between them: the same command started again after a kill
+resumes at the last finished epoch (the data order is not replayed).
+
+Needs ImageNet (ILSVRC2012, about 150 GB) and GPUs; the defaults (2 pruning
+epochs, 10 fine-tuning epochs, batch 256, learning rate 0.01) are a plan,
+not a measured setting. This script has only been run end to end on a tiny
+generated image folder with random weights (`tests/test_imagenet_example.py`).
+
+TensorFlow Datasets (download `ILSVRC2012_img_train.tar` and
+`ILSVRC2012_img_val.tar` from image-net.org into the manual folder first;
+the first run prepares the TFRecords in `--tfds-data-dir`, several hours):
+
+    KERAS_BACKEND=tensorflow python examples/imagenet_resnet50.py --distribute \\
+        --data tfds --tfds-data-dir ~/tensorflow_datasets \\
+        --manual-dir ~/tensorflow_datasets/downloads/manual
+
+An image folder (`train/` and `val/` with one subfolder per class, named by
+WordNet id: sorted, they give the Keras ImageNet class order):
+
+    KERAS_BACKEND=tensorflow python examples/imagenet_resnet50.py --distribute \\
+        --data folder:/data/imagenet
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402  (tf.data feeds every backend)
+
+import keras_relaxprune as krp  # noqa: E402
+from keras_relaxprune import recipe  # noqa: E402
+
+# keras.applications.imagenet_utils.preprocess_input(mode="caffe") subtracts
+# (103.939, 116.779, 123.68) from BGR pixels: the same means in RGB order.
+IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
+IMAGENET_CLASSES = 1000
+RESIZE_RATIO = 256 / 224  # validation: resize to 256, centre crop 224
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", choices=("imagenet", "none"), default="imagenet",
+                   help="ImageNet weights (downloaded by Keras) or random ones")
+    p.add_argument("--data", default="tfds", help="tfds or folder:PATH")
+    p.add_argument("--tfds-data-dir", default=None,
+                   help="TensorFlow Datasets data_dir (default ~/tensorflow_datasets)")
+    p.add_argument("--manual-dir", default=None,
+                   help="folder holding ILSVRC2012_img_{train,val}.tar")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--target", type=float, default=0.5,
+                   help="fraction of the cost to remove (0.5 leaves half)")
+    p.add_argument("--metric", choices=("flops", "params"), default="flops")
+    p.add_argument("--prune-epochs", type=int, default=2,
+                   help="epochs of the gated fit; the budget closes after 75%% of them")
+    p.add_argument("--epochs", type=int, default=10,
+                   help="epochs of the stripped model's fine-tune")
+    p.add_argument("--steps-per-epoch", type=int, default=0,
+                   help="cap on the steps of an epoch; 0 = one pass over the training set")
+    p.add_argument("--val-steps", type=int, default=0,
+                   help="validation batches evaluated; 0 = the whole split")
+    p.add_argument("--batch-size", type=int, default=256, help="global, over all devices")
+    p.add_argument("--lr", type=float, default=0.01,
+                   help="SGD-Nesterov: constant while pruning, then cosine to 0")
+    p.add_argument("--calibration-steps", type=int, default=50,
+                   help="training batches that re-estimate BatchNormalization statistics")
+    p.add_argument("--no-distill", dest="distill", action="store_false")
+    p.add_argument("--distribute", action="store_true",
+                   help="data parallel over the local GPUs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-name", default=None,
+                   help="default resnet50_imagenet_<metric><kept %%>")
+    p.add_argument("--checkpoint-dir", default="checkpoints")
+    p.add_argument("--run-dir", default="runs")
+    p.add_argument("--saved-model-dir", default="saved_models")
+    p.add_argument("--latency-runs", type=int, default=100)
+    p.add_argument("--verbose", type=int, default=1, help="fit verbosity")
+    args = p.parse_args(argv)
+    if not 0.0 < args.target < 1.0:
+        p.error("--target must be in (0, 1)")
+    if args.data != "tfds" and not args.data.startswith("folder:"):
+        p.error("--data must be tfds or folder:PATH")
+    if args.image_size < 32:
+        p.error("--image-size must be at least 32 (ResNet-50 downsamples 32x)")
+    return args
+
+
+def dense_resnet50(weights, image_size, classes=IMAGENET_CLASSES):
+    """ResNet-50 that takes raw 0-255 RGB images and outputs logits.
+
+    Keras' ResNet-50 expects `resnet50.preprocess_input` (caffe style: RGB
+    to BGR, then the ImageNet mean subtracted) outside the model. Here the
+    mean subtraction is a `Normalization` layer (variance 1) and the channel
+    flip is folded into `conv1`'s kernel (a convolution is linear in its
+    input channels, and zero padding commutes with the flip), so the model
+    is exactly `ResNet50(preprocess_input(x))` with stock layers only, which
+    `add_gates`, saving and TFLite all take.
+
+    Args:
+        weights: `"imagenet"` or `None` (random).
+        image_size: the input's height and width. ImageNet weights fit any
+            size (global pooling before the classifier).
+        classes: output classes; 1000 with ImageNet weights.
+
+    Returns:
+        A functional model `(image_size, image_size, 3)` -> `(classes,)` logits.
+    """
+    shape = (224, 224, 3) if weights == "imagenet" else (image_size, image_size, 3)
+    source = keras.applications.ResNet50(weights=weights, input_shape=shape, classes=classes,
+                                         classifier_activation=None)
+    return raw_rgb_resnet50(source, image_size)
+
+
+def raw_rgb_resnet50(source, image_size):
+    """A copy of the caffe-preprocessed `source` ResNet-50 that takes raw RGB."""
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    centred = keras.layers.Normalization(mean=IMAGENET_MEAN_RGB, variance=(1.0, 1.0, 1.0),
+                                         name="imagenet_mean")(inputs)
+    model = keras.applications.ResNet50(
+        weights=None, input_tensor=centred, classes=source.output.shape[-1],
+        classifier_activation=None)
+    for layer in source.layers:
+        if layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+    conv1 = model.get_layer("conv1_conv")
+    kernel, bias = conv1.get_weights()
+    conv1.set_weights([kernel[:, :, ::-1, :], bias])  # reads RGB as the BGR kernel did
+    return model
+
+
+def random_resized_crop(image, size):
+    """Inception-style crop (8-100% of the area, aspect 3/4-4/3) to `size`, and a flip."""
+    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(0.08, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
+    image = tf.slice(image, begin, crop_size)
+    image = tf.image.resize(image, (size, size), antialias=True)
+    return tf.image.random_flip_left_right(image)
+
+
+def center_crop(image, size):
+    """Resize the shorter side to `size * 256 / 224`, crop the centre `size` x `size`."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = round(size * RESIZE_RATIO) / tf.reduce_min(shape)
+    resized = tf.cast(tf.round(shape * scale), tf.int32)
+    image = tf.image.resize(image, resized, antialias=True)
+    top, left = (resized[0] - size) // 2, (resized[1] - size) // 2
+    return image[top:top + size, left:left + size]
+
+
+def load_imagenet(args):
+    """Train and val `tf.data` streams of raw, unbatched `(image, label)` pairs.
+
+    Returns:
+        `(train, val, num_train, num_val, num_classes)`; `train` is shuffled.
+    """
+    if args.data == "tfds":
+        import tensorflow_datasets as tfds  # noqa: PLC0415
+
+        builder = tfds.builder("imagenet2012", data_dir=args.tfds_data_dir)
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir))
+        read = tfds.ReadConfig(shuffle_seed=args.seed)
+        train = builder.as_dataset("train", shuffle_files=True, as_supervised=True,
+                                   read_config=read).shuffle(10_000, seed=args.seed)
+        val = builder.as_dataset("validation", as_supervised=True)
+        splits = builder.info.splits
+        return (train, val, splits["train"].num_examples,
+                splits["validation"].num_examples,
+                builder.info.features["label"].num_classes)
+    root = Path(args.data[len("folder:"):])
+    val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
+    if not (root / "train").is_dir() or val_dir is None:
+        raise SystemExit(f"error: {root} needs train/ and val/ folders of class folders.")
+    # Each image is decoded when the stream reaches it, resized so that its
+    # centre square is RESIZE_RATIO x the input size (as `center_crop` does).
+    side = round(args.image_size * RESIZE_RATIO)
+    common = {"label_mode": "int", "batch_size": None, "image_size": (side, side),
+              "crop_to_aspect_ratio": True, "seed": args.seed, "verbose": False}
+    train = keras.utils.image_dataset_from_directory(root / "train", shuffle=True, **common)
+    val = keras.utils.image_dataset_from_directory(
+        val_dir, shuffle=False, class_names=train.class_names, **common)
+    return (train, val, len(train.file_paths), len(val.file_paths),
+            len(train.class_names))
+
+
+def batched(train, val, args):
+    """Augmented, batched, repeated training batches and centre-cropped val batches."""
+    size, auto = args.image_size, tf.data.AUTOTUNE
+
+    def augment(image, label):
+        return random_resized_crop(tf.cast(image, tf.float32), size), label
+
+    def crop(image, label):
+        return center_crop(tf.cast(image, tf.float32), size), label
+
+    train = (train.map(augment, num_parallel_calls=auto)
+             .batch(args.batch_size, drop_remainder=True).repeat().prefetch(auto))
+    val = val.map(crop, num_parallel_calls=auto).batch(args.batch_size).prefetch(auto)
+    return train, val
+
+
+def distribution_scope(distribute):
+    """The scope that builds and compiles models for every local device."""
+    if not distribute:
+        return contextlib.nullcontext()
+    if keras.backend.backend() == "tensorflow":
+        strategy = tf.distribute.MirroredStrategy()
+        print(f"MirroredStrategy over {strategy.num_replicas_in_sync} device(s)")
+        return strategy.scope()
+    if keras.backend.backend() == "jax":
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        return contextlib.nullcontext()
+    raise SystemExit(f"error: --distribute is written for TensorFlow and JAX, "
+                     f"not {keras.backend.backend()}.")
+
+
+def prune(dense, train, check_images, steps, args, checkpoints):
+    """add_gates + a fit with PruningCallback; returns the stripped model and
+    the strip check's largest output difference (`None` after a resume)."""
+    stripped_file = checkpoints / "stripped.keras"
+    if stripped_file.is_file():
+        return keras.saving.load_model(stripped_file, compile=False), None
+    gated = krp.add_gates(dense, metric=args.metric)
+    model = recipe.trainer(gated, dense if args.distill else None, args.lr)
+    callbacks = [
+        # Before BackupAndRestore: a resume then overwrites the budget state.
+        krp.PruningCallback(target=args.target, metric=args.metric,
+                            calibration_data=train.take(args.calibration_steps),
+                            calibration_steps=args.calibration_steps, **recipe.RECIPE),
+        keras.callbacks.BackupAndRestore(str(checkpoints / "prune")),
+    ]
+    model.fit(train, epochs=args.prune_epochs, steps_per_epoch=steps, verbose=args.verbose,
+              callbacks=callbacks)
+    small = krp.strip_pruning(gated)
+    difference = recipe.check_strip(gated, small, check_images)
+    small.save(stripped_file)
+    return small, difference
+
+
+def fine_tune(small, dense, train, steps, args, checkpoints):
+    """The stripped network trained on, learning rate cosine to 0."""
+    if args.epochs == 0:
+        return small
+    model = recipe.trainer(small, dense if args.distill else None, args.lr,
+                           steps=args.epochs * steps)
+    model.fit(train, epochs=args.epochs, steps_per_epoch=steps, verbose=args.verbose,
+              callbacks=[keras.callbacks.BackupAndRestore(str(checkpoints / "fine_tune"))])
+    return small
+
+
+def evaluate(model, val, num_classes, steps):
+    """Top-1 and top-5 accuracy (top-k for fewer than 5 classes) on `val`."""
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
+                           keras.metrics.SparseTopKCategoricalAccuracy(
+                               k=min(5, num_classes), name="top5")])
+    result = model.evaluate(val, steps=steps, verbose=0, return_dict=True)
+    return float(result["top1"]), float(result["top5"])
+
+
+def plain_copy(model, path):
+    """`model` saved and loaded again outside any distribution scope, for export."""
+    model.save(path)
+    return keras.saving.load_model(path, compile=False)
+
+
+def device_name():
+    gpus = tf.config.list_physical_devices("GPU") if keras.backend.backend() == "tensorflow" \
+        else [d for d in keras.distribution.list_devices() if "cpu" not in d.lower()]
+    return f"{len(gpus)} GPU(s)" if gpus else f"CPU ({os.cpu_count()} cores)"
+
+
+def main(argv=None):
+    """Runs the job; returns the summary dict (also written as JSON)."""
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    start = time.time()
+    run_name = args.run_name or (
+        f"resnet50_imagenet_{args.metric}{round(100 * (1 - args.target))}")
+    train, val, num_train, num_val, num_classes = load_imagenet(args)
+    if args.weights == "imagenet" and num_classes != IMAGENET_CLASSES:
+        raise SystemExit(f"error: ImageNet weights need the {IMAGENET_CLASSES} ImageNet "
+                         f"classes; {args.data} has {num_classes}.")
+    train, val = batched(train, val, args)
+    steps = num_train // args.batch_size
+    steps = min(steps, args.steps_per_epoch) if args.steps_per_epoch else steps
+    val_steps = args.val_steps or None
+    check_images = next(iter(val))[0].numpy()[:32]
+    checkpoints = Path(args.checkpoint_dir) / run_name
+    with distribution_scope(args.distribute):
+        dense = dense_resnet50(None if args.weights == "none" else "imagenet",
+                               args.image_size, num_classes)
+        dense_top1, dense_top5 = evaluate(dense, val, num_classes, val_steps)
+        small, difference = prune(dense, train, check_images, steps, args, checkpoints)
+        pruned_before_fine_tune = evaluate(small, val, num_classes, val_steps)[0]
+        small = fine_tune(small, dense, train, steps, args, checkpoints)
+        pruned_top1, pruned_top5 = evaluate(small, val, num_classes, val_steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.distribute:
+            dense = plain_copy(dense, Path(tmp) / "dense.keras")
+            small = plain_copy(small, Path(tmp) / "pruned.keras")
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        summary = {
+            "run_name": run_name, "data": args.data, "weights": args.weights,
+            "val_images": min(num_val, val_steps * args.batch_size) if val_steps else num_val,
+            "train_images": num_train, "steps_per_epoch": steps,
+            "dense_top1_accuracy": dense_top1, "dense_top5_accuracy": dense_top5,
+            "pruned_top1_accuracy": pruned_top1, "pruned_top5_accuracy": pruned_top5,
+            "pruned_top1_accuracy_before_fine_tune": pruned_before_fine_tune,
+            "strip_max_difference": difference,
+            "dense_flops": krp.count_flops(dense), "pruned_flops": krp.count_flops(small),
+            "dense_params": krp.count_params(dense), "pruned_params": krp.count_params(small),
+        }
+        summary.update(recipe.export_and_time(
+            dense, small, check_images[:1], str(Path(args.saved_model_dir) / run_name),
+            args.latency_runs))
+    summary.update(
+        remaining_flops=summary["pruned_flops"] / summary["dense_flops"],
+        remaining_params=summary["pruned_params"] / summary["dense_params"],
+        wall_time_s=round(time.time() - start), args=vars(args),
+        backend=keras.backend.backend(), keras_version=keras.__version__,
+        device=device_name(), date=time.strftime("%Y-%m-%d"))
+    images = f"{summary['val_images']} val images"
+    recipe.print_before_after(f"{run_name}: before / after", summary, [
+        (f"top-1 accuracy ({images})", "top1_accuracy"),
+        (f"top-{min(5, num_classes)} accuracy", "top5_accuracy")])
+    path = Path(args.run_dir) / run_name / "summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary["summary_path"] = str(path)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"summary: {path}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

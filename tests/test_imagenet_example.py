@@ -1,0 +1,92 @@
+"""The ImageNet ResNet-50 job (examples/imagenet_resnet50.py), end to end on a
+tiny generated image folder with random weights."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import keras_relaxprune as krp
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+CLASSES = ("n01440764", "n01443537", "n01484850")  # named like ImageNet's folders
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def example():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the job's test exports SavedModel and TFLite (TensorFlow)")
+    return _load("imagenet_resnet50")
+
+
+def _image_folder(root, train_per_class=6, val_per_class=3):
+    """`root/{train,val}/<wnid>/*.JPEG` of random noise, 64 x 64 and 48 x 80."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train_per_class), ("val", val_per_class)):
+        for label in CLASSES:
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                shape = (64, 64, 3) if i % 2 else (48, 80, 3)  # the crops handle both
+                pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{label}_{i}.JPEG")
+    return root
+
+
+def test_model_takes_raw_rgb_as_resnet50_takes_preprocess_input(example):
+    """The channel flip folded into conv1 and the mean in a Normalization
+    layer compute exactly `ResNet50(resnet50.preprocess_input(x))`."""
+    source = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=3,
+                                         classifier_activation=None)
+    model = example.raw_rgb_resnet50(source, 32)
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32") * 255.0
+    expected = source.predict(keras.applications.resnet50.preprocess_input(x.copy()),
+                              verbose=0)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected,
+                               atol=1e-4 * np.abs(expected).max())
+    assert [type(layer).__name__ for layer in model.layers[:2]] == [
+        "InputLayer", "Normalization"]
+
+
+@pytest.mark.slow
+def test_job_prunes_strips_and_exports_resnet50(example, tmp_path):
+    """Half the FLOPs, the strip checked, the exported file loads and is the
+    reported size, summary.json written, backups cleaned up."""
+    target = 0.5
+    folder = _image_folder(tmp_path / "imagenet")
+    summary = example.main([
+        "--weights", "none", "--data", f"folder:{folder}", "--image-size", "32",
+        "--steps-per-epoch", "2", "--prune-epochs", "1", "--epochs", "1",
+        "--target", str(target), "--batch-size", "4", "--calibration-steps", "2",
+        "--latency-runs", "3", "--run-name", "tiny",
+        "--checkpoint-dir", str(tmp_path / "checkpoints"),
+        "--run-dir", str(tmp_path / "runs"),
+        "--saved-model-dir", str(tmp_path / "saved_models"), "--verbose", "0",
+    ])
+    small = keras.saving.load_model(summary["exported"]["keras"], compile=False)
+    assert summary["pruned_flops"] == krp.count_flops(small)
+    assert summary["pruned_params"] == krp.count_params(small) == small.count_params()
+    assert 1 - target - 0.01 <= summary["remaining_flops"] <= 1 - target
+    assert summary["strip_max_difference"] <= 1e-3
+    assert summary["val_images"] == 9 and summary["steps_per_epoch"] == 2
+    assert small.output.shape[-1] == len(CLASSES)
+    for key in ("dense_top1_accuracy", "pruned_top1_accuracy",
+                "pruned_top1_accuracy_before_fine_tune"):
+        assert 0.0 <= summary[key] <= 1.0
+    assert summary["pruned_top5_accuracy"] == 1.0  # top-3 of 3 classes
+    assert summary["pruned_tflite_bytes"] < summary["dense_tflite_bytes"]
+    assert not (tmp_path / "checkpoints" / "tiny").exists()
+    saved = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
+    assert saved == json.loads(json.dumps(summary))
