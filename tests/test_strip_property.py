@@ -117,6 +117,8 @@ OPS = (
     "se", "spatial_attention",
     # spatial
     "zeropad", "resize", "resize_pad", "resize_pad_fill", "upsample", "crop",
+    # reshapes that keep the channel axis
+    "reshape",
 )
 
 # Ops that draw wrong cases: left out of the CI draw, kept in the sweep,
@@ -305,6 +307,14 @@ def _step(op, x, tensors, pick, width, variant, name):
             return None
         padding = 1 if variant % 2 else ((1, 0), (0, 2))
         return [layers.ZeroPadding2D(padding, name=name)(x)]
+    if op == "reshape":
+        if variant % 2:  # positions flattened and back
+            flat = layers.Reshape((height * wide, channels), name=f"{name}_flat")(x)
+            return [layers.Reshape((height, wide, channels), name=name)(flat)]
+        # squeeze-excite style: (C,) -> (1, 1, C), multiplied back in
+        s = layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
+        s = layers.Reshape((1, 1, channels), name=f"{name}_1x1")(s)
+        return [layers.Multiply(name=name)([x, s]) if variant >= 2 else x * s]
     if op == "crop":
         if min(height, wide) < 5:
             return None
