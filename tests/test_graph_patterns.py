@@ -304,3 +304,47 @@ def test_a_reshape_across_the_channel_axis_stays_a_barrier():
     model = keras.Model(inputs, outputs)
     with pytest.raises(krp.errors.UnsupportedLayerError, match="fold.*channel axis"):
         krp.add_gates(model, strict=True)
+
+
+@pytest.mark.parametrize("make_value", [
+    lambda: layers.Activation("sigmoid", name="maker"),
+    lambda: layers.Rescaling(0.5, offset=0.25, name="maker"),
+    lambda: layers.Resizing(6, 8, pad_to_aspect_ratio=True, fill_value=0.5, name="maker"),
+], ids=["sigmoid_layer", "rescaling_offset", "resizing_fill"])
+def test_a_removed_channel_made_non_zero_before_padding_is_protected_at_add_gates(
+        make_value):
+    """conv -> gate -> f with f(0) != 0 -> padded conv: a removed channel would
+    reach the padded conv as a non-zero constant, which it cannot take
+    exactly; the group is protected (with a warning naming the layer) when
+    the model is gated, not refused by strip_pruning after training."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = make_value()(x)
+    x = layers.Conv2D(4, 3, padding="same", name="padded")(x)
+    outputs = layers.Dense(2)(layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    graph = analyze(model)
+    conv_group = next(root for root, names in graph.groups.producers.items()
+                      if "conv" in names)
+    assert graph.groups.is_protected(conv_group)
+    reasons = " ".join(graph.groups.reasons[graph.groups.find(conv_group)])
+    assert "'maker'" in reasons
+    # A uniform constant is stopped by the padded conv; a padding fill by itself.
+    assert "'padded'" in reasons or "writes values of its own" in reasons
+    with pytest.warns(UserWarning, match="maker"):
+        krp.add_gates(model)
+
+
+def test_a_removed_channel_made_non_zero_before_a_dense_head_stays_prunable():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = layers.Activation("sigmoid", name="maker")(x)
+    x = layers.Conv2D(4, 1, name="pointwise")(x)  # folds the constant into its bias
+    outputs = layers.Dense(2)(layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    gated = krp.add_gates(model)
+    random_masks(gated, 0)
+    small = krp.strip_pruning(gated)
+    x = np.random.default_rng(0).random((2, 8, 8, 3), "float32")
+    np.testing.assert_allclose(small(x), gated(x), rtol=1e-4, atol=1e-5)
+    assert krp.count_flops(small) == krp.count_flops(gated) < krp.count_flops(model)

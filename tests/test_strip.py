@@ -62,17 +62,21 @@ def test_densenet_bn_over_concat_is_gated_per_part_and_slices_vanish():
     assert "GetItem" not in ops  # the per-part gating leaves no slice behind
 
 
-def test_constant_reaching_padded_conv_is_refused_not_guessed():
+def test_constant_reaching_padded_conv_is_protected_not_guessed():
+    """sigmoid(0) = 0.5 would reach a padded conv: conv_a's channels are kept
+    whole at add_gates (with a warning), so strip never has to refuse."""
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(4, 3, padding="same", name="conv_a")(inputs)
     x = layers.Activation("sigmoid", name="sigmoid")(x)  # sigmoid(0) = 0.5
     x = layers.Conv2D(4, 3, padding="same", name="conv_b")(x)
     outputs = layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(x))
-    gated = krp.add_gates(keras.Model(inputs, outputs))
-    gate = gated.get_layer("conv_a_gate")
-    gate.keep_mask.assign(np.array([1, 0, 1, 1], "float32"))
-    with pytest.raises(krp.StripError, match="'conv_b'.*non-zero constants"):
-        krp.strip_pruning(gated)
+    with pytest.warns(UserWarning, match="'conv_a'.*'sigmoid'.*'conv_b'"):
+        gated = krp.add_gates(keras.Model(inputs, outputs))
+    assert "conv_a_gate" not in {layer.name for layer in gated.layers}
+    random_masks(gated, 0)
+    small = krp.strip_pruning(gated)
+    x = np.random.default_rng(0).random((2, 8, 8, 3), "float32")
+    np.testing.assert_allclose(small(x), gated(x), rtol=1e-4, atol=1e-5)
 
 
 def test_layer_names_survive_and_widths_shrink():

@@ -124,19 +124,9 @@ OPS = (
 # Ops that draw wrong cases: left out of the CI draw, kept in the sweep,
 # until the library is fixed (op -> the bug, with the smallest model found).
 KNOWN_BUGS = {
-    # conv -> gate -> Activation("sigmoid") -> 3x3 "same" conv: StripError
-    # "removed channels reach ... as non-zero constants" (sigmoid(0) = 0.5).
-    "sigmoid": "a gate before a sigmoid layer read by a padded conv is not protected",
-    # conv -> Rescaling(0.5, offset=0.25) -> 3x3 "same" conv (or a Concatenate
-    # along a spatial axis): StripError, as above.
-    "rescale_offset": "a gate before a Rescaling offset read by padding is not protected",
-    # conv -> Resizing(6, 8, pad_to_aspect_ratio=True, fill_value=0.5) -> head:
-    # StripError "reads removed channels whose value is not a known constant".
-    "resize_pad_fill": "Resizing padding with a non-zero fill_value is not protected",
-    # conv -> {BatchNormalization, Resizing(6, 6)} -> head: outputs differ;
-    # also conv -> sigmoid layer -> Resizing(pad_to_aspect_ratio) -> StripError.
+    # conv -> {BatchNormalization, Resizing(6, 6)} -> head: outputs differ.
     "resize": "a conv read by both a BN and a Resizing strips wrong",
-    "resize_pad": "as resize; after a sigmoid layer, padding is not protected",
+    "resize_pad": "as resize",
     # conv -> x[..., :2] -> head (+ another branch): when the slice's channels
     # are all removed (the group keeps others), the gated count still counts
     # the conv; alone on the output path, StripError "every channel reaching
