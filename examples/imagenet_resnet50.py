@@ -53,6 +53,12 @@ WordNet id: sorted, they give the Keras ImageNet class order):
 
     KERAS_BACKEND=tensorflow python examples/imagenet_resnet50.py --distribute \\
         --data folder:/data/imagenet
+
+On JAX (`keras.distribution.DataParallel`; the data still streams through
+`tf.data`, and only the `.keras` file is exported):
+
+    KERAS_BACKEND=jax python examples/imagenet_resnet50.py --distribute \\
+        --data folder:/data/imagenet
 """
 
 import argparse
@@ -159,7 +165,16 @@ def dense_resnet50(weights, image_size, classes=IMAGENET_CLASSES):
 
 
 def raw_rgb_resnet50(source, image_size):
-    """A copy of the caffe-preprocessed `source` ResNet-50 that takes raw RGB."""
+    """A copy of a caffe-preprocessed ResNet-50 that takes raw RGB (`dense_resnet50`).
+
+    Args:
+        source: a `keras.applications.ResNet50` (any weights, any input size)
+            that expects `resnet50.preprocess_input`.
+        image_size: the copy's input height and width.
+
+    Returns:
+        A model with `source`'s weights: `model(x) == source(preprocess_input(x))`.
+    """
     inputs = keras.Input((image_size, image_size, 3), name="image")
     centred = keras.layers.Normalization(mean=IMAGENET_MEAN_RGB, variance=(1.0, 1.0, 1.0),
                                          name="imagenet_mean")(inputs)
@@ -300,8 +315,8 @@ def prune(dense, train, check_images, steps, args, checkpoints):
                             calibration_steps=args.calibration_steps, **recipe.RECIPE),
         keras.callbacks.BackupAndRestore(str(checkpoints / "prune")),
     ]
-    model.fit(train, epochs=args.prune_epochs, steps_per_epoch=steps, verbose=args.verbose,
-              callbacks=callbacks)
+    model.fit(train, epochs=args.prune_epochs, steps_per_epoch=steps, shuffle=False,
+              verbose=args.verbose, callbacks=callbacks)
     small = krp.strip_pruning(gated)
     tolerance = strip_tolerance(gated, check_images)
     difference = recipe.check_strip(gated, small, check_images, tolerance)
@@ -327,8 +342,9 @@ def fine_tune(small, dense, train, steps, args, checkpoints):
     model = recipe.trainer(small, dense if args.distill else None, args.lr,
                            steps=args.epochs * steps)
     model.jit_compile = args.jit_compile
-    model.fit(train, epochs=args.epochs, steps_per_epoch=steps, verbose=args.verbose,
-              callbacks=[keras.callbacks.BackupAndRestore(str(checkpoints / "fine_tune"))])
+    backup = keras.callbacks.BackupAndRestore(str(checkpoints / "fine_tune"))
+    model.fit(train, epochs=args.epochs, steps_per_epoch=steps, shuffle=False,
+              verbose=args.verbose, callbacks=[backup])
     return small
 
 
@@ -349,9 +365,45 @@ def plain_copy(model, path):
 
 
 def device_name():
-    gpus = tf.config.list_physical_devices("GPU") if keras.backend.backend() == "tensorflow" \
-        else [d for d in keras.distribution.list_devices() if "cpu" not in d.lower()]
+    if keras.backend.backend() == "tensorflow":
+        gpus = tf.config.list_physical_devices("GPU")
+    else:
+        gpus = [d for d in keras.distribution.list_devices() if "cpu" not in d.lower()]
     return f"{len(gpus)} GPU(s)" if gpus else f"CPU ({os.cpu_count()} cores)"
+
+
+def prune_and_evaluate(train, val, num_classes, steps, check_images, args, checkpoints):
+    """The dense model, pruned, stripped and fine-tuned; top-1/top-5 of both."""
+    val_steps = args.val_steps or None
+    dense = dense_resnet50(None if args.weights == "none" else "imagenet",
+                           args.image_size, num_classes)
+    dense_top1, dense_top5 = evaluate(dense, val, num_classes, val_steps)
+    small, strip_check = prune(dense, train, check_images, steps, args, checkpoints)
+    before_fine_tune = evaluate(small, val, num_classes, val_steps)[0]
+    small = fine_tune(small, dense, train, steps, args, checkpoints)
+    pruned_top1, pruned_top5 = evaluate(small, val, num_classes, val_steps)
+    return dense, small, {
+        "dense_top1_accuracy": dense_top1, "dense_top5_accuracy": dense_top5,
+        "pruned_top1_accuracy": pruned_top1, "pruned_top5_accuracy": pruned_top5,
+        "pruned_top1_accuracy_before_fine_tune": before_fine_tune,
+        "strip_check": strip_check}
+
+
+def measure_and_export(dense, small, sample, args, run_name):
+    """Costs of both models, the export of the pruned one, file sizes, latency."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.distribute:
+            dense = plain_copy(dense, Path(tmp) / "dense.keras")
+            small = plain_copy(small, Path(tmp) / "pruned.keras")
+        measured = {
+            "dense_flops": krp.count_flops(dense), "pruned_flops": krp.count_flops(small),
+            "dense_params": krp.count_params(dense), "pruned_params": krp.count_params(small)}
+        measured.update(recipe.export_and_time(
+            dense, small, sample, str(Path(args.saved_model_dir) / run_name),
+            args.latency_runs))
+    measured.update(remaining_flops=measured["pruned_flops"] / measured["dense_flops"],
+                    remaining_params=measured["pruned_params"] / measured["dense_params"])
+    return measured
 
 
 def main(argv=None):
@@ -368,45 +420,22 @@ def main(argv=None):
     train, val = batched(train, val, args.batch_size)
     steps = num_train // args.batch_size
     steps = min(steps, args.steps_per_epoch) if args.steps_per_epoch else steps
-    val_steps = args.val_steps or None
     check_images = next(iter(val))[0].numpy()[:32]
     checkpoints = Path(args.checkpoint_dir) / run_name
     with distribution_scope(args.distribute):
-        dense = dense_resnet50(None if args.weights == "none" else "imagenet",
-                               args.image_size, num_classes)
-        dense_top1, dense_top5 = evaluate(dense, val, num_classes, val_steps)
-        small, strip_check = prune(dense, train, check_images, steps, args, checkpoints)
-        pruned_before_fine_tune = evaluate(small, val, num_classes, val_steps)[0]
-        small = fine_tune(small, dense, train, steps, args, checkpoints)
-        pruned_top1, pruned_top5 = evaluate(small, val, num_classes, val_steps)
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.distribute:
-            dense = plain_copy(dense, Path(tmp) / "dense.keras")
-            small = plain_copy(small, Path(tmp) / "pruned.keras")
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        summary = {
-            "run_name": run_name, "data": args.data, "weights": args.weights,
-            "val_images": min(num_val, val_steps * args.batch_size) if val_steps else num_val,
-            "train_images": num_train, "steps_per_epoch": steps,
-            "dense_top1_accuracy": dense_top1, "dense_top5_accuracy": dense_top5,
-            "pruned_top1_accuracy": pruned_top1, "pruned_top5_accuracy": pruned_top5,
-            "pruned_top1_accuracy_before_fine_tune": pruned_before_fine_tune,
-            "strip_check": strip_check,
-            "dense_flops": krp.count_flops(dense), "pruned_flops": krp.count_flops(small),
-            "dense_params": krp.count_params(dense), "pruned_params": krp.count_params(small),
-        }
-        summary.update(recipe.export_and_time(
-            dense, small, check_images[:1], str(Path(args.saved_model_dir) / run_name),
-            args.latency_runs))
-    summary.update(
-        remaining_flops=summary["pruned_flops"] / summary["dense_flops"],
-        remaining_params=summary["pruned_params"] / summary["dense_params"],
-        wall_time_s=round(time.time() - start), args=vars(args),
-        backend=keras.backend.backend(), keras_version=keras.__version__,
-        device=device_name(), date=time.strftime("%Y-%m-%d"))
-    images = f"{summary['val_images']} val images"
+        dense, small, quality = prune_and_evaluate(
+            train, val, num_classes, steps, check_images, args, checkpoints)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    val_images = min(num_val, args.val_steps * args.batch_size) if args.val_steps else num_val
+    summary = {"run_name": run_name, "data": args.data, "weights": args.weights,
+               "train_images": num_train, "steps_per_epoch": steps,
+               "val_images": val_images, **quality,
+               **measure_and_export(dense, small, check_images[:1], args, run_name),
+               "wall_time_s": round(time.time() - start), "args": vars(args),
+               "backend": keras.backend.backend(), "keras_version": keras.__version__,
+               "device": device_name(), "date": time.strftime("%Y-%m-%d")}
     recipe.print_before_after(f"{run_name}: before / after", summary, [
-        (f"top-1 accuracy ({images})", "top1_accuracy"),
+        (f"top-1 accuracy ({val_images} val images)", "top1_accuracy"),
         (f"top-{min(5, num_classes)} accuracy", "top5_accuracy")])
     path = Path(args.run_dir) / run_name / "summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -59,10 +59,14 @@ def layer_costs(graph, count, hard=False, params_only=False):
         channel_inputs = [k for k, m in zip(flat.inputs, in_maps) if m is not None]
         live_inputs = [k for k in channel_inputs if k not in constant]
         all_constant = bool(channel_inputs) and not live_inputs
-        if hard and emits_constant(all_constant, cout if known else None):
+        if hard and emits_constant(all_constant, _widest_output(count, out_maps, known)):
             constant.update(flat.outputs)
             result.append(LayerCost(flat.name, flat.class_name, 0, 0, 0))
             continue
+        if hard and known:
+            # A split part with no channel left is a constant; the others live.
+            constant.update(key for key, out_map in zip(flat.outputs, out_maps)
+                            if out_map is not None and count(out_map) == 0)
         if known:
             params, macs, elementwise = node_cost(flat, graph.flat.tensors, cin, cout,
                                                   params_only, flat.outputs[0] in gated)
@@ -78,6 +82,14 @@ def layer_costs(graph, count, hard=False, params_only=False):
             LayerCost(flat.name, flat.class_name, params, macs, 2 * macs + elementwise)
         )
     return result
+
+
+def _widest_output(count, out_maps, known):
+    """Channels kept in the node's widest output (a split collapses only
+    when every part is gone), or None when channels are not tracked."""
+    if not known:
+        return None
+    return max(count(m) for m in out_maps if m is not None)
 
 
 def cost_fractions(graph, keep):

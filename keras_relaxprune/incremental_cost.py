@@ -26,15 +26,21 @@ class CostPlan:
         for index, node in enumerate(flat.nodes):
             in_maps, out_maps = graph.in_maps(index), graph.out_maps(index)
             known = bool(in_maps) and in_maps[0] is not None and out_maps[0] is not None
-            maps = [[(None if s.group is None else find(s.group), s.start, s.stop)
-                     for s in m] for m in (in_maps[0], out_maps[0])] if known else []
+            def segments(m):
+                return [(None if s.group is None else find(s.group), s.start, s.stop)
+                        for s in m]
+
+            maps = [segments(in_maps[0]), segments(out_maps[0])] if known else []
+            # Every output's channels: a split part with none left is a constant.
+            parts = [segments(m) if m is not None else None for m in out_maps] if known else []
             weights = getattr(node.operation, "weights", [])
             self.nodes.append({
-                "maps": maps, "merge": combines_inputs(node.operation),
+                "maps": maps, "parts": parts, "merge": combines_inputs(node.operation),
                 "inputs": [k for k, m in zip(node.inputs, in_maps) if m is not None],
                 "params": sum(int(np.prod(w.shape)) for w in weights),
                 "outputs": node.outputs, "call": id(node.operation)})
-            for root in {s[0] for m in maps for s in m if s[0] is not None}:
+            for root in {s[0] for m in maps + [p for p in parts if p]
+                         for s in m if s[0] is not None}:
                 self.readers.setdefault(root, []).append(index)
             self.producer.update(dict.fromkeys(node.outputs, index))
             for key in node.inputs:
@@ -102,7 +108,7 @@ class IncrementalCost:
             if index in changed:
                 continue
             new = changed[index] = self._node(index, sums, changed)
-            if new[0] != self.state[index][0]:
+            if (new[0], new[3]) != (self.state[index][0], self.state[index][3]):
                 for key in plan.nodes[index]["outputs"]:
                     for consumer in plan.consumers.get(key, ()):
                         heapq.heappush(queue, consumer)
@@ -129,28 +135,33 @@ class IncrementalCost:
     def _call_params(self, call, changed):
         """A layer's weights count at its first call that is not a constant."""
         for index in self.plan.calls[call]:
-            constant, params, _ = changed.get(index) or self.state[index]
+            constant, params = (changed.get(index) or self.state[index])[:2]
             if not constant:
                 return params
         return 0
 
     def _node(self, index, sums, changed):
-        """(constant, params, flops) of node `index`, as `layer_costs` counts it."""
+        """(constant, params, flops, constant outputs) of node `index`, as
+        `layer_costs` counts it."""
         self.stats["nodes"] += 1
         plan, node = self.plan, self.plan.nodes[index]
         live = 0
         for key in node["inputs"]:
             producer = plan.producer.get(key)
-            live += producer is None or not (changed.get(producer) or self.state[producer])[0]
+            state = None if producer is None else (changed.get(producer) or self.state[producer])
+            live += state is None or not (state[0] or key in state[3])
         counts = [self._count(m, sums) for m in node["maps"]]
-        if emits_constant(bool(node["inputs"]) and not live, counts[1] if counts else None):
-            return (True, 0, 0)
+        parts = [None if m is None else self._count(m, sums) for m in node["parts"]]
+        widest = max((c for c in parts if c is not None), default=None)
+        if emits_constant(bool(node["inputs"]) and not live, widest if counts else None):
+            return (True, 0, 0, frozenset())
+        dropped = frozenset(key for key, c in zip(node["outputs"], parts) if c == 0)
         if not counts:
-            return (False, node["params"], 0)
+            return (False, node["params"], 0, dropped)
         params, macs, elementwise = plan.node_cost(index, *counts)
         if node["merge"]:
             elementwise = elementwise * max(live - 1, 0)
-        return (False, params, 2 * macs + elementwise)
+        return (False, params, 2 * macs + elementwise, dropped)
 
     def _count(self, channel_map, sums):
         total = 0

@@ -348,3 +348,31 @@ def test_a_removed_channel_made_non_zero_before_a_dense_head_stays_prunable():
     x = np.random.default_rng(0).random((2, 8, 8, 3), "float32")
     np.testing.assert_allclose(small(x), gated(x), rtol=1e-4, atol=1e-5)
     assert krp.count_flops(small) == krp.count_flops(gated) < krp.count_flops(model)
+
+
+@pytest.mark.parametrize("mask", [[0, 0, 1, 1], [1, 1, 0, 0], [0, 1, 1, 0]])
+def test_a_split_part_with_every_channel_removed_is_counted_as_strip_keeps(mask):
+    """ops.split of a gated conv, both parts read: a part left without
+    channels is a constant that strip drops while the other part lives on;
+    the hard count (and the budget's incremental count) agree with strip."""
+    from keras_relaxprune.counting import cost_fractions, sized_graph
+    from keras_relaxprune.incremental_cost import IncrementalCost
+
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    a, b = keras.ops.split(x, 2, axis=-1)
+    heads = [layers.GlobalAveragePooling2D()(a), layers.GlobalAveragePooling2D()(b)]
+    outputs = layers.Dense(2, name="head")(layers.Concatenate()(heads))
+    model = keras.Model(inputs, outputs)
+    gated = krp.add_gates(model)
+    gated.get_layer("conv_gate").keep_mask.assign(np.array(mask, "float32"))
+    small = krp.strip_pruning(gated)
+    x = np.random.default_rng(0).random((2, 8, 8, 3), "float32")
+    np.testing.assert_allclose(small(x), gated(x), rtol=1e-4, atol=1e-5)
+    assert krp.count_flops(small) == krp.count_flops(gated)
+    assert krp.count_params(small) == krp.count_params(gated)
+    graph = sized_graph(gated)
+    keep = graph.keep_vectors()
+    for metric in ("flops", "params"):
+        incremental = IncrementalCost.build(graph, metric, keep).fraction
+        assert incremental == pytest.approx(cost_fractions(graph, keep)[metric])

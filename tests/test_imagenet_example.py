@@ -103,12 +103,14 @@ def test_job_prunes_strips_and_exports_resnet50(example, tmp_path):
     ])
     small = keras.saving.load_model(summary["exported"]["keras"], compile=False)
     assert summary["pruned_flops"] == krp.count_flops(small)
+    assert summary["dense_flops"] == krp.count_flops(example.dense_resnet50(None, 32, 3))
     assert summary["pruned_params"] == krp.count_params(small) == small.count_params()
     assert 1 - target - 0.01 <= summary["remaining_flops"] <= 1 - target
     check = summary["strip_check"]
     assert check["max_difference"] <= check["tolerance"]
     assert summary["val_images"] == 9 and summary["steps_per_epoch"] == 2
     assert small.output.shape[-1] == len(CLASSES)
+    assert type(small.layers[1]).__name__ == "Normalization"  # still takes raw pixels
     for key in ("dense_top1_accuracy", "pruned_top1_accuracy",
                 "pruned_top1_accuracy_before_fine_tune"):
         assert 0.0 <= summary[key] <= 1.0

@@ -134,9 +134,10 @@ KNOWN_BUGS = {
     # a slice, a LayerNormalization and a conv: AssertionError "has no
     # 'gamma' to fold into" (not a PruningError).
     "slice": "a slice whose channels are all removed, and BN without gamma read by a slice",
-    # ops.split(conv, 2) -> both parts to the head, mask [0, 0, 1, 1]: the
-    # gated count misses the live second part (6912 != 6926 FLOPs).
-    "split": "the gated count of a split whose first part is all removed",
+    # ops.split(conv, 2) -> both parts read, one part all removed: counted
+    # right now (tests/test_graph_patterns.py), but deeper graphs still draw
+    # count mismatches and a split part's constant reaching a padded conv.
+    "split": "a split part whose channels are all removed, in deeper graphs",
 }
 
 CI_OPS = tuple(op for op in OPS if op not in KNOWN_BUGS)
