@@ -68,3 +68,15 @@ def fit_strip_export(model, gated, shape, tmp_path, lowest=0.69, load=None):
     loaded = (load or keras.saving.load_model)(paths["keras"])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x[:4])), actual,
                                rtol=1e-5, atol=1e-5 * scale)
+
+
+def load_script(path):
+    """Imports an example or benchmark script (not a package) as a module."""
+    import importlib.util  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

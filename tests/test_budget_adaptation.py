@@ -10,7 +10,6 @@ import keras_relaxprune as krp
 import model_zoo
 from keras_relaxprune.callback import _warn_thinned_to_floor
 from keras_relaxprune.channel_graph import analyze
-from keras_relaxprune.budget import find_budget
 from helpers import gates
 
 pytestmark = pytest.mark.backend_agnostic

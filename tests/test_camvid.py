@@ -2,7 +2,6 @@
 and the Keras pieces they rely on: MeanIoU ignoring void pixels, per-pixel
 logits distillation."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 import keras_relaxprune as krp
+from helpers import load_script
 from keras_relaxprune import datasets
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -25,10 +25,7 @@ needs_tensorflow = pytest.mark.skipif(
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / f"{name}.py")
 
 
 def _val_frames():

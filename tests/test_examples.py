@@ -1,6 +1,5 @@
 """The main job (examples/prune_cifar10.py) and the dense trainer, end to end on tiny data."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 
 import keras_relaxprune as krp
+from helpers import load_script
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CHANCE = 0.1  # 10 classes
@@ -18,10 +18,7 @@ MIN_ACCURACY = 1.5 * CHANCE
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / f"{name}.py")
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +137,7 @@ def test_comparison_cell_prunes_strips_and_records(calibrated_dense_file, tmp_pa
     """One cell of the comparison grid (benchmarks/pretrained_pruning.py): ours
     prunes in a gated fit and fine-tunes stripped, a baseline fine-tunes
     stripped throughout; the record's cost is the budget's."""
-    spec = importlib.util.spec_from_file_location(
-        "pretrained_pruning", BENCHMARKS / "pretrained_pruning.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(BENCHMARKS / "pretrained_pruning.py")
     record = module.main([
         "--dense", str(calibrated_dense_file), "--method", method, "--target", "0.5",
         "--epochs", "2", "--prune-epochs", "1", "--train-limit", "256",

@@ -1,7 +1,6 @@
 """The ImageNet ResNet-50 job (examples/imagenet_resnet50.py), end to end on a
 tiny generated image folder with random weights."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,16 +9,14 @@ import numpy as np
 import pytest
 
 import keras_relaxprune as krp
+from helpers import load_script
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CLASSES = ("n01440764", "n01443537", "n01484850")  # named like ImageNet's folders
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / f"{name}.py")
 
 
 @pytest.fixture(scope="module")
