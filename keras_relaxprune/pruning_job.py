@@ -11,6 +11,7 @@ fits, then the export and one before/after table.
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -80,6 +81,11 @@ def run_pruning_job(dataset, model, out, target=0.5, metric="flops", prune_epoch
         latency_runs: timed TFLite invocations per model. Defaults to 100.
         verbose: `fit` verbosity, 0, 1 (progress bars) or 2. Defaults to 1.
 
+    Each fit is backed up every epoch (`keras.callbacks.BackupAndRestore`)
+    into `out/checkpoints/`, with the trained dense, gated and stripped
+    models kept there between the fits: the same call after a kill resumes
+    where it stopped. The folder is removed when the job ends.
+
     Returns:
         The summary dict, also written to `out/summary.json`: test quality
         (`dense_accuracy`/`pruned_accuracy`, or `dense_miou`/`pruned_miou`),
@@ -96,17 +102,38 @@ def run_pruning_job(dataset, model, out, target=0.5, metric="flops", prune_epoch
     settings = _checked_settings(locals())
     start = time.time()
     keras.utils.set_random_seed(settings["seed"])
+    settings["checkpoints"] = Path(settings["out"]) / "checkpoints"
+    _claim_checkpoints(settings)
     dense, data = _dense_model_and_data(settings)
     summary = _prune_and_measure(dense, data, settings)
+    shutil.rmtree(settings["checkpoints"], ignore_errors=True)
     summary.update(
         wall_time_s=round(time.time() - start), backend=keras.backend.backend(),
         keras_version=keras.__version__, date=time.strftime("%Y-%m-%d"),
-        settings={k: v for k, v in settings.items() if k != "model_object"})
+        settings={k: v for k, v in settings.items()
+                  if k not in ("model_object", "checkpoints")})
     print_table(summary)
     path = Path(settings["out"]) / "summary.json"
     summary["summary_path"] = str(path)
     path.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+_RESUMABLE = ("dataset", "model", "target", "metric", "prune_epochs", "epochs",
+              "dense_epochs", "train_limit", "batch_size", "lr", "distill", "seed",
+              "image_size")
+
+
+def _claim_checkpoints(s):
+    """Refuses to resume another job's checkpoints; records this job's."""
+    job = json.loads(json.dumps({k: s[k] for k in _RESUMABLE}, default=str))
+    record = s["checkpoints"] / "job.json"
+    if record.is_file() and json.loads(record.read_text()) != job:
+        raise InvalidArgumentError(
+            f"{WHERE}: '{s['checkpoints']}' holds the checkpoints of another job "
+            f"({record}); delete that folder or pass another out.")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(job))
 
 
 def _checked_settings(given):
@@ -184,7 +211,13 @@ def _dense_model_and_data(s):
             f"{WHERE}: batch_size={s['batch_size']} is larger than the "
             f"{len(data.images)} training images; pass batch_size <= {len(data.images)}.")
     if s["dense_epochs"]:
-        _train_dense(dense, data, s)
+        trained = s["checkpoints"] / "dense.keras"
+        if trained.is_file():
+            dense = keras.saving.load_model(trained, compile=False)
+        else:
+            _train_dense(dense, data, s)
+            trained.parent.mkdir(parents=True, exist_ok=True)
+            dense.save(trained)
     return dense, data
 
 
@@ -279,7 +312,8 @@ def _train_dense(model, data, s):
     trainer = keras.Model(model.inputs, model.outputs)  # leaves `model` uncompiled
     trainer.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=True)
     trainer.fit(batches, epochs=s["dense_epochs"], shuffle=False, verbose=s["verbose"],
-                callbacks=[EpochSync(batches)])
+                callbacks=[EpochSync(batches), keras.callbacks.BackupAndRestore(
+                    str(s["checkpoints"] / "dense_fit"))])
     krp.recalibrate_batchnorm(model, batches, steps=50)
 
 
@@ -292,21 +326,16 @@ def _prune_and_measure(dense, data, s):
     teacher = dense if s["distill"] else None
     was_trainable = dense.trainable  # the Distiller freezes its teacher
     batches = _batches(data, s)
-    gated = krp.add_gates(dense, metric=s["metric"], input_shape=count_shape)
     loss, metrics = _loss_and_metrics(data)
-    trainer = recipe.trainer(gated, teacher, s["lr"], loss=loss, metrics=metrics)
-    trainer.fit(batches, epochs=s["prune_epochs"], shuffle=False, verbose=s["verbose"],
-                callbacks=[EpochSync(batches, first_epoch=s["dense_epochs"]),
-                           krp.PruningCallback(target=s["target"], metric=s["metric"],
-                                               calibration_data=batches, **recipe.RECIPE)])
-    small = krp.strip_pruning(gated)
-    strip_difference = recipe.check_strip(gated, small, data.test_images[:16])
+    gated, small, strip_difference = _pruned(dense, teacher, batches, data, s, count_shape)
     before_fine_tune = evaluate(small, data)
     if s["epochs"]:
         trainer = recipe.trainer(small, teacher, s["lr"], steps=s["epochs"] * len(batches),
                                  loss=loss, metrics=metrics)
         trainer.fit(batches, epochs=s["epochs"], shuffle=False, verbose=s["verbose"],
-                    callbacks=[EpochSync(batches, s["dense_epochs"] + s["prune_epochs"])])
+                    callbacks=[EpochSync(batches, s["dense_epochs"] + s["prune_epochs"]),
+                               keras.callbacks.BackupAndRestore(
+                                   str(s["checkpoints"] / "fine_tune_fit"))])
     dense.trainable = was_trainable
     quality = "accuracy" if data.task == "classification" else "miou"
     summary = {
@@ -326,6 +355,35 @@ def _prune_and_measure(dense, data, s):
     summary.update(recipe.export_and_time(dense, small, data.test_images[:1], s["out"],
                                           s["latency_runs"], pruned_from=gated))
     return summary
+
+
+def _pruned(dense, teacher, batches, data, s, count_shape):
+    """The gated fit and strip: `(gated, stripped, max difference)`, kept in
+    the checkpoints folder so that a resumed job goes on to the fine-tune."""
+    import keras_relaxprune as krp  # noqa: PLC0415
+    from keras_relaxprune.batches import EpochSync  # noqa: PLC0415
+
+    folder = s["checkpoints"]
+    files = folder / "gated.keras", folder / "stripped.keras", folder / "strip.json"
+    if all(path.is_file() for path in files):
+        gated, small = (keras.saving.load_model(path, compile=False) for path in files[:2])
+        return gated, small, json.loads(files[2].read_text())["max_difference"]
+    gated = krp.add_gates(dense, metric=s["metric"], input_shape=count_shape)
+    loss, metrics = _loss_and_metrics(data)
+    trainer = recipe.trainer(gated, teacher, s["lr"], loss=loss, metrics=metrics)
+    trainer.fit(batches, epochs=s["prune_epochs"], shuffle=False, verbose=s["verbose"],
+                callbacks=[EpochSync(batches, first_epoch=s["dense_epochs"]),
+                           # Before BackupAndRestore: a resumed backup wins.
+                           krp.PruningCallback(target=s["target"], metric=s["metric"],
+                                               calibration_data=batches, **recipe.RECIPE),
+                           keras.callbacks.BackupAndRestore(str(folder / "prune_fit"))])
+    small = krp.strip_pruning(gated)
+    difference = recipe.check_strip(gated, small, data.test_images[:16])
+    folder.mkdir(parents=True, exist_ok=True)
+    gated.save(files[0])
+    small.save(files[1])
+    files[2].write_text(json.dumps({"max_difference": difference}))
+    return gated, small, difference
 
 
 def _count_shape(model, data):

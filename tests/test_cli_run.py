@@ -59,13 +59,33 @@ def image_folder(tmp_path_factory):
 @pytest.mark.slow
 @needs_tensorflow
 def test_run_prunes_cifar10_and_exports_what_the_summary_says(tiny_dense_file, tmp_path,
-                                                              capsys):
+                                                              capsys, monkeypatch):
+    """Also: a job killed after the strip resumes with the fine-tune (no
+    second pruning fit) and removes its checkpoints when it ends."""
+    from keras_relaxprune import pruning_job
+
     out = tmp_path / "pruned"
-    status = main(["run", "--dataset", "cifar10", "--model", str(tiny_dense_file),
-                   "--out", str(out), "--target", "0.5", "--prune-epochs", "1",
-                   "--epochs", "1", "--train-limit", "256", "--test-limit", "100",
-                   "--batch-size", "64", "--latency-runs", "5", "--verbose", "0"])
+    args = ["--dataset", "cifar10", "--model", str(tiny_dense_file),
+            "--out", str(out), "--target", "0.5", "--prune-epochs", "1",
+            "--epochs", "1", "--train-limit", "256", "--test-limit", "100",
+            "--batch-size", "64", "--latency-runs", "5", "--verbose", "0"]
+
+    def killed(*_):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pruning_job, "evaluate", killed)  # right after the strip
+        assert main(["run", *args]) == 130  # "interrupted"
+    assert "interrupted" in capsys.readouterr().err
+    assert (out / "checkpoints" / "stripped.keras").is_file()
+
+    def pruned_again(*_, **__):
+        raise AssertionError("the resumed job pruned again")
+
+    monkeypatch.setattr(krp, "add_gates", pruned_again)
+    status = main(["run", *args])
     captured = capsys.readouterr()
+    assert not (out / "checkpoints").exists()
     assert status == 0, captured.err
     assert "before / after" in captured.out and "summary:" in captured.out
     summary = json.loads((out / "summary.json").read_text())
@@ -194,3 +214,16 @@ def test_a_tfds_dataset_becomes_rgb_arrays_of_the_asked_size(monkeypatch):
     assert data.test_images.shape == (10, 32, 32, 3)
     assert data.num_classes == 3 and data.task == "classification"
     assert list(data.labels[:4]) == [0, 1, 2, 0]
+
+
+def test_checkpoints_of_another_job_are_not_resumed(tmp_path, cifar_available, capsys):
+    from keras_relaxprune.pruning_job import _claim_checkpoints
+
+    settings = {"dataset": ("cifar10", None), "model": "a.keras", "target": 0.5,
+                "metric": "flops", "prune_epochs": 1, "epochs": 2, "dense_epochs": 0,
+                "train_limit": None, "batch_size": 128, "lr": 0.01, "distill": True,
+                "seed": 0, "image_size": None, "checkpoints": tmp_path / "checkpoints"}
+    _claim_checkpoints(settings)
+    _claim_checkpoints(dict(settings))  # the same job resumes
+    with pytest.raises(krp.errors.InvalidArgumentError, match="another job"):
+        _claim_checkpoints({**settings, "target": 0.75})
