@@ -37,8 +37,10 @@ def test_moving_statistics_equal_the_average_batch_statistics(source):
             "list": [(x[i:i + 16], None) for i in range(0, 64, 16)]}[source]
     used = recalibrate_batchnorm(model, data, batch_size=16)
     assert used == 4
-    features = np.asarray(_features(model, x.astype("uint8").astype("float32")
-                                    if source == "pydataset" else x))
+    # The batches recalibration saw (a PyDataset shuffles them).
+    seen = (np.concatenate([data[i][0] for i in range(len(data))])
+            if source == "pydataset" else x)
+    features = np.asarray(_features(model, seen))
     batches = features.reshape(4, 16, 8, 8, 4)
     expected_mean = batches.mean(axis=(1, 2, 3)).mean(axis=0)
     expected_var = batches.var(axis=(1, 2, 3)).mean(axis=0)
