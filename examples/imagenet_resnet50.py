@@ -63,7 +63,6 @@ On JAX (`keras.distribution.DataParallel`; the data still streams through
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import sys
@@ -98,39 +97,22 @@ def parse_args(argv=None):
     p.add_argument("--manual-dir", default=None,
                    help="folder holding ILSVRC2012_img_{train,val}.tar")
     p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--target", type=float, default=0.5,
-                   help="fraction of the cost to remove (0.5 leaves half)")
-    p.add_argument("--metric", choices=("flops", "params"), default="flops")
-    p.add_argument("--prune-epochs", type=int, default=2,
-                   help="epochs of the gated fit; the budget closes after 75%% of them")
-    p.add_argument("--epochs", type=int, default=10,
-                   help="epochs of the stripped model's fine-tune")
     p.add_argument("--steps-per-epoch", type=int, default=0,
                    help="cap on the steps of an epoch; 0 = one pass over the training set")
     p.add_argument("--val-steps", type=int, default=0,
                    help="validation batches evaluated; 0 = the whole split")
     p.add_argument("--batch-size", type=int, default=256, help="global, over all devices")
-    p.add_argument("--lr", type=float, default=0.01,
-                   help="SGD-Nesterov: constant while pruning, then cosine to 0")
     p.add_argument("--calibration-steps", type=int, default=50,
                    help="training batches that re-estimate BatchNormalization statistics")
-    p.add_argument("--no-distill", dest="distill", action="store_false")
     p.add_argument("--distribute", action="store_true",
                    help="data parallel over the local GPUs")
     p.add_argument("--no-jit-compile", dest="jit_compile", action="store_false",
                    help="train without XLA (starts faster; on CPU XLA's compile of "
                         "ResNet-50 outlasts a few-step test)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--run-name", default=None,
-                   help="default resnet50_imagenet_<metric><kept %%>")
-    p.add_argument("--checkpoint-dir", default="checkpoints")
-    p.add_argument("--run-dir", default="runs")
-    p.add_argument("--saved-model-dir", default="saved_models")
-    p.add_argument("--latency-runs", type=int, default=100)
-    p.add_argument("--verbose", type=int, default=1, help="fit verbosity")
+    recipe.add_job_arguments(p, prune_epochs=2, epochs=10,
+                             run_name="resnet50_imagenet_<metric><kept %>")
     args = p.parse_args(argv)
-    if not 0.0 < args.target < 1.0:
-        p.error("--target must be in (0, 1)")
+    recipe.check_job_arguments(p, args)
     if args.data != "tfds" and not args.data.startswith("folder:"):
         p.error("--data must be tfds or folder:PATH")
     if args.image_size < 32:
@@ -437,11 +419,7 @@ def main(argv=None):
     recipe.print_before_after(f"{run_name}: before / after", summary, [
         (f"top-1 accuracy ({val_images} val images)", "top1_accuracy"),
         (f"top-{min(5, num_classes)} accuracy", "top5_accuracy")])
-    path = Path(args.run_dir) / run_name / "summary.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    summary["summary_path"] = str(path)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"summary: {path}")
+    recipe.write_summary(summary, Path(args.run_dir) / run_name / "summary.json")
     return summary
 
 

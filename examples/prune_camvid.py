@@ -53,7 +53,6 @@ about 1 h 15 min, plus a few minutes of evaluation, export and latency.
 """
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -85,35 +84,19 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dense", default=DEFAULT_DENSE,
                    help="trained dense U-Net .keras (raw 0-255 input, per-pixel logits)")
-    p.add_argument("--target", type=float, default=0.9,
-                   help="fraction of the cost to remove (0.9 leaves 10%%)")
-    p.add_argument("--metric", choices=("flops", "params"), default="flops")
-    p.add_argument("--prune-epochs", type=int, default=8,
-                   help="epochs of the gated fit (the budget ramps over 75%% of them)")
-    p.add_argument("--epochs", type=int, default=24,
-                   help="epochs of the stripped model's fine-tune")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                    help="Adam, or SGD with Nesterov momentum 0.9")
-    p.add_argument("--lr", type=float, default=5e-4,
-                   help="constant while pruning, then the fine-tune's cosine peak")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-zoom", type=float, default=1.5)
     p.add_argument("--temperature", type=float, default=2.0, help="distillation")
-    p.add_argument("--no-distill", dest="distill", action="store_false")
     p.add_argument("--train-limit", type=int, default=0, help="0 = all 367 frames")
     p.add_argument("--val-limit", type=int, default=0, help="0 = all 101 frames")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="camvid_jpeg.npz or its folder")
-    p.add_argument("--run-name", default=None,
-                   help="default <dense name without _dense>_<metric><kept %%>")
-    p.add_argument("--checkpoint-dir", default="checkpoints")
-    p.add_argument("--run-dir", default="runs")
-    p.add_argument("--saved-model-dir", default="saved_models")
-    p.add_argument("--latency-runs", type=int, default=50)
-    p.add_argument("--verbose", type=int, default=2, help="fit verbosity")
+    recipe.add_job_arguments(p, target=0.9, prune_epochs=8, epochs=24, lr=5e-4,
+                             latency_runs=50, verbose=2,
+                             run_name="<dense name without _dense>_<metric><kept %>")
     args = p.parse_args(argv)
-    if not 0.0 < args.target < 1.0:
-        p.error("--target must be in (0, 1)")
+    recipe.check_job_arguments(p, args)
     args.run_name = args.run_name or (
         f"{Path(args.dense).stem.replace('_dense', '')}_{args.metric}"
         f"{round(100 * (1 - args.target))}")
@@ -220,12 +203,8 @@ def main(argv=None):
     recipe.print_before_after(f"{args.run_name}: before / after", summary, [
         (f"val mIoU ({frames})", "mean_iou"),
         ("val pixel accuracy (void ignored)", "pixel_accuracy")])
-    path = Path(args.run_dir) / args.run_name / "summary.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    summary["summary_path"] = str(path)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
     shutil.rmtree(checkpoints, ignore_errors=True)
-    print(f"summary: {path}")
+    recipe.write_summary(summary, Path(args.run_dir) / args.run_name / "summary.json")
     return summary
 
 

@@ -28,7 +28,6 @@ started again after a kill resumes where it stopped.
 """
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -58,31 +57,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dense", default=DEFAULT_DENSE,
                    help="trained dense .keras model (raw 0-255 input, logits out)")
-    p.add_argument("--target", type=float, default=0.5,
-                   help="fraction of the cost to remove (0.5 leaves half)")
-    p.add_argument("--metric", choices=("flops", "params"), default="flops")
-    p.add_argument("--prune-epochs", type=int, default=1,
-                   help="epochs of the gated fit in which the budget ramps and closes")
-    p.add_argument("--epochs", type=int, default=2,
-                   help="epochs of the stripped model's fine-tune")
     p.add_argument("--train-limit", type=int, default=0,
                    help="class-balanced training subset; 0 = all 50,000")
     p.add_argument("--test-limit", type=int, default=0, help="0 = all 10,000")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.01,
-                   help="SGD-Nesterov: constant while pruning, then cosine to 0")
-    p.add_argument("--no-distill", dest="distill", action="store_false")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--run-name", default=None,
-                   help="default resnet<N>_cifar10_<metric><kept %%>")
-    p.add_argument("--checkpoint-dir", default="checkpoints")
-    p.add_argument("--run-dir", default="runs")
-    p.add_argument("--saved-model-dir", default="saved_models")
-    p.add_argument("--latency-runs", type=int, default=200)
-    p.add_argument("--verbose", type=int, default=1, help="fit verbosity")
+    recipe.add_job_arguments(p, latency_runs=200, run_name="resnet<N>_cifar10_<metric><kept %>")
     args = p.parse_args(argv)
-    if not 0.0 < args.target < 1.0:
-        p.error("--target must be in (0, 1)")
+    recipe.check_job_arguments(p, args)
     return args
 
 
@@ -187,11 +168,7 @@ def main(argv=None):
         device=f"CPU ({os.cpu_count()} cores)", date=time.strftime("%Y-%m-%d"))
     recipe.print_before_after(f"{run_name}: before / after", summary,
                               [(f"test accuracy ({len(yt)} images)", "accuracy")])
-    path = Path(args.run_dir) / run_name / "summary.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    summary["summary_path"] = str(path)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"summary: {path}")
+    recipe.write_summary(summary, Path(args.run_dir) / run_name / "summary.json")
     return summary
 
 

@@ -190,3 +190,74 @@ def print_before_after(title, summary, quality_rows=()):
         table.add_row(name, format(before, form), format(after, form),
                       f"{after / before:.2f}x")
     Console().print(table)
+
+
+def add_job_arguments(parser, target=0.5, prune_epochs=1, epochs=2, lr=0.01,
+                      latency_runs=100, verbose=1, run_name="<model>_<metric><kept %>"):
+    """Adds the command-line options every pruning job shares to `parser`.
+
+    `--target`, `--metric`, `--prune-epochs`, `--epochs`, `--lr`,
+    `--no-distill`, `--seed`, `--run-name`, `--checkpoint-dir`, `--run-dir`,
+    `--saved-model-dir`, `--latency-runs` and `--verbose`, with the given
+    defaults; `check_job_arguments` then checks them.
+
+    Args:
+        parser: an `argparse.ArgumentParser`.
+        target, prune_epochs, epochs, lr, latency_runs, verbose: defaults.
+        run_name: what the default run name is, for the help text.
+
+    Example:
+
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> add_job_arguments(parser, target=0.9)
+    >>> parser.parse_args([]).target
+    0.9
+    """
+    kept = f"{1 - target:.0%}".replace("%", "%%")
+    parser.add_argument("--target", type=float, default=target,
+                        help=f"fraction of the cost to remove ({target} leaves {kept})")
+    parser.add_argument("--metric", choices=("flops", "params"), default="flops")
+    parser.add_argument("--prune-epochs", type=int, default=prune_epochs,
+                        help="epochs of the gated fit in which the budget ramps and closes")
+    parser.add_argument("--epochs", type=int, default=epochs,
+                        help="epochs of the stripped model's fine-tune")
+    parser.add_argument("--lr", type=float, default=lr,
+                        help="constant while pruning, then the fine-tune's cosine peak")
+    parser.add_argument("--no-distill", dest="distill", action="store_false",
+                        help="train on labels only (default: the dense model teaches)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run-name", default=None,
+                        help=f"default {run_name}".replace("%", "%%"))
+    parser.add_argument("--checkpoint-dir", default="checkpoints")
+    parser.add_argument("--run-dir", default="runs")
+    parser.add_argument("--saved-model-dir", default="saved_models")
+    parser.add_argument("--latency-runs", type=int, default=latency_runs)
+    parser.add_argument("--verbose", type=int, default=verbose, help="fit verbosity")
+
+
+def check_job_arguments(parser, args):
+    """Refuses (through `parser.error`) a target outside (0, 1)."""
+    if not 0.0 < args.target < 1.0:
+        parser.error("--target must be in (0, 1)")
+    return args
+
+
+def write_summary(summary, path):
+    """Writes a job's summary as JSON to `path` (its folder created), records
+    the path in it as `summary_path` and says where it is.
+
+    Example:
+
+    >>> write_summary({"pruned_accuracy": 0.85}, "runs/job/summary.json")  # doctest: +SKIP
+    summary: runs/job/summary.json
+    """
+    import json  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary["summary_path"] = str(path)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"summary: {path}")
+    return path
