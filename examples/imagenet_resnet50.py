@@ -290,13 +290,9 @@ def prune(dense, train, check_images, steps, args, checkpoints):
     gated = krp.add_gates(dense, metric=args.metric)
     model = recipe.trainer(gated, dense if args.distill else None, args.lr)
     model.jit_compile = args.jit_compile
-    callbacks = [
-        # Before BackupAndRestore: a resume then overwrites the budget state.
-        krp.PruningCallback(target=args.target, metric=args.metric,
-                            calibration_data=train.take(args.calibration_steps),
-                            calibration_steps=args.calibration_steps, **recipe.RECIPE),
-        keras.callbacks.BackupAndRestore(str(checkpoints / "prune")),
-    ]
+    callbacks = recipe.pruning_callbacks(
+        args.target, args.metric, train.take(args.calibration_steps), checkpoints / "prune",
+        calibration_steps=args.calibration_steps)
     model.fit(train, epochs=args.prune_epochs, steps_per_epoch=steps, shuffle=False,
               verbose=args.verbose, callbacks=callbacks)
     small = krp.strip_pruning(gated)

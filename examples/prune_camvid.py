@@ -128,14 +128,8 @@ def prune(dense, batches, check_images, args, checkpoints):
         return keras.saving.load_model(stripped_file, compile=False), None
     gated = krp.add_gates(dense, metric=args.metric)
     model = trainer(gated, dense if args.distill else None, args)
-    callbacks = [
-        EpochSync(batches),
-        # Before BackupAndRestore: at train begin a backup then overwrites
-        # the budget state (a resume wins).
-        krp.PruningCallback(target=args.target, metric=args.metric,
-                            calibration_data=batches, **recipe.RECIPE),
-        keras.callbacks.BackupAndRestore(str(checkpoints / "prune")),
-    ]
+    callbacks = [EpochSync(batches), *recipe.pruning_callbacks(
+        args.target, args.metric, batches, checkpoints / "prune")]
     model.fit(batches, epochs=args.prune_epochs, shuffle=False, verbose=args.verbose,
               callbacks=callbacks)
     small = krp.strip_pruning(gated)

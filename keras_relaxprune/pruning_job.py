@@ -373,10 +373,8 @@ def _pruned(dense, teacher, batches, data, s, count_shape):
     trainer = recipe.trainer(gated, teacher, s["lr"], loss=loss, metrics=metrics)
     trainer.fit(batches, epochs=s["prune_epochs"], shuffle=False, verbose=s["verbose"],
                 callbacks=[EpochSync(batches, first_epoch=s["dense_epochs"]),
-                           # Before BackupAndRestore: a resumed backup wins.
-                           krp.PruningCallback(target=s["target"], metric=s["metric"],
-                                               calibration_data=batches, **recipe.RECIPE),
-                           keras.callbacks.BackupAndRestore(str(folder / "prune_fit"))])
+                           *recipe.pruning_callbacks(s["target"], s["metric"], batches,
+                                                     folder / "prune_fit")])
     small = krp.strip_pruning(gated)
     difference = recipe.check_strip(gated, small, data.test_images[:16])
     folder.mkdir(parents=True, exist_ok=True)

@@ -261,3 +261,35 @@ def write_summary(summary, path):
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"summary: {path}")
     return path
+
+
+def pruning_callbacks(target, metric, calibration_data, backup_dir, **options):
+    """The callbacks of the recipe's gated fit, in the order that resumes right.
+
+    `PruningCallback(target, metric, calibration_data, **RECIPE)` and then a
+    `keras.callbacks.BackupAndRestore(backup_dir)`: listed before it, the
+    callback configures the budget at train begin and a restored backup
+    then overwrites that state, so a resumed fit goes on where it stopped.
+
+    Args:
+        target: fraction of the cost to remove, in (0, 1).
+        metric: `"flops"` or `"params"`.
+        calibration_data: training batches for BN re-estimation.
+        backup_dir: the `BackupAndRestore` folder.
+        **options: more `PruningCallback` arguments (e.g. `calibration_steps`).
+
+    Returns:
+        A list of the two callbacks.
+
+    Example:
+
+    ```python
+    trainer(gated, dense).fit(batches, epochs=1, callbacks=[
+        EpochSync(batches), *pruning_callbacks(0.5, "flops", batches, "ckpt/prune")])
+    ```
+    """
+    from keras_relaxprune.callback import PruningCallback  # noqa: PLC0415
+
+    return [PruningCallback(target=target, metric=metric, calibration_data=calibration_data,
+                            **{**RECIPE, **options}),
+            keras.callbacks.BackupAndRestore(str(backup_dir))]

@@ -54,3 +54,17 @@ def test_before_after_table_leaves_out_rows_it_has_no_values_for(capsys):
     text = capsys.readouterr().out
     assert "90.00%" in text and "85.00%" in text and "0.50x" in text
     assert "params" not in text and "latency" not in text
+
+
+def test_pruning_callbacks_put_the_budget_before_the_backup(tmp_path):
+    import keras_relaxprune as krp
+
+    callbacks = recipe.pruning_callbacks(0.5, "flops", None, tmp_path / "backup",
+                                         calibration_steps=7)
+    assert [type(c) for c in callbacks] == [krp.PruningCallback,
+                                            keras.callbacks.BackupAndRestore]
+    budget = callbacks[0]
+    assert budget.target == 0.5 and budget.calibration_steps == 7
+    assert (budget.lambda_rate, budget.cost_exponent, budget.gate_prior) == (
+        recipe.RECIPE["lambda_rate"], recipe.RECIPE["cost_exponent"],
+        recipe.RECIPE["gate_prior"])
