@@ -18,21 +18,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_relaxprune import arguments, recipe
-from keras_relaxprune.errors import (
-    ArgumentTypeError,
-    InvalidArgumentError,
-)
-from keras_relaxprune.job_data import (
-    CAMVID_SIZE,
-    FOLDER_SIZE,
-    dataset_spec,
-    load_job_data,
-)
-from keras_relaxprune.model_files import load_model_file
-
-WHERE = "run_pruning_job"
-NAMED_MODELS = ("resnet20", "resnet56", "unet")
+from keras_relaxprune import recipe
+from keras_relaxprune.errors import InvalidArgumentError
+from keras_relaxprune.job_data import CAMVID_SIZE, FOLDER_SIZE, load_job_data
+from keras_relaxprune.job_settings import WHERE, checked_settings, claim_checkpoints
 EVAL_BATCH = 250
 SEGMENTATION_EVAL_BATCH = 8  # per-pixel logits of a whole split do not fit in memory
 DENSE_LR = 0.1  # dense training of a named model: SGD-Nesterov, cosine to 0
@@ -99,11 +88,10 @@ def run_pruning_job(dataset, model, out, target=0.5, metric="flops", prune_epoch
     summary["remaining_flops"]  # 0.49 .. 0.50
     ```
     """
-    settings = _checked_settings(locals())
+    settings = checked_settings(locals())
     start = time.time()
     keras.utils.set_random_seed(settings["seed"])
-    settings["checkpoints"] = Path(settings["out"]) / "checkpoints"
-    _claim_checkpoints(settings)
+    claim_checkpoints(settings)
     dense, data = _dense_model_and_data(settings)
     summary = _prune_and_measure(dense, data, settings)
     shutil.rmtree(settings["checkpoints"], ignore_errors=True)
@@ -115,80 +103,8 @@ def run_pruning_job(dataset, model, out, target=0.5, metric="flops", prune_epoch
     print_table(summary)
     path = Path(settings["out"]) / "summary.json"
     summary["summary_path"] = str(path)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    path.write_text(json.dumps(summary, indent=2) + "\n")  # the CLI says where
     return summary
-
-
-_RESUMABLE = ("dataset", "model", "target", "metric", "prune_epochs", "epochs",
-              "dense_epochs", "train_limit", "batch_size", "lr", "distill", "seed",
-              "image_size")
-
-
-def _claim_checkpoints(s):
-    """Refuses to resume another job's checkpoints; records this job's."""
-    job = json.loads(json.dumps({k: s[k] for k in _RESUMABLE}, default=str))
-    record = s["checkpoints"] / "job.json"
-    if record.is_file() and json.loads(record.read_text()) != job:
-        raise InvalidArgumentError(
-            f"{WHERE}: '{s['checkpoints']}' holds the checkpoints of another job "
-            f"({record}); delete that folder or pass another out.")
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(job))
-
-
-def _checked_settings(given):
-    """The arguments of `run_pruning_job`, checked before any work."""
-    check = arguments.Checks(WHERE)
-    s = dict(given)
-    s["target"] = check.real("target", s["target"], "a fraction strictly between 0 and "
-                             "1, e.g. 0.5 to remove half", low=0.0, high=1.0,
-                             low_open=True, high_open=True)
-    s["metric"] = check.choice("metric", s["metric"], ("flops", "params"))
-    for name, low in (("prune_epochs", 1), ("epochs", 0), ("dense_epochs", 0),
-                      ("batch_size", 1), ("latency_runs", 1), ("seed", 0)):
-        s[name] = check.integer(name, s[name], f"a whole number >= {low}", low=low)
-    for name in ("train_limit", "test_limit"):
-        if s[name] is not None:
-            s[name] = check.integer(name, s[name], "a number of images >= 1, or None "
-                                    "for all", low=1) if s[name] else None
-    s["lr"] = check.real("lr", s["lr"], "a learning rate > 0, e.g. 0.01", low=0.0,
-                         low_open=True)
-    s["verbose"] = check.integer("verbose", s["verbose"], "0, 1 or 2", low=0, high=2,
-                                 bool_ok=True)
-    s["distill"] = arguments.boolean(WHERE, "distill", s["distill"])
-    if s["image_size"] is not None:
-        pair = tuple(s["image_size"]) if isinstance(s["image_size"], (list, tuple)) else ()
-        if len(pair) != 2:
-            raise InvalidArgumentError(
-                f"{WHERE}: image_size={arguments.shown(s['image_size'])} is not a "
-                "(height, width) pair; pass two sizes, e.g. 32 32.")
-        s["image_size"] = tuple(check.integer("image_size", v, "two sizes >= 1, "
-                                              "e.g. 32 32", low=1) for v in pair)
-    s["out"] = check.path("out", s["out"])
-    if os.path.exists(s["out"]) and not os.path.isdir(s["out"]):
-        raise InvalidArgumentError(
-            f"{WHERE}: out='{s['out']}' is a file; pass a directory (created if needed).")
-    s["dataset"] = dataset_spec(s["dataset"])
-    s["model_object"], s["model"] = _model_spec(s["model"])
-    return s
-
-
-def _model_spec(spec):
-    """`(model or None, name or path)`: a model object, a named model, or a file."""
-    if isinstance(spec, keras.Model):
-        return spec, spec.name
-    if not isinstance(spec, (str, os.PathLike)):
-        raise ArgumentTypeError(
-            f"{WHERE}: model={arguments.shown(spec)} is a {type(spec).__name__}; pass "
-            f"one of {', '.join(NAMED_MODELS)}, a .keras file or a keras.Model.")
-    text = os.fspath(spec)
-    if text in NAMED_MODELS:
-        return None, text
-    if os.path.splitext(text)[1].lower() not in (".keras", ".h5", ".hdf5"):
-        raise InvalidArgumentError(
-            f"{WHERE}: model='{text}' is neither a model name nor a .keras file; pass "
-            f"one of {', '.join(NAMED_MODELS)} or the path of a trained .keras model.")
-    return load_model_file(text, "model"), text
 
 
 def _dense_model_and_data(s):

@@ -18,3 +18,15 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("deterministic", derandomize=True, database=None)
 settings.register_profile("sweep", derandomize=False, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cifar_available():
+    """Skips a test when the offline CIFAR-10 archive is not found."""
+    from keras_relaxprune.datasets import CIFAR10_ARCHIVE, _find_archive
+
+    if _find_archive(CIFAR10_ARCHIVE) is None:
+        pytest.skip(f"{CIFAR10_ARCHIVE} not found (set KRP_DATA_DIR)")

@@ -19,14 +19,6 @@ needs_tensorflow = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def cifar_available():
-    from keras_relaxprune.datasets import CIFAR10_ARCHIVE, _find_archive
-
-    if _find_archive(CIFAR10_ARCHIVE) is None:
-        pytest.skip(f"{CIFAR10_ARCHIVE} not found (set KRP_DATA_DIR)")
-
-
-@pytest.fixture(scope="module")
 def tiny_dense_file(cifar_available, tmp_path_factory):
     """A ResNet-8 (width 8) fitted one epoch on 256 CIFAR-10 images."""
     from keras_relaxprune.datasets import load_cifar10
@@ -217,13 +209,13 @@ def test_a_tfds_dataset_becomes_rgb_arrays_of_the_asked_size(monkeypatch):
 
 
 def test_checkpoints_of_another_job_are_not_resumed(tmp_path, cifar_available, capsys):
-    from keras_relaxprune.pruning_job import _claim_checkpoints
+    from keras_relaxprune.job_settings import claim_checkpoints
 
     settings = {"dataset": ("cifar10", None), "model": "a.keras", "target": 0.5,
                 "metric": "flops", "prune_epochs": 1, "epochs": 2, "dense_epochs": 0,
                 "train_limit": None, "batch_size": 128, "lr": 0.01, "distill": True,
-                "seed": 0, "image_size": None, "checkpoints": tmp_path / "checkpoints"}
-    _claim_checkpoints(settings)
-    _claim_checkpoints(dict(settings))  # the same job resumes
+                "seed": 0, "image_size": None, "out": str(tmp_path)}
+    claim_checkpoints(settings)
+    claim_checkpoints(dict(settings))  # the same job resumes
     with pytest.raises(krp.errors.InvalidArgumentError, match="another job"):
-        _claim_checkpoints({**settings, "target": 0.75})
+        claim_checkpoints({**settings, "target": 0.75})

@@ -22,14 +22,6 @@ def _load(name):
 
 
 @pytest.fixture(scope="module")
-def cifar_available():
-    from keras_relaxprune.datasets import CIFAR10_ARCHIVE, _find_archive
-
-    if _find_archive(CIFAR10_ARCHIVE) is None:
-        pytest.skip(f"{CIFAR10_ARCHIVE} not found (set KRP_DATA_DIR)")
-
-
-@pytest.fixture(scope="module")
 def dense_file(cifar_available, tmp_path_factory):
     """A tiny dense model trained by the dense trainer (4 epochs, 512 images)."""
     out = tmp_path_factory.mktemp("dense")

@@ -1,0 +1,197 @@
+"""Channels kept whole because of a pattern, decided when the graph is traced.
+
+After tracing, some groups could be pruned by the channel rules alone but
+would not strip exactly: a gate that cannot be folded (after a swish or a
+sigmoid read by something other than a convolution), part of a group
+renormalised (no gate can follow it), or a removed channel turned into a
+non-zero value on its way to padding. `protect_patterns` protects them up
+front, so `strip_pruning` never refuses after training, and (at
+`add_gates`) warns once per group, naming the layers.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+
+from keras_relaxprune import keras_internals as internals
+from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.layer_support import LayerSupport, find_support
+from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
+
+_NONE = LayerSupport(channels=None)
+
+
+def protect_patterns(tracer, warn=False):
+    """Runs every pattern check on a traced graph; warns about new protections."""
+    traced = {root: len(reasons) for root, reasons in tracer.groups.reasons.items()}
+    _protect_unfoldable_gates(tracer)
+    _protect_partly_renormalised_groups(tracer)
+    _protect_constants_before_padding(tracer)
+    if warn:
+        _report_protections(tracer.groups, traced)
+
+
+def _readers(flat, consumers, key):
+    """The nodes reading tensor `key`, looking through channel gates."""
+    result = []
+    for index, _ in consumers.get(key, []):
+        node = flat.nodes[index]
+        if isinstance(node.operation, ChannelGate):
+            result += _readers(flat, consumers, node.outputs[0])
+        else:
+            result.append(node)
+    return result
+
+
+def _protect_unfoldable_gates(tracer):
+    """A gate after a layer whose fused activation does not commute with a
+    scale (swish, sigmoid: g * f(z) != f(g * z)) can only be folded into the
+    convolutions or Dense layers reading it. Where another layer reads it
+    (a Multiply, pooling), the group is protected up front, not refused by
+    `strip_pruning` after training."""
+    flat, consumers = tracer.flat, tracer.flat.consumers()
+    producers = {index for index, _ in tracer.producers}
+    for index, node in enumerate(flat.nodes):
+        support = find_support(node.operation)
+        if support is None or support.gate_fold is None or commutes_with_scale(node.operation):
+            continue
+        if index not in producers and not support.regenerates_channels:
+            continue
+        readers = _readers(flat, consumers, node.outputs[0])
+        if len(readers) == 1 and isinstance(readers[0].operation, keras.layers.BatchNormalization):
+            continue  # the gate goes after the BN and folds into it
+        blocking = [r for r in readers if not (find_support(r.operation) or _NONE).scales_inputs]
+        if blocking:
+            tracer.protect(tracer.maps.get(node.outputs[0]), (
+                f"'{node.name}' has activation '{activation_name(node.operation)}', so its "
+                f"gate cannot fold into it, and '{blocking[0].name}' "
+                f"({blocking[0].class_name}) cannot take the gate instead"))
+
+
+def _protect_partly_renormalised_groups(tracer):
+    """A BN or depthwise conv over part of a channel group turns that part's
+    removed (zero) channels into non-zero constants, and no gate can follow
+    it (gates serve whole groups): such groups are protected."""
+    for node in tracer.flat.nodes:
+        support = find_support(node.operation)
+        if support is None or not support.regenerates_channels:
+            continue
+        out_map = tracer.maps.get(node.outputs[0]) or ()
+        partial = [s for s in out_map if s.group is not None and not tracer.groups.is_full(s)]
+        tracer.protect(partial, f"'{node.name}' ({node.class_name}) renormalises part of "
+                                "a channel group, which no gate can follow")
+
+
+# Single-input layers and ops that may turn a removed channel's 0 into
+# another value (sigmoid(0) = 0.5, a Rescaling offset, a padding fill).
+_VALUE_MAKERS = (keras.layers.Activation, keras.layers.Rescaling, keras.layers.Resizing,
+                 *internals.ELEMENTWISE_OPS)
+
+
+def _protect_constants_before_padding(tracer):
+    """A removed channel is 0 after its gate; a layer with f(0) != 0 (an
+    `Activation("sigmoid")`, a `Rescaling` offset, a `Resizing` that pads
+    with a non-zero fill) makes it a non-zero constant. Dense layers and
+    1x1 or 'valid' convolutions fold such a constant into their bias, but a
+    padded or transposed convolution, or padding, sees it differ at the
+    borders: where one can reach such a reader, the group is protected up
+    front, not refused by `strip_pruning` after training."""
+    flat, consumers = tracer.flat, tracer.flat.consumers()
+    for node in flat.nodes:
+        if not isinstance(node.operation, _VALUE_MAKERS) or len(node.inputs) != 1:
+            continue
+        in_map = tracer.maps.get(node.inputs[0]) or ()
+        if not any(s.group is not None for s in in_map):
+            continue
+        made = _value_made_from_zero(tracer, node)
+        if made is None:
+            continue
+        # A value that differs between positions (a padding fill) is no
+        # constant any reader could take; a uniform one is, except at padding.
+        blocking = node if made == "varying" else _reader_that_cannot_absorb(
+            flat, consumers, node.outputs[0])
+        if blocking is node:
+            tracer.protect(in_map, (
+                f"'{node.name}' ({node.class_name}) writes values of its own where a "
+                "removed channel is 0, so the channel is no constant it could drop"))
+        elif blocking is not None:
+            tracer.protect(in_map, (
+                f"'{node.name}' ({node.class_name}) turns a removed channel's 0 into "
+                f"another value, which '{blocking.name}' ({blocking.class_name}) cannot "
+                "take exactly (padding)"))
+
+
+def _value_made_from_zero(tracer, node):
+    """What the node makes of an all-zero input: None (all zero), "uniform"
+    (one non-zero value per channel) or "varying" (values differ between
+    positions, e.g. a padding fill)."""
+    shape = [1] + [4 if size is None else size for size in tracer.shape(node.inputs[0])[1:]]
+    zeros = keras.ops.zeros(shape, "float32")
+    args, kwargs = node.fill_in({node.inputs[0]: zeros})
+    try:
+        out = keras.ops.convert_to_numpy(node.operation(*args, **kwargs))
+    except Exception:  # noqa: BLE001 (a layer that cannot be probed: assume the worst)
+        return "varying"
+    if not np.any(out != 0):
+        return None
+    per_channel = out.reshape(-1, out.shape[-1])
+    return "uniform" if np.all(per_channel == per_channel[:1]) else "varying"
+
+
+def _reader_that_cannot_absorb(flat, consumers, key, seen=None):
+    """The first layer downstream of `key` (through layers that carry a
+    constant on) that cannot take a non-zero constant exactly, or None."""
+    seen = set() if seen is None else seen
+    for reader in _readers(flat, consumers, key):
+        if id(reader) in seen:
+            continue
+        seen.add(id(reader))
+        layer = reader.operation
+        if isinstance(layer, keras.layers.Dense):
+            continue
+        if isinstance(layer, _KERNEL_LAYERS) and (_padded(layer) or isinstance(
+                layer, _TRANSPOSED_OR_SEPARABLE)):
+            return reader
+        if isinstance(layer, _PLAIN_CONVS):
+            continue  # folds the constant into its bias
+        if isinstance(layer, _PADDING) or getattr(layer, "pad_to_aspect_ratio", False):
+            return reader
+        if find_support(layer) is None:
+            continue  # a barrier: its channels are protected already
+        for out_key in reader.outputs:
+            found = _reader_that_cannot_absorb(flat, consumers, out_key, seen)
+            if found is not None:
+                return found
+    return None
+
+
+def _padded(layer):
+    kernel = getattr(layer, "kernel_size", (1,))
+    return getattr(layer, "padding", "valid") != "valid" and int(np.prod(kernel)) > 1
+
+
+_PLAIN_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+_TRANSPOSED_OR_SEPARABLE = (
+    keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose,
+    keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+_KERNEL_LAYERS = (*_PLAIN_CONVS, *_TRANSPOSED_OR_SEPARABLE, keras.layers.DepthwiseConv1D,
+                  keras.layers.DepthwiseConv2D)
+_PADDING = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D,
+            keras.layers.ZeroPadding3D)
+
+
+def _report_protections(groups, traced):
+    """Warns about each group protected by a pattern (not a barrier): a gate
+    that could not be folded or a constant that could not be removed exactly."""
+    for root, reasons in groups.reasons.items():
+        known = traced.get(root, 0)
+        if known or len(reasons) == known:
+            continue  # nothing new, or protected already (the output, a barrier)
+        producers = groups.producers[root]
+        warnings.warn(
+            f"add_gates: the channels of '{producers[0]}'"
+            + (f" (+{len(producers) - 1} tied)" if len(producers) > 1 else "")
+            + f" are kept whole: {reasons[known]}. To prune them, change that layer "
+            "(e.g. a ReLU-like activation, padding='valid') or pass exclude=[...] to "
+            "silence this.", stacklevel=3)
