@@ -64,7 +64,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune.batches import EpochSync  # noqa: E402
+from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
 from keras_relaxprune.datasets import (  # noqa: E402
     CAMVID_IGNORE_LABEL,
     CAMVID_NUM_CLASSES,
@@ -110,7 +110,7 @@ def parse_args(argv=None):
     return args
 
 
-class SegmentationBatches(keras.utils.PyDataset):
+class SegmentationBatches(AugmentedBatches):
     """Seeded, augmented segmentation batches resized from full-resolution frames.
 
     Each image is zoomed by a random factor in `[1, max_zoom]` (a random
@@ -142,22 +142,9 @@ class SegmentationBatches(keras.utils.PyDataset):
 
     def __init__(self, images, labels, batch_size, size, seed, max_zoom=1.5,
                  augment=True, **kwargs):
-        super().__init__(**kwargs)
-        if len(images) < batch_size:
-            raise ValueError(f"{len(images)} training frames < batch size {batch_size}.")
-        self.images, self.labels = images, labels
-        self.batch_size, self.size, self.seed = int(batch_size), tuple(size), seed
-        self.max_zoom, self.augment = float(max_zoom), augment
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch):
-        """Selects the order and augmentation of epoch `epoch`."""
-        self.epoch = int(epoch)
-        self._order = np.random.default_rng([self.seed, self.epoch]).permutation(
-            len(self.images))
-
-    def __len__(self):
-        return len(self.images) // self.batch_size
+        # The order per epoch, the length and `set_epoch` are AugmentedBatches'.
+        super().__init__(images, labels, batch_size, seed, augment=augment, **kwargs)
+        self.size, self.max_zoom = tuple(size), float(max_zoom)
 
     def __getitem__(self, index):
         rng = np.random.default_rng([self.seed, self.epoch, index])
