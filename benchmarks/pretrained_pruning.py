@@ -24,7 +24,6 @@ ResNet-20 on 10k images x 3 epochs):
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -213,7 +212,7 @@ def main(argv=None):
         "lr": args.lr, "prune_lr": args.prune_lr, "schedule": args.schedule, "callback": json.loads(args.callback),
         "recalibrate": args.recalibrate, "dense": args.dense,
         "backend": keras.backend.backend(), "keras_version": keras.__version__,
-        "device": f"CPU ({os.cpu_count()} cores, {platform.machine()})",
+        "device": recipe.device_name(),
         "wall_time_s": round(time.time() - start),
         "command": "python benchmarks/pretrained_pruning.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),

@@ -342,13 +342,6 @@ def plain_copy(model, path):
     return keras.saving.load_model(path, compile=False)
 
 
-def device_name():
-    if keras.backend.backend() == "tensorflow":
-        gpus = tf.config.list_physical_devices("GPU")
-    else:
-        gpus = [d for d in keras.distribution.list_devices() if "cpu" not in d.lower()]
-    return f"{len(gpus)} GPU(s)" if gpus else f"CPU ({os.cpu_count()} cores)"
-
 
 def prune_and_evaluate(train, val, num_classes, steps, check_images, args, checkpoints):
     """The dense model, pruned, stripped and fine-tuned; top-1/top-5 of both."""
@@ -411,7 +404,7 @@ def main(argv=None):
                **measure_and_export(dense, small, check_images[:1], args, run_name),
                "wall_time_s": round(time.time() - start), "args": vars(args),
                "backend": keras.backend.backend(), "keras_version": keras.__version__,
-               "device": device_name(), "date": time.strftime("%Y-%m-%d")}
+               "device": recipe.device_name(), "date": time.strftime("%Y-%m-%d")}
     recipe.print_before_after(f"{run_name}: before / after", summary, [
         (f"top-1 accuracy ({val_images} val images)", "top1_accuracy"),
         (f"top-{min(5, num_classes)} accuracy", "top5_accuracy")])

@@ -71,7 +71,6 @@ from keras_relaxprune.batches import EpochSync  # noqa: E402
 from keras_relaxprune.datasets import load_camvid  # noqa: E402
 from train_dense_camvid import (  # noqa: E402  (also sets $KRP_DATA_DIR)
     SegmentationBatches,
-    device_name,
     evaluate_segmentation,
     mean_iou_metric,
     segmentation_loss,
@@ -190,7 +189,7 @@ def main(argv=None):
         remaining_params=summary["pruned_params"] / summary["dense_params"],
         wall_time_s_last_run=round(time.time() - start), args=vars(args),
         backend=keras.backend.backend(), keras_version=keras.__version__,
-        device=device_name(), date=time.strftime("%Y-%m-%d"),
+        device=recipe.device_name(), date=time.strftime("%Y-%m-%d"),
         command="python examples/prune_camvid.py " + " ".join(
             sys.argv[1:] if argv is None else argv))
     frames = f"{len(val_images)} val frames, {size[0]}x{size[1]}"

@@ -53,7 +53,6 @@ time).
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -64,6 +63,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
+from keras_relaxprune import recipe  # noqa: E402
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
 from keras_relaxprune.datasets import (  # noqa: E402
     CAMVID_IGNORE_LABEL,
@@ -232,11 +232,6 @@ def build(args, steps_per_epoch):
     return model
 
 
-def device_name():
-    devices = keras.distribution.list_devices()
-    gpus = [d for d in devices if "gpu" in d.lower() or "cuda" in d.lower()]
-    return ", ".join(gpus) if gpus else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
-
 
 def main(argv=None):
     """Trains (or resumes) the dense U-Net and writes it with its record."""
@@ -265,7 +260,7 @@ def main(argv=None):
         "size": list(args.size), "widths": list(args.widths),
         "flops": krp.count_flops(model), "params": krp.count_params(model),
         "epochs": args.epochs, "seed": args.seed, "backend": keras.backend.backend(),
-        "keras_version": keras.__version__, "device": device_name(),
+        "keras_version": keras.__version__, "device": recipe.device_name(),
         "command": "python examples/train_dense_camvid.py " + " ".join(
             sys.argv[1:] if argv is None else argv),
         "wall_time_s_last_run": round(time.time() - start),

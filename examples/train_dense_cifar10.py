@@ -28,7 +28,6 @@ device, seed, command, wall time).
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
+from keras_relaxprune import recipe  # noqa: E402
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
 from keras_relaxprune.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
 
@@ -115,7 +115,7 @@ def main(argv=None):
         "model": f"{args.name}.keras", "test_accuracy": accuracy,
         "test_images": len(xt), "train_images": len(x), "epochs": args.epochs,
         "seed": args.seed, "backend": keras.backend.backend(),
-        "keras_version": keras.__version__, "device": _device(),
+        "keras_version": keras.__version__, "device": recipe.device_name(),
         "command": "python examples/train_dense_cifar10.py " + " ".join(argv or sys.argv[1:]),
         "wall_time_s_last_run": round(time.time() - start),
         "date": time.strftime("%Y-%m-%d"),
@@ -124,11 +124,6 @@ def main(argv=None):
     print(json.dumps(record, indent=2))
     return record
 
-
-def _device():
-    devices = keras.distribution.list_devices()
-    gpus = [d for d in devices if "gpu" in d.lower() or "cuda" in d.lower()]
-    return ", ".join(gpus) if gpus else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ through `keras.distillation.Distiller` (`trainer`). `export_and_time` and
 """
 
 import os
+import platform
 import tempfile
 
 import keras
@@ -20,6 +21,24 @@ from keras_relaxprune.errors import StripError
 RECIPE = {"lambda_rate": 1.0, "cost_exponent": 0.0, "gate_prior": "bn_gamma"}
 DISTILL_TEMPERATURE = 4.0
 STRIP_TOLERANCE = 1e-3  # max |gated - stripped| of the outputs, float32 round-off
+
+
+def device_name():
+    """What a job ran on, for its record: the accelerators, else the CPU.
+
+    Returns:
+        `"1 x NVIDIA H200"` (the device kind where the JAX backend names
+        it), the devices Keras lists on other backends,
+        or `"CPU (2 cores, x86_64)"`.
+    """
+    accelerators = [d for d in keras.distribution.list_devices() if "cpu" not in d.lower()]
+    if not accelerators:
+        return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    if keras.backend.backend() == "jax":
+        import jax  # noqa: PLC0415 (the device kind is JAX's to say)
+
+        return f"{len(accelerators)} x " + ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return f"{len(accelerators)} x " + ", ".join(accelerators)
 
 
 def trainer(student, teacher=None, lr=0.01, steps=None, loss=None, metrics=("accuracy",),
