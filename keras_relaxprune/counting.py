@@ -44,12 +44,48 @@ def layer_costs(graph, count, hard=False, params_only=False):
     A layer called several times (shared) has its parameters counted once.
     A merge costs one FLOP per output element for each input beyond the
     first. With `hard=True` the count follows `strip_pruning` exactly: a
-    tensor with no channel left is a constant, and a node fed only by
-    constants (a collapsed residual branch) costs nothing. With
+    tensor with no channel left is a constant, a node fed only by constants
+    (a collapsed residual branch) costs nothing, and neither does a node
+    whose outputs reach the model's outputs only as constants (a conv read
+    only by a slice of removed channels): the stripped model has no such
+    layer. So is a group whose every producer collapsed: its channels are
+    constants that the layers reading them fold into their biases. With
     `params_only=True` unknown spatial sizes are allowed (FLOPs are then
     meaningless).
     """
-    seen, result, constant = set(), [], set()
+    if not hard:
+        return _layer_costs(graph, count, False, params_only)[0]
+    constant_groups = set()
+    while True:
+        costs, collapsed = _layer_costs(
+            graph, _not_counting(graph, count, constant_groups), True, params_only)
+        found = _constant_groups(graph, collapsed)
+        if found <= constant_groups:
+            return costs
+        constant_groups |= found
+
+
+def _not_counting(graph, count, roots):
+    """`count` that counts no channel of the groups `roots`."""
+    if not roots:
+        return count
+    find = graph.groups.find
+    return lambda channel_map: count(
+        [s for s in channel_map if s.group is None or find(s.group) not in roots])
+
+
+def _constant_groups(graph, collapsed):
+    """Roots of the groups whose every producing node collapsed."""
+    producers = {}
+    for index, group in graph.producers:
+        producers.setdefault(graph.groups.find(group), []).append(index)
+    return {root for root, indices in producers.items()
+            if all(index in collapsed for index in indices)}
+
+
+def _layer_costs(graph, count, hard, params_only):
+    """`layer_costs` for one `count`; also the indices of collapsed nodes."""
+    costs, constant, collapsed = [], set(), set()
     gated = graph.gated_tensors()
     for index, flat in enumerate(graph.flat.nodes):
         in_maps, out_maps = graph.in_maps(index), graph.out_maps(index)
@@ -61,7 +97,8 @@ def layer_costs(graph, count, hard=False, params_only=False):
         all_constant = bool(channel_inputs) and not live_inputs
         if hard and emits_constant(all_constant, _widest_output(count, out_maps, known)):
             constant.update(flat.outputs)
-            result.append(LayerCost(flat.name, flat.class_name, 0, 0, 0))
+            collapsed.add(index)
+            costs.append(None)
             continue
         if hard and known:
             # A split part with no channel left is a constant; the others live.
@@ -75,13 +112,30 @@ def layer_costs(graph, count, hard=False, params_only=False):
         else:
             weights = getattr(flat.operation, "weights", [])
             params, macs, elementwise = sum(int(np.prod(w.shape)) for w in weights), 0, 0
-        if id(flat.operation) in seen:
-            params = 0
-        seen.add(id(flat.operation))
-        result.append(
-            LayerCost(flat.name, flat.class_name, params, macs, 2 * macs + elementwise)
-        )
-    return result
+        costs.append((params, macs, 2 * macs + elementwise))
+    live = _reaching_outputs(graph.flat, constant) if hard else None
+    seen, result = set(), []
+    for index, (flat, cost) in enumerate(zip(graph.flat.nodes, costs)):
+        if cost is None or (live is not None and index not in live):
+            cost = (0, 0, 0)
+        elif id(flat.operation) in seen:
+            cost = (0, *cost[1:])
+        else:
+            seen.add(id(flat.operation))
+        result.append(LayerCost(flat.name, flat.class_name, *cost))
+    return result, collapsed
+
+
+def _reaching_outputs(flat_graph, constant):
+    """Indices of the nodes whose values reach a model output through
+    tensors that are not constants (the nodes a rebuilt model keeps)."""
+    needed, live = set(flat_graph.outputs), set()
+    for index in reversed(range(len(flat_graph.nodes))):
+        flat = flat_graph.nodes[index]
+        if any(key in needed and key not in constant for key in flat.outputs):
+            live.add(index)
+            needed.update(flat.inputs)
+    return live
 
 
 def _widest_output(count, out_maps, known):

@@ -73,6 +73,13 @@ class IncrementalCost:
     some groups' masks recomputes the nodes that read those groups, and the
     consumers of every node whose collapse state flips, in graph order.
     `stats` counts evaluations and node recomputations (shared by copies).
+
+    Two rules of `layer_costs` are not followed: a node whose outputs reach
+    the model outputs only as constants, and a group whose every producer
+    collapsed, still count here. With the closing's masks (every group keeps
+    a channel) both arise only below a slice or split part whose channels
+    are all removed; there this cost is an upper bound, and the closing may
+    end a little below its target.
     """
 
     def __init__(self, plan, metric, sums, stats):

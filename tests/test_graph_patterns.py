@@ -376,3 +376,44 @@ def test_a_split_part_with_every_channel_removed_is_counted_as_strip_keeps(mask)
     for metric in ("flops", "params"):
         incremental = IncrementalCost.build(graph, metric, keep).fraction
         assert incremental == pytest.approx(cost_fractions(graph, keep)[metric])
+
+
+def test_a_conv_read_only_through_a_slice_of_removed_channels_costs_nothing():
+    """conv -> x[..., 1:3] -> head, with channels 1 and 2 removed: the
+    slice is a constant, so strip drops the conv although the group keeps
+    channels 0 and 3; the hard count drops it too."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    side = layers.Conv2D(3, 3, padding="same", name="side")(inputs)
+    pooled = [layers.GlobalAveragePooling2D()(t) for t in (x[..., 1:3], side)]
+    model = keras.Model(inputs, layers.Dense(3, name="head")(layers.Concatenate()(pooled)))
+    gated = krp.add_gates(model)
+    gated.get_layer("conv_gate").keep_mask.assign(np.array([1, 0, 0, 1], "float32"))
+    small = krp.strip_pruning(gated)
+    assert "conv" not in [layer.name for layer in small.layers]
+    x = np.random.default_rng(0).random((2, 8, 8, 3), "float32")
+    np.testing.assert_allclose(small(x), gated(x), rtol=1e-4, atol=1e-5)
+    assert krp.count_flops(small) == krp.count_flops(gated)
+    assert krp.count_params(small) == krp.count_params(gated)
+
+
+def test_a_group_whose_producer_collapsed_is_a_constant_for_its_readers():
+    """A split part with every channel removed -> relu -> 1x1 conv: the conv
+    reads only constants and collapses to its bias, so its group's kept
+    channel is a constant the head folds into its bias; the hard count
+    takes the head's input as strip does."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    a, b = keras.ops.split(x, 2, axis=-1)
+    c = layers.Conv2D(2, 1, name="collapsing")(layers.ReLU()(b))
+    pooled = [layers.GlobalAveragePooling2D()(t) for t in (a, c)]
+    model = keras.Model(inputs, layers.Dense(3, name="head")(layers.Concatenate()(pooled)))
+    gated = krp.add_gates(model)
+    gated.get_layer("conv_gate").keep_mask.assign(np.array([1, 1, 0, 0], "float32"))
+    gated.get_layer("collapsing").bias.assign(np.array([0.5, -0.25], "float32"))
+    small = krp.strip_pruning(gated)
+    assert "collapsing" not in [layer.name for layer in small.layers]
+    x = np.random.default_rng(0).random((2, 8, 8, 3), "float32")
+    np.testing.assert_allclose(small(x), gated(x), rtol=1e-4, atol=1e-5)
+    assert krp.count_flops(small) == krp.count_flops(gated)
+    assert krp.count_params(small) == krp.count_params(gated)
