@@ -417,3 +417,23 @@ def test_a_group_whose_producer_collapsed_is_a_constant_for_its_readers():
     np.testing.assert_allclose(small(x), gated(x), rtol=1e-4, atol=1e-5)
     assert krp.count_flops(small) == krp.count_flops(gated)
     assert krp.count_params(small) == krp.count_params(gated)
+
+
+def test_a_broadcast_add_whose_one_channel_input_collapsed_adds_its_constant_everywhere():
+    """Add of a wide tensor and a one-channel conv whose input group is
+    wholly off: the one-channel conv collapses to its bias, which strip adds
+    to every channel of the wide input (a `Rescaling` offset)."""
+    inputs = keras.Input((8, 8, 3))
+    wide = layers.Conv2D(4, 3, padding="same", name="wide")(inputs)
+    feeding = layers.Conv2D(3, 3, padding="same", name="feeding")(inputs)
+    single = layers.Conv2D(1, 1, name="single")(feeding)
+    model = keras.Model(inputs, _head(layers.Add()([wide, single])))
+    gated = krp.add_gates(model)
+    gated.get_layer("feeding_gate").keep_mask.assign(np.zeros(3, "float32"))
+    gated.get_layer("single").bias.assign(np.array([0.7], "float32"))
+    small = krp.strip_pruning(gated)
+    x = np.random.default_rng(0).random((2, 8, 8, 3), "float32")
+    np.testing.assert_allclose(small.predict(x, verbose=0), gated.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-5)
+    assert krp.count_flops(small) == krp.count_flops(gated)
+    assert krp.count_params(small) == krp.count_params(gated)

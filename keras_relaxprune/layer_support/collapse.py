@@ -34,14 +34,20 @@ def constant_output(layer, x, bias):
 
 
 def collapse_merge(stripper, node, ins, live):
-    """A merge with constant inputs: the live sum plus a per-channel offset."""
+    """A merge with constant inputs: the live sum plus a per-channel offset.
+
+    `live` holds the inputs that are not constants, the widest first (a
+    one-channel input broadcast over the others may follow)."""
     if not isinstance(node.operation, (layers.Add, *internals.ADD_OPS)):
         raise StripError(
             f"strip_pruning: an input of '{node.name}' ({node.class_name}) lost all "
             "its channels; only Add can absorb a collapsed branch. Exclude that branch."
         )
     channels = live[0].live
-    offset = sum(x.const[channels] for x in ins if x.is_constant)
+    # A one-channel input broadcast over the others (`Add` of (..., 1) and
+    # (..., C)) gives its constant to every channel.
+    offset = sum(x.const[channels] if len(x.const) > 1 else np.full(len(channels), x.const[0])
+                 for x in ins if x.is_constant)
     if np.isnan(offset).any():
         raise StripError(f"strip_pruning: a collapsed input of '{node.name}' is not constant.")
     total = live[0].value

@@ -43,7 +43,8 @@ def remove_merged_channels(stripper, node, ins, args, kwargs):
         return [LiveChannels.constant(const)]
     if len(live) == len(ins):
         return [LiveChannels(stripper.call_clone(node, args, kwargs), wide[0].live, const)]
-    return [LiveChannels(collapse_merge(stripper, node, ins, wide), wide[0].live, const)]
+    live = wide + [x for x in live if x.width != width]
+    return [LiveChannels(collapse_merge(stripper, node, ins, live), wide[0].live, const)]
 
 
 register_layer(*MERGE_LAYERS, channels=merge_channels, cost=one_flop_per_output,
