@@ -2,14 +2,18 @@
 
 import dataclasses
 
+import keras
 import numpy as np
-from keras import ops
+from keras import layers, ops
 
 from keras_relaxprune import arguments
 from keras_relaxprune.channel_graph import analyze
 from keras_relaxprune.cost import combines_inputs, node_cost
 from keras_relaxprune.flat_graph import as_functional, call_original, flatten, rebuild
 from keras_relaxprune.layer_support.collapse import emits_constant
+from keras_relaxprune.layer_support.convolution import CONVS, TRANSPOSED
+
+_KERNEL_LAYERS = (*CONVS, *TRANSPOSED, layers.Dense)
 
 
 @dataclasses.dataclass
@@ -194,7 +198,7 @@ def count_params(model):
     model = arguments.model("count_params", "model", model)
     graph = analyze(model)
     costs = layer_costs(graph, hard_count(graph), hard=True, params_only=True)
-    return int(sum(c.params for c in costs))
+    return int(sum(c.params for c in _with_gained_biases(graph, costs)))
 
 
 def count_flops(model, input_shape=None, by_layer=False):
@@ -222,7 +226,7 @@ def count_flops(model, input_shape=None, by_layer=False):
     input_shape = arguments.input_shape("count_flops", "input_shape", input_shape, model)
     by_layer = arguments.boolean("count_flops", "by_layer", by_layer)
     graph = sized_graph(model, input_shape)
-    costs = layer_costs(graph, hard_count(graph), hard=True)
+    costs = _with_gained_biases(graph, layer_costs(graph, hard_count(graph), hard=True))
     total = int(sum(c.flops for c in costs))
     if not by_layer:
         return total
@@ -232,6 +236,67 @@ def count_flops(model, input_shape=None, by_layer=False):
         for c in costs
     ]
     return total, rows
+
+
+def _with_gained_biases(graph, costs):
+    """`costs` with the biases `strip_pruning` adds: a convolution or Dense
+    without a bias takes the non-zero constants of its removed input
+    channels (after an `Activation("sigmoid")`, a `Rescaling` offset) into
+    a new bias. Those constants do not depend on the input, so one forward
+    pass on zeros finds them; it runs only where such a layer reads removed
+    channels. (The masks-only costs of the budget, `cost_fractions`, leave
+    these biases out.)"""
+    keep = graph.keep_vectors()
+    readers = {}
+    for index, flat in enumerate(graph.flat.nodes):
+        layer, cost = flat.operation, costs[index]
+        if not isinstance(layer, _KERNEL_LAYERS) or layer.use_bias or not (cost.params or cost.macs):
+            continue
+        in_map = graph.in_maps(index)[0]
+        removed = None if in_map is None else np.flatnonzero(_kept_flags(graph, in_map, keep) == 0)
+        if removed is not None and len(removed):
+            readers[index] = removed
+    if not readers:
+        return costs
+    values = _values_on_zeros(graph, {graph.flat.nodes[i].inputs[0] for i in readers})
+    costs = list(costs)
+    for index, removed in readers.items():
+        flat = graph.flat.nodes[index]
+        constants = np.asarray(values[flat.inputs[0]], "float64")
+        constants = constants.reshape(-1, constants.shape[-1])[0, removed]
+        kernel = np.asarray(keras.ops.convert_to_numpy(flat.operation.kernel), "float64")
+        in_axis, out_axis = (-1, -2) if isinstance(flat.operation, TRANSPOSED) else (-2, -1)
+        summed = np.moveaxis(kernel, (in_axis, out_axis), (-2, -1))
+        summed = summed.reshape(-1, *summed.shape[-2:]).sum(axis=0)
+        if np.any(constants @ summed[removed] != 0):
+            cost = costs[index]
+            outputs = graph.out_maps(index)[0]
+            added = hard_count(graph, keep)(outputs) if outputs is not None else 0
+            costs[index] = dataclasses.replace(cost, params=cost.params + added)
+    return costs
+
+
+def _kept_flags(graph, channel_map, keep):
+    flags = [np.ones(s.length) if s.group is None
+             else keep[graph.groups.find(s.group)][s.start:s.stop] for s in channel_map]
+    return np.concatenate(flags) if flags else np.zeros(0)
+
+
+def _values_on_zeros(graph, keys):
+    """The values of tensors `keys` when every model input is zeros (one
+    sample; unknown sizes taken as 32)."""
+    values = {}
+    for key in graph.flat.inputs:
+        shape = [1] + [32 if size is None else size
+                       for size in tuple(graph.flat.tensors[key].shape)[1:]]
+        values[key] = keras.ops.zeros(shape, graph.flat.tensors[key].dtype or "float32")
+    for flat in graph.flat.nodes:
+        args, kwargs = flat.fill_in(values)
+        outputs = keras.tree.flatten(flat.operation(*args, **kwargs))
+        values.update(zip(flat.outputs, outputs))
+        if keys <= values.keys():
+            break
+    return {key: keras.ops.convert_to_numpy(values[key]) for key in keys}
 
 
 class GraphCost:

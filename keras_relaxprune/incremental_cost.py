@@ -11,7 +11,7 @@ import numpy as np
 
 from keras_relaxprune.cost import combines_inputs, node_cost
 from keras_relaxprune.layer_support.collapse import emits_constant
-from keras_relaxprune.counting import layer_costs
+from keras_relaxprune.counting import hard_count, layer_costs
 
 
 class CostPlan:
@@ -60,6 +60,11 @@ class CostPlan:
         return self.memo[key]
 
 
+def _holds_constant(state):
+    """Whether a node's state (see `IncrementalCost._node`) makes a constant."""
+    return bool(state[0] or state[3])
+
+
 def _prefix(mask):
     return np.concatenate([[0], np.cumsum(mask, dtype="int64")])
 
@@ -74,12 +79,14 @@ class IncrementalCost:
     consumers of every node whose collapse state flips, in graph order.
     `stats` counts evaluations and node recomputations (shared by copies).
 
-    Two rules of `layer_costs` are not followed: a node whose outputs reach
-    the model outputs only as constants, and a group whose every producer
-    collapsed, still count here. With the closing's masks (every group keeps
-    a channel) both arise only below a slice or split part whose channels
-    are all removed; there this cost is an upper bound, and the closing may
-    end a little below its target.
+    Two rules of `layer_costs` look upstream, which a node-by-node update
+    cannot: a node whose outputs reach the model outputs only as constants,
+    and a group whose every producer collapsed, cost nothing. Both need a
+    constant somewhere (a collapsed node or a split part with no channel
+    left); while there is one, the totals are recounted whole with
+    `layer_costs` (with the closing's masks, where every group keeps a
+    channel, only below a slice or split part whose channels are all
+    removed).
     """
 
     def __init__(self, plan, metric, sums, stats):
@@ -87,8 +94,11 @@ class IncrementalCost:
         self.state = []
         for index in range(len(plan.nodes)):
             self.state.append(self._node(index, {}, {}))
+        self.constants = sum(_holds_constant(state) for state in self.state)
         self.totals = {"flops": sum(s[2] for s in self.state),
                        "params": sum(self._call_params(c, {}) for c in plan.calls)}
+        if self.constants:
+            self.totals = self._recounted({})
 
     @classmethod
     def build(cls, graph, metric, keep):
@@ -119,20 +129,33 @@ class IncrementalCost:
                 for key in plan.nodes[index]["outputs"]:
                     for consumer in plan.consumers.get(key, ()):
                         heapq.heappush(queue, consumer)
-        calls = {plan.nodes[i]["call"] for i in changed}
-        totals = {
-            "flops": self.totals["flops"] + sum(
-                new[2] - self.state[i][2] for i, new in changed.items()),
-            "params": self.totals["params"] + sum(
-                self._call_params(c, changed) - self._call_params(c, {}) for c in calls),
-        }
-        return totals[self.metric] / plan.dense[self.metric], (sums, changed, totals)
+        constants = self.constants + sum(
+            _holds_constant(new) - _holds_constant(self.state[i]) for i, new in changed.items())
+        if constants:
+            totals = self._recounted(sums)
+        else:
+            calls = {plan.nodes[i]["call"] for i in changed}
+            totals = {
+                "flops": self.totals["flops"] + sum(
+                    new[2] - self.state[i][2] for i, new in changed.items()),
+                "params": self.totals["params"] + sum(
+                    self._call_params(c, changed) - self._call_params(c, {}) for c in calls),
+            }
+        return (totals[self.metric] / plan.dense[self.metric],
+                (sums, changed, totals, constants))
 
     def apply(self, change):
-        sums, changed, self.totals = change
+        sums, changed, self.totals, self.constants = change
         self.sums.update(sums)
         for index, new in changed.items():
             self.state[index] = new
+
+    def _recounted(self, sums):
+        """Both totals by `layer_costs`, with the masks of `sums` applied."""
+        keep = {root: np.diff(prefix).astype("float32")
+                for root, prefix in {**self.sums, **sums}.items()}
+        costs = layer_costs(self.plan.graph, hard_count(self.plan.graph, keep), hard=True)
+        return {"flops": sum(c.flops for c in costs), "params": sum(c.params for c in costs)}
 
     def commit(self, masks):
         fraction, change = self.evaluate(masks)

@@ -437,3 +437,22 @@ def test_a_broadcast_add_whose_one_channel_input_collapsed_adds_its_constant_eve
                                rtol=1e-4, atol=1e-5)
     assert krp.count_flops(small) == krp.count_flops(gated)
     assert krp.count_params(small) == krp.count_params(gated)
+
+
+def test_a_conv_without_bias_after_a_sigmoid_counts_the_bias_strip_adds():
+    """Removed channels reach a bias-less 1x1 conv as sigmoid(0) = 0.5: strip
+    folds them into a bias the conv did not have, and the hard count of
+    the gated model counts that bias."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = layers.Activation("sigmoid")(x)
+    x = layers.Conv2D(2, 1, use_bias=False, name="no_bias")(x)
+    gated = krp.add_gates(keras.Model(inputs, _head(x)))
+    gated.get_layer("conv_gate").keep_mask.assign(np.array([1, 0, 0, 1], "float32"))
+    small = krp.strip_pruning(gated)
+    assert small.get_layer("no_bias").use_bias
+    x = np.random.default_rng(0).random((2, 8, 8, 3), "float32")
+    np.testing.assert_allclose(small.predict(x, verbose=0), gated.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-5)
+    assert krp.count_params(small) == krp.count_params(gated)
+    assert krp.count_flops(small) == krp.count_flops(gated)

@@ -28,8 +28,7 @@ as it is where all its own groups are protected).
 
 CI draws a fixed set of examples (the "deterministic" profile of
 conftest.py) from `CI_OPS`: `OPS` less `KNOWN_BUGS`, the ops that draw wrong
-cases until the library is fixed (see there). A second known bug,
-`BIAS_ADDED`, is tallied apart, not as wrong. The longer randomized sweep
+cases until the library is fixed (see there; none at present). The longer randomized sweep
 draws from all of `OPS` (`STRIP_SWEEP_VOCABULARY=ci`: `CI_OPS` only), as
 many examples per part as told:
 
@@ -129,16 +128,6 @@ KNOWN_BUGS = {
 }
 
 CI_OPS = tuple(op for op in OPS if op not in KNOWN_BUGS)
-
-# Known bug, not tied to an op: a convolution or Dense without a bias that
-# reads removed channels made non-zero (an `Activation("sigmoid")`, a
-# `Rescaling` offset) takes their constant into a bias it gains when
-# stripped, which the gated hard count (channel masks only) does not count:
-# the stripped params exceed the gated ones by those biases. While this is
-# True such a case (outputs and FLOPs exact, the params differing by exactly
-# the added biases) is tallied as "bias_added", not wrong. Set it to False
-# once the library is fixed.
-BIAS_ADDED = True
 
 # Fused activations of the "conv_*" ops (fresh layer objects per conv).
 FUSED = {
@@ -469,24 +458,7 @@ def check_model(model, seed, whole_groups_off=False):
     if not mismatch:
         side_only = [gate.name for gate in gates(gated)] == ["side_gate"]
         return "exact", "side branch only" if side_only else ""
-    flops, params = counts["flops"], counts["params"]
-    if BIAS_ADDED and flops[0] == flops[1] and params[0] - params[1] == _added_bias(
-            gated, stripped) > 0:
-        return "bias_added", "; ".join(mismatch)
     return "wrong", "; ".join(mismatch)
-
-
-def _added_bias(gated, stripped):
-    """Bias parameters of the stripped layers whose gated layer had none."""
-    added = 0
-    for layer in stripped.layers:
-        try:
-            before = gated.get_layer(layer.name)
-        except ValueError:
-            continue
-        if getattr(layer, "use_bias", False) and not getattr(before, "use_bias", True):
-            added += int(np.prod(layer.bias.shape))
-    return added
 
 
 def _steps(vocabulary):
@@ -498,7 +470,7 @@ def _steps(vocabulary):
 def _run(examples, whole_groups_off):
     """Draws `examples` DAGs (STRIP_SWEEP_EXAMPLES in a sweep), prints the
     tallies and every wrong case; returns (tallies, wrong cases)."""
-    outcomes, refusals, wrong, bias_cases = Counter(), Counter(), [], []
+    outcomes, refusals, wrong = Counter(), Counter(), []
     vocabulary = OPS if SWEEP and os.environ.get("STRIP_SWEEP_VOCABULARY") != "ci" else CI_OPS
     part = "whole_groups_off" if whole_groups_off else "callback"
 
@@ -510,8 +482,6 @@ def _run(examples, whole_groups_off):
         outcomes[outcome] += 1
         if outcome == "wrong":
             wrong.append((steps, seed, detail))
-        elif outcome == "bias_added":
-            bias_cases.append((steps, seed, detail))
         elif outcome == "exact" and detail:
             outcomes["exact_side_only"] += 1
         elif detail:
@@ -522,12 +492,10 @@ def _run(examples, whole_groups_off):
           f"exact {outcomes['exact']} (the side branch's gate only: "
           f"{outcomes['exact_side_only']}), refused at add_gates {outcomes['refused_add_gates']}, "
           f"refused at strip {outcomes['refused_strip']}, "
-          f"known bug BIAS_ADDED {outcomes['bias_added']}, "
           f"wrong {outcomes['wrong']}; refusals {dict(refusals)}")
-    for label, cases in (("WRONG", wrong), ("BIAS_ADDED", bias_cases[:3])):
-        for steps, seed, detail in cases:
-            print(f"  {label}: {detail}\n    KERAS_BACKEND={keras.backend.backend()} .venv/bin/"
-                  f"python tests/test_strip_property.py {part} {seed} \"{steps}\"")
+    for steps, seed, detail in wrong:
+        print(f"  WRONG: {detail}\n    KERAS_BACKEND={keras.backend.backend()} .venv/bin/"
+              f"python tests/test_strip_property.py {part} {seed} \"{steps}\"")
     kinds = Counter(re.sub(r"\d+", "N", detail)[:160] for _, _, detail in wrong)
     for kind, count in kinds.most_common():
         print(f"  wrong x{count}: {kind}")
@@ -562,8 +530,7 @@ def test_random_dags_with_callback_masks_strip_exactly():
 
 def test_random_dags_strip_exactly_or_refuse():
     """Part 2: masks may switch whole groups off. Every random DAG strips to
-    a model with the gated model's outputs, FLOPs and params (but see
-    BIAS_ADDED), or is refused with a StripError (only where a
+    a model with the gated model's outputs, FLOPs and params, or is refused with a StripError (only where a
     group is wholly off); and at least MIN_EXACT of the 25 drawn DAGs are
     stripped (not all refused)."""
     outcomes, wrong = _run(25, whole_groups_off=True)
