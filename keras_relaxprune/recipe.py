@@ -137,13 +137,15 @@ def export_and_time(dense, small, sample, out, latency_runs=100, pruned_from=Non
         small: the stripped model, exported into `out`.
         sample: one input batch (e.g. `x[:1]`) for the batch-1 latency.
         out: the export folder (`krp.export`).
-        latency_runs: timed TFLite invocations per model. Defaults to 100.
+        latency_runs: timed TFLite invocations per model; 0 writes and
+            measures the `.keras` file only. Defaults to 100.
         pruned_from: the gated model, to write the pruning report too.
 
     Returns:
         A dict: `exported` (format -> path), `dense_`/`pruned_` `keras_bytes`,
         `tflite_bytes` and `tflite_latency_ms` (median). On a backend other
-        than TensorFlow only the `.keras` file is written and measured.
+        than TensorFlow, or with `latency_runs=0`, only the `.keras` file is
+        written and measured.
 
     Example:
 
@@ -151,7 +153,7 @@ def export_and_time(dense, small, sample, out, latency_runs=100, pruned_from=Non
     """
     from keras_relaxprune.export import export  # noqa: PLC0415
 
-    if keras.backend.backend() != "tensorflow":  # SavedModel and TFLite need it
+    if keras.backend.backend() != "tensorflow" or not latency_runs:  # TF writes the others
         written = export(small, out, formats=("keras",))
         return {"exported": {k: str(v) for k, v in written.items()},
                 "pruned_keras_bytes": os.path.getsize(written["keras"])}
@@ -251,7 +253,8 @@ def add_job_arguments(parser, target=0.5, prune_epochs=1, epochs=2, lr=0.01,
     parser.add_argument("--checkpoint-dir", default="checkpoints")
     parser.add_argument("--run-dir", default="runs")
     parser.add_argument("--saved-model-dir", default="saved_models")
-    parser.add_argument("--latency-runs", type=int, default=latency_runs)
+    parser.add_argument("--latency-runs", type=int, default=latency_runs,
+                        help="timed TFLite runs per model; 0: write the .keras file only")
     parser.add_argument("--verbose", type=int, default=verbose, help="fit verbosity")
 
 

@@ -54,8 +54,8 @@ def _pretrained(build, data):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("build", [_resnet, _mobilenet], ids=["resnet8", "mobilenet_v2"])
-@pytest.mark.parametrize("target", [0.5, 0.9])
+@pytest.mark.parametrize(("build", "target"), [(_resnet, 0.5), (_resnet, 0.9), (_mobilenet, 0.9)],
+                         ids=["resnet8-0.5", "resnet8-0.9", "mobilenet_v2-0.9"])
 def test_budget_is_met_within_one_point_and_accuracy_stays(cifar, build, target):
     dense = _pretrained(build, cifar)
     gated = krp.add_gates(dense)

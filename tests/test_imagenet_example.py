@@ -92,8 +92,9 @@ def test_job_prunes_strips_and_exports_resnet50(example, tmp_path):
         "--weights", "none", "--data", f"folder:{folder}", "--image-size", "32",
         "--steps-per-epoch", "2", "--prune-epochs", "1", "--epochs", "1",
         "--target", str(target), "--batch-size", "4", "--calibration-steps", "2",
-        # Without XLA: its compile of ResNet-50 takes about a minute per fit here.
-        "--latency-runs", "3", "--run-name", "tiny", "--no-jit-compile",
+        # Without XLA: its compile of ResNet-50 takes about a minute per fit
+        # here; the .keras file only (exports are tested on small models).
+        "--latency-runs", "0", "--run-name", "tiny", "--no-jit-compile",
         "--checkpoint-dir", str(tmp_path / "checkpoints"),
         "--run-dir", str(tmp_path / "runs"),
         "--saved-model-dir", str(tmp_path / "saved_models"), "--verbose", "0",
@@ -112,7 +113,7 @@ def test_job_prunes_strips_and_exports_resnet50(example, tmp_path):
                 "pruned_top1_accuracy_before_fine_tune"):
         assert 0.0 <= summary[key] <= 1.0
     assert summary["pruned_top5_accuracy"] == 1.0  # top-3 of 3 classes
-    assert summary["pruned_tflite_bytes"] < summary["dense_tflite_bytes"]
+    assert set(summary["exported"]) == {"keras"}
     assert not (tmp_path / "checkpoints" / "tiny").exists()
     saved = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
     assert saved == json.loads(json.dumps(summary))

@@ -68,3 +68,11 @@ def test_pruning_callbacks_put_the_budget_before_the_backup(tmp_path):
     assert (budget.lambda_rate, budget.cost_exponent, budget.gate_prior) == (
         recipe.RECIPE["lambda_rate"], recipe.RECIPE["cost_exponent"],
         recipe.RECIPE["gate_prior"])
+
+
+def test_device_name_names_the_accelerators_or_the_cpu(monkeypatch):
+    monkeypatch.setattr(keras.distribution, "list_devices", lambda: ["cpu:0"])
+    assert recipe.device_name().startswith("CPU (")
+    if keras.backend.backend() != "jax":
+        monkeypatch.setattr(keras.distribution, "list_devices", lambda: ["cpu:0", "gpu:0"])
+        assert recipe.device_name() == "1 x gpu:0"
