@@ -57,6 +57,8 @@ def _pretrained(build, data):
 @pytest.mark.parametrize(("build", "target"), [(_resnet, 0.5), (_resnet, 0.9), (_mobilenet, 0.9)],
                          ids=["resnet8-0.5", "resnet8-0.9", "mobilenet_v2-0.9"])
 def test_budget_is_met_within_one_point_and_accuracy_stays(cifar, build, target):
+    if build is _mobilenet and keras.backend.backend() == "jax":
+        pytest.skip("MobileNetV2 takes minutes to compile on JAX; resnet8 covers JAX")
     dense = _pretrained(build, cifar)
     gated = krp.add_gates(dense)
     history = _fit(gated, cifar, 5, krp.PruningCallback(target=target))
