@@ -20,6 +20,7 @@ from keras_relaxprune.layer_support import LayerSupport, find_support
 from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
 
 _NONE = LayerSupport(channels=None)
+MULTIPLY = (keras.layers.Multiply, *internals.MULTIPLY_OPS)
 
 
 def protect_patterns(tracer, warn=False):
@@ -47,9 +48,10 @@ def _readers(flat, consumers, key):
 def _protect_unfoldable_gates(tracer):
     """A gate after a layer whose fused activation does not commute with a
     scale (swish, sigmoid: g * f(z) != f(g * z)) can only be folded into the
-    convolutions or Dense layers reading it. Where another layer reads it
-    (a Multiply, pooling), the group is protected up front, not refused by
-    `strip_pruning` after training."""
+    convolutions or Dense layers reading it, directly or through a
+    `Multiply` (a squeeze-excite product passes the scale on to what reads
+    it). Where another layer reads it (pooling, an `Add`), the group is
+    protected up front, not refused by `strip_pruning` after training."""
     flat, consumers = tracer.flat, tracer.flat.consumers()
     producers = {index for index, _ in tracer.producers}
     for index, node in enumerate(flat.nodes):
@@ -61,12 +63,34 @@ def _protect_unfoldable_gates(tracer):
         readers = _readers(flat, consumers, node.outputs[0])
         if len(readers) == 1 and isinstance(readers[0].operation, keras.layers.BatchNormalization):
             continue  # the gate goes after the BN and folds into it
-        blocking = [r for r in readers if not (find_support(r.operation) or _NONE).scales_inputs]
-        if blocking:
+        blocking = reader_refusing_a_scale(flat, consumers, node.outputs[0])
+        if blocking is not None:
             tracer.protect(tracer.maps.get(node.outputs[0]), (
                 f"'{node.name}' has activation '{activation_name(node.operation)}', so its "
-                f"gate cannot fold into it, and '{blocking[0].name}' "
-                f"({blocking[0].class_name}) cannot take the gate instead"))
+                f"gate cannot fold into it, and '{blocking.name}' "
+                f"({blocking.class_name}) cannot take the gate instead"))
+
+
+def reader_refusing_a_scale(flat, consumers, key):
+    """The first layer reading tensor `key` that cannot take a per-channel
+    scale of it into its weights, or None.
+
+    Convolutions and Dense take it into their kernel rows; a `Multiply` of
+    `key` (full width) with another factor passes it on to its product, so
+    its own readers are asked in turn. Gates are looked through."""
+    width = flat.tensors[key].shape[-1]
+    for reader in _readers(flat, consumers, key):
+        if (find_support(reader.operation) or _NONE).scales_inputs:
+            continue
+        product = reader.outputs[0]
+        if (isinstance(reader.operation, MULTIPLY) and len(reader.outputs) == 1
+                and flat.tensors[product].shape[-1] == width):
+            found = reader_refusing_a_scale(flat, consumers, product)
+            if found is None:
+                continue
+            return found
+        return reader
+    return None
 
 
 def _protect_partly_renormalised_groups(tracer):

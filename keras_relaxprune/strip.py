@@ -24,6 +24,7 @@ from keras_relaxprune.gates import ChannelGate
 from keras_relaxprune.layer_support import FoldTarget, find_support
 from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
 from keras_relaxprune.live_channels import LiveChannels, opaque
+from keras_relaxprune.pattern_protection import MULTIPLY, reader_refusing_a_scale
 
 
 def strip_pruning(model, threshold=None):
@@ -159,12 +160,15 @@ class Stripper:
         if isinstance(operation, ChannelGate):
             return [self._gate(index, flat, ins[0])]
         support = find_support(operation)
+        if isinstance(operation, MULTIPLY):
+            self._pass_scale_on(flat)
         out_map = self.graph.out_maps(index)[0]
         prunes_outputs = index in self._producers and (
             len(self.kept(out_map)) != sum(s.length for s in out_map))
         rebuild_always = bool(support and support.rebuild_always
                               and support.rebuild_always(flat, self.graph))
-        scaled = any(key in self.input_scales for key in flat.inputs)
+        scaled = not isinstance(operation, MULTIPLY) and any(
+            key in self.input_scales for key in flat.inputs)
         if all(x.is_full for x in ins) and not (prunes_outputs or rebuild_always or scaled):
             return self._copy(flat, args, kwargs)
         if support is None or support.remove is None:
@@ -253,17 +257,24 @@ class Stripper:
         return dataclasses.replace(x, const=const)
 
     def _scale_consumers(self, flat, layer, scale):
-        users = self._consumers.get(flat.outputs[0], [])
-        readers = [find_support(self.graph.flat.nodes[i].operation) for i, _ in users]
-        if not users or not all(r is not None and r.scales_inputs for r in readers):
+        blocking = reader_refusing_a_scale(self.graph.flat, self._consumers, flat.outputs[0])
+        if blocking is not None or not self._consumers.get(flat.outputs[0]):
             raise StripError(
                 f"strip_pruning: gate '{flat.name}' follows layer '{layer.name}' whose "
                 f"fused activation '{activation_name(layer)}' does not commute "
                 "with a scale, and not every layer reading the gate is a convolution "
-                "or Dense that could take the scale instead. Put the activation in "
-                "its own layer after a BN."
+                "or Dense (or a Multiply read by them) that could take the scale "
+                "instead. Put the activation in its own layer after a BN."
             )
         self.input_scales[flat.outputs[0]] = scale
+
+    def _pass_scale_on(self, flat):
+        """A product of a scaled factor is scaled alike (a squeeze-excite
+        `Multiply` after a gate that could not fold): the layers reading the
+        product take the scale."""
+        scales = [self.input_scales[key] for key in flat.inputs if key in self.input_scales]
+        if scales:
+            self.input_scales[flat.outputs[0]] = np.prod(scales, axis=0)
 
     def _fold_gate(self, flat, scale):
         key = flat.inputs[0]

@@ -450,3 +450,23 @@ def test_a_conv_without_bias_after_a_sigmoid_counts_the_bias_strip_adds():
     gated.get_layer("conv_gate").keep_mask.assign(np.array([1, 0, 0, 1], "float32"))
     small = _strips_exactly(gated)
     assert small.get_layer("no_bias").use_bias
+
+
+@pytest.mark.parametrize("product", ["layer", "op"])
+def test_squeeze_excite_product_read_by_a_conv_is_pruned_exactly(product):
+    """x * sigmoid(conv(...)) -> 1x1 projection (EfficientNet's blocks):
+    the gate after the sigmoid conv cannot fold into it, but the Multiply
+    passes it on to the projection's kernel rows; nothing is protected."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="features")(inputs)
+    x = layers.Activation("swish")(layers.BatchNormalization()(x))
+    s = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    s = layers.Conv2D(2, 1, activation="swish", name="squeeze")(s)
+    s = layers.Conv2D(8, 1, activation="sigmoid", name="excite")(s)
+    y = layers.Multiply()([x, s]) if product == "layer" else x * s
+    y = layers.Conv2D(4, 1, use_bias=False, name="project")(y)
+    model = keras.Model(inputs, _head(layers.BatchNormalization()(y)))
+    assert "excite" not in _reasons(model) and "features" not in _reasons(model)
+    for seed in range(3):
+        gated, small = _exact(model, seed=seed)
+    assert small.get_layer("excite").filters < 8
