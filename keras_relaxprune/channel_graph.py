@@ -86,6 +86,13 @@ class ChannelGraph:
                 result[root] = np.asarray(gate.keep_mask.numpy(), "float32")
         return result
 
+    def kept_flags(self, channel_map, keep):
+        """0/1 per channel of `channel_map`: alive by `keep` (group root ->
+        vector); fixed channels are alive."""
+        flags = [np.ones(s.length) if s.group is None
+                 else keep[self.groups.find(s.group)][s.start:s.stop] for s in channel_map]
+        return np.concatenate(flags) if flags else np.zeros(0)
+
     def gated_tensors(self):
         """Keys of the tensors carrying channels of a gated group (gated
         models): a BatchNormalization writing one takes a folded gate."""

@@ -11,7 +11,7 @@ from keras_relaxprune.channel_graph import analyze
 from keras_relaxprune.cost import combines_inputs, node_cost
 from keras_relaxprune.flat_graph import as_functional, call_original, flatten, rebuild
 from keras_relaxprune.layer_support.collapse import emits_constant
-from keras_relaxprune.layer_support.convolution import CONVS, TRANSPOSED
+from keras_relaxprune.layer_support.convolution import CONVS, TRANSPOSED, summed_kernel
 
 _KERNEL_LAYERS = (*CONVS, *TRANSPOSED, layers.Dense)
 
@@ -253,7 +253,7 @@ def _with_gained_biases(graph, costs):
         if not isinstance(layer, _KERNEL_LAYERS) or layer.use_bias or not (cost.params or cost.macs):
             continue
         in_map = graph.in_maps(index)[0]
-        removed = None if in_map is None else np.flatnonzero(_kept_flags(graph, in_map, keep) == 0)
+        removed = None if in_map is None else np.flatnonzero(graph.kept_flags(in_map, keep) == 0)
         if removed is not None and len(removed):
             readers[index] = removed
     if not readers:
@@ -265,21 +265,12 @@ def _with_gained_biases(graph, costs):
         constants = np.asarray(values[flat.inputs[0]], "float64")
         constants = constants.reshape(-1, constants.shape[-1])[0, removed]
         kernel = np.asarray(keras.ops.convert_to_numpy(flat.operation.kernel), "float64")
-        in_axis, out_axis = (-1, -2) if isinstance(flat.operation, TRANSPOSED) else (-2, -1)
-        summed = np.moveaxis(kernel, (in_axis, out_axis), (-2, -1))
-        summed = summed.reshape(-1, *summed.shape[-2:]).sum(axis=0)
-        if np.any(constants @ summed[removed] != 0):
+        if np.any(constants @ summed_kernel(flat.operation, kernel)[removed] != 0):
             cost = costs[index]
             outputs = graph.out_maps(index)[0]
             added = hard_count(graph, keep)(outputs) if outputs is not None else 0
             costs[index] = dataclasses.replace(cost, params=cost.params + added)
     return costs
-
-
-def _kept_flags(graph, channel_map, keep):
-    flags = [np.ones(s.length) if s.group is None
-             else keep[graph.groups.find(s.group)][s.start:s.stop] for s in channel_map]
-    return np.concatenate(flags) if flags else np.zeros(0)
 
 
 def _values_on_zeros(graph, keys):

@@ -95,16 +95,20 @@ def run_pruning_job(dataset, model, out, target=0.5, metric="flops", prune_epoch
     dense, data = _dense_model_and_data(settings)
     summary = _prune_and_measure(dense, data, settings)
     shutil.rmtree(settings["checkpoints"], ignore_errors=True)
+    _record(summary, settings, start)
+    return summary
+
+
+def _record(summary, settings, start):
+    """Adds the run's facts and settings to `summary`, prints its table and
+    writes it to `out/summary.json` (the CLI says where)."""
     summary.update(
         wall_time_s=round(time.time() - start), backend=keras.backend.backend(),
         keras_version=keras.__version__, date=time.strftime("%Y-%m-%d"),
         settings={k: v for k, v in settings.items()
                   if k not in ("model_object", "checkpoints")})
     print_table(summary)
-    path = Path(settings["out"]) / "summary.json"
-    summary["summary_path"] = str(path)
-    path.write_text(json.dumps(summary, indent=2) + "\n")  # the CLI says where
-    return summary
+    recipe.write_summary(summary, Path(settings["out"]) / "summary.json", announce=False)
 
 
 def _dense_model_and_data(s):

@@ -265,9 +265,17 @@ def check_job_arguments(parser, args):
     return args
 
 
-def write_summary(summary, path):
-    """Writes a job's summary as JSON to `path` (its folder created), records
-    the path in it as `summary_path` and says where it is.
+def write_summary(summary, path, announce=True):
+    """Writes a job's summary as JSON to `path` (its folder created) and
+    records the path in it as `summary_path`.
+
+    Args:
+        summary: the job's summary dict (JSON-serialisable).
+        path: the file to write.
+        announce: print where it is. Defaults to `True`.
+
+    Returns:
+        The path written, as a `Path`.
 
     Example:
 
@@ -281,7 +289,8 @@ def write_summary(summary, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     summary["summary_path"] = str(path)
     path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"summary: {path}")
+    if announce:
+        print(f"summary: {path}")
     return path
 
 

@@ -182,15 +182,7 @@ class Stripper:
     # the interface of the removal rules ---------------------------------
     def kept(self, channel_map):
         """Original indices of the channels of `channel_map` that survive."""
-        flags = []
-        for segment in channel_map:
-            if segment.group is None:
-                flags.append(np.ones(segment.length))
-            else:
-                root = self.graph.groups.find(segment.group)
-                flags.append(self.keep[root][segment.start:segment.stop])
-        flags = np.concatenate(flags) if flags else np.zeros(0)
-        return np.flatnonzero(flags)
+        return np.flatnonzero(self.graph.kept_flags(channel_map, self.keep))
 
     def output_keep(self, node):
         """Original indices of the node's first output channels that survive."""

@@ -109,6 +109,15 @@ def _folds_constants_exactly(layer):
     return False
 
 
+def summed_kernel(layer, kernel):
+    """`kernel` (a NumPy copy of `layer.kernel`, a convolution's or Dense's)
+    summed over its spatial axes, `(cin, cout)`: what a constant input
+    channel adds to each output."""
+    in_axis, out_axis = (-1, -2) if isinstance(layer, TRANSPOSED) else (-2, -1)
+    summed = np.moveaxis(kernel, (in_axis, out_axis), (-2, -1))
+    return summed.reshape(-1, *summed.shape[-2:]).sum(axis=0)
+
+
 def remove_kernel_channels(stripper, node, ins, args, kwargs):
     (x,) = ins
     out_keep = stripper.output_keep(node)
@@ -117,9 +126,7 @@ def remove_kernel_channels(stripper, node, ins, args, kwargs):
     in_axis, out_axis = (-1, -2) if isinstance(layer, TRANSPOSED) else (-2, -1)
     bias = layer.bias.numpy() if layer.use_bias else np.zeros(kernel.shape[out_axis])
     dropped, values = check_constants(node, x, _folds_constants_exactly(layer))
-    summed = np.moveaxis(kernel, (in_axis, out_axis), (-2, -1))
-    summed = summed.reshape(-1, *summed.shape[-2:]).sum(axis=0)  # (cin, cout)
-    bias = bias + values @ summed[dropped] if len(dropped) else bias
+    bias = bias + values @ summed_kernel(layer, kernel)[dropped] if len(dropped) else bias
     if emits_constant(x.is_constant, len(out_keep)):
         return [constant_output(layer, x, bias)]
     kernel = np.take(np.take(kernel, x.live, axis=in_axis), out_keep, axis=out_axis)
