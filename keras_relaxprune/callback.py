@@ -63,26 +63,33 @@ class PruningCallback(keras.callbacks.Callback):
         lambda_rate: closed-loop lambda. Each training step lambda is
             multiplied by `exp(lambda_rate * (R - t))`, R the relaxed cost
             and t the ramped target, within `[0.1, 1e4] x lambda_`: it
-            grows while the cost lags the ramp (whatever the optimizer and
-            learning rate) and shrinks when the cost is ahead. `0` keeps
-            lambda fixed. Defaults to 0 (fixed): on tiny Adam runs (800
-            images, 48 ramp steps) a rate of 1 drove the net to chance;
-            with SGD on a trained ResNet-56 it helped (README).
+            grows while the cost lags the ramp (whatever the learning
+            rate) and shrinks when the cost is ahead. `0` keeps lambda
+            fixed. Defaults to `None`: 1 when the model's optimizer is
+            `keras.optimizers.SGD` (a step grows with lambda; on a trained
+            ResNet-56 it helped, README), 0 for any other optimizer: Adam
+            and its kin normalise each step, so once the penalty dominates
+            a gate's gradient a larger lambda no longer moves it faster and
+            only winds up (on tiny Adam runs, 800 images and 48 ramp steps,
+            a rate of 1 drove the net to chance).
         calibration_data: training inputs (array, `PyDataset`, `tf.data`,
             or an iterable of batches) on which the BatchNormalization
             statistics are re-estimated when the budget closes and when
             `fit` ends (`recalibrate_batchnorm`). Defaults to `None`.
         calibration_steps: batches of `calibration_data` used. Defaults to 50.
         cost_exponent: how much a channel's cost sets how hard the penalty
-            pushes its gate: 1 (default) pushes in proportion to the cost
-            the channel carries (the relaxed cost's own gradient); 0.5
-            flattens that (same total push), so heavily tied, costly
-            groups are not emptied before the task loss can push back.
+            pushes its gate: 1 pushes in proportion to the cost the channel
+            carries (the relaxed cost's own gradient); smaller values
+            flatten that (same total push), so heavily tied, costly groups
+            are not emptied before the task loss can push back. Defaults
+            to 0 (every channel pushed alike), measured best on a trained
+            network (README).
         gate_prior: `"l1_norm"` starts each gate from its filter's L1 norm
             relative to its group, `"bn_gamma"` from its BN |gamma| relative
             to all channels (`baselines.set_gate_prior`), so a trained
-            network's weakest channels are the first to close. Defaults to
-            `None` (all gates equal).
+            network's weakest channels are the first to close; `None`
+            starts all gates equal. Defaults to `"bn_gamma"` (groups without
+            a BatchNormalization start equal).
         log_dir: write TensorBoard summaries of the pruning (scalars, gate
             histograms per channel group, a channels-kept chart per epoch,
             the pruning report at the end) under `log_dir/train`. Defaults
@@ -110,9 +117,9 @@ class PruningCallback(keras.callbacks.Callback):
 
     def __init__(self, target, metric=None, begin_step=0, end_step=None,
                  lambda_=2.0, final_scale=FINAL_SCALE, threshold=(0.02, 0.2), round_to=1,
-                 verbose=0, lambda_rate=0.0, calibration_data=None,
+                 verbose=0, lambda_rate=None, calibration_data=None,
                  calibration_steps=50, log_dir=None, log_every_n_steps=None,
-                 gate_prior=None, cost_exponent=1.0):
+                 gate_prior="bn_gamma", cost_exponent=0.0):
         super().__init__()
         check = arguments.Checks("PruningCallback")
         self.target = check.real("target", target, "a fraction of the cost to remove, "
@@ -136,8 +143,9 @@ class PruningCallback(keras.callbacks.Callback):
                                       ">= 1 (default 1; 8 suits most hardware)", low=1)
         self.verbose = check.integer("verbose", verbose, "0 (silent) or 1 (a line per epoch)",
                                      low=0, bool_ok=True)
-        self.lambda_rate = check.real("lambda_rate", lambda_rate, "a rate >= 0 (0 keeps "
-                                      "lambda fixed)", low=0.0)
+        self.lambda_rate = None if lambda_rate is None else check.real(
+            "lambda_rate", lambda_rate, "a rate >= 0 (0 keeps lambda fixed), or None "
+            "(1 with SGD, 0 with other optimizers)", low=0.0)
         self.calibration_data = check.batches("calibration_data", calibration_data)
         self.calibration_steps = None if calibration_steps is None else check.integer(
             "calibration_steps", calibration_steps, "a number of batches >= 1, or None "
@@ -184,6 +192,11 @@ class PruningCallback(keras.callbacks.Callback):
         self._end_epoch = self._default_end_epoch()
         self._configure(budget)
 
+    def _lambda_rate(self):
+        if self.lambda_rate is not None:
+            return self.lambda_rate
+        return 1.0 if _is_sgd(getattr(self.model, "optimizer", None)) else 0.0
+
     def _default_end_epoch(self):
         epochs = self.params.get("epochs") or 1
         return max(1, int(0.75 * epochs))
@@ -197,7 +210,7 @@ class PruningCallback(keras.callbacks.Callback):
         values = {
             "begin_step": self.begin_step, "end_step": float(end_step),
             "remaining_target": self.remaining_target, "strength": self.lambda_,
-            "base_strength": self.lambda_, "strength_rate": self.lambda_rate,
+            "base_strength": self.lambda_, "strength_rate": self._lambda_rate(),
             "cost_exponent": self.cost_exponent,
             "final_scale": self.final_scale,
             "initial_threshold": self.threshold[0], "final_threshold": self.threshold[1],
@@ -363,3 +376,9 @@ def _exclude_gates_from_weight_decay(model, graph):
     if optimizer is not None:
         logits = [gate.logits for gate in graph.gates.values()]
         internals.exclude_from_weight_decay(optimizer, logits)
+
+
+def _is_sgd(optimizer):
+    """Whether `optimizer` (inside a `LossScaleOptimizer` too) is plain SGD."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    return isinstance(optimizer, keras.optimizers.SGD)

@@ -17,7 +17,8 @@ import numpy as np
 
 from keras_relaxprune.errors import StripError
 
-# The callback options of the method study (README, "Accuracy on a trained network").
+# The callback options of the method study (README, "Accuracy on a trained network");
+# with SGD they are `PruningCallback`'s defaults, spelled out so records stay reproducible.
 RECIPE = {"lambda_rate": 1.0, "cost_exponent": 0.0, "gate_prior": "bn_gamma"}
 DISTILL_TEMPERATURE = 4.0
 STRIP_TOLERANCE = 1e-3  # max |gated - stripped| of the outputs, float32 round-off

@@ -8,6 +8,7 @@ import pytest
 
 import keras_relaxprune as krp
 import model_zoo
+from keras_relaxprune.budget import find_budget
 from keras_relaxprune.callback import _warn_thinned_to_floor
 from keras_relaxprune.channel_graph import analyze
 from helpers import gates
@@ -47,6 +48,22 @@ def test_lambda_grows_in_graph_while_the_relaxed_cost_lags():
     assert logged[0.0][0] == pytest.approx(2.0)
     assert logged[2.0][0] > 2.0 * 1.5
     assert logged[2.0][-1] == 0.0  # the budget closed: the regulariser is off
+
+
+@pytest.mark.parametrize("optimizer, rate", [
+    (lambda: keras.optimizers.SGD(1e-3, momentum=0.9, nesterov=True), 1.0),
+    (lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1e-3)), 1.0),
+    (lambda: keras.optimizers.Adam(1e-3), 0.0),
+    (lambda: keras.optimizers.AdamW(1e-3), 0.0)], ids=["sgd", "loss_scaled_sgd", "adam", "adamw"])
+def test_lambda_adapts_by_default_with_sgd_only(optimizer, rate):
+    """Adam normalises each step, so a growing lambda only winds up there."""
+    gated = krp.add_gates(_net())
+    gated.compile(optimizer=optimizer(),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    gated.fit(x, y, batch_size=16, epochs=1, verbose=0,
+              callbacks=[krp.PruningCallback(target=0.5)])
+    assert float(find_budget(gated).strength_rate.numpy()) == rate
 
 
 @pytest.mark.parametrize("end_step, bound", [(8, 2.0 * 1e4), (10_000, 2.0 * 0.1)])
