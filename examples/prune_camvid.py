@@ -9,7 +9,8 @@ TensorFlow + XLA:
    at the size the model was built for (176x240 by default);
 2. prune: `krp.add_gates` and one gated `fit` of `--prune-epochs` epochs
    with `krp.PruningCallback(target)` and the method study's recipe
-   (adaptive lambda, equal pushes, BN-gamma gate prior, BatchNormalization
+   (equal pushes, BN-gamma gate prior, lambda adaptive with SGD and fixed
+   with Adam as `PruningCallback`'s default has it, BatchNormalization
    re-estimated on training batches when the budget closes): the budget
    ramps over 75% of the epochs, closes, and the rest trains with the final
    masks; Adam at a constant learning rate (`--optimizer sgd` for
@@ -128,7 +129,8 @@ def prune(dense, batches, check_images, args, checkpoints):
     gated = krp.add_gates(dense, metric=args.metric)
     model = trainer(gated, dense if args.distill else None, args)
     callbacks = [EpochSync(batches), *recipe.pruning_callbacks(
-        args.target, args.metric, batches, checkpoints / "prune")]
+        args.target, args.metric, batches, checkpoints / "prune",
+        lambda_rate=None)]  # adaptive with SGD only: Adam's steps do not grow with lambda
     model.fit(batches, epochs=args.prune_epochs, shuffle=False, verbose=args.verbose,
               callbacks=callbacks)
     small = krp.strip_pruning(gated)
