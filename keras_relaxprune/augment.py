@@ -168,7 +168,8 @@ def _gate_sites(graph, initial_gate, initial_scale):
     def gate_of(root):
         if root not in gates:
             name = safe_name(graph.groups.producers[root][0]) + "_gate"
-            gates[root] = ChannelGate(initial_gate, initial_scale, name=name)
+            gates[root] = ChannelGate(initial_gate, initial_scale, name=name,
+                                      channels=graph.groups.size[root])
         return gates[root]
 
     for index, flat in enumerate(graph.flat.nodes):
@@ -233,12 +234,10 @@ def _gated_group(graph, index, flat):
     if not is_producer and not _regenerates_channels(flat.operation):
         return None
     out_map = graph.out_maps(index)[0]
-    if out_map is None or len(out_map) != 1:
+    # The group whole, once or as tied copies (a grouped convolution's output).
+    root = None if out_map is None else graph.groups.whole_group(out_map)
+    if root is None:
         return None
-    (segment,) = out_map
-    if segment.group is None or not graph.groups.is_full(segment):
-        return None
-    root = graph.groups.find(segment.group)
     return None if graph.groups.is_protected(root) else root
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.channels import (
-    ChannelGroups, Segment, aligned_pieces, fixed_map, map_length,
+    ChannelGroups, Segment, aligned_pieces, concat_maps, fixed_map, map_length, tiles_of,
 )
 from keras_relaxprune.errors import NothingToPruneError, UnsupportedLayerError
 from keras_relaxprune.flat_graph import flatten
@@ -155,6 +155,12 @@ class _Tracer:
         broadcast = [m for m in in_maps if map_length(m) == 1 < width]
         if len(tied) + len(broadcast) != len(in_maps):
             return self.barrier(flat, "inputs of different widths")[0]
+        copies = max(self._copies(m) for m in tied)
+        if copies > 1 and len(tied) > 1:
+            # One input repeats a group (a grouped convolution's output):
+            # the others must repeat alike for their channels to line up.
+            tied = [self.tile(flat, m, copies) for m in tied]
+            tied = [self.groups.current(m) for m in tied]  # after any later split
         for narrow in broadcast:  # one channel spread over all: keep it
             self.protect(narrow, f"'{flat.name}' broadcasts it over {width} channels")
         if broadcast and not isinstance(flat.operation, _ZERO_PRESERVING):
@@ -166,7 +172,7 @@ class _Tracer:
                 self._tie_pieces(flat, piece_a, piece_b)
         return tied[0]
 
-    def _tie_pieces(self, flat, a, b):
+    def _tie_pieces(self, flat, a, b, reason=None):
         groups = self.groups
         if a.group is not None and b.group is not None:
             same = groups.find(a.group) == groups.find(b.group)
@@ -175,8 +181,63 @@ class _Tracer:
             if not same and groups.is_full(a) and groups.is_full(b):
                 groups.union(a.group, b.group)
                 return
-        reason = f"'{flat.name}' ties channels that do not line up"
-        self.protect((a, b), reason)
+        elif a.group is None and b.group is None:
+            return  # fixed channels are kept everywhere
+        self.protect((a, b), reason or f"'{flat.name}' ties channels that do not line up")
+
+    def tile(self, flat, channel_map, count, reason=None):
+        """Ties `channel_map` into `count` tiles of equal width, channel `j`
+        of every tile with channel `j` of the first.
+
+        A group that spans several whole tiles is split into tied copies of
+        a narrower group (`ChannelGroups.split`); channels that still do not
+        line up across tiles are protected, with a reason naming `flat`.
+
+        Args:
+            flat: the node that requires the tiling (for messages).
+            channel_map: the map to tile; its width must divide by `count`.
+            count: the number of tiles (a grouped convolution's `groups`).
+            reason: why channels that do not line up are protected.
+
+        Returns:
+            `channel_map` rewritten after any split.
+        """
+        channel_map = self.groups.current(channel_map)
+        width = map_length(channel_map) // count
+        offset = 0
+        for segment in channel_map:
+            if (segment.length > width and segment.group is not None
+                    and self.groups.is_full(segment)
+                    and offset % width == 0 and segment.length % width == 0):
+                channel_map = self._split(segment.group, segment.length // width, channel_map)
+            offset += segment.length
+        pieces = tiles_of(channel_map, count)
+        for other in pieces[1:]:
+            for piece_a, piece_b in aligned_pieces(pieces[0], other):
+                self._tie_pieces(flat, piece_a, piece_b, reason)
+        return concat_maps(pieces)
+
+    def _split(self, group, parts, channel_map):
+        """Splits `group` into `parts` tied copies and rewrites every traced
+        map (and `channel_map`, returned) in terms of the new group."""
+        self.groups.split(group, parts)
+        for key, old_map in self.maps.items():
+            self.maps[key] = self.groups.current(old_map)
+        return self.groups.current(channel_map)
+
+    def _copies(self, channel_map):
+        """How many identical tiles `channel_map` consists of (1 if none)."""
+        find = self.groups.find
+        resolved = [(None if s.group is None else find(s.group), s.start, s.stop)
+                    for s in channel_map]
+        if not any(root is not None for root, _, _ in resolved):
+            return 1
+        for count in range(len(resolved), 1, -1):
+            size = len(resolved) // count
+            if size * count == len(resolved) and all(
+                    resolved[i] == resolved[i % size] for i in range(len(resolved))):
+                return count
+        return 1
 
 
 def analyze(model, exclude=None, strict=False, warn=False):
@@ -234,8 +295,8 @@ def _trace_node(tracer, node):
         if not _widths_match(tracer, node, out_maps):
             out_maps = tracer.barrier(node, "output width the rule cannot explain")
     if isinstance(node.operation, ChannelGate):
-        (segment,) = in_maps[0]
-        tracer.gate_calls.append((segment.group, node.operation))
+        # A gate reads its group whole, once or as tied copies.
+        tracer.gate_calls.append((in_maps[0][0].group, node.operation))
     for key, out_map in zip(node.outputs, out_maps):
         tracer.maps[key] = out_map
 

@@ -5,6 +5,14 @@ The last axis of every tensor in the graph is described as a tuple of
 `ChannelGroups`) or of fixed channels (`group is None`: inputs, outputs of
 barriers, never pruned). A convolution starts a new group; a slice takes
 part of a map; a concatenation joins maps; an `Add` ties its inputs' groups.
+
+One group may appear several times in a map: `Concatenate()([x, x])`, or
+the output of a grouped convolution with `groups=G`, whose map is G copies
+of one new group (output channel `g * C / G + j` is channel `j` of it).
+Such copies are *tiles*: removing a channel of the group removes it from
+every tile. A group whose channels must line up with tiles of a smaller
+width is *split* (`ChannelGroups.split`): it becomes several copies of a
+new, narrower group, and every map is rewritten in its terms.
 """
 
 import dataclasses
@@ -44,6 +52,24 @@ def slice_map(channel_map, start, stop):
             result.append(Segment(segment.group, begin, begin + hi - lo))
         offset += segment.length
     return tuple(result)
+
+
+def tiles_of(channel_map, count):
+    """The map cut into `count` tiles of equal width (a list of maps)."""
+    width = map_length(channel_map) // count
+    return [slice_map(channel_map, t * width, (t + 1) * width) for t in range(count)]
+
+
+def split_segment(segment, new_group, width):
+    """`segment` of a group that was split into copies of `new_group` (of
+    `width` channels): the same channels as segments of `new_group`."""
+    pieces, start = [], segment.start
+    while start < segment.stop:
+        stop = min(segment.stop, (start // width + 1) * width)
+        offset = start // width * width
+        pieces.append(Segment(new_group, start - offset, stop - offset))
+        start = stop
+    return pieces
 
 
 def aligned_pieces(map_a, map_b):
@@ -99,6 +125,48 @@ class ChannelGroups:
         self.producers[a].extend(self.producers.pop(b))
         return a
 
+    def split(self, group, parts):
+        """Re-expresses `group` as `parts` tied copies of a new, narrower group.
+
+        Channel `p * (size / parts) + j` of the group becomes channel `j` of
+        the new group, whatever `p`: removing it removes it from every copy.
+        The new group inherits the protection and the producers.
+
+        Args:
+            group: a group id (any member of its union).
+            parts: how many copies; must divide the group's size.
+
+        Returns:
+            The id of the new group. Segments of the old group still refer
+            to the old channel positions; `current` rewrites them.
+        """
+        root = self.find(group)
+        size, remainder = divmod(self.size[root], parts)
+        if remainder or size == 0:
+            raise AssertionError("split into parts that do not divide the group")
+        new = self.new(size, None)
+        self.producers[new] = self.producers.pop(root)
+        if root in self.reasons:
+            self.reasons[new] = self.reasons.pop(root)
+        self._parent[root] = new
+        return new
+
+    def current(self, channel_map):
+        """`channel_map` in terms of the groups as they are now: a segment
+        of a group split since (channel `p`, now `p mod size`) becomes
+        segments of the new group."""
+        if channel_map is None:
+            return None
+        result, changed = [], False
+        for segment in channel_map:
+            root = None if segment.group is None else self.find(segment.group)
+            if root is not None and segment.stop > self.size[root]:
+                result.extend(split_segment(segment, root, self.size[root]))
+                changed = True
+            else:
+                result.append(segment)
+        return tuple(result) if changed else channel_map
+
     def protect(self, group, reason):
         self.reasons.setdefault(self.find(group), []).append(reason)
 
@@ -109,4 +177,12 @@ class ChannelGroups:
         return [g for g in range(len(self._parent)) if self.find(g) == g]
 
     def is_full(self, segment):
-        return segment.start == 0 and segment.stop == self.size[segment.group]
+        return segment.start == 0 and segment.stop == self.size[self.find(segment.group)]
+
+    def whole_group(self, channel_map):
+        """The root of the group `channel_map` holds whole, once or as several
+        tied copies (a grouped convolution's output); None otherwise."""
+        roots = {None if s.group is None else self.find(s.group) for s in channel_map}
+        if len(roots) != 1 or None in roots:
+            return None
+        return roots.pop() if all(self.is_full(s) for s in channel_map) else None

@@ -29,7 +29,11 @@ class ChannelGate(keras.layers.Layer):
 
     One `ChannelGate` instance serves a whole channel *group*: when channels
     of several layers must be removed together (both inputs of a residual
-    `Add`, say), the same layer is called after each of them.
+    `Add`, say), the same layer is called after each of them. A tensor may
+    hold its group as several tied copies (the output of a grouped
+    convolution with `groups=G` holds G): a gate made with `channels=k` for
+    a tensor of `G * k` channels repeats its k gates over the copies, so
+    channel `j` of every copy is removed together.
 
     Args:
         initial_gate: gate value of every channel at creation. Defaults to
@@ -38,6 +42,9 @@ class ChannelGate(keras.layers.Layer):
             logits are initialised to `logit(initial_gate) / initial_scale`,
             so under Adam (steps of about one learning rate) a gate can
             close within `logit(0.99) / (50 * lr)` steps: 92 at lr=1e-3.
+        channels: number of gates. Defaults to None: one per input channel.
+            When given, the input's channel count must be a multiple of it,
+            and the gates repeat over the input's channels (tied copies).
 
     Example:
 
@@ -47,14 +54,18 @@ class ChannelGate(keras.layers.Layer):
     0.99
     """
 
-    def __init__(self, initial_gate=INITIAL_GATE, initial_scale=INITIAL_SCALE, **kwargs):
+    def __init__(self, initial_gate=INITIAL_GATE, initial_scale=INITIAL_SCALE,
+                 channels=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 < initial_gate < 1.0:
             raise ValueError(
                 f"ChannelGate: initial_gate must be in (0, 1), got {initial_gate}."
             )
+        if channels is not None and int(channels) < 1:
+            raise ValueError(f"ChannelGate: channels must be positive, got {channels}.")
         self.initial_gate = float(initial_gate)
         self.initial_scale = float(initial_scale)
+        self.gate_count = None if channels is None else int(channels)
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -63,6 +74,8 @@ class ChannelGate(keras.layers.Layer):
             raise ValueError(
                 f"ChannelGate '{self.name}' needs a known channel count (last axis)."
             )
+        channels = self.gate_count or channels
+        self._copies(input_shape, channels)
         logit = math.log(self.initial_gate / (1.0 - self.initial_gate))
         self.logits = self.add_weight(
             name="logits",
@@ -94,7 +107,17 @@ class ChannelGate(keras.layers.Layer):
 
     def call(self, inputs):
         gate = ops.cast(self.gate_values(), inputs.dtype)
-        return inputs * gate
+        copies = self._copies(inputs.shape, self.channels)
+        return inputs * (ops.tile(gate, [copies]) if copies > 1 else gate)
+
+    def _copies(self, input_shape, channels):
+        """How many tied copies of the gates cover the input's channels."""
+        copies, remainder = divmod(int(input_shape[-1]), channels)
+        if remainder or not copies:
+            raise ValueError(
+                f"ChannelGate '{self.name}' has {channels} gates, which do not "
+                f"tile an input of {input_shape[-1]} channels.")
+        return copies
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -102,7 +125,8 @@ class ChannelGate(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            initial_gate=self.initial_gate, initial_scale=self.initial_scale
+            initial_gate=self.initial_gate, initial_scale=self.initial_scale,
+            channels=self.gate_count,
         )
         return config
 

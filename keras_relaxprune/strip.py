@@ -236,11 +236,14 @@ class Stripper:
         return [opaque(value) for value in outputs]
 
     def _gate(self, index, flat, x):
-        (segment,) = self.graph.in_maps(index)[0]
-        root = self.graph.groups.find(segment.group)
+        in_map = self.graph.in_maps(index)[0]
+        root = self.graph.groups.find(in_map[0].group)
         keep, values = self.keep[root], self.gate_values.get(root)
         if values is None:  # a protected group: gate stays open, fold as is
             values = np.asarray(keras.ops.convert_to_numpy(flat.operation.gate_values()))
+        # The input may hold the group as tied copies (a grouped convolution).
+        copies = x.width // len(keep)
+        keep, values = np.tile(keep, copies), np.tile(values, copies)
         const = np.where(keep == 0, 0.0, x.const * values)
         if np.any(keep[x.live] == 0):
             raise StripError(f"strip_pruning: gate '{flat.name}' removes channels its input still holds.")

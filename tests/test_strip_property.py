@@ -32,7 +32,7 @@ cases until the library is fixed (see there; none at present). The longer random
 draws from all of `OPS` (`STRIP_SWEEP_VOCABULARY=ci`: `CI_OPS` only), as
 many examples per part as told:
 
-    cd /work/main && HYPOTHESIS_PROFILE=sweep STRIP_SWEEP_EXAMPLES=500 \\
+    HYPOTHESIS_PROFILE=sweep STRIP_SWEEP_EXAMPLES=500 \\
         KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -s \\
         -p no:cacheprovider tests/test_strip_property.py
 
@@ -103,7 +103,7 @@ OPS = (
     "conv1", "conv3", "bn", "relu", "sigmoid", "add", "concat", "maxpool", "avgpool",
     "dwconv", "sepconv", "upconv",
     # convolutions
-    "gconv", "dwconv2", "subclass_conv", "shared_conv", "shared_block",
+    "gconv", "gconv4", "dwconv2", "subclass_conv", "shared_conv", "shared_block",
     # fused activations: strings and layer objects
     "conv_swish", "conv_sigmoid", "conv_softmax", "conv_sigmoid_layer", "conv_relu_layer",
     # activation layers
@@ -163,10 +163,12 @@ def _step(op, x, tensors, pick, width, variant, name):
     if op in FUSED:
         return [_conv(width, 1 + 2 * (pick % 2), padding="same", activation=FUSED[op](),
                       name=name)(x)]
-    if op == "gconv":  # groups=2: filters and input channels even
-        if channels % 2:
+    if op in ("gconv", "gconv4"):  # groups=2 or 4: filters and inputs divisible
+        groups = 2 if op == "gconv" else 4
+        if channels % groups:
             return None
-        return [_conv(2 * width, 1 + 2 * (pick % 2), padding="same", groups=2, name=name)(x)]
+        return [_conv(groups * width, 1 + 2 * (pick % 2), padding="same", groups=groups,
+                      activation="relu" if variant % 2 else None, name=name)(x)]
     if op in ("dwconv", "dwconv2"):
         return [_dwconv(3, padding="same", depth_multiplier=1 + (op == "dwconv2"),
                         name=name)(x)]

@@ -6,6 +6,14 @@ hold a known non-zero constant (a BN's beta after a pruned channel) are
 folded into the bias where that is exact (Dense, 1x1 or 'valid'
 convolutions); elsewhere the rule refuses with `StripError` rather than
 change the function.
+
+A grouped convolution (`groups=G`) keeps every one of its G channel groups
+the same width: its output is G tied copies of one new group of
+`filters / G` channels, and its input is tied into G tiles (channel `j` of
+each tile removed together; a group spanning several tiles is split into
+tied copies of a narrower one). Removal slices the kernel
+`(*kernel_size, C_in / G, C_out)` with the same kept input indices in every
+channel group and keeps `groups=G`.
 """
 
 import math
@@ -34,15 +42,24 @@ def producer_channels(tracer, node, in_maps):
     layer = node.operation
     if channels_first(layer):
         return tracer.barrier(node, "channels_first data format")
-    if getattr(layer, "groups", 1) != 1:
-        return tracer.barrier(node, "grouped convolution (groups > 1)")
+    groups = conv_groups(layer)
     if isinstance(layer, SEPARABLE) and layer.depth_multiplier != 1:
         tracer.protect(in_maps[0], f"{node.name}: depth_multiplier > 1")
-    out_map = tracer.new_group(node, tracer.out_channels(node))
+    if groups > 1:
+        tracer.tile(node, in_maps[0], groups, reason=(
+            f"'{node.name}' ({node.class_name}, groups={groups}) removes channel j "
+            f"of all its {groups} input groups together, and these channels do not "
+            "line up across them"))
+    out_map = tracer.new_group(node, tracer.out_channels(node) // groups) * groups
     if not acts_per_channel(layer):
         tracer.protect(out_map, f"{node.name}: activation '{activation_name(layer)}' "
                                 "is not known to act on each channel alone")
     return [out_map]
+
+
+def conv_groups(layer):
+    """A convolution's `groups` (1 for layers without the option)."""
+    return int(getattr(layer, "groups", 1) or 1)
 
 
 def bias_params(layer, cout):
@@ -50,8 +67,9 @@ def bias_params(layer, cout):
 
 
 def conv_cost(shapes, layer, cin, cout):
-    # Grouped convs (groups > 1) are barriers: their widths never change.
-    kernel = math.prod(layer.kernel_size) / getattr(layer, "groups", 1)
+    # Each output channel reads cin / groups inputs: with G tied channel
+    # groups of k_in inputs and k_out outputs, cin = G k_in, cout = G k_out.
+    kernel = math.prod(layer.kernel_size) / conv_groups(layer)
     macs = shapes.out_positions * kernel * cin * cout
     elementwise = activation_flops(layer) * shapes.out_positions * cout
     return kernel * cin * cout + bias_params(layer, cout), macs, elementwise
@@ -115,7 +133,32 @@ def summed_kernel(layer, kernel):
     channel adds to each output."""
     in_axis, out_axis = (-1, -2) if isinstance(layer, TRANSPOSED) else (-2, -1)
     summed = np.moveaxis(kernel, (in_axis, out_axis), (-2, -1))
-    return summed.reshape(-1, *summed.shape[-2:]).sum(axis=0)
+    summed = summed.reshape(-1, *summed.shape[-2:]).sum(axis=0)
+    groups = conv_groups(layer)
+    if groups == 1:
+        return summed
+    # Input channel group g feeds output channel group g only.
+    rows, columns = summed.shape
+    width = columns // groups
+    full = np.zeros((rows * groups, columns), summed.dtype)
+    for group in range(groups):
+        block = slice(group * width, (group + 1) * width)
+        full[group * rows:(group + 1) * rows, block] = summed[:, block]
+    return full
+
+
+def grouped_input_rows(node, live, groups, width):
+    """The kernel rows (input indices within one channel group) that survive
+    in every channel group of a grouped convolution; `live` holds the live
+    input channels, `width` the inputs per channel group."""
+    tiles = [live[(live >= g * width) & (live < (g + 1) * width)] - g * width
+             for g in range(groups)]
+    if any(not np.array_equal(tile, tiles[0]) for tile in tiles[1:]):
+        raise StripError(
+            f"strip_pruning: layer '{node.name}' ({node.class_name}, groups={groups}) "
+            "would keep different input channels in its channel groups. Exclude the "
+            "layers feeding it from pruning (add_gates(exclude=[...])).")
+    return tiles[0]
 
 
 def remove_kernel_channels(stripper, node, ins, args, kwargs):
@@ -129,9 +172,13 @@ def remove_kernel_channels(stripper, node, ins, args, kwargs):
     bias = bias + values @ summed_kernel(layer, kernel)[dropped] if len(dropped) else bias
     if emits_constant(x.is_constant, len(out_keep)):
         return [constant_output(layer, x, bias)]
-    kernel = np.take(np.take(kernel, x.live, axis=in_axis), out_keep, axis=out_axis)
+    groups = conv_groups(layer)
+    rows = x.live if groups == 1 else grouped_input_rows(
+        node, x.live, groups, kernel.shape[in_axis])
+    kernel = np.take(np.take(kernel, rows, axis=in_axis), out_keep, axis=out_axis)
     input_scale = stripper.input_scales.get(node.inputs[0])
     if input_scale is not None:  # a gate after a non-homogeneous activation
+        input_scale = _one_scale_per_row(node, input_scale, groups)
         shape = [1] * kernel.ndim
         shape[in_axis] = -1
         kernel = kernel * np.reshape(input_scale, shape)
@@ -142,6 +189,19 @@ def remove_kernel_channels(stripper, node, ins, args, kwargs):
                                       **{width_key: len(out_keep), "use_bias": use_bias})
     stripper.foldable(new_layer)
     return [LiveChannels(value, np.asarray(out_keep), np.full(len(bias), np.nan))]
+
+
+def _one_scale_per_row(node, input_scale, groups):
+    """A grouped convolution's per-live-input scale, one per kernel row (the
+    same in every channel group, as its tied gates are)."""
+    if groups == 1:
+        return input_scale
+    tiles = np.reshape(input_scale, (groups, -1))
+    if not np.allclose(tiles, tiles[:1]):
+        raise StripError(
+            f"strip_pruning: the inputs of layer '{node.name}' ({node.class_name}) "
+            "carry different scales in its channel groups.")
+    return tiles[0]
 
 
 def remove_separable_channels(stripper, node, ins, args, kwargs):
