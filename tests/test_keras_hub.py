@@ -67,6 +67,16 @@ def cspdarknet():
         down_growth=True)
 
 
+def cspresnext():
+    # CSPResNeXt (timm's `cspresnext50` layout) in two small stages: the
+    # bottleneck's 3x3 conv and each stage's down conv are grouped (groups=4).
+    return keras_hub.models.CSPNetBackbone(
+        stem_filters=16, stem_kernel_size=3, stem_strides=1,
+        stackwise_depth=[1, 2], stackwise_strides=[2, 2],
+        stackwise_num_filters=[32, 64], block_type="bottleneck_block", stage_type="csp",
+        groups=4, expand_ratio=[2.0, 1.0], bottle_ratio=[0.5, 1.0], block_ratio=[1.0, 0.5])
+
+
 def deeplab_v3():
     backbone = keras_hub.models.DeepLabV3Backbone(
         image_encoder=resnet(), spatial_pyramid_pooling_key="P3",
@@ -128,6 +138,9 @@ PRUNABLE = {
     # `csp_conv_exp`: a tie of channels that do not line up, so both groups
     # are protected (2 per stage), with the output's.
     "cspdarknet": (cspdarknet, (9, 14, [])),
+    # Its 5 grouped convs prune (every channel group keeping one width);
+    # the bottleneck adds to half of a split, as in CSPDarkNet.
+    "cspresnext": (cspresnext, (12, 17, [])),
     # The squeeze-excite Reshape (C,) -> (1, 1, C) passes channels through;
     # the excite conv's fused sigmoid cannot take the gate of the channels
     # it multiplies, but the Multiply passes it on to the projection conv,
@@ -170,6 +183,7 @@ FLOWS = {
     "resnet_vd": (resnet_vd, 0.69),
     "resnet_v2": (resnet_v2, 0.69),
     "cspdarknet": (cspdarknet, 0.69),
+    "cspresnext": (cspresnext, 0.69),
     # The closing may end just below [69%, 70%] on so small a net (before the
     # expanded channels pruned, 17 stream channels off gave 68.75%).
     "efficientnet": (efficientnet, 0.68),
