@@ -51,7 +51,6 @@ time).
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -250,25 +249,16 @@ def main(argv=None):
               validation_freq=args.validation_freq,
               callbacks=[EpochSync(batches), keras.callbacks.BackupAndRestore(str(backup))])
     scores = evaluate_segmentation(model, val_images, val_labels)
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / f"{args.name}.keras")
-    record = {
-        "model": f"{args.name}.keras", "val_mean_iou": scores["mean_iou"],
+    return recipe.save_trained(model, args.out_dir, args.name, {
+        "val_mean_iou": scores["mean_iou"],
         "val_pixel_accuracy": scores["pixel_accuracy"], "val_class_iou": scores["class_iou"],
         "val_images": len(val_images), "train_images": len(images),
         "size": list(args.size), "widths": list(args.widths),
         "flops": krp.count_flops(model), "params": krp.count_params(model),
-        "epochs": args.epochs, "seed": args.seed, "backend": keras.backend.backend(),
-        "keras_version": keras.__version__, "device": recipe.device_name(),
-        "command": "python examples/train_dense_camvid.py " + " ".join(
-            sys.argv[1:] if argv is None else argv),
-        "wall_time_s_last_run": round(time.time() - start),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    (out / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
-    return record
+        "epochs": args.epochs,
+        **recipe.run_record("examples/train_dense_camvid.py",
+                            sys.argv[1:] if argv is None else argv, start, args.seed),
+    })
 
 
 if __name__ == "__main__":

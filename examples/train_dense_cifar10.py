@@ -26,7 +26,6 @@ device, seed, command, wall time).
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -108,21 +107,12 @@ def main(argv=None):
                          keras.callbacks.BackupAndRestore(str(backup))])
     accuracy = float(model.evaluate(*test, batch_size=500, verbose=0,
                                     return_dict=True)["accuracy"])
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / f"{args.name}.keras")
-    record = {
-        "model": f"{args.name}.keras", "test_accuracy": accuracy,
+    return recipe.save_trained(model, args.out_dir, args.name, {
+        "test_accuracy": accuracy,
         "test_images": len(xt), "train_images": len(x), "epochs": args.epochs,
-        "seed": args.seed, "backend": keras.backend.backend(),
-        "keras_version": keras.__version__, "device": recipe.device_name(),
-        "command": "python examples/train_dense_cifar10.py " + " ".join(argv or sys.argv[1:]),
-        "wall_time_s_last_run": round(time.time() - start),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    (out / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
-    return record
+        **recipe.run_record("examples/train_dense_cifar10.py",
+                            sys.argv[1:] if argv is None else argv, start, args.seed),
+    })
 
 
 

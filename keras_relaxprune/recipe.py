@@ -42,6 +42,53 @@ def device_name():
     return f"{len(accelerators)} x " + ", ".join(accelerators)
 
 
+def run_record(script, argv, start, seed):
+    """The facts every job record carries: how to rerun it and where it ran.
+
+    Args:
+        script: the job's path, as a user types it (`"examples/x.py"`).
+        argv: the job's arguments (a list).
+        start: `time.time()` when the job (this run of it) started.
+        seed: the job's random seed.
+
+    Returns:
+        A dict: `seed`, `backend`, `keras_version`, `device`, `command`,
+        `wall_time_s_last_run` and `date`.
+    """
+    import time  # noqa: PLC0415
+
+    return {"seed": seed, "backend": keras.backend.backend(),
+            "keras_version": keras.__version__, "device": device_name(),
+            "command": " ".join(["python", script, *argv]),
+            "wall_time_s_last_run": round(time.time() - start),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def save_trained(model, out_dir, name, record):
+    """Saves `model` as `out_dir/name.keras` with its record beside it.
+
+    Args:
+        model: the trained Keras model.
+        out_dir: the folder (created if missing).
+        name: the file stem.
+        record: a JSON-serialisable dict; `"model"` (the file name) is
+            added first.
+
+    Returns:
+        The record as written (also printed).
+    """
+    import json  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / f"{name}.keras")
+    record = {"model": f"{name}.keras", **record}
+    (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    return record
+
+
 def trainer(student, teacher=None, lr=0.01, steps=None, loss=None, metrics=("accuracy",),
             temperature=DISTILL_TEMPERATURE, student_loss_weight=0.5, optimizer="sgd"):
     """A compiled model that trains `student`, distilled from `teacher` if given.

@@ -1,5 +1,6 @@
 """Inspection helpers shared by the tests."""
 
+import keras
 import numpy as np
 
 from keras_relaxprune.gates import ChannelGate
@@ -37,6 +38,20 @@ def random_masks(model, seed, keep=0.5, whole_groups_off=False):
         if not whole_groups_off and not mask.any():
             mask[rng.integers(gate.channels)] = 1.0
         gate.keep_mask.assign(mask)
+
+
+def randomize_batch_norms(model, seed):
+    """Non-trivial BN statistics (returns `model`), so a removed channel's
+    constant is not 0."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            width = layer.gamma.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.5, width).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 2, width).astype("float32"))
+            layer.gamma.assign(rng.uniform(0.5, 1.5, width).astype("float32"))
+            layer.beta.assign(rng.normal(0, 0.2, width).astype("float32"))
+    return model
 
 
 def fit_strip_export(model, gated, shape, tmp_path, lowest=0.69, load=None):

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import randomize_batch_norms
 from keras_relaxprune.errors import PruningError
 from keras_relaxprune.export import export, load_saved_model_fn, run_tflite
 from keras_relaxprune.gates import ChannelGate
@@ -25,18 +26,6 @@ def _conv_bn_relu(x, filters):
     return L.ReLU()(L.BatchNormalization()(x))
 
 
-def _randomise_bn(model, seed):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, L.BatchNormalization):
-            n = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.5, n).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 2, n).astype("float32"))
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
-            layer.beta.assign(rng.normal(0, 0.2, n).astype("float32"))
-    return model
-
-
 def _classifier():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16, 16, 3))
@@ -47,7 +36,7 @@ def _classifier():
     b = L.DepthwiseConv2D(3, padding="same", use_bias=False)(b)
     b = L.ReLU()(L.BatchNormalization()(b))
     x = L.GlobalAveragePooling2D()(L.Add()([a, b]))
-    return _randomise_bn(keras.Model(inputs, L.Dense(10)(x)), seed=1)
+    return randomize_batch_norms(keras.Model(inputs, L.Dense(10)(x)), seed=1)
 
 
 def _segmenter():
@@ -55,7 +44,7 @@ def _segmenter():
     inputs = keras.Input((None, None, 3))
     x = _conv_bn_relu(inputs, 8)
     x = L.DepthwiseConv2D(3, padding="same")(x)
-    return _randomise_bn(keras.Model(inputs, L.Conv2D(3, 1)(x)), seed=3)
+    return randomize_batch_norms(keras.Model(inputs, L.Conv2D(3, 1)(x)), seed=3)
 
 
 def _batch(*shape, seed=0):

@@ -19,7 +19,7 @@ import pytest
 from keras import layers
 
 import keras_relaxprune as krp
-from helpers import gates, random_masks
+from helpers import gates, random_masks, randomize_batch_norms
 from keras_relaxprune.channel_graph import analyze
 from keras_relaxprune.counting import GraphCost, cost_fractions, keep_masks
 
@@ -79,18 +79,6 @@ def _assert_grouped_kept(original, small):
         assert stripped.input.shape[-1] == in_per_group * layer.groups
 
 
-def _randomize_batch_norms(model, seed):
-    """Non-trivial BN statistics, so a removed channel's constant is not 0."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            width = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, width).astype("float32"))
-            layer.beta.assign(rng.normal(0, 0.3, width).astype("float32"))
-            layer.moving_mean.assign(rng.normal(0, 0.3, width).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, width).astype("float32"))
-
-
 @pytest.mark.parametrize("groups", [4, 2])
 def test_resnext_block_gates_the_grouped_conv_and_its_input(groups):
     model = _resnext((groups,))
@@ -109,7 +97,7 @@ def test_resnext_block_gates_the_grouped_conv_and_its_input(groups):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_resnext_block_with_random_masks_strips_exactly(groups, seed):
     model = _resnext((groups,))
-    _randomize_batch_norms(model, seed)
+    randomize_batch_norms(model, seed)
     gated = krp.add_gates(model)
     random_masks(gated, seed=seed)
     small = _strips_exactly(gated)
@@ -122,7 +110,7 @@ def test_a_group_switched_wholly_off_collapses_exactly(gate_name):
     """The grouped conv's input group, or its output group, wholly off: the
     residual branch collapses into the shortcut plus a constant."""
     model = _resnext((4,))
-    _randomize_batch_norms(model, 3)
+    randomize_batch_norms(model, 3)
     gated = krp.add_gates(model)
     random_masks(gated, seed=3)
     gate = _gate_named(gated, gate_name)
@@ -154,7 +142,7 @@ def test_chained_grouped_convs_strip_exactly(chain):
     4 then 2: each tile of the second holds two copies of the first's group.
     2 then 4: the first conv's output group is split into two tied copies."""
     model = _resnext(chain)
-    _randomize_batch_norms(model, 4)
+    randomize_batch_norms(model, 4)
     gated = krp.add_gates(model)
     graph = analyze(gated)
     assert not any(graph.groups.is_protected(root) for root in graph.gates)
@@ -238,7 +226,7 @@ def test_regnety_block_with_squeeze_excite_strips_exactly(fused):
     y = layers.BatchNormalization()(layers.Conv2D(16, 1, name="expand")(y))
     z = layers.ReLU()(layers.Add()([x, y]))
     model = keras.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling2D()(z)))
-    _randomize_batch_norms(model, 9)
+    randomize_batch_norms(model, 9)
     gated = krp.add_gates(model)
     assert {g.name: g.channels for g in gates(gated)} == {
         "stem_gate": 16, "reduce_gate": 4, "grouped0_gate": 4, "squeeze_gate": 4}

@@ -153,12 +153,18 @@ def grouped_input_rows(node, live, groups, width):
     input channels, `width` the inputs per channel group."""
     tiles = [live[(live >= g * width) & (live < (g + 1) * width)] - g * width
              for g in range(groups)]
-    if any(not np.array_equal(tile, tiles[0]) for tile in tiles[1:]):
+    return _same_in_every_channel_group(node, tiles, "keep different input channels")
+
+
+def _same_in_every_channel_group(node, tiles, what):
+    """`tiles[0]`, after checking every channel group's tile equals it."""
+    first = tiles[0]
+    if any(len(tile) != len(first) or not np.allclose(tile, first) for tile in tiles[1:]):
         raise StripError(
-            f"strip_pruning: layer '{node.name}' ({node.class_name}, groups={groups}) "
-            "would keep different input channels in its channel groups. Exclude the "
-            "layers feeding it from pruning (add_gates(exclude=[...])).")
-    return tiles[0]
+            f"strip_pruning: layer '{node.name}' ({node.class_name}, groups={len(tiles)}) "
+            f"would {what} in its channel groups. Exclude the layers feeding it from "
+            "pruning (add_gates(exclude=[...])).")
+    return first
 
 
 def remove_kernel_channels(stripper, node, ins, args, kwargs):
@@ -196,12 +202,8 @@ def _one_scale_per_row(node, input_scale, groups):
     same in every channel group, as its tied gates are)."""
     if groups == 1:
         return input_scale
-    tiles = np.reshape(input_scale, (groups, -1))
-    if not np.allclose(tiles, tiles[:1]):
-        raise StripError(
-            f"strip_pruning: the inputs of layer '{node.name}' ({node.class_name}) "
-            "carry different scales in its channel groups.")
-    return tiles[0]
+    return _same_in_every_channel_group(
+        node, np.reshape(input_scale, (groups, -1)), "scale its inputs differently")
 
 
 def remove_separable_channels(stripper, node, ins, args, kwargs):
