@@ -29,6 +29,7 @@ def protect_patterns(tracer, warn=False):
     _protect_unfoldable_gates(tracer)
     _protect_partly_renormalised_groups(tracer)
     _protect_constants_before_padding(tracer)
+    _protect_parts_that_may_all_die(tracer)
     if warn:
         _report_protections(tracer.groups, traced)
 
@@ -143,7 +144,42 @@ def _protect_constants_before_padding(tracer):
             tracer.protect(in_map, (
                 f"'{node.name}' ({node.class_name}) turns a removed channel's 0 into "
                 f"another value, which '{blocking.name}' ({blocking.class_name}) cannot "
-                "take exactly (padding)"))
+                "take exactly (padding, or a concatenation along space)"))
+
+
+def _protect_parts_that_may_all_die(tracer):
+    """A layer with a kernel that reads only parts of channel groups (slices
+    or splits: no group whole, no fixed channel) may lose every input while
+    each group keeps channels elsewhere; it then emits constants (its bias,
+    or what a BN after it makes of 0). Where those can reach a reader that
+    cannot take a constant exactly (padding), the parts are protected up
+    front, not refused by `strip_pruning` after training."""
+    flat, consumers = tracer.flat, tracer.flat.consumers()
+    for node in flat.nodes:
+        if not isinstance(node.operation, (*_KERNEL_LAYERS, keras.layers.Dense)):
+            continue
+        in_map = tracer.maps.get(node.inputs[0]) or ()
+        if not in_map or _keeps_a_live_input(tracer.groups, in_map):
+            continue
+        blocking = _reader_that_cannot_absorb(flat, consumers, node.outputs[0])
+        if blocking is not None:
+            tracer.protect(in_map, (
+                f"'{node.name}' ({node.class_name}) reads only parts of channel groups; "
+                "with all of them removed it would emit constants, which "
+                f"'{blocking.name}' ({blocking.class_name}) cannot take exactly (padding)"))
+
+
+def _keeps_a_live_input(groups, in_map):
+    """Whether some input channel always stays: a fixed channel, or a group
+    read whole (a group never loses its last channel)."""
+    covered = {}
+    for segment in in_map:
+        if segment.group is None:
+            return True
+        root = groups.find(segment.group)
+        mask = covered.setdefault(root, np.zeros(groups.size[root], bool))
+        mask[segment.start:segment.stop] = True
+    return any(mask.all() for mask in covered.values())
 
 
 def _value_made_from_zero(tracer, node):
@@ -181,6 +217,8 @@ def _reader_that_cannot_absorb(flat, consumers, key, seen=None):
             continue  # folds the constant into its bias
         if isinstance(layer, _PADDING) or getattr(layer, "pad_to_aspect_ratio", False):
             return reader
+        if _concatenates_along_space(reader, flat):
+            return reader  # another input may hold another constant there
         if find_support(layer) is None:
             continue  # a barrier: its channels are protected already
         for out_key in reader.outputs:
@@ -188,6 +226,15 @@ def _reader_that_cannot_absorb(flat, consumers, key, seen=None):
             if found is not None:
                 return found
     return None
+
+
+def _concatenates_along_space(node, flat):
+    """A concatenation (layer or op) along an axis other than the channels'."""
+    layer = node.operation
+    if not isinstance(layer, (keras.layers.Concatenate, *internals.CONCATENATE_OPS)):
+        return False
+    rank = len(flat.tensors[node.outputs[0]].shape)
+    return getattr(layer, "axis", -1) not in (-1, rank - 1)
 
 
 def _padded(layer):

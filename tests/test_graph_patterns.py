@@ -422,6 +422,49 @@ def test_a_group_whose_producer_collapsed_is_a_constant_for_its_readers():
     assert "collapsing" not in [layer.name for layer in small.layers]
 
 
+@pytest.mark.parametrize("reader", ["transposed", "padded"])
+def test_a_conv_reading_only_split_parts_before_padding_is_protected_at_add_gates(reader):
+    """conv -> split -> 1x1 conv on one part -> padded or transposed conv:
+    with every channel of the part removed (its group keeps the other
+    part's) the 1x1 conv emits its bias, a constant the padded reader
+    cannot take exactly. The group is protected when the model is gated,
+    with a warning naming the 1x1 conv; the model strips exactly."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    a, b = keras.ops.split(x, 2, axis=-1)
+    y = layers.Conv2D(3, 1, name="part_reader")(b)
+    y = (layers.Conv2DTranspose(3, 2, strides=2, name="blocking")(y) if reader == "transposed"
+         else layers.Conv2D(3, 3, padding="same", name="blocking")(y))
+    pooled = [layers.GlobalAveragePooling2D()(t) for t in (a, y)]
+    model = keras.Model(inputs, layers.Dense(3, name="head")(layers.Concatenate()(pooled)))
+    assert "'part_reader' (Conv2D) reads only parts of channel groups" in _reasons(model)
+    assert "'blocking'" in _reasons(model)
+    with pytest.warns(UserWarning, match="part_reader"):
+        gated = krp.add_gates(model)
+    assert "conv_gate" not in [layer.name for layer in gated.layers]
+    random_masks(gated, 0)
+    _strips_exactly(gated)
+
+
+def test_a_constant_concatenated_along_space_is_protected_at_add_gates():
+    """conv -> Rescaling(offset) concatenated along the height with the
+    plain conv output: a removed channel is the offset in one half and 0 in
+    the other, no constant a reader could drop. Protected up front."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    shifted = layers.Rescaling(0.5, offset=0.25, name="maker")(x)
+    y = layers.Concatenate(axis=1, name="along_height")([shifted, x])
+    side = layers.Conv2D(3, 3, padding="same", name="side")(inputs)
+    pooled = [layers.GlobalAveragePooling2D()(t) for t in (y, side)]
+    model = keras.Model(inputs, layers.Dense(3, name="head")(layers.Concatenate()(pooled)))
+    reasons = _reasons(model)
+    assert "'maker'" in reasons and "'along_height'" in reasons
+    with pytest.warns(UserWarning, match="maker"):
+        gated = krp.add_gates(model)
+    random_masks(gated, 0)
+    _strips_exactly(gated)
+
+
 def test_a_broadcast_add_whose_one_channel_input_collapsed_adds_its_constant_everywhere():
     """Add of a wide tensor and a one-channel conv whose input group is
     wholly off: the one-channel conv collapses to its bias, which strip adds
