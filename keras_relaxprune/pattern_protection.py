@@ -211,7 +211,7 @@ def _reader_that_cannot_absorb(flat, consumers, key, seen=None):
         if isinstance(layer, keras.layers.Dense):
             continue
         if isinstance(layer, _KERNEL_LAYERS) and (_padded(layer) or isinstance(
-                layer, _TRANSPOSED_OR_SEPARABLE)):
+                layer, _TRANSPOSED_OR_SEPARABLE) or getattr(layer, "depth_multiplier", 1) > 1):
             return reader
         if isinstance(layer, _PLAIN_CONVS):
             continue  # folds the constant into its bias

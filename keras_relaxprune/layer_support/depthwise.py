@@ -6,6 +6,7 @@ import math
 import numpy as np
 from keras import layers
 
+from keras_relaxprune.errors import StripError
 from keras_relaxprune.layer_support.activations import (
     activation_flops, activation_name, acts_per_channel, apply_activation,
 )
@@ -41,7 +42,14 @@ def remove_depthwise_channels(stripper, node, ins, args, kwargs):
     non-zero and meets zero padding at the borders (then unknown)."""
     (x,) = ins
     layer = node.operation
-    kernel = layer.kernel.numpy()  # (*k, channels, 1)
+    kernel = layer.kernel.numpy()  # (*k, channels, depth_multiplier)
+    if kernel.shape[-1] != 1 and len(x.dropped()):
+        # A barrier (its input group is protected): reached by a collapsed
+        # branch's constant only when a whole group was switched off.
+        raise StripError(
+            f"strip_pruning: layer '{node.name}' ({node.class_name}, depth_multiplier="
+            f"{kernel.shape[-1]}) reads channels whose producers lost every input; it "
+            "cannot be stripped exactly. Exclude the layers before it from pruning.")
     bias = layer.bias.numpy() if layer.use_bias else np.zeros(kernel.shape[-2])
     const = x.const.copy()
     spatial = kernel.reshape(-1, kernel.shape[-2]).sum(axis=0)
