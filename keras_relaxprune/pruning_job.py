@@ -7,6 +7,20 @@ BatchNormalization re-estimated), `strip_pruning` checked against the gated
 model, a fine-tune of the stripped network with the learning rate cosine to
 0, the dense network teaching through `keras.distillation.Distiller` in both
 fits, then the export and one before/after table.
+
+Datasets: `"cifar10"`, `"camvid"` (11 classes, label 11 = void, ignored),
+`"tfds:NAME"` (a TensorFlow Datasets image classification set with
+`(image, label)` pairs) or `"folder:PATH"` (class subfolders, in
+`PATH/train` with an optional `PATH/test` or `PATH/val`, else in `PATH`
+with 20% held out); archives are found through `$KRP_DATA_DIR`. Models:
+`"resnet20"`, `"resnet56"` (CIFAR ResNets), `"unet"` (a small U-Net for
+CamVid), a `.keras` file or a `keras.Model` that takes raw 0-255 RGB and
+outputs logits; a named model is untrained, so it needs `dense_epochs`.
+
+Each fit is backed up every epoch (`keras.callbacks.BackupAndRestore`) into
+`out/checkpoints/`, with the trained dense, gated and stripped models kept
+there between the fits: the same call after a kill resumes where it
+stopped. The folder is removed when the job ends.
 """
 
 import json
@@ -35,28 +49,19 @@ def run_pruning_job(dataset, model, out, target=0.5, metric="flops", prune_epoch
     """Prunes a model on a dataset, strips, fine-tunes and exports it.
 
     Args:
-        dataset: `"cifar10"`, `"camvid"` (11 classes, label 11 = void,
-            ignored), `"tfds:NAME"` (a TensorFlow Datasets image
-            classification set with `(image, label)` pairs) or
-            `"folder:PATH"` (class subfolders, in `PATH/train` with an
-            optional `PATH/test` or `PATH/val`, else in `PATH` with 20% held
-            out). Archives are found through `$KRP_DATA_DIR`.
-        model: `"resnet20"`, `"resnet56"` (CIFAR ResNets), `"unet"` (a small
-            U-Net for CamVid), a `.keras` file or a `keras.Model` that takes
-            raw 0-255 RGB and outputs logits. A named model is untrained, so
-            it needs `dense_epochs`. A model object is trained in place by
-            `dense_epochs`; pruning works on a copy.
-        out: directory of the export (`model.keras`, `saved_model/`,
-            `model.tflite`, the pruning report) and of `summary.json`.
+        dataset: `"cifar10"`, `"camvid"`, `"tfds:NAME"` or `"folder:PATH"`
+            (module docstring).
+        model: `"resnet20"`, `"resnet56"`, `"unet"`, a `.keras` file or a
+            `keras.Model` (trained in place by `dense_epochs`; pruning
+            works on a copy).
+        out: directory of the export and of `summary.json`.
         target: fraction of the cost to remove, in (0, 1). Defaults to 0.5.
         metric: `"flops"` or `"params"`. Defaults to `"flops"`.
         prune_epochs: epochs of the gated fit in which the budget ramps and
             closes. Defaults to 1.
         epochs: epochs of the stripped model's fine-tune. Defaults to 2.
-        dense_epochs: epochs of dense training before pruning (SGD-Nesterov
-            at 0.1, cosine to 0). Defaults to 0.
-        train_limit: use this many training images (class-balanced for
-            CIFAR-10). Defaults to `None` (all).
+        dense_epochs: dense training epochs before pruning. Defaults to 0.
+        train_limit: training images used (`None`: all). Defaults to `None`.
         test_limit: evaluate on this many test images. Defaults to `None`.
         batch_size: training batch size. Defaults to 128.
         lr: SGD-Nesterov learning rate, constant while pruning, then cosine
@@ -64,16 +69,12 @@ def run_pruning_job(dataset, model, out, target=0.5, metric="flops", prune_epoch
         distill: the dense model teaches (logits, temperature 4, weight 0.5).
             Defaults to `True`.
         seed: seed of the data order, augmentation and subsets. Defaults to 0.
-        image_size: `(height, width)` the images are resized to. Defaults to
-            `None`: the model's input size, else the dataset's own
-            (CamVid: 176 x 240, a folder: 256 x 256).
+        image_size: `(height, width)` of the images. Defaults to `None`:
+            the model's input size, else the dataset's (CamVid 176 x 240).
         latency_runs: timed TFLite invocations per model. Defaults to 100.
         verbose: `fit` verbosity, 0, 1 (progress bars) or 2. Defaults to 1.
 
-    Each fit is backed up every epoch (`keras.callbacks.BackupAndRestore`)
-    into `out/checkpoints/`, with the trained dense, gated and stripped
-    models kept there between the fits: the same call after a kill resumes
-    where it stopped. The folder is removed when the job ends.
+    Resumable after a kill (module docstring).
 
     Returns:
         The summary dict, also written to `out/summary.json`: test quality
