@@ -11,7 +11,9 @@ TensorFlow + XLA:
    with `krp.PruningCallback(target)` and the method study's recipe
    (equal pushes, BN-gamma gate prior, lambda adaptive with SGD and fixed
    with Adam as `PruningCallback`'s default has it, BatchNormalization
-   re-estimated on training batches when the budget closes): the budget
+   re-estimated on training batches when the budget closes) and a floor
+   per channel group (`--min-keep 0.25`: without it the FLOPs budget took
+   the decoder's cheap layers down to one channel, see README): the budget
    ramps over 75% of the epochs, closes, and the rest trains with the final
    masks; Adam at a constant learning rate (`--optimizer sgd` for
    SGD-Nesterov);
@@ -30,6 +32,13 @@ TensorFlow + XLA:
    pixel accuracy on all 101 val frames, FLOPs, params, file sizes and
    TFLite batch-1 latency measured in this run; `runs/<run-name>/summary.json`
    holds it all.
+
+`--method l1_norm` (or `uniform`, `random`, `network_slimming`) replaces
+step 2 by a baseline's channel choice under the same budget
+(`keras_relaxprune.baselines.apply_baseline`, no gated fit); the stripped
+network then fine-tunes for `--prune-epochs + --epochs`, the same number of
+epochs. `--callback '{"round_to": 4}'` passes more `PruningCallback`
+arguments.
 
 `BackupAndRestore` backs both fits up into `checkpoints/<run-name>/` each
 epoch and the stripped model is kept there between them: the same command
@@ -54,6 +63,7 @@ about 1 h 15 min, plus a few minutes of evaluation, export and latency.
 """
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -68,6 +78,7 @@ import keras_relaxprune as krp  # noqa: E402
 from keras_relaxprune import recipe  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from keras_relaxprune.baselines import METHODS, apply_baseline  # noqa: E402
 from keras_relaxprune.batches import EpochSync  # noqa: E402
 from keras_relaxprune.datasets import load_camvid  # noqa: E402
 from train_dense_camvid import (  # noqa: E402  (also sets $KRP_DATA_DIR)
@@ -92,13 +103,23 @@ def parse_args(argv=None):
     p.add_argument("--train-limit", type=int, default=0, help="0 = all 367 frames")
     p.add_argument("--val-limit", type=int, default=0, help="0 = all 101 frames")
     p.add_argument("--data", default=None, help="camvid_jpeg.npz or its folder")
+    p.add_argument("--method", choices=("ours", *METHODS), default="ours",
+                   help="ours (PruningCallback), or a baseline's channel choice "
+                        "(krp.baselines.apply_baseline, no gated fit: the stripped "
+                        "network fine-tunes for --prune-epochs + --epochs)")
+    p.add_argument("--min-keep", type=float, default=0.25,
+                   help="PruningCallback(min_keep): every channel group keeps this "
+                        "fraction of its channels (0: down to one)")
+    p.add_argument("--callback", type=json.loads, default={},
+                   help='more PruningCallback arguments as JSON, e.g. \'{"cost_exponent": 1}\'')
     recipe.add_job_arguments(p, target=0.9, prune_epochs=8, epochs=24, lr=5e-4,
                              latency_runs=50, verbose=2,
                              run_name="<dense name without _dense>_<metric><kept %>")
     args = p.parse_args(argv)
     recipe.check_job_arguments(p, args)
+    method = "" if args.method == "ours" else f"_{args.method}"
     args.run_name = args.run_name or (
-        f"{Path(args.dense).stem.replace('_dense', '')}_{args.metric}"
+        f"{Path(args.dense).stem.replace('_dense', '')}{method}_{args.metric}"
         f"{round(100 * (1 - args.target))}")
     return args
 
@@ -127,10 +148,16 @@ def prune(dense, batches, check_images, args, checkpoints):
     if stripped_file.is_file():
         return keras.saving.load_model(stripped_file, compile=False), None
     gated = krp.add_gates(dense, metric=args.metric)
+    if args.method != "ours":
+        apply_baseline(gated, args.method, args.target, args.metric, seed=args.seed)
+        small = krp.strip_pruning(gated)
+        stripped_file.parent.mkdir(parents=True, exist_ok=True)
+        small.save(stripped_file)
+        return small, recipe.check_strip(gated, small, check_images)
     model = trainer(gated, dense if args.distill else None, args)
     callbacks = [EpochSync(batches), *recipe.pruning_callbacks(
         args.target, args.metric, batches, checkpoints / "prune",
-        lambda_rate=None)]  # adaptive with SGD only: Adam's steps do not grow with lambda
+        **{"lambda_rate": None, "min_keep": args.min_keep, **args.callback})]
     model.fit(batches, epochs=args.prune_epochs, shuffle=False, verbose=args.verbose,
               callbacks=callbacks)
     small = krp.strip_pruning(gated)
@@ -141,12 +168,14 @@ def prune(dense, batches, check_images, args, checkpoints):
 
 def fine_tune(small, dense, batches, args, checkpoints):
     """The stripped (dense, smaller) network trained on, cosine to 0."""
-    if args.epochs == 0:
+    gated_epochs = args.prune_epochs if args.method == "ours" else 0
+    epochs = args.epochs + args.prune_epochs - gated_epochs  # same epochs for every method
+    if epochs == 0:
         return small
     model = trainer(small, dense if args.distill else None, args,
-                    steps=args.epochs * len(batches))
-    model.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
-              callbacks=[EpochSync(batches, first_epoch=args.prune_epochs),
+                    steps=epochs * len(batches))
+    model.fit(batches, epochs=epochs, shuffle=False, verbose=args.verbose,
+              callbacks=[EpochSync(batches, first_epoch=gated_epochs),
                          keras.callbacks.BackupAndRestore(str(checkpoints / "fine_tune"))])
     return small
 

@@ -14,6 +14,7 @@ branch-and-bound over the groups' counts. Candidates are priced by
 
 import heapq
 import logging
+import math
 import time
 
 import numpy as np
@@ -32,7 +33,31 @@ MAX_SEARCH_GROUPS = 500
 _logger = logging.getLogger(__name__)
 
 
-def minimum_fraction(graph, metric, round_to=1):
+def group_floor(size, round_to=1, min_keep=0.0):
+    """Fewest channels a group of `size` may keep.
+
+    `min(round_to, size)`, raised to `ceil(min_keep * size)` rounded up to
+    a multiple of `round_to` (at most `size`).
+
+    Args:
+        size: the group's channel count.
+        round_to: kept counts are multiples of it (or the whole group).
+            Defaults to 1.
+        min_keep: fraction of its channels every group keeps. Defaults to 0.
+
+    Returns:
+        The floor (int).
+
+    Example:
+
+    >>> group_floor(128, round_to=1, min_keep=0.25), group_floor(16, 4, 0.1)
+    (32, 4)
+    """
+    least = max(min(round_to, size), math.ceil(min_keep * size - 1e-9))
+    return min(size, -(-least // round_to) * round_to)
+
+
+def minimum_fraction(graph, metric, round_to=1, min_keep=0.0):
     """Smallest reachable cost fraction: every prunable group at its floor.
 
     Args:
@@ -40,6 +65,8 @@ def minimum_fraction(graph, metric, round_to=1):
         metric: `"flops"` or `"params"`.
         round_to: a group's floor is `min(round_to, size)` channels.
             Defaults to 1.
+        min_keep: and at least this fraction of them (`group_floor`).
+            Defaults to 0.
 
     Returns:
         The hard remaining fraction of `metric` (float).
@@ -52,18 +79,19 @@ def minimum_fraction(graph, metric, round_to=1):
     keep = graph.keep_vectors()
     for root in graph.gated_groups():
         keep[root] = np.zeros_like(keep[root])
-        keep[root][: min(round_to, len(keep[root]))] = 1.0
+        keep[root][: group_floor(len(keep[root]), round_to, min_keep)] = 1.0
     return cost_fractions(graph, keep)[metric]
 
 
-def close_budget(graph, metric, target, round_to=1, scores=None, verbose=False):
+def close_budget(graph, metric, target, round_to=1, scores=None, verbose=False,
+                 min_keep=0.0):
     """Group root -> final 0/1 keep vector with the hard cost near `target`.
 
     The hard `metric` fraction lands in `[target - 0.01, target]` whenever a
     configuration in that band exists, else at the largest reachable fraction
     at or below `target` (every group at its floor if none is). A group keeps
-    at least `min(round_to, size)` channels and a multiple of `round_to` (or
-    all of them). It keeps its best-scored channels; channels already
+    at least `group_floor(size, round_to, min_keep)` channels and a multiple
+    of `round_to` (or all of them). It keeps its best-scored channels; channels already
     switched off (`keep_mask` 0) come back only once all its alive ones are
     kept, or to reach its floor.
 
@@ -78,6 +106,8 @@ def close_budget(graph, metric, target, round_to=1, scores=None, verbose=False):
             alike), then to the larger cost saved per channel.
         verbose: print what closing does while it runs; the messages also
             go to the `keras_relaxprune.budget_closing` logger. Defaults to False.
+        min_keep: fraction of its channels every group keeps (a floor per
+            group, so no stage is emptied). Defaults to 0.
 
     Returns:
         Group root -> 0/1 keep vector (numpy float32), for every scored group.
@@ -92,7 +122,8 @@ def close_budget(graph, metric, target, round_to=1, scores=None, verbose=False):
     values = scores if scores is not None else {
         root: _gate_values(graph, root) for root in graph.gated_groups()}
     keep = graph.keep_vectors()
-    levels = {root: _Levels(values[root], keep[root], round_to) for root in values}
+    levels = {root: _Levels(values[root], keep[root], round_to, min_keep)
+              for root in values}
     state = {root: group.start for root, group in levels.items()}
     model = _IncrementalCost.build(graph, metric, {**keep, **_masks(levels, state)})
     say(f"Closing the {metric} budget: {len(levels)} channel groups, "
@@ -145,12 +176,13 @@ class _Levels:
     count not above the channels alive now (level 0 when fewer are alive).
     """
 
-    def __init__(self, scores, alive, round_to):
+    def __init__(self, scores, alive, round_to, min_keep=0.0):
         self.scores = np.asarray(scores, "float64")
         self.size = size = len(self.scores)
         index = np.arange(size)
         self.order = np.lexsort((index, -self.scores, np.asarray(alive) == 0))
-        self.counts = sorted(set(range(min(round_to, size), size + 1, round_to)) | {size})
+        floor = group_floor(size, round_to, min_keep)
+        self.counts = sorted(set(range(floor, size + 1, round_to)) | {size})
         below = [i for i, count in enumerate(self.counts) if count <= np.sum(alive)]
         self.start = below[-1] if below else 0
 

@@ -59,6 +59,12 @@ class PruningCallback(keras.callbacks.Callback):
             (or the whole group), which runs faster than odd widths on most
             hardware; applied when the budget is closed, inside the target.
             Defaults to 1.
+        min_keep: fraction of its channels every group keeps when the
+            budget closes (`ceil(min_keep * size)`, rounded up to
+            `round_to`), so no stage is emptied to reach the budget: a
+            FLOPs budget otherwise may take a group whose channels cost
+            little (a U-Net's bottleneck and decoder) down to one channel.
+            Defaults to 0 (a floor of one channel, or `round_to`).
         verbose: print the remaining cost each epoch when 1. Defaults to 0.
         lambda_rate: closed-loop lambda. Each training step lambda is
             multiplied by `exp(lambda_rate * (R - t))`, R the relaxed cost
@@ -117,6 +123,7 @@ class PruningCallback(keras.callbacks.Callback):
 
     def __init__(self, target, metric=None, begin_step=0, end_step=None,
                  lambda_=2.0, final_scale=FINAL_SCALE, threshold=(0.02, 0.2), round_to=1,
+                 min_keep=0.0,
                  verbose=0, lambda_rate=None, calibration_data=None,
                  calibration_steps=50, log_dir=None, log_every_n_steps=None,
                  gate_prior="bn_gamma", cost_exponent=0.0):
@@ -141,6 +148,9 @@ class PruningCallback(keras.callbacks.Callback):
             "default); for a fixed value t pass (t, t)")
         self.round_to = check.integer("round_to", round_to, "a whole number of channels "
                                       ">= 1 (default 1; 8 suits most hardware)", low=1)
+        self.min_keep = check.real("min_keep", min_keep, "a fraction in [0, 1) of each "
+                                   "group's channels, e.g. 0.25", low=0.0, high=1.0,
+                                   high_open=True)
         self.verbose = check.integer("verbose", verbose, "0 (silent) or 1 (a line per epoch)",
                                      low=0, bool_ok=True)
         self.lambda_rate = None if lambda_rate is None else check.real(
@@ -175,14 +185,16 @@ class PruningCallback(keras.callbacks.Callback):
         _exclude_gates_from_weight_decay(model, self._graph)
 
     def on_train_begin(self, logs=None):
-        reachable = minimum_fraction(self._graph, self.metric, self.round_to)
+        reachable = minimum_fraction(self._graph, self.metric, self.round_to,
+                                     self.min_keep)
         if reachable > self.remaining_target:
             raise BudgetError(
                 f"PruningCallback(target={self.target}): the protected layers "
                 f"alone keep {reachable:.1%} of the {self.metric}, more than the "
                 f"{self.remaining_target:.1%} the target leaves. The smallest "
                 f"reachable fraction is {reachable:.4f}: use target <= "
-                f"{1 - reachable:.3f}, or protect fewer layers (or lower round_to)."
+                f"{1 - reachable:.3f}, or protect fewer layers (or lower round_to "
+                f"or min_keep)."
             )
         budget = self._budget
         if float(budget.finished.numpy()) and math.isclose(
@@ -283,7 +295,8 @@ class PruningCallback(keras.callbacks.Callback):
 
     def _close_budget(self):
         masks = close_budget(self._graph, self.metric, self.remaining_target,
-                             self.round_to, verbose=bool(self.verbose))
+                             self.round_to, verbose=bool(self.verbose),
+                             min_keep=self.min_keep)
         for root, keep in masks.items():
             self._graph.gates[root].keep_mask.assign(keep)
         _warn_thinned_to_floor(self._graph, masks, self.round_to)
@@ -334,8 +347,9 @@ def _warn_thinned_to_floor(graph, masks, round_to):
         warnings.warn(
             "PruningCallback: the budget left these channel groups at their "
             f"floor: {', '.join(thinned)}. The layers after them see one "
-            "channel; if accuracy suffers, train longer before the budget "
-            "closes, lower the target, or exclude those layers.",
+            "channel; if accuracy suffers, give every group a floor "
+            "(`min_keep=0.25`), train longer before the budget closes, lower "
+            "the target, or exclude those layers.",
             stacklevel=2,
         )
 

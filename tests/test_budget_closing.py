@@ -230,6 +230,33 @@ def test_round_to_rounds_counts_left_by_freezing():
         assert keep.sum() % 4 == 0
 
 
+def test_group_floor_rounds_the_fraction_up_to_round_to():
+    assert projection.group_floor(128, 1, 0.25) == 32
+    assert projection.group_floor(16, 4, 0.1) == 4  # ceil(1.6) = 2, up to 4
+    assert projection.group_floor(10, 4, 0.5) == 8
+    assert projection.group_floor(10, 4, 0.9) == 10  # never above the group
+    assert projection.group_floor(3, 8, 0.0) == 3
+    assert projection.group_floor(64, 1, 0.0) == 1
+
+
+def test_min_keep_is_a_floor_for_every_group_and_the_budget_still_closes():
+    """The unconstrained closing empties some groups to one channel; with
+    `min_keep=0.25` every group keeps a quarter of its channels and the
+    cost still lands in the band."""
+    graph = _graph(5)
+    weakest = max(graph.gates.values(), key=lambda gate: gate.channels)
+    weakest.logits.assign(weakest.logits - 1.0)  # ranked below every other group
+    target = 0.3
+    free = close_budget(graph, "flops", target)
+    assert min(keep.sum() / len(keep) for keep in free.values()) < 0.25
+    masks = close_budget(graph, "flops", target, min_keep=0.25)
+    fraction = cost_fractions(graph, {**graph.keep_vectors(), **masks})["flops"]
+    assert target - 0.01 <= fraction <= target
+    for keep in masks.values():
+        assert keep.sum() >= np.ceil(0.25 * len(keep))
+    assert minimum_fraction(graph, "flops", min_keep=0.25) > minimum_fraction(graph, "flops")
+
+
 def test_unreachable_target_leaves_every_group_at_its_floor():
     graph = _graph(2)
     floor = minimum_fraction(graph, "flops")

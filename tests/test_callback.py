@@ -230,6 +230,22 @@ def test_round_to_floor_counts_in_the_reachable_budget(cifar):
                   callbacks=[krp.PruningCallback(target=0.5, round_to=8)])
 
 
+def test_min_keep_is_a_floor_in_the_fit_and_in_the_reachable_budget(cifar):
+    """Every group keeps ceil(min_keep * size) channels when the budget
+    closes in `fit`; a target below what the floors allow is refused."""
+    keras.utils.set_random_seed(0)
+    gated = krp.add_gates(_resnet())
+    gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    gated.fit(cifar[0][:64], cifar[1][:64], epochs=2, batch_size=16, verbose=0,
+              callbacks=[krp.PruningCallback(target=0.6, min_keep=0.5)])
+    assert krp.count_flops(gated) <= 0.4 * krp.count_flops(_resnet())
+    for gate in gates(gated):
+        assert np.sum(gate.keep_mask.numpy()) >= np.ceil(0.5 * gate.channels)
+    with pytest.raises(krp.BudgetError, match="min_keep"):
+        gated.fit(cifar[0][:32], cifar[1][:32], epochs=1, verbose=0,
+                  callbacks=[krp.PruningCallback(target=0.9, min_keep=0.5)])
+
+
 def test_a_nan_batch_stops_the_fit_and_restores_the_last_good_epoch(cifar):
     """A NaN batch in the second epoch: the fit stops at that batch with a
     clear message, the weights and masks of the start of that epoch are

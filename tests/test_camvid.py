@@ -149,7 +149,8 @@ def test_dense_trainer_ships_a_unet_that_takes_raw_pixels(dense_file):
 @pytest.mark.slow
 def test_pruning_job_exports_files_that_load_and_match_the_summary(dense_file, tmp_path):
     """The exported model meets the FLOPs budget and is the one the summary
-    describes; every export format agrees with the Keras file."""
+    describes; every export format agrees with the Keras file; `--callback`
+    reaches `PruningCallback` (every pruned group keeps a multiple of 4)."""
     target = 0.5
     summary = _load("prune_camvid").main([
         "--dense", str(dense_file), "--target", str(target), "--prune-epochs", "1",
@@ -157,8 +158,12 @@ def test_pruning_job_exports_files_that_load_and_match_the_summary(dense_file, t
         "--batch-size", "4", "--run-name", "smoke", "--latency-runs", "3",
         "--checkpoint-dir", str(tmp_path / "checkpoints"),
         "--run-dir", str(tmp_path / "runs"),
-        "--saved-model-dir", str(tmp_path / "saved_models"), "--verbose", "0"])
+        "--saved-model-dir", str(tmp_path / "saved_models"), "--verbose", "0",
+        "--callback", '{"round_to": 4}'])
     small = keras.saving.load_model(summary["exported"]["keras"], compile=False)
+    widths = {layer.name: layer.filters for layer in small.layers
+              if hasattr(layer, "filters") and layer.name != "logits"}
+    assert widths and all(width % 4 == 0 for width in widths.values()), widths
     assert summary["pruned_flops"] == krp.count_flops(small)
     assert summary["pruned_params"] == krp.count_params(small)
     assert 1 - target - 0.01 <= summary["remaining_flops"] <= 1 - target
@@ -180,3 +185,21 @@ def test_pruning_job_exports_files_that_load_and_match_the_summary(dense_file, t
     saved = json.loads(Path(summary["summary_path"]).read_text())
     assert saved == json.loads(json.dumps(summary))
     assert not (tmp_path / "checkpoints" / "smoke").exists()
+
+
+@needs_tensorflow
+@pytest.mark.slow
+def test_pruning_job_runs_a_baseline_with_the_same_epochs(dense_file, tmp_path):
+    """`--method l1_norm`: no gated fit; the baseline's masks meet the budget,
+    the stripped network fine-tunes for --prune-epochs + --epochs, and the
+    run name says which method made it."""
+    summary = _load("prune_camvid").main([
+        "--dense", str(dense_file), "--method", "l1_norm", "--target", "0.5",
+        "--prune-epochs", "1", "--epochs", "1", "--train-limit", str(FRAMES),
+        "--val-limit", str(FRAMES), "--batch-size", "4", "--latency-runs", "0",
+        "--checkpoint-dir", str(tmp_path / "checkpoints"), "--run-dir", str(tmp_path / "runs"),
+        "--saved-model-dir", str(tmp_path / "saved_models"), "--verbose", "0"])
+    assert summary["run_name"] == "tiny_unet_camvid_l1_norm_flops50"
+    assert 0.4 <= summary["remaining_flops"] <= 0.5  # one width ratio for all
+    assert summary["strip_max_difference"] < 1e-3
+    assert summary["pruned_mean_iou"] != summary["pruned_mean_iou_before_fine_tune"]

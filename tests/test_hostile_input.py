@@ -70,6 +70,8 @@ API_CASES = [
     ("round_to 0", _callback(round_to=0), InvalidArgumentError, r"round_to=0 is out of range"),
     ("round_to 2.5", _callback(round_to=2.5), InvalidArgumentError,
      r"round_to=2\.5 is not a whole number"),
+    ("min_keep 1", _callback(min_keep=1.0), InvalidArgumentError,
+     r"min_keep=1\.0 is out of range.*fraction in \[0, 1\)"),
     ("begin after end", _callback(begin_step=100, end_step=10), InvalidArgumentError,
      r"end_step=10 is out of range.*begin_step=100"),
     ("begin_step negative", _callback(begin_step=-5), InvalidArgumentError,

@@ -47,27 +47,28 @@ def test_a_shipped_model_scores_its_recorded_accuracy_on_raw_pixels(path, cifar_
     assert accuracy == pytest.approx(_record(path)["test_accuracy"], abs=0.04)
 
 
-UNET = MODELS / "unet_camvid_dense.keras"
+UNETS = [MODELS / f"unet_camvid_{name}.keras" for name in ("dense", "flops10")]
 
 
-def test_the_dense_camvid_unet_has_its_record_and_segments_raw_pixels():
-    """The shipped dense U-Net: FLOPs and params as recorded, 176x240 raw
-    0-255 RGB in, per-pixel logits for the 11 classes out, and on the first
-    16 val frames a pixel accuracy (void ignored) within 4 points of the
-    record's on all 101 (measured 94.66% vs 92.88%)."""
+@pytest.mark.parametrize("path", UNETS, ids=["dense", "flops10"])
+def test_a_shipped_camvid_unet_has_its_record_and_segments_raw_pixels(path):
+    """A shipped U-Net: FLOPs and params as recorded, 176x240 raw 0-255 RGB
+    in, per-pixel logits for the 11 classes out, and on all 101 val frames
+    the recorded pixel accuracy (void ignored), within 0.5 points (another
+    backend's arithmetic)."""
     from keras_relaxprune.datasets import CAMVID_ARCHIVE, _find_archive, load_camvid
 
-    model = keras.saving.load_model(UNET, compile=False)
-    record = _record(UNET)
+    model = keras.saving.load_model(path, compile=False)
+    record = _record(path)
     assert krp.count_flops(model) == record["flops"]
     assert krp.count_params(model) == record["params"]
     assert model.input_shape == (None, 176, 240, 3)
     assert model.output_shape == (None, 176, 240, 11)
     if _find_archive(CAMVID_ARCHIVE) is None:
         pytest.skip(f"{CAMVID_ARCHIVE} not found (set KRP_DATA_DIR)")
-    images, labels = load_camvid(split="val", limit=16, size=(176, 240))
+    images, labels = load_camvid(split="val", size=(176, 240))
     predicted = np.argmax(keras.ops.convert_to_numpy(
         model.predict(images.astype("float32"), batch_size=8, verbose=0)), axis=-1)
     valid = labels != 11
     accuracy = float(np.mean(predicted[valid] == labels[valid]))
-    assert abs(accuracy - record["val_pixel_accuracy"]) <= 0.04
+    assert abs(accuracy - record["val_pixel_accuracy"]) <= 0.005
