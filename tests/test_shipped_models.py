@@ -47,10 +47,11 @@ def test_a_shipped_model_scores_its_recorded_accuracy_on_raw_pixels(path, cifar_
     assert accuracy == pytest.approx(_record(path)["test_accuracy"], abs=0.04)
 
 
-UNETS = [MODELS / f"unet_camvid_{name}.keras" for name in ("dense", "flops10")]
+UNET_NAMES = ("dense", "flops10", "params10")
+UNETS = [MODELS / f"unet_camvid_{name}.keras" for name in UNET_NAMES]
 
 
-@pytest.mark.parametrize("path", UNETS, ids=["dense", "flops10"])
+@pytest.mark.parametrize("path", UNETS, ids=UNET_NAMES)
 def test_a_shipped_camvid_unet_has_its_record_and_segments_raw_pixels(path):
     """A shipped U-Net: FLOPs and params as recorded, 176x240 raw 0-255 RGB
     in, per-pixel logits for the 11 classes out, and on all 101 val frames
