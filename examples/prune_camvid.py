@@ -148,20 +148,18 @@ def prune(dense, batches, check_images, args, checkpoints):
     if stripped_file.is_file():
         return keras.saving.load_model(stripped_file, compile=False), None
     gated = krp.add_gates(dense, metric=args.metric)
-    if args.method != "ours":
+    if args.method == "ours":
+        model = trainer(gated, dense if args.distill else None, args)
+        callbacks = [EpochSync(batches), *recipe.pruning_callbacks(
+            args.target, args.metric, batches, checkpoints / "prune",
+            **{"lambda_rate": None, "min_keep": args.min_keep, **args.callback})]
+        model.fit(batches, epochs=args.prune_epochs, shuffle=False, verbose=args.verbose,
+                  callbacks=callbacks)
+    else:
         apply_baseline(gated, args.method, args.target, args.metric, seed=args.seed)
-        small = krp.strip_pruning(gated)
-        stripped_file.parent.mkdir(parents=True, exist_ok=True)
-        small.save(stripped_file)
-        return small, recipe.check_strip(gated, small, check_images)
-    model = trainer(gated, dense if args.distill else None, args)
-    callbacks = [EpochSync(batches), *recipe.pruning_callbacks(
-        args.target, args.metric, batches, checkpoints / "prune",
-        **{"lambda_rate": None, "min_keep": args.min_keep, **args.callback})]
-    model.fit(batches, epochs=args.prune_epochs, shuffle=False, verbose=args.verbose,
-              callbacks=callbacks)
     small = krp.strip_pruning(gated)
     difference = recipe.check_strip(gated, small, check_images)
+    stripped_file.parent.mkdir(parents=True, exist_ok=True)
     small.save(stripped_file)
     return small, difference
 

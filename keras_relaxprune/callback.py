@@ -11,7 +11,7 @@ from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.baselines import set_gate_prior
 from keras_relaxprune.batchnorm import recalibrate_batchnorm
 from keras_relaxprune.budget import METRICS, link_budget
-from keras_relaxprune.budget_closing import close_budget, minimum_fraction
+from keras_relaxprune.budget_closing import close_budget, group_floor, minimum_fraction
 from keras_relaxprune.counting import cost_fractions
 from keras_relaxprune.errors import BudgetError, PruningError
 from keras_relaxprune.gates import FINAL_SCALE, INITIAL_SCALE
@@ -337,7 +337,7 @@ def _warn_thinned_to_floor(graph, masks, round_to):
     """A group left with its last channel(s) is a stage nearly removed."""
     thinned = []
     for root, keep in masks.items():
-        size, floor = len(keep), min(round_to, len(keep))
+        size, floor = len(keep), group_floor(len(keep), round_to)
         if size > floor and int(np.sum(keep)) <= floor:
             producers = graph.groups.producers[root]
             thinned.append(f"'{producers[0]}'" + (
