@@ -49,9 +49,8 @@ started again after a kill resumes where it stopped.
     mkdir -p logs
     nohup nice -n 10 python examples/prune_camvid.py \
         > logs/prune_unet_camvid_flops10.log 2>&1 &
-    # params mode, the paper's other row (run name unet_camvid_params10), as
-    # shipped (at the former default learning rate):
-    nohup nice -n 10 python examples/prune_camvid.py --metric params --target 0.9 --lr 5e-4 \
+    # params mode, the paper's other row (run name unet_camvid_params10):
+    nohup nice -n 10 python examples/prune_camvid.py --metric params --target 0.9 \
         > logs/prune_unet_camvid_params10.log 2>&1 &
     # GPU, the wider dense U-Net (run name unet_camvid_wide_flops10):
     python examples/prune_camvid.py --dense saved_models/unet_camvid_wide_dense.keras
