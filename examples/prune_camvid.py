@@ -52,6 +52,11 @@ started again after a kill resumes where it stopped.
     # params mode, the paper's other row (run name unet_camvid_params10):
     nohup nice -n 10 python examples/prune_camvid.py --metric params --target 0.9 \
         > logs/prune_unet_camvid_params10.log 2>&1 &
+    # a moderate cut, pushes growing with the square root of a channel's
+    # cost (best measured at 50% on this U-Net, README Segmentation):
+    nohup nice -n 10 python examples/prune_camvid.py --target 0.5 \
+        --callback '{"cost_exponent": 0.5}' --run-name unet_camvid_flops50_ce05 \
+        > logs/prune_unet_camvid_flops50_ce05.log 2>&1 &
     # GPU, the wider dense U-Net (run name unet_camvid_wide_flops10):
     python examples/prune_camvid.py --dense saved_models/unet_camvid_wide_dense.keras
 
