@@ -101,6 +101,10 @@ def parse_args(argv=None):
     p.add_argument("--prune-epochs", type=int, default=0,
                    help="ours: prune for this many of --epochs with gates, then strip and "
                         "fine-tune the small network for the rest (0: all epochs gated)")
+    p.add_argument("--prune-steps", type=int, default=0,
+                   help="ours: prune for this many steps with gates (a fraction of an "
+                        "epoch), then strip and fine-tune the small network for --epochs "
+                        "epochs shortened so the run's steps add up to --epochs full ones")
     p.add_argument("--distill", action="store_true")
     p.add_argument("--recalibrate", type=int, default=0,
                    help="BN recalibration batches before the final evaluation")
@@ -114,15 +118,31 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+class FirstBatches(keras.utils.PyDataset):
+    """The first `count` batches of each epoch of `batches` (an epoch cut short)."""
+
+    def __init__(self, batches, count):
+        super().__init__()
+        self.batches, self.count = batches, min(int(count), len(batches))
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, index):
+        return self.batches[index]
+
+
 def fine_tune(model, dense, batches, callbacks, args, epochs, first_epoch=0,
-              schedule=None, lr=None):
-    """One `fit` of `model` (as a Distiller's student with `--distill`)."""
-    steps = (epochs - first_epoch) * len(batches)
+              schedule=None, lr=None, steps_per_epoch=None):
+    """One `fit` of `model` (as a Distiller's student with `--distill`); its steps."""
+    data = FirstBatches(batches, steps_per_epoch) if steps_per_epoch else batches
+    steps = (epochs - first_epoch) * len(data)
     trained = recipe.trainer(model, dense if args.distill else None,
                              args.lr if lr is None else lr,
                              steps=steps if (schedule or args.schedule) == "cosine" else None)
-    trained.fit(batches, epochs=epochs, initial_epoch=first_epoch, shuffle=False,
+    trained.fit(data, epochs=epochs, initial_epoch=first_epoch, shuffle=False,
                 verbose=args.verbose, callbacks=callbacks)
+    return int(keras.ops.convert_to_numpy(trained.optimizer.iterations))
 
 
 class Diagnose(keras.callbacks.Callback):
@@ -178,22 +198,28 @@ def main(argv=None):
                                 yt[:args.diagnose], x)
             callbacks.append(diagnose)
         # With --recalibrate the callback re-estimates BN when fit ends.
-        gated_epochs = args.prune_epochs or args.epochs
+        gated_epochs = 1 if args.prune_steps else args.prune_epochs or args.epochs
         # Pruned in a first fit at a constant rate, then fine-tuned stripped.
-        two_fits = gated_epochs < args.epochs
-        fine_tune(gated, dense, batches, callbacks, args, gated_epochs,
-                  schedule="constant" if two_fits else None,
-                  lr=args.prune_lr if two_fits else None)
+        two_fits = gated_epochs < args.epochs or bool(args.prune_steps)
+        steps = fine_tune(gated, dense, batches, callbacks, args, gated_epochs,
+                          schedule="constant" if two_fits else None,
+                          lr=args.prune_lr if two_fits else None,
+                          steps_per_epoch=args.prune_steps or None)
         small = krp.strip_pruning(gated)
-        if gated_epochs < args.epochs:
+        if two_fits:
             stripped_accuracy = accuracy(small, xt, yt)
             print(f"stripped, before the fine-tune: {stripped_accuracy:.2%}", flush=True)
-            fine_tune(small, dense, batches, [EpochSync(batches)], args, args.epochs,
-                      first_epoch=gated_epochs)
+            if args.prune_steps:  # as many steps in all as --epochs full epochs
+                left = args.epochs * len(batches) - args.prune_steps
+                steps += fine_tune(small, dense, batches, [EpochSync(batches, first_epoch=1)],
+                                   args, args.epochs, steps_per_epoch=left // args.epochs)
+            else:
+                steps += fine_tune(small, dense, batches, [EpochSync(batches)], args,
+                                   args.epochs, first_epoch=gated_epochs)
     else:
         apply_baseline(gated, args.method, args.target, args.metric, seed=args.seed)
         small = krp.strip_pruning(gated)
-        fine_tune(small, dense, batches, callbacks, args, args.epochs)
+        steps = fine_tune(small, dense, batches, callbacks, args, args.epochs)
         if args.recalibrate:
             recalibrate_batchnorm(small, batches, steps=args.recalibrate)
     logits = small.predict(xt.astype("float32"), batch_size=250, verbose=0)
@@ -208,7 +234,8 @@ def main(argv=None):
         "remaining_params": krp.count_params(small) / dense_params,
         "flops": krp.count_flops(small), "params": krp.count_params(small),
         "dense_flops": dense_flops, "dense_params": dense_params,
-        "epochs": args.epochs, "prune_epochs": args.prune_epochs, "train_images": len(x), "seed": args.seed,
+        "epochs": args.epochs, "prune_epochs": args.prune_epochs,
+        "prune_steps": args.prune_steps, "train_steps": steps, "train_images": len(x), "seed": args.seed,
         "lr": args.lr, "prune_lr": args.prune_lr, "schedule": args.schedule, "callback": json.loads(args.callback),
         "recalibrate": args.recalibrate, "dense": args.dense,
         "backend": keras.backend.backend(), "keras_version": keras.__version__,

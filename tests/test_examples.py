@@ -141,3 +141,19 @@ def test_comparison_cell_prunes_strips_and_records(calibrated_dense_file, tmp_pa
     assert 0.0 <= record["test_accuracy"] <= 1.0
     if method == "ours":
         assert 0.0 <= record["stripped_test_accuracy_before_fine_tune"] <= 1.0
+    assert record["train_steps"] == 2 * 4  # 256 images in batches of 64, 2 epochs
+
+
+def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_path):
+    """`--prune-steps`: the gated fit is that many steps, the stripped fine-tune
+    the rest, so the run trains as many steps as `--epochs` full epochs."""
+    module = load_script(BENCHMARKS / "pretrained_pruning.py")
+    record = module.main([
+        "--dense", str(calibrated_dense_file), "--target", "0.5", "--epochs", "2",
+        "--prune-steps", "2", "--train-limit", "256", "--test-limit", "100",
+        "--batch-size", "64", "--recalibrate", "2", "--out", str(tmp_path),
+        "--name", "cell", "--verbose", "0"])
+    assert 0.49 <= record["remaining_flops"] <= 0.5
+    assert record["prune_steps"] == 2
+    assert record["train_steps"] == 2 + 2 * 3  # 2 gated + 2 stripped epochs of 3 steps
+    assert 0.0 <= record["stripped_test_accuracy_before_fine_tune"] <= 1.0
