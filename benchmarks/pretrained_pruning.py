@@ -6,7 +6,9 @@ the same `strip_pruning`; only the channel choice differs:
 
 - `ours`: `add_gates` + `PruningCallback(target)` in the fine-tune's `fit`
   (`--distill`: inside `keras.distillation.Distiller` with the dense
-  network as teacher);
+  network as teacher); with `--prune-epochs` (whole epochs) or
+  `--prune-steps` (part of one) the gated fit is that long, then the
+  stripped network fine-tunes for the rest of the run's steps;
 - `uniform`, `random`, `l1_norm`, `network_slimming`: masks from
   `keras_relaxprune.baselines.apply_baseline` under the same cost budget,
   stripped first, then fine-tuned for the same number of epochs;

@@ -171,7 +171,11 @@ class PruningBudget(keras.layers.Layer):
         sums, per_channel, counts = [], [], []
         for gate, (flops, params) in zip(self.linked_gates(), costs):
             per_channel.append(weight * flops + (1.0 - weight) * params)
-            sums.append(ops.sum(gate.gate_values()))
+            # The push goes through the gates at the initial temperature: at
+            # the annealed one a gate still open is saturated (its gradient
+            # about 0), so a large cut could not move it and lambda wound up.
+            soft = ops.sigmoid(ops.cast(self.initial_scale, gate.logits.dtype) * gate.logits)
+            sums.append(ops.sum(soft * gate.keep_mask))
             counts.append(float(gate.channels))
         per_channel = ops.maximum(ops.stack(per_channel), 1e-12)
         shaped = ops.power(per_channel, self.cost_exponent)

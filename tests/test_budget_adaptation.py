@@ -135,3 +135,23 @@ def test_cost_exponent_sets_how_hard_each_gate_is_pushed(exponent):
 def test_bad_method_arguments_are_refused_with_the_argument_named(kwargs, name):
     with pytest.raises(krp.PruningError, match=name):
         krp.PruningCallback(target=0.5, **kwargs)
+
+
+def test_the_penalty_moves_gates_the_annealed_temperature_saturates():
+    """At a high temperature an open gate's sigmoid is flat (gradient about 0);
+    the penalty pushes through the initial temperature, so it still moves."""
+    keras.utils.set_random_seed(0)
+    gated = krp.add_gates(_net())
+    gated.compile(optimizer=keras.optimizers.SGD(1.0),
+                  loss=lambda y, p: 0.0 * keras.ops.mean(p))  # the penalty alone
+    x, y = _data(16)
+    before = [np.asarray(g.logits.numpy()).copy() for g in gates(gated)]
+    gated.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[
+        krp.PruningCallback(target=0.5, end_step=1, final_scale=5000.0)])
+    for gate, logits in zip(gates(gated), before):
+        assert float(gate.scale.numpy()) == pytest.approx(5000.0)  # the step's scale
+        # Saturated at that step: sigmoid(5000 * logit) is 1 in float32 ...
+        assert np.all(keras.ops.convert_to_numpy(
+            keras.ops.sigmoid(5000.0 * keras.ops.convert_to_tensor(logits))) == 1.0)
+        # ... yet every logit moved down.
+        assert np.all(logits - np.asarray(gate.logits.numpy()) > 1e-4)
