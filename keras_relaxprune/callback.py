@@ -52,7 +52,11 @@ class PruningCallback(keras.callbacks.Callback):
         lambda_: strength of the regulariser at the start of the ramp.
             Defaults to 2.0.
         final_scale: gate temperature (inverse) at the end of the ramp.
-            Defaults to 500 (starts at the gates' `initial_scale`, 50).
+            Defaults to 500 (starts at the gates' `initial_scale`, 50). It
+            sharpens the gates the task loss sees; the penalty pushes
+            through the gates at the initial temperature, where an open
+            gate is not yet saturated, so a large cut can still move it
+            (with `cost_exponent=1`, through the annealed gates).
         threshold: `(start, end)` of the freezing threshold on gate values,
             raised linearly over the ramp. Defaults to `(0.02, 0.2)`.
         round_to: keep a multiple of this many channels in every group
