@@ -107,17 +107,22 @@ def test_a_group_left_at_its_floor_is_named_in_a_warning():
         _warn_thinned_to_floor(graph, {r: np.ones(8, "float32") for r in roots}, 1)
 
 
-@pytest.mark.parametrize("exponent", [1.0, 0.0])
-def test_cost_exponent_sets_how_hard_each_gate_is_pushed(exponent):
+def _one_penalty_step(**options):
+    """One SGD(1.0) step of the penalty alone; the gated model and its logits before."""
     keras.utils.set_random_seed(0)
     gated = krp.add_gates(_net())
     gated.compile(optimizer=keras.optimizers.SGD(1.0),
-                  loss=lambda y, p: 0.0 * keras.ops.mean(p))  # the penalty alone
+                  loss=lambda y, p: 0.0 * keras.ops.mean(p))
     x, y = _data(16)
     before = [np.asarray(g.logits.numpy()).copy() for g in gates(gated)]
     gated.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[
-        krp.PruningCallback(target=0.5, end_step=1, final_scale=50.0,
-                            cost_exponent=exponent)])
+        krp.PruningCallback(target=0.5, end_step=1, **options)])
+    return gated, before
+
+
+@pytest.mark.parametrize("exponent", [1.0, 0.0])
+def test_cost_exponent_sets_how_hard_each_gate_is_pushed(exponent):
+    gated, before = _one_penalty_step(final_scale=50.0, cost_exponent=exponent)
     moves = [float(np.mean(b - np.asarray(g.logits.numpy())))
              for b, g in zip(before, gates(gated))]
     assert all(m > 0 for m in moves)  # every gate pushed down
@@ -140,14 +145,7 @@ def test_bad_method_arguments_are_refused_with_the_argument_named(kwargs, name):
 def test_the_penalty_moves_gates_the_annealed_temperature_saturates():
     """At a high temperature an open gate's sigmoid is flat (gradient about 0);
     the penalty pushes through the initial temperature, so it still moves."""
-    keras.utils.set_random_seed(0)
-    gated = krp.add_gates(_net())
-    gated.compile(optimizer=keras.optimizers.SGD(1.0),
-                  loss=lambda y, p: 0.0 * keras.ops.mean(p))  # the penalty alone
-    x, y = _data(16)
-    before = [np.asarray(g.logits.numpy()).copy() for g in gates(gated)]
-    gated.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[
-        krp.PruningCallback(target=0.5, end_step=1, final_scale=5000.0)])
+    gated, before = _one_penalty_step(final_scale=5000.0)
     for gate, logits in zip(gates(gated), before):
         assert float(gate.scale.numpy()) == pytest.approx(5000.0)  # the step's scale
         # Saturated at that step: sigmoid(5000 * logit) is 1 in float32 ...
