@@ -147,11 +147,17 @@ def plot_pareto(records, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = plt.subplots(figsize=(7, 4.5))  # the mean where a budget has seeds
     flops_records = [r for r in records if r["metric"] == "flops"]
     for method in sorted({label(r) for r in flops_records}):
-        points = sorted((r["remaining_flops"], r["test_accuracy"])
-                        for r in flops_records if label(r) == method)
+        # One point per budget: the mean over its seeds.
+        by_target = {}
+        for r in flops_records:
+            if label(r) == method:
+                by_target.setdefault(r["target"], []).append(
+                    (r["remaining_flops"], r["test_accuracy"]))
+        points = sorted(tuple(sum(v) / len(v) for v in zip(*runs))
+                        for runs in by_target.values())
         axis.plot([100 * p[0] for p in points], [100 * p[1] for p in points],
                   marker="o", label=method)
     if records:

@@ -157,3 +157,24 @@ def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_
     assert record["prune_steps"] == 2
     assert record["train_steps"] == 2 + 2 * 3  # 2 gated + 2 stripped epochs of 3 steps
     assert 0.0 <= record["stripped_test_accuracy_before_fine_tune"] <= 1.0
+
+
+def test_comparison_report_writes_the_table_and_the_plot(tmp_path):
+    """`pruning_table.py --report-only`: one table row per record (seeds
+    included) and the Pareto plot, without running a cell."""
+    module = load_script(BENCHMARKS / "pruning_table.py")
+    base = {"metric": "flops", "target": 0.9, "remaining_params": 0.1,
+            "dense_test_accuracy": 0.87, "epochs": 3, "train_images": 50000,
+            "backend": "tensorflow", "device": "CPU"}
+    for seed, accuracy in ((0, 0.68), (1, 0.66)):
+        record = {**base, "method": "l1_norm", "seed": seed, "test_accuracy": accuracy,
+                  "remaining_flops": 0.098}
+        (tmp_path / f"l1_{seed}.json").write_text(json.dumps(record))
+    ours = {**base, "method": "ours", "seed": 0, "test_accuracy": 0.74,
+            "remaining_flops": 0.099, "prune_epochs": 1, "callback": module.RECIPE}
+    (tmp_path / "ours.json").write_text(json.dumps(ours))
+    module.main(["--dense", "unused.keras", "--out", str(tmp_path), "--report-only"])
+    rows = (tmp_path / "table.md").read_text().splitlines()[2:]
+    assert [row.split(" | ")[4] for row in rows] == ["74.00%", "68.00%", "66.00%"]
+    assert "3 (1 gated + 2 stripped)" in rows[0]
+    assert (tmp_path / "pareto.png").stat().st_size > 0
