@@ -16,6 +16,7 @@ import heapq
 import logging
 import math
 import time
+import warnings
 
 import numpy as np
 
@@ -329,3 +330,24 @@ def _search(model, levels, state, savings, target):
 
     visit(0)
     return _move(model, levels, state, best["state"])
+
+
+def warn_thinned_to_floor(graph, masks, round_to):
+    """A group left with its last channel(s) is a stage nearly removed."""
+    thinned = []
+    for root, keep in masks.items():
+        size, floor = len(keep), group_floor(len(keep), round_to)
+        if size > floor and int(np.sum(keep)) <= floor:
+            producers = graph.groups.producers[root]
+            thinned.append(f"'{producers[0]}'" + (
+                f" (+{len(producers) - 1} tied)" if len(producers) > 1 else "")
+                + f": {int(np.sum(keep))} of {size}")
+    if thinned:
+        warnings.warn(
+            "PruningCallback: the budget left these channel groups at their "
+            f"floor: {', '.join(thinned)}. The layers after them see one "
+            "channel; if accuracy suffers, give every group a floor "
+            "(`min_keep=0.25`), train longer before the budget closes, lower "
+            "the target, or exclude those layers.",
+            stacklevel=2,
+        )

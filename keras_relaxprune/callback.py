@@ -1,21 +1,22 @@
 """`PruningCallback`: the sparsity budget inside plain `model.fit`."""
 
 import math
-import warnings
 
 import keras
 import numpy as np
 
 from keras_relaxprune import arguments
-from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.baselines import set_gate_prior
 from keras_relaxprune.batchnorm import recalibrate_batchnorm
 from keras_relaxprune.budget import METRICS, link_budget
-from keras_relaxprune.budget_closing import close_budget, group_floor, minimum_fraction
+from keras_relaxprune.budget_closing import (close_budget, minimum_fraction,
+                                             warn_thinned_to_floor)
 from keras_relaxprune.counting import cost_fractions
 from keras_relaxprune.errors import BudgetError, PruningError
 from keras_relaxprune.gates import FINAL_SCALE, INITIAL_SCALE
 from keras_relaxprune.pruning_logs import PruningSummaries, print_message
+from keras_relaxprune.trained_model import (exclude_gates_from_weight_decay, gated_model,
+                                            is_sgd)
 
 
 class PruningCallback(keras.callbacks.Callback):
@@ -183,10 +184,10 @@ class PruningCallback(keras.callbacks.Callback):
 
     def set_model(self, model):
         super().set_model(model)
-        gated = _gated_model(model)
+        gated = gated_model(model)
         self._budget, self._graph = link_budget(gated)
         self.metric = self.metric or self._budget.metric
-        _exclude_gates_from_weight_decay(model, self._graph)
+        exclude_gates_from_weight_decay(model, self._graph)
 
     def on_train_begin(self, logs=None):
         reachable = minimum_fraction(self._graph, self.metric, self.round_to,
@@ -211,7 +212,7 @@ class PruningCallback(keras.callbacks.Callback):
     def _lambda_rate(self):
         if self.lambda_rate is not None:
             return self.lambda_rate
-        return 1.0 if _is_sgd(getattr(self.model, "optimizer", None)) else 0.0
+        return 1.0 if is_sgd(getattr(self.model, "optimizer", None)) else 0.0
 
     def _default_end_epoch(self):
         epochs = self.params.get("epochs") or 1
@@ -303,7 +304,7 @@ class PruningCallback(keras.callbacks.Callback):
                              min_keep=self.min_keep)
         for root, keep in masks.items():
             self._graph.gates[root].keep_mask.assign(keep)
-        _warn_thinned_to_floor(self._graph, masks, self.round_to)
+        warn_thinned_to_floor(self._graph, masks, self.round_to)
         self._budget.active.assign(0.0)
         self._budget.strength.assign(0.0)
         self._budget.finished.assign(1.0)
@@ -311,7 +312,7 @@ class PruningCallback(keras.callbacks.Callback):
 
     def _recalibrate(self):
         if self.calibration_data is not None:
-            recalibrate_batchnorm(_gated_model(self.model), self.calibration_data,
+            recalibrate_batchnorm(gated_model(self.model), self.calibration_data,
                                   steps=self.calibration_steps)
 
     def _progress_logs(self):
@@ -337,66 +338,5 @@ class PruningCallback(keras.callbacks.Callback):
         )
 
 
-def _warn_thinned_to_floor(graph, masks, round_to):
-    """A group left with its last channel(s) is a stage nearly removed."""
-    thinned = []
-    for root, keep in masks.items():
-        size, floor = len(keep), group_floor(len(keep), round_to)
-        if size > floor and int(np.sum(keep)) <= floor:
-            producers = graph.groups.producers[root]
-            thinned.append(f"'{producers[0]}'" + (
-                f" (+{len(producers) - 1} tied)" if len(producers) > 1 else "")
-                + f": {int(np.sum(keep))} of {size}")
-    if thinned:
-        warnings.warn(
-            "PruningCallback: the budget left these channel groups at their "
-            f"floor: {', '.join(thinned)}. The layers after them see one "
-            "channel; if accuracy suffers, give every group a floor "
-            "(`min_keep=0.25`), train longer before the budget closes, lower "
-            "the target, or exclude those layers.",
-            stacklevel=2,
-        )
-
-
-def _gated_model(model):
-    """The gated model being trained: `model`, or a Distiller's student.
-
-    `keras.distillation.Distiller.compute_loss` leaves out the losses the
-    student adds with `add_loss` (our budget penalty among them), which the
-    base `Model.compute_loss` includes; it is given them back here, before
-    `fit` traces its train step.
-    """
-    if not isinstance(model, keras.distillation.Distiller):
-        return model
-    if not getattr(model, "_relaxprune_adds_model_losses", False):
-        distill_loss = model.compute_loss
-
-        def compute_loss(x=None, y=None, y_pred=None, sample_weight=None,
-                         training=True):
-            loss = distill_loss(x, y, y_pred, sample_weight, training=training)
-            for extra in model.losses:  # a list of tensors (tracers on JAX)
-                loss = loss + keras.ops.cast(extra, loss.dtype)
-            return loss
-
-        model.compute_loss = compute_loss
-        model._relaxprune_adds_model_losses = True
-        model.train_function = None
-    return model.student
-
-
 def _scalar(tensor):
     return float(keras.ops.convert_to_numpy(tensor))
-
-
-def _exclude_gates_from_weight_decay(model, graph):
-    """Weight decay would pull gate logits to 0, the 0.5 fence."""
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None:
-        logits = [gate.logits for gate in graph.gates.values()]
-        internals.exclude_from_weight_decay(optimizer, logits)
-
-
-def _is_sgd(optimizer):
-    """Whether `optimizer` (inside a `LossScaleOptimizer` too) is plain SGD."""
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    return isinstance(optimizer, keras.optimizers.SGD)

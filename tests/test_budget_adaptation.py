@@ -9,7 +9,7 @@ import pytest
 import keras_relaxprune as krp
 import model_zoo
 from keras_relaxprune.budget import find_budget
-from keras_relaxprune.callback import _warn_thinned_to_floor
+from keras_relaxprune.budget_closing import warn_thinned_to_floor
 from keras_relaxprune.channel_graph import analyze
 from helpers import gates
 
@@ -101,10 +101,10 @@ def test_a_group_left_at_its_floor_is_named_in_a_warning():
     roots = graph.gated_groups()
     masks = {roots[0]: np.eye(8, dtype="float32")[0], roots[1]: np.ones(8, "float32")}
     with pytest.warns(UserWarning, match=r"'conv_a': 1 of 8"):
-        _warn_thinned_to_floor(graph, masks, round_to=1)
+        warn_thinned_to_floor(graph, masks, round_to=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _warn_thinned_to_floor(graph, {r: np.ones(8, "float32") for r in roots}, 1)
+        warn_thinned_to_floor(graph, {r: np.ones(8, "float32") for r in roots}, 1)
 
 
 def _one_penalty_step(**options):
