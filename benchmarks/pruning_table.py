@@ -17,12 +17,12 @@ baselines choose their channels first and fine-tune for all three:
 
 GPU protocol (ResNet-56, JAX; run on one H200: about 3.5 minutes for an
 ours+distill cell, 2.5 for ours, 1 for a baseline, XLA compiles included):
-6 epochs on all 50,000 images, 1 gated + 5 stripped for ours:
+6 epochs on all 50,000 images, 1 gated + 5 stripped for ours; every
+missing cell of the grid (about 50 minutes for all 28):
 
     KERAS_BACKEND=jax python benchmarks/pruning_table.py \
         --dense saved_models/resnet56_cifar10_dense.keras --epochs 6 \
-        --prune-epochs 1 --methods ours+distill uniform l1_norm ours network_slimming \
-        --budgets flops50 flops75 --out benchmarks/results/resnet56_gpu
+        --prune-epochs 1 --out benchmarks/results/resnet56_gpu
 """
 
 import argparse
