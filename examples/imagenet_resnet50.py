@@ -84,7 +84,7 @@ from keras_relaxprune import recipe  # noqa: E402
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 IMAGENET_CLASSES = 1000
 RESIZE_RATIO = 256 / 224  # validation: resize to 256, centre crop 224
-STRIP_RELATIVE_TOLERANCE = 1e-5  # of the largest logit (`strip_tolerance`)
+STRIP_RELATIVE_TOLERANCE = 1e-4  # of the largest logit (`strip_tolerance`)
 
 
 def parse_args(argv=None):
@@ -307,7 +307,10 @@ def strip_tolerance(gated, images):
 
     `recipe.STRIP_TOLERANCE` (1e-3) suits logits of a trained network (ImageNet
     ResNet-50: tens); an untrained one fed raw pixels can reach 1e5, where
-    a relative error of 1e-7 (float32) is already 1e-2.
+    a relative error of 1e-7 (float32) is already 1e-2. Through 50 layers
+    the round-off reached 1.5e-5 of the largest logit (an untrained
+    ResNet-50 at 32 px, TensorFlow CPU with another job on the cores), so
+    the check allows 1e-4; a wrong strip differs by a sizeable fraction of it.
     """
     scale = float(np.max(np.abs(gated.predict(images, verbose=0))))
     return max(recipe.STRIP_TOLERANCE, STRIP_RELATIVE_TOLERANCE * scale)
