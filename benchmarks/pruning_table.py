@@ -147,7 +147,7 @@ def plot_pareto(records, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4.5))  # the mean where a budget has seeds
+    figure, axis = plt.subplots(figsize=(7, 4.5))
     flops_records = [r for r in records if r["metric"] == "flops"]
     for method in sorted({label(r) for r in flops_records}):
         # One point per budget: the mean over its seeds.
