@@ -161,7 +161,8 @@ def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_
 
 def test_comparison_report_writes_the_table_and_the_plot(tmp_path):
     """`pruning_table.py --report-only`: one table row per record (seeds
-    included) and the Pareto plot, without running a cell."""
+    included), one row of seed statistics per method and budget, and the
+    Pareto plot, without running a cell."""
     module = load_script(BENCHMARKS / "pruning_table.py")
     base = {"metric": "flops", "target": 0.9, "remaining_params": 0.1,
             "dense_test_accuracy": 0.87, "epochs": 3, "train_images": 50000,
@@ -177,4 +178,7 @@ def test_comparison_report_writes_the_table_and_the_plot(tmp_path):
     rows = (tmp_path / "table.md").read_text().splitlines()[2:]
     assert [row.split(" | ")[4] for row in rows] == ["74.00%", "68.00%", "66.00%"]
     assert "3 (1 gated + 2 stripped)" in rows[0]
+    means = (tmp_path / "mean_over_seeds.md").read_text().splitlines()[2:]
+    assert [row.strip("| ").split(" | ")[2:] for row in means] == [
+        ["1", "74.00%", "74.00%", "74.00%"], ["2", "67.00%", "66.00%", "68.00%"]]
     assert (tmp_path / "pareto.png").stat().st_size > 0
