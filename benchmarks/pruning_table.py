@@ -143,17 +143,29 @@ def write_table(records, out):
     return rows
 
 
-def write_means(records, out):
-    """`<out>/mean_over_seeds.md`: per method and budget, the seeds' mean, min and max."""
+def seeds_per_cell(records):
+    """`{(metric, target, method label): [record, ...]}`, one entry per seed."""
     cells = {}
     for r in records:
-        cells.setdefault((r["metric"], r["target"], label(r)), []).append(r["test_accuracy"])
+        cells.setdefault((r["metric"], r["target"], label(r)), []).append(r)
+    return cells
+
+
+def mean(runs, key):
+    return sum(r[key] for r in runs) / len(runs)
+
+
+def write_means(records, out):
+    """`<out>/mean_over_seeds.md`: per method and budget, the seeds' mean, min and max."""
     rows = ["| method | budget | seeds | mean test accuracy | min | max |",
             "| --- | --- | --- | --- | --- | --- |"]
     for (metric, target, method), runs in sorted(
-            cells.items(), key=lambda item: (item[0][:2], -sum(item[1]) / len(item[1]))):
+            seeds_per_cell(records).items(),
+            key=lambda item: (item[0][:2], -mean(item[1], "test_accuracy"))):
+        accuracies = [r["test_accuracy"] for r in runs]
         rows.append(f"| {method} | {metric} -{target:.0%} | {len(runs)} | "
-                    f"{sum(runs) / len(runs):.2%} | {min(runs):.2%} | {max(runs):.2%} |")
+                    f"{mean(runs, 'test_accuracy'):.2%} | {min(accuracies):.2%} | "
+                    f"{max(accuracies):.2%} |")
     Path(out, "mean_over_seeds.md").write_text("\n".join(rows) + "\n")
     return rows
 
@@ -165,16 +177,11 @@ def plot_pareto(records, out):
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    flops_records = [r for r in records if r["metric"] == "flops"]
-    for method in sorted({label(r) for r in flops_records}):
+    cells = {key: runs for key, runs in seeds_per_cell(records).items() if key[0] == "flops"}
+    for method in sorted({key[2] for key in cells}):
         # One point per budget: the mean over its seeds.
-        by_target = {}
-        for r in flops_records:
-            if label(r) == method:
-                by_target.setdefault(r["target"], []).append(
-                    (r["remaining_flops"], r["test_accuracy"]))
-        points = sorted(tuple(sum(v) / len(v) for v in zip(*runs))
-                        for runs in by_target.values())
+        points = sorted((mean(runs, "remaining_flops"), mean(runs, "test_accuracy"))
+                        for key, runs in cells.items() if key[2] == method)
         axis.plot([100 * p[0] for p in points], [100 * p[1] for p in points],
                   marker="o", label=method)
     if records:
