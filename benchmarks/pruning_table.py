@@ -32,7 +32,7 @@ import json
 import sys
 from pathlib import Path
 
-from keras_relaxprune.recipe import RECIPE
+from keras_relaxprune.recipe import recipe_options
 
 BUDGETS = (("flops", 0.5), ("flops", 0.75), ("flops", 0.9), ("params", 0.9))
 METHODS = (("ours", False), ("ours", True), ("l1_norm", False),
@@ -99,7 +99,7 @@ def run_grid(args):
                     "--out", args.out, "--name", name,
                     "--callback", json.dumps(
                         {"lambda_": REFERENCE_LAMBDA[target]} if method == "reference"
-                        else RECIPE)]
+                        else recipe_options(metric))]
             run_one(argv + (["--distill"] if distill else []))
 
 
@@ -113,11 +113,13 @@ def load_records(out):
 
 
 def label(record):
-    """Method name, with the callback options of ours where they are not the recipe's."""
+    """Method name, with the callback options of ours that are not the recipe's."""
     options = record.get("callback") or {}
-    if not options or options == RECIPE or not record["method"].startswith("ours"):
+    recipe = recipe_options(record["metric"])
+    differ = {k: v for k, v in options.items() if recipe.get(k) != v}
+    if not differ or not record["method"].startswith("ours"):
         return record["method"]
-    return record["method"] + " " + ", ".join(f"{k}={v}" for k, v in options.items())
+    return record["method"] + " " + ", ".join(f"{k}={v}" for k, v in differ.items())
 
 
 def epochs(record):

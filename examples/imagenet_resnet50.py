@@ -15,7 +15,7 @@ written for one machine with several GPUs:
    the model (random resized crop and flip; val: resize to 256, centre
    crop 224);
 3. prune: `krp.add_gates` and `--prune-epochs` (2) of `fit` with
-   `krp.PruningCallback(target, **recipe.RECIPE)` (the budget ramps over
+   `krp.PruningCallback(target, **recipe.recipe_options(metric))` (the budget ramps over
    the first epoch and closes; BatchNormalization statistics are
    re-estimated on `--calibration-steps` training batches), SGD-Nesterov at
    a constant `--lr`, the dense network teaching through

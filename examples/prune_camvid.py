@@ -47,11 +47,12 @@ started again after a kill resumes where it stopped.
 
     # FLOPs mode, 10% kept, CPU:
     mkdir -p logs
-    # as shipped (saved_models/unet_camvid_flops10.keras), cost_exponent 0.5:
+    # as shipped (saved_models/unet_camvid_flops10.keras), cost_exponent 0.5
+    # (the default for FLOPs budgets now; spelled out as it ran):
     nohup nice -n 10 python examples/prune_camvid.py --callback '{"cost_exponent": 0.5}' \
         --run-name unet_camvid_flops10_ce05 > logs/prune_unet_camvid_flops10_ce05.log 2>&1 &
-    # the callback's defaults (run name unet_camvid_flops10):
-    nohup nice -n 10 python examples/prune_camvid.py \
+    # equal pushes, the default before (run name unet_camvid_flops10):
+    nohup nice -n 10 python examples/prune_camvid.py --callback '{"cost_exponent": 0}' \
         > logs/prune_unet_camvid_flops10.log 2>&1 &
     # params mode, the paper's other row (run name unet_camvid_params10):
     nohup nice -n 10 python examples/prune_camvid.py --metric params --target 0.9 \

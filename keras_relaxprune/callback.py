@@ -18,6 +18,9 @@ from keras_relaxprune.pruning_logs import PruningSummaries, print_message
 from keras_relaxprune.trained_model import (exclude_gates_from_weight_decay, gated_model,
                                             is_sgd)
 
+# PruningCallback(cost_exponent=None) per budget metric, as measured (README).
+DEFAULT_COST_EXPONENT = {"flops": 0.5, "params": 0.0}
+
 
 class PruningCallback(keras.callbacks.Callback):
     """Prunes a gated model to a FLOPs or params budget during `fit`.
@@ -92,11 +95,13 @@ class PruningCallback(keras.callbacks.Callback):
             pushes its gate: 1 pushes in proportion to the cost the channel
             carries (the relaxed cost's own gradient); smaller values
             flatten that (same total push), so heavily tied, costly groups
-            are not emptied before the task loss can push back. Defaults
-            to 0 (every channel pushed alike; better than 1 on a trained
-            ResNet-56). With a FLOPs budget 0.5 scored higher on a trained
-            ResNet-20 at 50%, 75% and 90% cuts and on a U-Net; with a
-            params budget it scored lower (README).
+            are not emptied before the task loss can push back; 0 pushes
+            every channel alike. Defaults to `None`: 0.5 for a FLOPs budget
+            (`DEFAULT_COST_EXPONENT`; on a trained ResNet-20 it scored
+            higher than 0 at 50%, 75% and 90% cuts over two seeds, and
+            higher on a U-Net), 0 for a params budget (there 0.5 scored
+            lower: the costliest channels are the late stages' wide ones).
+            README, "How to prune your own model".
         gate_prior: `"l1_norm"` starts each gate from its filter's L1 norm
             relative to its group, `"bn_gamma"` from its BN |gamma| relative
             to all channels (`baselines.set_gate_prior`), so a trained
@@ -133,7 +138,7 @@ class PruningCallback(keras.callbacks.Callback):
                  min_keep=0.0,
                  verbose=0, lambda_rate=None, calibration_data=None,
                  calibration_steps=50, log_dir=None, log_every_n_steps=None,
-                 gate_prior="bn_gamma", cost_exponent=0.0):
+                 gate_prior="bn_gamma", cost_exponent=None):
         super().__init__()
         check = arguments.Checks("PruningCallback")
         self.target = check.real("target", target, "a fraction of the cost to remove, "
@@ -173,9 +178,10 @@ class PruningCallback(keras.callbacks.Callback):
             check.integer("log_every_n_steps", log_every_n_steps,
                           "a positive integer or None", low=1)
         self.gate_prior = check.choice("gate_prior", gate_prior, (None, "l1_norm", "bn_gamma"))
-        self.cost_exponent = check.real("cost_exponent", cost_exponent, "a value in [0, 1] "
-                                        "(1: push in proportion to cost, 0: every channel "
-                                        "alike)", low=0.0, high=1.0)
+        self.cost_exponent = None if cost_exponent is None else check.real(
+            "cost_exponent", cost_exponent, "a value in [0, 1] (1: push in proportion to "
+            "cost, 0: every channel alike), or None (0.5 for FLOPs, 0 for params)",
+            low=0.0, high=1.0)
         self._budget = None
         self._graph = None
         self._summaries = PruningSummaries(log_dir, log_every_n_steps)
@@ -211,6 +217,11 @@ class PruningCallback(keras.callbacks.Callback):
         self._end_epoch = self._default_end_epoch()
         self._configure(budget)
 
+    def _cost_exponent(self):
+        if self.cost_exponent is not None:
+            return self.cost_exponent
+        return DEFAULT_COST_EXPONENT[self.metric]
+
     def _lambda_rate(self):
         if self.lambda_rate is not None:
             return self.lambda_rate
@@ -230,7 +241,7 @@ class PruningCallback(keras.callbacks.Callback):
             "begin_step": self.begin_step, "end_step": float(end_step),
             "remaining_target": self.remaining_target, "strength": self.lambda_,
             "base_strength": self.lambda_, "strength_rate": self._lambda_rate(),
-            "cost_exponent": self.cost_exponent,
+            "cost_exponent": self._cost_exponent(),
             "final_scale": self.final_scale,
             "initial_threshold": self.threshold[0], "final_threshold": self.threshold[1],
             "flops_weight": 1.0 if self.metric == "flops" else 0.0,

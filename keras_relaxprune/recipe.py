@@ -1,7 +1,7 @@
 """The measured pruning recipe's building blocks, shared by the jobs that use it.
 
 The recipe (README, "How to prune your own model"): one gated fit in which
-`PruningCallback(**RECIPE)` ramps and closes the budget, `strip_pruning`
+`PruningCallback(**recipe_options(metric))` ramps and closes the budget, `strip_pruning`
 checked against the gated model (`check_strip`), then a fine-tune of the
 stripped network; in both fits SGD-Nesterov and the dense network teaching
 through `keras.distillation.Distiller` (`trainer`). `export_and_time` and
@@ -18,10 +18,31 @@ import numpy as np
 from keras_relaxprune.errors import StripError
 
 # The callback options of the method study (README, "Accuracy on a trained network");
-# with SGD they are `PruningCallback`'s defaults, spelled out so records stay reproducible.
-RECIPE = {"lambda_rate": 1.0, "cost_exponent": 0.0, "gate_prior": "bn_gamma"}
+# with SGD they are `PruningCallback`'s defaults, spelled out so records stay
+# reproducible. `cost_exponent` is the callback's per-metric default (`recipe_options`).
+RECIPE = {"lambda_rate": 1.0, "gate_prior": "bn_gamma"}
 DISTILL_TEMPERATURE = 4.0
 STRIP_TOLERANCE = 1e-3  # max |gated - stripped| of the outputs, float32 round-off
+
+
+def recipe_options(metric):
+    """The recipe's `PruningCallback` options for a budget metric, every one spelled out.
+
+    Args:
+        metric: `"flops"` or `"params"`.
+
+    Returns:
+        `RECIPE` with the metric's `cost_exponent`
+        (`DEFAULT_COST_EXPONENT`: 0.5 for FLOPs, 0 for params).
+
+    Example:
+
+    >>> recipe_options("flops")
+    {'lambda_rate': 1.0, 'gate_prior': 'bn_gamma', 'cost_exponent': 0.5}
+    """
+    from keras_relaxprune.callback import DEFAULT_COST_EXPONENT  # noqa: PLC0415
+
+    return {**RECIPE, "cost_exponent": DEFAULT_COST_EXPONENT[metric]}
 
 
 def device_name():
@@ -124,7 +145,7 @@ def trainer(student, teacher=None, lr=0.01, steps=None, loss=None, metrics=("acc
     ```python
     gated = krp.add_gates(dense)
     trainer(gated, teacher=dense).fit(
-        batches, epochs=1, callbacks=[krp.PruningCallback(0.5, **RECIPE)])
+        batches, epochs=1, callbacks=[krp.PruningCallback(0.5, **recipe_options("flops"))])
     ```
     """
     rate = lr if steps is None else keras.optimizers.schedules.CosineDecay(lr, steps)
@@ -345,8 +366,8 @@ def write_summary(summary, path, announce=True):
 def pruning_callbacks(target, metric, calibration_data, backup_dir, **options):
     """The callbacks of the recipe's gated fit, in the order that resumes right.
 
-    `PruningCallback(target, metric, calibration_data, **RECIPE)` and then a
-    `keras.callbacks.BackupAndRestore(backup_dir)`: listed before it, the
+    `PruningCallback(target, metric, calibration_data, **recipe_options(metric))`
+    and then a `keras.callbacks.BackupAndRestore(backup_dir)`: listed before it, the
     callback configures the budget at train begin and a restored backup
     then overwrites that state, so a resumed fit goes on where it stopped.
 
@@ -370,5 +391,5 @@ def pruning_callbacks(target, metric, calibration_data, backup_dir, **options):
     from keras_relaxprune.callback import PruningCallback  # noqa: PLC0415
 
     return [PruningCallback(target=target, metric=metric, calibration_data=calibration_data,
-                            **{**RECIPE, **options}),
+                            **{**recipe_options(metric), **options}),
             keras.callbacks.BackupAndRestore(str(backup_dir))]

@@ -133,6 +133,16 @@ def test_cost_exponent_sets_how_hard_each_gate_is_pushed(exponent):
         assert abs(ratio - 1.0) > 0.05  # in proportion to each channel's cost
 
 
+@pytest.mark.parametrize("options, applied", [
+    ({}, 0.5), ({"metric": "params"}, 0.0), ({"cost_exponent": 1.0}, 1.0),
+    ({"metric": "params", "cost_exponent": 0.5}, 0.5)],
+    ids=["flops_default", "params_default", "explicit", "explicit_params"])
+def test_the_cost_exponent_defaults_to_the_budget_metrics_measured_value(options, applied):
+    """0.5 for FLOPs, 0 for params (README), unless the user sets it."""
+    gated, _ = _one_penalty_step(**options)
+    assert float(find_budget(gated).cost_exponent.numpy()) == applied
+
+
 @pytest.mark.parametrize("kwargs, name", [
     ({"cost_exponent": 1.5}, "cost_exponent"), ({"cost_exponent": -0.1}, "cost_exponent"),
     ({"cost_exponent": "flat"}, "cost_exponent"), ({"lambda_rate": -1.0}, "lambda_rate"),

@@ -172,13 +172,20 @@ def test_comparison_report_writes_the_table_and_the_plot(tmp_path):
                   "remaining_flops": 0.098}
         (tmp_path / f"l1_{seed}.json").write_text(json.dumps(record))
     ours = {**base, "method": "ours", "seed": 0, "test_accuracy": 0.74,
-            "remaining_flops": 0.099, "prune_epochs": 1, "callback": module.RECIPE}
+            "remaining_flops": 0.099, "prune_epochs": 1,
+            "callback": module.recipe_options("flops")}
     (tmp_path / "ours.json").write_text(json.dumps(ours))
+    variant = {**ours, "test_accuracy": 0.70, "callback": {
+        **module.recipe_options("flops"), "cost_exponent": 0.0}}
+    (tmp_path / "ours_ce0.json").write_text(json.dumps(variant))
     module.main(["--dense", "unused.keras", "--out", str(tmp_path), "--report-only"])
     rows = (tmp_path / "table.md").read_text().splitlines()[2:]
-    assert [row.split(" | ")[4] for row in rows] == ["74.00%", "68.00%", "66.00%"]
+    assert [row.split(" | ")[4] for row in rows] == ["74.00%", "70.00%", "68.00%", "66.00%"]
     assert "3 (1 gated + 2 stripped)" in rows[0]
+    # Only the options that differ from the recipe name a variant.
+    assert [row.split(" | ")[0] for row in rows[:2]] == ["| ours", "| ours cost_exponent=0.0"]
     means = (tmp_path / "mean_over_seeds.md").read_text().splitlines()[2:]
     assert [row.strip("| ").split(" | ")[2:] for row in means] == [
-        ["1", "74.00%", "74.00%", "74.00%"], ["2", "67.00%", "66.00%", "68.00%"]]
+        ["1", "74.00%", "74.00%", "74.00%"], ["1", "70.00%", "70.00%", "70.00%"],
+        ["2", "67.00%", "66.00%", "68.00%"]]
     assert (tmp_path / "pareto.png").stat().st_size > 0

@@ -65,9 +65,10 @@ def test_pruning_callbacks_put_the_budget_before_the_backup(tmp_path):
                                             keras.callbacks.BackupAndRestore]
     budget = callbacks[0]
     assert budget.target == 0.5 and budget.calibration_steps == 7
-    assert (budget.lambda_rate, budget.cost_exponent, budget.gate_prior) == (
-        recipe.RECIPE["lambda_rate"], recipe.RECIPE["cost_exponent"],
-        recipe.RECIPE["gate_prior"])
+    assert {"lambda_rate": budget.lambda_rate, "cost_exponent": budget.cost_exponent,
+            "gate_prior": budget.gate_prior} == recipe.recipe_options("flops")
+    assert recipe.recipe_options("flops")["cost_exponent"] == 0.5
+    assert recipe.recipe_options("params")["cost_exponent"] == 0.0
 
 
 def test_device_name_names_the_accelerators_or_the_cpu(monkeypatch):
