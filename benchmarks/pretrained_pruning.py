@@ -54,14 +54,15 @@ class ReferenceRecipe(krp.PruningCallback):
 
     Gate scale fixed at 5 (`add_gates(initial_scale=5)`, `final_scale=5`),
     penalty `lambda * |R - 0|` from the first step (remaining target 0, no
-    ramp), no freezing, no closed loop: when `fit` ends a channel is kept
+    ramp) with its own gradient (`cost_exponent=1`: each gate pushed in
+    proportion to its channel's cost), no freezing, no closed loop: when `fit` ends a channel is kept
     where its gate is at least 0.5 (a group keeps at least its strongest
     channel). What FLOPs that leaves depends on lambda, not on a target.
     """
 
     def __init__(self, lambda_=2.0, **kwargs):
         super().__init__(target=0.5, lambda_=lambda_, final_scale=REFERENCE_SCALE,
-                         lambda_rate=0.0, **kwargs)
+                         lambda_rate=0.0, cost_exponent=1.0, **kwargs)
 
     def _configure(self, budget):
         super()._configure(budget)

@@ -159,6 +159,16 @@ def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_
     assert 0.0 <= record["stripped_test_accuracy_before_fine_tune"] <= 1.0
 
 
+def test_the_reference_recipe_pushes_with_the_penalty_s_own_gradient():
+    """The reference recipe's penalty is `lambda * |R - 0|` as written:
+    its gradient pushes each gate in proportion to its channel's cost, and
+    lambda stays fixed, whatever the callback's defaults."""
+    module = load_script(BENCHMARKS / "pretrained_pruning.py")
+    reference = module.ReferenceRecipe(lambda_=4.0, metric="flops")
+    assert (reference.cost_exponent, reference.lambda_rate, reference.lambda_) == (
+        1.0, 0.0, 4.0)
+
+
 def test_comparison_report_writes_the_table_and_the_plot(tmp_path):
     """`pruning_table.py --report-only`: one table row per record (seeds
     included), one row of seed statistics per method and budget, and the
