@@ -36,7 +36,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune import recipe  # noqa: E402
+from keras_relaxprune import job_records, recipe  # noqa: E402
 from keras_relaxprune.baselines import METHODS as BASELINES, apply_baseline  # noqa: E402
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
 from keras_relaxprune.batchnorm import recalibrate_batchnorm  # noqa: E402
@@ -242,7 +242,7 @@ def main(argv=None):
         "lr": args.lr, "prune_lr": args.prune_lr, "schedule": args.schedule, "callback": json.loads(args.callback),
         "recalibrate": args.recalibrate, "dense": args.dense,
         "backend": keras.backend.backend(), "keras_version": keras.__version__,
-        "device": recipe.device_name(),
+        "device": job_records.device_name(),
         "wall_time_s": round(time.time() - start),
         "command": "python benchmarks/pretrained_pruning.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),

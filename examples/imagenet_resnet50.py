@@ -77,7 +77,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402  (tf.data feeds every backend)
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune import recipe  # noqa: E402
+from keras_relaxprune import job_records, recipe  # noqa: E402
 
 # keras.applications.imagenet_utils.preprocess_input(mode="caffe") subtracts
 # (103.939, 116.779, 123.68) from BGR pixels: the same means in RGB order.
@@ -372,7 +372,7 @@ def measure_and_export(dense, small, sample, args, run_name):
         measured = {
             "dense_flops": krp.count_flops(dense), "pruned_flops": krp.count_flops(small),
             "dense_params": krp.count_params(dense), "pruned_params": krp.count_params(small)}
-        measured.update(recipe.export_and_time(
+        measured.update(job_records.export_and_time(
             dense, small, sample, str(Path(args.saved_model_dir) / run_name),
             args.latency_runs))
     measured.update(remaining_flops=measured["pruned_flops"] / measured["dense_flops"],
@@ -407,11 +407,11 @@ def main(argv=None):
                **measure_and_export(dense, small, check_images[:1], args, run_name),
                "wall_time_s": round(time.time() - start), "args": vars(args),
                "backend": keras.backend.backend(), "keras_version": keras.__version__,
-               "device": recipe.device_name(), "date": time.strftime("%Y-%m-%d")}
-    recipe.print_before_after(f"{run_name}: before / after", summary, [
+               "device": job_records.device_name(), "date": time.strftime("%Y-%m-%d")}
+    job_records.print_before_after(f"{run_name}: before / after", summary, [
         (f"top-1 accuracy ({val_images} val images)", "top1_accuracy"),
         (f"top-{min(5, num_classes)} accuracy", "top5_accuracy")])
-    recipe.write_summary(summary, Path(args.run_dir) / run_name / "summary.json")
+    job_records.write_summary(summary, Path(args.run_dir) / run_name / "summary.json")
     return summary
 
 

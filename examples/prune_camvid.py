@@ -84,7 +84,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune import recipe  # noqa: E402
+from keras_relaxprune import job_records, recipe  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keras_relaxprune.baselines import METHODS, apply_baseline  # noqa: E402
@@ -219,7 +219,7 @@ def main(argv=None):
         "dense_flops": krp.count_flops(dense), "pruned_flops": krp.count_flops(small),
         "dense_params": krp.count_params(dense), "pruned_params": krp.count_params(small),
     }
-    summary.update(recipe.export_and_time(
+    summary.update(job_records.export_and_time(
         dense, small, val_images[:1], str(Path(args.saved_model_dir) / args.run_name),
         args.latency_runs))
     summary.update(
@@ -227,15 +227,15 @@ def main(argv=None):
         remaining_params=summary["pruned_params"] / summary["dense_params"],
         wall_time_s_last_run=round(time.time() - start), args=vars(args),
         backend=keras.backend.backend(), keras_version=keras.__version__,
-        device=recipe.device_name(), date=time.strftime("%Y-%m-%d"),
+        device=job_records.device_name(), date=time.strftime("%Y-%m-%d"),
         command="python examples/prune_camvid.py " + " ".join(
             sys.argv[1:] if argv is None else argv))
     frames = f"{len(val_images)} val frames, {size[0]}x{size[1]}"
-    recipe.print_before_after(f"{args.run_name}: before / after", summary, [
+    job_records.print_before_after(f"{args.run_name}: before / after", summary, [
         (f"val mIoU ({frames})", "mean_iou"),
         ("val pixel accuracy (void ignored)", "pixel_accuracy")])
     shutil.rmtree(checkpoints, ignore_errors=True)
-    recipe.write_summary(summary, Path(args.run_dir) / args.run_name / "summary.json")
+    job_records.write_summary(summary, Path(args.run_dir) / args.run_name / "summary.json")
     return summary
 
 

@@ -40,7 +40,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune import recipe  # noqa: E402
+from keras_relaxprune import job_records, recipe  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
@@ -152,7 +152,7 @@ def main(argv=None):
         "dense_flops": krp.count_flops(dense), "pruned_flops": krp.count_flops(small),
         "dense_params": krp.count_params(dense), "pruned_params": krp.count_params(small),
     }
-    summary.update(recipe.export_and_time(
+    summary.update(job_records.export_and_time(
         dense, small, xt[:1], str(Path(args.saved_model_dir) / run_name), args.latency_runs))
     summary.update(
         remaining_flops=summary["pruned_flops"] / summary["dense_flops"],
@@ -160,9 +160,9 @@ def main(argv=None):
         wall_time_s=round(time.time() - start), args=vars(args),
         backend=keras.backend.backend(), keras_version=keras.__version__,
         device=f"CPU ({os.cpu_count()} cores)", date=time.strftime("%Y-%m-%d"))
-    recipe.print_before_after(f"{run_name}: before / after", summary,
+    job_records.print_before_after(f"{run_name}: before / after", summary,
                               [(f"test accuracy ({len(yt)} images)", "accuracy")])
-    recipe.write_summary(summary, Path(args.run_dir) / run_name / "summary.json")
+    job_records.write_summary(summary, Path(args.run_dir) / run_name / "summary.json")
     return summary
 
 

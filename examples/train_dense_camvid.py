@@ -62,7 +62,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune import recipe  # noqa: E402
+from keras_relaxprune import job_records  # noqa: E402
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
 from keras_relaxprune.datasets import (  # noqa: E402
     CAMVID_IGNORE_LABEL,
@@ -249,14 +249,14 @@ def main(argv=None):
               validation_freq=args.validation_freq,
               callbacks=[EpochSync(batches), keras.callbacks.BackupAndRestore(str(backup))])
     scores = evaluate_segmentation(model, val_images, val_labels)
-    return recipe.save_trained(model, args.out_dir, args.name, {
+    return job_records.save_trained(model, args.out_dir, args.name, {
         "val_mean_iou": scores["mean_iou"],
         "val_pixel_accuracy": scores["pixel_accuracy"], "val_class_iou": scores["class_iou"],
         "val_images": len(val_images), "train_images": len(images),
         "size": list(args.size), "widths": list(args.widths),
         "flops": krp.count_flops(model), "params": krp.count_params(model),
         "epochs": args.epochs,
-        **recipe.run_record("examples/train_dense_camvid.py",
+        **job_records.run_record("examples/train_dense_camvid.py",
                             sys.argv[1:] if argv is None else argv, start, args.seed),
     })
 

@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
-from keras_relaxprune import recipe  # noqa: E402
+from keras_relaxprune import job_records  # noqa: E402
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
 from keras_relaxprune.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
 
@@ -107,10 +107,10 @@ def main(argv=None):
                          keras.callbacks.BackupAndRestore(str(backup))])
     accuracy = float(model.evaluate(*test, batch_size=500, verbose=0,
                                     return_dict=True)["accuracy"])
-    return recipe.save_trained(model, args.out_dir, args.name, {
+    return job_records.save_trained(model, args.out_dir, args.name, {
         "test_accuracy": accuracy,
         "test_images": len(xt), "train_images": len(x), "epochs": args.epochs,
-        **recipe.run_record("examples/train_dense_cifar10.py",
+        **job_records.run_record("examples/train_dense_cifar10.py",
                             sys.argv[1:] if argv is None else argv, start, args.seed),
     })
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_relaxprune import recipe
+from keras_relaxprune import job_records, recipe
 from keras_relaxprune.errors import InvalidArgumentError
 from keras_relaxprune.job_data import CAMVID_SIZE, FOLDER_SIZE, load_job_data
 from keras_relaxprune.job_settings import WHERE, checked_settings, claim_checkpoints
@@ -109,7 +109,7 @@ def _record(summary, settings, start):
         settings={k: v for k, v in settings.items()
                   if k not in ("model_object", "checkpoints")})
     print_table(summary)
-    recipe.write_summary(summary, Path(settings["out"]) / "summary.json", announce=False)
+    job_records.write_summary(summary, Path(settings["out"]) / "summary.json", announce=False)
 
 
 def _dense_model_and_data(s):
@@ -273,7 +273,7 @@ def _prune_and_measure(dense, data, s):
     }
     summary.update(remaining_flops=summary["pruned_flops"] / summary["dense_flops"],
                    remaining_params=summary["pruned_params"] / summary["dense_params"])
-    summary.update(recipe.export_and_time(dense, small, data.test_images[:1], s["out"],
+    summary.update(job_records.export_and_time(dense, small, data.test_images[:1], s["out"],
                                           s["latency_runs"], pruned_from=gated))
     return summary
 
@@ -331,6 +331,6 @@ def print_table(summary):
     """Prints the before/after table of a job's summary with `rich`."""
     quality = summary["quality_metric"]
     label = "test accuracy" if quality == "accuracy" else "test mIoU"
-    recipe.print_before_after(
+    job_records.print_before_after(
         f"{os.path.basename(summary['model'])} on {summary['dataset']}: before / after",
         summary, [(f"{label} ({summary['test_images']} images)", quality)])

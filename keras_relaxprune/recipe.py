@@ -4,13 +4,11 @@ The recipe (README, "How to prune your own model"): one gated fit in which
 `PruningCallback(**recipe_options(metric))` ramps and closes the budget, `strip_pruning`
 checked against the gated model (`check_strip`), then a fine-tune of the
 stripped network; in both fits SGD-Nesterov and the dense network teaching
-through `keras.distillation.Distiller` (`trainer`). `export_and_time` and
-`print_before_after` write and show what a job measured.
+through `keras.distillation.Distiller` (`trainer`); the callbacks of the
+gated fit (`pruning_callbacks`) and the command-line options every job
+shares (`add_job_arguments`). What a job records and shows is
+`job_records`.
 """
-
-import os
-import platform
-import tempfile
 
 import keras
 import numpy as np
@@ -43,71 +41,6 @@ def recipe_options(metric):
     from keras_relaxprune.callback import DEFAULT_COST_EXPONENT  # noqa: PLC0415
 
     return {**RECIPE, "cost_exponent": DEFAULT_COST_EXPONENT[metric]}
-
-
-def device_name():
-    """What a job ran on, for its record: the accelerators, else the CPU.
-
-    Returns:
-        `"1 x NVIDIA H200"` (the device kind where the JAX backend names
-        it), the devices Keras lists on other backends,
-        or `"CPU (2 cores, x86_64)"`.
-    """
-    accelerators = [d for d in keras.distribution.list_devices() if "cpu" not in d.lower()]
-    if not accelerators:
-        return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
-    if keras.backend.backend() == "jax":
-        import jax  # noqa: PLC0415 (the device kind is JAX's to say)
-
-        return f"{len(accelerators)} x " + ", ".join(sorted({d.device_kind for d in jax.devices()}))
-    return f"{len(accelerators)} x " + ", ".join(accelerators)
-
-
-def run_record(script, argv, start, seed):
-    """The facts every job record carries: how to rerun it and where it ran.
-
-    Args:
-        script: the job's path, as a user types it (`"examples/x.py"`).
-        argv: the job's arguments (a list).
-        start: `time.time()` when the job (this run of it) started.
-        seed: the job's random seed.
-
-    Returns:
-        A dict: `seed`, `backend`, `keras_version`, `device`, `command`,
-        `wall_time_s_last_run` and `date`.
-    """
-    import time  # noqa: PLC0415
-
-    return {"seed": seed, "backend": keras.backend.backend(),
-            "keras_version": keras.__version__, "device": device_name(),
-            "command": " ".join(["python", script, *argv]),
-            "wall_time_s_last_run": round(time.time() - start),
-            "date": time.strftime("%Y-%m-%d")}
-
-
-def save_trained(model, out_dir, name, record):
-    """Saves `model` as `out_dir/name.keras` with its record beside it.
-
-    Args:
-        model: the trained Keras model.
-        out_dir: the folder (created if missing).
-        name: the file stem.
-        record: a JSON-serialisable dict; `"model"` (the file name) is
-            added first.
-
-    Returns:
-        The record as written (also printed).
-    """
-    import json  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / f"{name}.keras")
-    record = {"model": f"{name}.keras", **record}
-    (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
-    return record
 
 
 def trainer(student, teacher=None, lr=0.01, steps=None, loss=None, metrics=("accuracy",),
@@ -198,90 +131,6 @@ def check_strip(gated, small, images, tolerance=STRIP_TOLERANCE):
     return difference
 
 
-def export_and_time(dense, small, sample, out, latency_runs=100, pruned_from=None):
-    """Exports the stripped model; file sizes and TFLite latency of both.
-
-    Args:
-        dense: the dense model (exported to a temporary folder to measure it).
-        small: the stripped model, exported into `out`.
-        sample: one input batch (e.g. `x[:1]`) for the batch-1 latency.
-        out: the export folder (`krp.export`).
-        latency_runs: timed TFLite invocations per model; 0 writes and
-            measures the `.keras` file only. Defaults to 100.
-        pruned_from: the gated model, to write the pruning report too.
-
-    Returns:
-        A dict: `exported` (format -> path), `dense_`/`pruned_` `keras_bytes`,
-        `tflite_bytes` and `tflite_latency_ms` (median). On a backend other
-        than TensorFlow, or with `latency_runs=0`, only the `.keras` file is
-        written and measured.
-
-    Example:
-
-    >>> export_and_time(dense, small, x_test[:1], "saved_models/small")  # doctest: +SKIP
-    """
-    from keras_relaxprune.export import export  # noqa: PLC0415
-
-    if keras.backend.backend() != "tensorflow" or not latency_runs:  # TF writes the others
-        written = export(small, out, formats=("keras",))
-        return {"exported": {k: str(v) for k, v in written.items()},
-                "pruned_keras_bytes": os.path.getsize(written["keras"])}
-    from keras_relaxprune.latency import tflite_latency  # noqa: PLC0415
-
-    written = export(small, out, pruned_from=pruned_from)
-    sample = np.asarray(sample, "float32")
-    with tempfile.TemporaryDirectory() as tmp:
-        dense_files = export(dense, tmp, formats=("keras", "tflite"))
-        sizes = {"dense_keras_bytes": os.path.getsize(dense_files["keras"]),
-                 "dense_tflite_bytes": os.path.getsize(dense_files["tflite"])}
-        dense_latency = tflite_latency(dense_files["tflite"], sample, runs=latency_runs)
-    pruned_latency = tflite_latency(written["tflite"], sample, runs=latency_runs)
-    return {
-        "exported": {k: str(v) for k, v in written.items()}, **sizes,
-        "pruned_keras_bytes": os.path.getsize(written["keras"]),
-        "pruned_tflite_bytes": os.path.getsize(written["tflite"]),
-        "dense_tflite_latency_ms": 1000 * dense_latency["median_s"],
-        "pruned_tflite_latency_ms": 1000 * pruned_latency["median_s"],
-    }
-
-
-def print_before_after(title, summary, quality_rows=()):
-    """Prints a job's before/after table with `rich`.
-
-    Args:
-        title: the table's title.
-        summary: a dict with `dense_<key>` and `pruned_<key>` values for
-            `flops`, `params`, `keras_bytes`, `tflite_bytes` and
-            `tflite_latency_ms` (rows whose values are missing are left out).
-        quality_rows: `(label, key)` pairs of fractions shown as
-            percentages without a ratio, e.g. `("test accuracy", "accuracy")`.
-
-    Example:
-
-    >>> print_before_after("resnet20: before / after", summary,
-    ...                    [("test accuracy", "accuracy")])  # doctest: +SKIP
-    """
-    from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
-
-    table = Table(title=title)
-    for column in ("", "dense", "pruned + stripped", "ratio"):
-        table.add_column(column, justify="right" if column else "left")
-    for label, key in quality_rows:
-        table.add_row(label, f"{summary[f'dense_{key}']:.2%}",
-                      f"{summary[f'pruned_{key}']:.2%}", "")
-    rows = (("FLOPs", "flops", ","), ("params", "params", ","),
-            (".keras bytes", "keras_bytes", ","), (".tflite bytes", "tflite_bytes", ","),
-            ("TFLite batch-1 latency (ms)", "tflite_latency_ms", ".3f"))
-    for name, key, form in rows:
-        before, after = summary.get(f"dense_{key}"), summary.get(f"pruned_{key}")
-        if before is None or after is None:
-            continue
-        table.add_row(name, format(before, form), format(after, form),
-                      f"{after / before:.2f}x")
-    Console().print(table)
-
-
 def add_job_arguments(parser, target=0.5, prune_epochs=1, epochs=2, lr=0.01,
                       latency_runs=100, verbose=1, run_name="<model>_<metric><kept %>"):
     """Adds the command-line options every pruning job shares to `parser`.
@@ -332,35 +181,6 @@ def check_job_arguments(parser, args):
     if not 0.0 < args.target < 1.0:
         parser.error("--target must be in (0, 1)")
     return args
-
-
-def write_summary(summary, path, announce=True):
-    """Writes a job's summary as JSON to `path` (its folder created) and
-    records the path in it as `summary_path`.
-
-    Args:
-        summary: the job's summary dict (JSON-serialisable).
-        path: the file to write.
-        announce: print where it is. Defaults to `True`.
-
-    Returns:
-        The path written, as a `Path`.
-
-    Example:
-
-    >>> write_summary({"pruned_accuracy": 0.85}, "runs/job/summary.json")  # doctest: +SKIP
-    summary: runs/job/summary.json
-    """
-    import json  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    summary["summary_path"] = str(path)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    if announce:
-        print(f"summary: {path}")
-    return path
 
 
 def pruning_callbacks(target, metric, calibration_data, backup_dir, **options):

@@ -1,4 +1,4 @@
-"""The recipe's building blocks: trainer, strip check, before/after table."""
+"""The recipe's building blocks: trainer, strip check, the gated fit's callbacks."""
 
 import keras
 import numpy as np
@@ -47,15 +47,6 @@ def test_check_strip_returns_the_difference_or_refuses():
         recipe.check_strip(net, _net(1), x)
 
 
-def test_before_after_table_leaves_out_rows_it_has_no_values_for(capsys):
-    summary = {"dense_accuracy": 0.9, "pruned_accuracy": 0.85,
-               "dense_flops": 100, "pruned_flops": 50}
-    recipe.print_before_after("t", summary, [("test accuracy", "accuracy")])
-    text = capsys.readouterr().out
-    assert "90.00%" in text and "85.00%" in text and "0.50x" in text
-    assert "params" not in text and "latency" not in text
-
-
 def test_pruning_callbacks_put_the_budget_before_the_backup(tmp_path):
     import keras_relaxprune as krp
 
@@ -69,11 +60,3 @@ def test_pruning_callbacks_put_the_budget_before_the_backup(tmp_path):
             "gate_prior": budget.gate_prior} == recipe.recipe_options("flops")
     assert recipe.recipe_options("flops")["cost_exponent"] == 0.5
     assert recipe.recipe_options("params")["cost_exponent"] == 0.0
-
-
-def test_device_name_names_the_accelerators_or_the_cpu(monkeypatch):
-    monkeypatch.setattr(keras.distribution, "list_devices", lambda: ["cpu:0"])
-    assert recipe.device_name().startswith("CPU (")
-    if keras.backend.backend() != "jax":
-        monkeypatch.setattr(keras.distribution, "list_devices", lambda: ["cpu:0", "gpu:0"])
-        assert recipe.device_name() == "1 x gpu:0"
