@@ -109,6 +109,11 @@ def parse_args(argv=None):
                         "epoch), then strip and fine-tune the small network for --epochs "
                         "epochs shortened so the run's steps add up to --epochs full ones")
     p.add_argument("--distill", action="store_true")
+    p.add_argument("--student-loss-weight", type=float,
+                   default=recipe.DISTILL_STUDENT_LOSS_WEIGHT,
+                   help="with --distill: weight of the label loss (the rest: distillation)")
+    p.add_argument("--temperature", type=float, default=recipe.DISTILL_TEMPERATURE,
+                   help="with --distill: the distillation temperature")
     p.add_argument("--recalibrate", type=int, default=0,
                    help="BN recalibration batches before the final evaluation")
     p.add_argument("--callback", default="{}",
@@ -142,7 +147,9 @@ def fine_tune(model, dense, batches, callbacks, args, epochs, first_epoch=0,
     steps = (epochs - first_epoch) * len(data)
     trained = recipe.trainer(model, dense if args.distill else None,
                              args.lr if lr is None else lr,
-                             steps=steps if (schedule or args.schedule) == "cosine" else None)
+                             steps=steps if (schedule or args.schedule) == "cosine" else None,
+                             temperature=args.temperature,
+                             student_loss_weight=args.student_loss_weight)
     trained.fit(data, epochs=epochs, initial_epoch=first_epoch, shuffle=False,
                 verbose=args.verbose, callbacks=callbacks)
     return int(keras.ops.convert_to_numpy(trained.optimizer.iterations))
@@ -241,6 +248,8 @@ def main(argv=None):
         "prune_steps": args.prune_steps, "train_steps": steps, "train_images": len(x), "seed": args.seed,
         "lr": args.lr, "prune_lr": args.prune_lr, "schedule": args.schedule, "callback": json.loads(args.callback),
         "recalibrate": args.recalibrate, "dense": args.dense,
+        "distillation": ({"student_loss_weight": args.student_loss_weight,
+                          "temperature": args.temperature} if args.distill else None),
         "backend": keras.backend.backend(), "keras_version": keras.__version__,
         "device": job_records.device_name(),
         "wall_time_s": round(time.time() - start),

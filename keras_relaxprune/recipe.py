@@ -20,6 +20,7 @@ from keras_relaxprune.errors import StripError
 # reproducible. `cost_exponent` is the callback's per-metric default (`recipe_options`).
 RECIPE = {"lambda_rate": 1.0, "gate_prior": "bn_gamma"}
 DISTILL_TEMPERATURE = 4.0
+DISTILL_STUDENT_LOSS_WEIGHT = 0.5  # the label loss's share; the rest is distillation
 STRIP_TOLERANCE = 1e-3  # max |gated - stripped| of the outputs, float32 round-off
 
 
@@ -44,7 +45,8 @@ def recipe_options(metric):
 
 
 def trainer(student, teacher=None, lr=0.01, steps=None, loss=None, metrics=("accuracy",),
-            temperature=DISTILL_TEMPERATURE, student_loss_weight=0.5, optimizer="sgd"):
+            temperature=DISTILL_TEMPERATURE,
+            student_loss_weight=DISTILL_STUDENT_LOSS_WEIGHT, optimizer="sgd"):
     """A compiled model that trains `student`, distilled from `teacher` if given.
 
     SGD with Nesterov momentum 0.9 (or Adam) at `lr`, constant, or with a

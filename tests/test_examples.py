@@ -159,6 +159,34 @@ def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_
     assert 0.0 <= record["stripped_test_accuracy_before_fine_tune"] <= 1.0
 
 
+def test_comparison_cell_distils_with_the_weight_and_temperature_asked(
+        calibrated_dense_file, tmp_path, monkeypatch):
+    """`--student-loss-weight` and `--temperature` reach the `Distiller` of
+    both fits (the gated and the stripped one) and the record."""
+    module = load_script(BENCHMARKS / "pretrained_pruning.py")
+    distillers = []
+    trainer = module.recipe.trainer
+
+    def recording_trainer(*args, **kwargs):
+        model = trainer(*args, **kwargs)
+        distillers.append(model)
+        return model
+
+    monkeypatch.setattr(module.recipe, "trainer", recording_trainer)
+    record = module.main([
+        "--dense", str(calibrated_dense_file), "--distill", "--target", "0.5",
+        "--student-loss-weight", "0.1", "--temperature", "2", "--epochs", "2",
+        "--prune-epochs", "1", "--train-limit", "128", "--test-limit", "50",
+        "--batch-size", "64", "--recalibrate", "2", "--out", str(tmp_path),
+        "--name", "cell", "--verbose", "0"])
+    assert len(distillers) == 2
+    for distiller in distillers:
+        assert isinstance(distiller, keras.distillation.Distiller)
+        assert distiller.student_loss_weight == 0.1
+        assert distiller.distillation_losses[0].temperature == 2.0
+    assert record["distillation"] == {"student_loss_weight": 0.1, "temperature": 2.0}
+
+
 def test_the_reference_recipe_pushes_with_the_penalty_s_own_gradient():
     """The reference recipe's penalty is `lambda * |R - 0|` as written:
     its gradient pushes each gate in proportion to its channel's cost, and
