@@ -85,6 +85,22 @@ class ReferenceRecipe(krp.PruningCallback):
         self._recalibrate()
 
 
+def fraction(text):
+    """An argparse type: a float in [0, 1]."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def positive(text):
+    """An argparse type: a float above 0."""
+    value = float(text)
+    if value <= 0.0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dense", required=True, help="dense .keras (raw 0-255 input, logits)")
@@ -109,10 +125,10 @@ def parse_args(argv=None):
                         "epoch), then strip and fine-tune the small network for --epochs "
                         "epochs shortened so the run's steps add up to --epochs full ones")
     p.add_argument("--distill", action="store_true")
-    p.add_argument("--student-loss-weight", type=float,
+    p.add_argument("--student-loss-weight", type=fraction,
                    default=recipe.DISTILL_STUDENT_LOSS_WEIGHT,
                    help="with --distill: weight of the label loss (the rest: distillation)")
-    p.add_argument("--temperature", type=float, default=recipe.DISTILL_TEMPERATURE,
+    p.add_argument("--temperature", type=positive, default=recipe.DISTILL_TEMPERATURE,
                    help="with --distill: the distillation temperature")
     p.add_argument("--recalibrate", type=int, default=0,
                    help="BN recalibration batches before the final evaluation")

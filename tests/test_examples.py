@@ -187,6 +187,19 @@ def test_comparison_cell_distils_with_the_weight_and_temperature_asked(
     assert record["distillation"] == {"student_loss_weight": 0.1, "temperature": 2.0}
 
 
+@pytest.mark.parametrize("option, value", [("--student-loss-weight", "1.5"),
+                                           ("--student-loss-weight", "-0.1"),
+                                           ("--temperature", "0")])
+def test_comparison_cell_refuses_distillation_settings_out_of_range(option, value, capsys):
+    """A weight outside [0, 1] or a temperature not above 0 stops at the
+    command line (exit 2, one line naming the option), before any data loads."""
+    module = load_script(BENCHMARKS / "pretrained_pruning.py")
+    with pytest.raises(SystemExit) as stop:
+        module.parse_args(["--dense", "x.keras", "--distill", option, value])
+    assert stop.value.code == 2
+    assert option in capsys.readouterr().err
+
+
 def test_the_reference_recipe_pushes_with_the_penalty_s_own_gradient():
     """The reference recipe's penalty is `lambda * |R - 0|` as written:
     its gradient pushes each gate in proportion to its channel's cost, and
