@@ -346,8 +346,10 @@ def warn_thinned_to_floor(graph, masks, round_to):
         warnings.warn(
             "PruningCallback: the budget left these channel groups at their "
             f"floor: {', '.join(thinned)}. The layers after them see one "
-            "channel; if accuracy suffers, give every group a floor "
-            "(`min_keep=0.25`), train longer before the budget closes, lower "
-            "the target, or exclude those layers.",
+            "channel (inside a residual block the block then adds little to "
+            "its shortcut, which residual networks tolerate). If accuracy "
+            "suffers where no shortcut bypasses such a group, give every group "
+            "a floor (`min_keep=0.25`), train longer before the budget closes, "
+            "lower the target, or exclude those layers.",
             stacklevel=2,
         )

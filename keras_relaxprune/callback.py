@@ -72,6 +72,9 @@ class PruningCallback(keras.callbacks.Callback):
             `round_to`), so no stage is emptied to reach the budget: a
             FLOPs budget otherwise may take a group whose channels cost
             little (a U-Net's bottleneck and decoder) down to one channel.
+            In a residual network such a group usually sits inside a block
+            that then falls back to its shortcut, and a floor costs
+            accuracy instead (README, "How to prune your own model").
             Defaults to 0 (a floor of one channel, or `round_to`).
         verbose: print the remaining cost each epoch when 1. Defaults to 0.
         lambda_rate: closed-loop lambda. Each training step lambda is
