@@ -16,7 +16,11 @@ the same `strip_pruning`; only the channel choice differs:
   penalty `lambda * |R - 0|`, no closed-loop budget).
 
 One run writes one JSON record (accuracy, FLOPs, params, device, backend,
-epochs, seed, command) into `--out`. Example (CPU, about 10 minutes for a
+epochs, seed, command) into `--out`. With `--backup DIR` a killed run
+resumes: the stripped network (ours: after its gated fit) is kept in `DIR`
+and its fine-tune is backed up every epoch (`keras.callbacks.BackupAndRestore`),
+so the same command again goes on with the fine-tune's next epoch (a gated
+fit cut short starts again); `DIR` is removed when the record is written. Example (CPU, about 10 minutes for a
 ResNet-20 on 10k images x 3 epochs):
 
     python benchmarks/pretrained_pruning.py --dense saved_models/resnet20_cifar10_dense.keras \
@@ -26,6 +30,7 @@ ResNet-20 on 10k images x 3 epochs):
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -137,6 +142,8 @@ def parse_args(argv=None):
     p.add_argument("--diagnose", type=int, default=0,
                    help="each epoch: inference accuracy on this many test images")
     p.add_argument("--name", default=None)
+    p.add_argument("--backup", default=None,
+                   help="folder that makes a killed run resumable (removed at the end)")
     p.add_argument("--out", default="benchmarks/results/pretrained")
     p.add_argument("--verbose", type=int, default=2)
     return p.parse_args(argv)
@@ -157,9 +164,13 @@ class FirstBatches(keras.utils.PyDataset):
 
 
 def fine_tune(model, dense, batches, callbacks, args, epochs, first_epoch=0,
-              schedule=None, lr=None, steps_per_epoch=None):
-    """One `fit` of `model` (as a Distiller's student with `--distill`); its steps."""
+              schedule=None, lr=None, steps_per_epoch=None, backup=None):
+    """One `fit` of `model` (as a Distiller's student with `--distill`); its
+    steps. With `backup` (a folder) the fit is backed up every epoch and
+    resumes from there."""
     data = FirstBatches(batches, steps_per_epoch) if steps_per_epoch else batches
+    if backup:
+        callbacks = [*callbacks, keras.callbacks.BackupAndRestore(str(backup))]
     steps = (epochs - first_epoch) * len(data)
     trained = recipe.trainer(model, dense if args.distill else None,
                              args.lr if lr is None else lr,
@@ -194,9 +205,92 @@ class Diagnose(keras.callbacks.Callback):
         print("diagnose:", row, flush=True)
 
 
+class StrippedBackup:
+    """The stripped network kept between the fits, so that a resumed run skips
+    what it has done: `--backup`'s `stripped.keras` and `stripped.json`
+    (steps trained so far, accuracy right after the strip)."""
+
+    def __init__(self, folder, args):
+        self.folder = Path(folder) if folder else None
+        self.settings = {k: v for k, v in sorted(vars(args).items())
+                         if k not in ("backup", "out", "name", "verbose")}
+
+    def fine_tune_folder(self):
+        return self.folder / "fine_tune" if self.folder else None
+
+    def load(self):
+        """`(stripped model, state)`, or `(None, None)` where there is none."""
+        if not self.folder or not (self.folder / "stripped.json").is_file():
+            return None, None
+        state = json.loads((self.folder / "stripped.json").read_text())
+        if state.pop("settings") != self.settings:
+            sys.exit(f"pretrained_pruning.py: {self.folder} holds another run's backup "
+                     "(other settings); remove it or pass another --backup")
+        model = keras.saving.load_model(self.folder / "stripped.keras", compile=False)
+        print(f"resumed: the stripped network from {self.folder}", flush=True)
+        return model, state
+
+    def save(self, model, **state):
+        if self.folder:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            model.save(self.folder / "stripped.keras")
+            (self.folder / "stripped.json").write_text(
+                json.dumps({**state, "settings": self.settings}))
+
+    def remove(self):
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def accuracy(model, images, labels):
     logits = model.predict(images.astype("float32"), batch_size=250, verbose=0)
     return float(np.mean(np.argmax(logits, -1) == labels))
+
+
+def prune_and_strip(args, dense, batches, x, xt, yt):
+    """The method's channel choice and `strip_pruning`: `(stripped model,
+    state, diagnose)`, where `state` says how the stripped network's
+    fine-tune goes on (its first epoch and steps per epoch, the data epoch
+    it starts at) and holds the steps trained so far and the accuracy right
+    after the strip (ours with two fits)."""
+    reference = args.method == "reference"
+    gated = krp.add_gates(dense, metric=args.metric,
+                          initial_scale=REFERENCE_SCALE if reference else 50.0)
+    state = {"steps": 0, "stripped_accuracy": None, "first_epoch": 0, "data_epoch": 0,
+             "steps_per_epoch": None}
+    if args.method not in ("ours", "reference"):
+        apply_baseline(gated, args.method, args.target, args.metric, seed=args.seed)
+        return krp.strip_pruning(gated), state, None
+    callbacks = [EpochSync(batches)]
+    options = json.loads(args.callback)
+    if args.recalibrate:  # the callback re-estimates BN when fit ends
+        options.update(calibration_data=batches, calibration_steps=args.recalibrate)
+    callbacks.append(ReferenceRecipe(metric=args.metric, **options) if reference else
+                     krp.PruningCallback(target=args.target, metric=args.metric, **options))
+    diagnose = None
+    if args.diagnose:
+        diagnose = Diagnose(gated, xt[:args.diagnose].astype("float32"),
+                            yt[:args.diagnose], x)
+        callbacks.append(diagnose)
+    gated_epochs = 1 if args.prune_steps else args.prune_epochs or args.epochs
+    # Pruned in a first fit at a constant rate, then fine-tuned stripped.
+    two_fits = gated_epochs < args.epochs or bool(args.prune_steps)
+    state["steps"] = fine_tune(gated, dense, batches, callbacks, args, gated_epochs,
+                               schedule="constant" if two_fits else None,
+                               lr=args.prune_lr if two_fits else None,
+                               steps_per_epoch=args.prune_steps or None)
+    small = krp.strip_pruning(gated)
+    if not two_fits:
+        state["first_epoch"] = args.epochs
+        return small, state, diagnose
+    state["stripped_accuracy"] = accuracy(small, xt, yt)
+    print(f"stripped, before the fine-tune: {state['stripped_accuracy']:.2%}", flush=True)
+    if args.prune_steps:  # as many steps in all as --epochs full epochs
+        left = args.epochs * len(batches) - args.prune_steps
+        state.update(data_epoch=1, steps_per_epoch=left // args.epochs)
+    else:
+        state["first_epoch"] = gated_epochs
+    return small, state, diagnose
 
 
 def main(argv=None):
@@ -208,46 +302,22 @@ def main(argv=None):
     dense = keras.saving.load_model(args.dense, compile=False)
     dense_flops, dense_params = krp.count_flops(dense), krp.count_params(dense)
     batches = AugmentedBatches(x, y, args.batch_size, args.seed)
-    callbacks = [EpochSync(batches)]
-    reference = args.method == "reference"
-    gated = krp.add_gates(dense, metric=args.metric,
-                          initial_scale=REFERENCE_SCALE if reference else 50.0)
-    diagnose = stripped_accuracy = None
-    if args.method in ("ours", "reference"):
-        options = json.loads(args.callback)
-        if args.recalibrate:
-            options.update(calibration_data=batches, calibration_steps=args.recalibrate)
-        callbacks.append(ReferenceRecipe(metric=args.metric, **options) if reference else
-                         krp.PruningCallback(target=args.target, metric=args.metric, **options))
-        if args.diagnose:
-            diagnose = Diagnose(gated, xt[:args.diagnose].astype("float32"),
-                                yt[:args.diagnose], x)
-            callbacks.append(diagnose)
-        # With --recalibrate the callback re-estimates BN when fit ends.
-        gated_epochs = 1 if args.prune_steps else args.prune_epochs or args.epochs
-        # Pruned in a first fit at a constant rate, then fine-tuned stripped.
-        two_fits = gated_epochs < args.epochs or bool(args.prune_steps)
-        steps = fine_tune(gated, dense, batches, callbacks, args, gated_epochs,
-                          schedule="constant" if two_fits else None,
-                          lr=args.prune_lr if two_fits else None,
-                          steps_per_epoch=args.prune_steps or None)
-        small = krp.strip_pruning(gated)
-        if two_fits:
-            stripped_accuracy = accuracy(small, xt, yt)
-            print(f"stripped, before the fine-tune: {stripped_accuracy:.2%}", flush=True)
-            if args.prune_steps:  # as many steps in all as --epochs full epochs
-                left = args.epochs * len(batches) - args.prune_steps
-                steps += fine_tune(small, dense, batches, [EpochSync(batches, first_epoch=1)],
-                                   args, args.epochs, steps_per_epoch=left // args.epochs)
-            else:
-                steps += fine_tune(small, dense, batches, [EpochSync(batches)], args,
-                                   args.epochs, first_epoch=gated_epochs)
-    else:
-        apply_baseline(gated, args.method, args.target, args.metric, seed=args.seed)
-        small = krp.strip_pruning(gated)
-        steps = fine_tune(small, dense, batches, callbacks, args, args.epochs)
-        if args.recalibrate:
-            recalibrate_batchnorm(small, batches, steps=args.recalibrate)
+    backup = StrippedBackup(args.backup, args)
+    small, state = backup.load()
+    resumed, diagnose = small is not None, None
+    if not resumed:
+        small, state, diagnose = prune_and_strip(args, dense, batches, x, xt, yt)
+        backup.save(small, **state)
+    steps = state["steps"]
+    if state["first_epoch"] < args.epochs:  # the stripped network's fine-tune
+        steps += fine_tune(small, dense, batches,
+                           [EpochSync(batches, first_epoch=state["data_epoch"])], args,
+                           args.epochs, first_epoch=state["first_epoch"],
+                           steps_per_epoch=state["steps_per_epoch"],
+                           backup=backup.fine_tune_folder())
+    if args.recalibrate and args.method not in ("ours", "reference"):
+        recalibrate_batchnorm(small, batches, steps=args.recalibrate)
+    stripped_accuracy = state["stripped_accuracy"]
     logits = small.predict(xt.astype("float32"), batch_size=250, verbose=0)
     dense_logits = dense.predict(xt.astype("float32"), batch_size=250, verbose=0)
     record = {
@@ -279,7 +349,10 @@ def main(argv=None):
                          f"{args.metric}{round(100 * args.target)}_e{args.epochs}_s{args.seed}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if resumed:  # the wall time is the last part's
+        record["resumed"] = True
     (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    backup.remove()
     print(json.dumps({k: v for k, v in record.items() if k != "diagnose"}, indent=2))
     return record
 

@@ -2,11 +2,13 @@
 
 Each cell is one `benchmarks/pretrained_pruning.py` run from the same dense
 checkpoint with the same fine-tune; a cell whose JSON already exists is
-skipped, so the grid resumes after a kill. When the grid is done (or with
-`--report-only`) it writes `<out>/table.md` (one row per run),
-`<out>/mean_over_seeds.md` (one row per method and budget: the mean, min
-and max over its seeds) and `<out>/pareto.png` (test accuracy against FLOPs
-kept, one line per method, the mean over seeds).
+skipped, and a cell cut short goes on from its last epoch (backed up in
+`checkpoints/<out folder>/<cell>/`), so the grid resumes after a kill.
+When the grid is done (or with `--report-only`) it writes
+`<out>/table.md` (one row per run), `<out>/mean_over_seeds.md` (one row
+per method, budget and fine-tune: the mean, min and max over its seeds)
+and `<out>/pareto.png` (test accuracy against FLOPs kept, one line per
+method, the mean over seeds).
 
 CPU protocol (ResNet-20, about 5 hours in all on 2 cores): 3 epochs on all
 50,000 training images; ours and the reference recipe prune with gates in
@@ -41,6 +43,7 @@ METHODS = (("ours", False), ("ours", True), ("l1_norm", False),
 # The reference recipe has no target: its lambda sets how much it removes.
 # One lambda per budget row spreads its points along the Pareto plot.
 REFERENCE_LAMBDA = {0.5: 1.0, 0.75: 4.0, 0.9: 16.0}
+DEFAULT_LR = 0.01  # pretrained_pruning.py's --lr
 
 
 def parse_args(argv=None):
@@ -97,6 +100,7 @@ def run_grid(args):
                     "--prune-epochs", str(args.prune_epochs),
                     "--recalibrate", str(args.recalibrate),
                     "--out", args.out, "--name", name,
+                    "--backup", str(Path("checkpoints") / Path(args.out).name / name),
                     "--callback", json.dumps(
                         {"lambda_": REFERENCE_LAMBDA[target]} if method == "reference"
                         else recipe_options(metric))]
@@ -131,6 +135,15 @@ def epochs(record):
     return f"{record['epochs']} ({gated} gated + {record['epochs'] - gated} stripped)"
 
 
+def fine_tune(record):
+    """`epochs(record)`, with the peak learning rate where it is not 0.01."""
+    text = epochs(record)
+    lr, gated_lr = record.get("lr", DEFAULT_LR), record.get("prune_lr")
+    if lr != DEFAULT_LR or gated_lr is not None:
+        text += f", peak lr {lr:g}" + (f" (gated {gated_lr:g})" if gated_lr is not None else "")
+    return text
+
+
 def write_table(records, out):
     rows = ["| method | budget | FLOPs kept | params kept | test accuracy | dense | "
             "epochs | train images | seed | backend | device |",
@@ -139,17 +152,23 @@ def write_table(records, out):
         rows.append(
             f"| {label(r)} | {r['metric']} -{r['target']:.0%} | "
             f"{r['remaining_flops']:.1%} | {r['remaining_params']:.1%} | "
-            f"{r['test_accuracy']:.2%} | {r['dense_test_accuracy']:.2%} | {epochs(r)} | "
+            f"{r['test_accuracy']:.2%} | {r['dense_test_accuracy']:.2%} | {fine_tune(r)} | "
             f"{r['train_images']} | {r['seed']} | {r['backend']} | {r['device']} |")
     Path(out, "table.md").write_text("\n".join(rows) + "\n")
     return rows
 
 
 def seeds_per_cell(records):
-    """`{(metric, target, method label): [record, ...]}`, one entry per seed."""
+    """`{(metric, target, method label): [record, ...]}`, one entry per seed.
+
+    Where the records differ in their fine-tune (length or learning rate),
+    each fine-tune is a cell of its own, named in brackets.
+    """
+    several = len({(r["epochs"], r.get("lr"), r.get("prune_lr")) for r in records}) > 1
     cells = {}
     for r in records:
-        cells.setdefault((r["metric"], r["target"], label(r)), []).append(r)
+        name = label(r) + (f" [{fine_tune(r)}]" if several else "")
+        cells.setdefault((r["metric"], r["target"], name), []).append(r)
     return cells
 
 

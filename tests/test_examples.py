@@ -159,6 +159,55 @@ def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_
     assert 0.0 <= record["stripped_test_accuracy_before_fine_tune"] <= 1.0
 
 
+class _KilledAtEpoch(keras.callbacks.Callback):
+    """Stops a fit the way a kill would, as epoch `epoch` begins."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_comparison_cell_resumes_after_a_kill_where_it_stopped(
+        calibrated_dense_file, tmp_path, monkeypatch, capsys):
+    """`--backup`: a cell killed in the stripped network's fine-tune goes on
+    from its last finished epoch when run again (no second gated fit) and
+    records what the uninterrupted cell records; the folder is removed. A
+    run with other settings refuses the folder."""
+    module = load_script(BENCHMARKS / "pretrained_pruning.py")
+    argv = ["--dense", str(calibrated_dense_file), "--target", "0.5", "--epochs", "3",
+            "--prune-epochs", "1", "--train-limit", "256", "--test-limit", "100",
+            "--batch-size", "64", "--recalibrate", "2", "--name", "cell", "--verbose", "0"]
+    whole = module.main([*argv, "--out", str(tmp_path / "whole")])
+    backup = tmp_path / "backup"
+    fine_tune = module.fine_tune
+
+    def killed_in_the_stripped_fit(model, *args, **kwargs):
+        if kwargs.get("backup"):
+            args = (args[0], args[1], [*args[2], _KilledAtEpoch(2)], *args[3:])
+        return fine_tune(model, *args, **kwargs)
+
+    monkeypatch.setattr(module, "fine_tune", killed_in_the_stripped_fit)
+    with pytest.raises(KeyboardInterrupt):
+        module.main([*argv, "--out", str(tmp_path / "cut"), "--backup", str(backup)])
+    assert (backup / "stripped.keras").is_file()
+    monkeypatch.setattr(module, "fine_tune", fine_tune)
+    other = [*argv, "--out", str(tmp_path / "cut"), "--backup", str(backup)]
+    other[other.index("--target") + 1] = "0.6"
+    with pytest.raises(SystemExit, match="another run's backup"):
+        module.main(other)
+    capsys.readouterr()
+    resumed = module.main([*argv, "--out", str(tmp_path / "cut"), "--backup", str(backup)])
+    assert "resumed: the stripped network" in capsys.readouterr().out
+    assert resumed["resumed"] and not backup.exists()
+    for key in ("test_accuracy", "train_steps", "remaining_flops",
+                "stripped_test_accuracy_before_fine_tune"):
+        assert resumed[key] == whole[key], key
+
+
 def test_comparison_cell_distils_with_the_weight_and_temperature_asked(
         calibrated_dense_file, tmp_path, monkeypatch):
     """`--student-loss-weight` and `--temperature` reach the `Distiller` of
@@ -240,3 +289,27 @@ def test_comparison_report_writes_the_table_and_the_plot(tmp_path):
         ["1", "74.00%", "74.00%", "74.00%"], ["1", "70.00%", "70.00%", "70.00%"],
         ["2", "67.00%", "66.00%", "68.00%"]]
     assert (tmp_path / "pareto.png").stat().st_size > 0
+
+
+def test_comparison_report_keeps_each_fine_tune_apart(tmp_path):
+    """Runs with another fine-tune length or learning rate are not seeds of
+    one cell: each is its own row of the statistics, and the table names
+    the learning rate where it is not the default."""
+    module = load_script(BENCHMARKS / "pruning_table.py")
+    base = {"method": "ours", "metric": "flops", "target": 0.75, "seed": 0,
+            "remaining_flops": 0.25, "remaining_params": 0.4, "dense_test_accuracy": 0.9,
+            "train_images": 50000, "backend": "jax", "device": "GPU", "prune_epochs": 2,
+            "callback": module.recipe_options("flops")}
+    for name, epochs, lr, prune_lr, accuracy in (("e20", 20, 0.01, None, 0.885),
+                                                 ("e30", 30, 0.01, None, 0.888),
+                                                 ("e30_lr05", 30, 0.05, 0.01, 0.880)):
+        record = {**base, "epochs": epochs, "lr": lr, "prune_lr": prune_lr,
+                  "test_accuracy": accuracy}
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    module.main(["--dense", "unused.keras", "--out", str(tmp_path), "--report-only"])
+    rows = (tmp_path / "table.md").read_text().splitlines()[2:]
+    assert "30 (2 gated + 28 stripped), peak lr 0.05 (gated 0.01)" in rows[2]
+    assert "peak lr" not in rows[0] + rows[1]
+    means = (tmp_path / "mean_over_seeds.md").read_text().splitlines()[2:]
+    assert [row.split(" | ")[2] for row in means] == ["1", "1", "1"]
+    assert "[20 (2 gated + 18 stripped)]" in means[1]
