@@ -95,3 +95,20 @@ def load_script(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class SimulatedKill(keras.callbacks.Callback):
+    """Stops a fit the way a kill would (`KeyboardInterrupt`), as epoch
+    `epoch` begins (`at="begin"`) or ends (`at="end"`)."""
+
+    def __init__(self, epoch, at="end"):
+        super().__init__()
+        self.epoch, self.at = epoch, at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.at == "begin" and epoch == self.epoch:
+            raise KeyboardInterrupt("simulated kill")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.at == "end" and epoch == self.epoch:
+            raise KeyboardInterrupt("simulated kill")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_relaxprune as krp
-from helpers import load_script
+from helpers import SimulatedKill, load_script
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CHANCE = 0.1  # 10 classes
@@ -159,18 +159,6 @@ def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_
     assert 0.0 <= record["stripped_test_accuracy_before_fine_tune"] <= 1.0
 
 
-class _KilledAtEpoch(keras.callbacks.Callback):
-    """Stops a fit the way a kill would, as epoch `epoch` begins."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_comparison_cell_resumes_after_a_kill_where_it_stopped(
         calibrated_dense_file, tmp_path, monkeypatch, capsys):
     """`--backup`: a cell killed in the stripped network's fine-tune goes on
@@ -187,7 +175,7 @@ def test_comparison_cell_resumes_after_a_kill_where_it_stopped(
 
     def killed_in_the_stripped_fit(model, *args, **kwargs):
         if kwargs.get("backup"):
-            args = (args[0], args[1], [*args[2], _KilledAtEpoch(2)], *args[3:])
+            args = (args[0], args[1], [*args[2], SimulatedKill(2, at="begin")], *args[3:])
         return fine_tune(model, *args, **kwargs)
 
     monkeypatch.setattr(module, "fine_tune", killed_in_the_stripped_fit)

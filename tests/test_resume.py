@@ -5,21 +5,11 @@ import numpy as np
 import pytest
 
 import keras_relaxprune as krp
-from helpers import gates
+from helpers import SimulatedKill, gates
 from keras_relaxprune.budget import find_budget
 from keras_relaxprune.models import cifar_resnet
 
 pytestmark = pytest.mark.backend_agnostic
-
-
-class _Kill(keras.callbacks.Callback):
-    def __init__(self, after_epoch):
-        super().__init__()
-        self.after_epoch = after_epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.after_epoch:
-            raise KeyboardInterrupt("simulated kill")
 
 
 def _run(backup_dir, extra_callbacks=()):
@@ -39,7 +29,7 @@ def _run(backup_dir, extra_callbacks=()):
 def test_killed_run_resumes_to_the_uninterrupted_masks(tmp_path):
     reference = _run(tmp_path / "reference")
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "killed", [_Kill(after_epoch=1)])
+        _run(tmp_path / "killed", [SimulatedKill(1)])
     resumed = _run(tmp_path / "killed")
     assert float(find_budget(resumed).step.numpy()) == float(find_budget(reference).step.numpy())
     for a, b in zip(gates(reference), gates(resumed)):
