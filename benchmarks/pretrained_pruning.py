@@ -18,10 +18,11 @@ the same `strip_pruning`; only the channel choice differs:
 One run writes one JSON record (accuracy, FLOPs, params, device, backend,
 epochs, seed, command) into `--out`. With `--backup DIR` a killed run
 resumes: the stripped network (ours: after its gated fit) is kept in `DIR`
-and its fine-tune is backed up every epoch (`keras.callbacks.BackupAndRestore`),
-so the same command again goes on with the fine-tune's next epoch (a gated
-fit cut short starts again); `DIR` is removed when the record is written. Example (CPU, about 10 minutes for a
-ResNet-20 on 10k images x 3 epochs):
+and its fine-tune is backed up every epoch
+(`keras.callbacks.BackupAndRestore`), so the same command again goes on
+with the fine-tune's next epoch (a gated fit cut short starts again);
+`DIR` is removed when the record is written. Example (CPU, about 10
+minutes for a ResNet-20 on 10k images x 3 epochs):
 
     python benchmarks/pretrained_pruning.py --dense saved_models/resnet20_cifar10_dense.keras \
         --method ours --target 0.5 --epochs 3 --train-limit 10000
@@ -224,8 +225,10 @@ class StrippedBackup:
             return None, None
         state = json.loads((self.folder / "stripped.json").read_text())
         if state.pop("settings") != self.settings:
-            sys.exit(f"pretrained_pruning.py: {self.folder} holds another run's backup "
-                     "(other settings); remove it or pass another --backup")
+            print(f"pretrained_pruning.py: error: {self.folder} holds another run's "
+                  "backup (other settings); remove it or pass another --backup",
+                  file=sys.stderr)
+            raise SystemExit(2)
         model = keras.saving.load_model(self.folder / "stripped.keras", compile=False)
         print(f"resumed: the stripped network from {self.folder}", flush=True)
         return model, state
