@@ -117,7 +117,7 @@ def parse_args(argv=None):
     p.add_argument("--train-limit", type=int, default=10000)
     p.add_argument("--test-limit", type=int, default=0, help="0 = all 10,000")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=recipe.FINE_TUNE_LR)
     p.add_argument("--prune-lr", type=float, default=None,
                    help="with --prune-epochs: the constant rate of the gated fit "
                         "(default --lr)")

@@ -34,7 +34,7 @@ import json
 import sys
 from pathlib import Path
 
-from keras_relaxprune.recipe import recipe_options
+from keras_relaxprune.recipe import FINE_TUNE_LR, recipe_options
 
 BUDGETS = (("flops", 0.5), ("flops", 0.75), ("flops", 0.9), ("params", 0.9))
 METHODS = (("ours", False), ("ours", True), ("l1_norm", False),
@@ -43,7 +43,6 @@ METHODS = (("ours", False), ("ours", True), ("l1_norm", False),
 # The reference recipe has no target: its lambda sets how much it removes.
 # One lambda per budget row spreads its points along the Pareto plot.
 REFERENCE_LAMBDA = {0.5: 1.0, 0.75: 4.0, 0.9: 16.0}
-DEFAULT_LR = 0.01  # pretrained_pruning.py's --lr
 
 
 def parse_args(argv=None):
@@ -135,11 +134,11 @@ def epochs(record):
     return f"{record['epochs']} ({gated} gated + {record['epochs'] - gated} stripped)"
 
 
-def fine_tune(record):
-    """`epochs(record)`, with the peak learning rate where it is not 0.01."""
+def fine_tune_label(record):
+    """`epochs(record)`, with the peak learning rate where it is not the recipe's."""
     text = epochs(record)
-    lr, gated_lr = record.get("lr", DEFAULT_LR), record.get("prune_lr")
-    if lr != DEFAULT_LR or gated_lr is not None:
+    lr, gated_lr = record.get("lr", FINE_TUNE_LR), record.get("prune_lr")
+    if lr != FINE_TUNE_LR or gated_lr is not None:
         text += f", peak lr {lr:g}" + (f" (gated {gated_lr:g})" if gated_lr is not None else "")
     return text
 
@@ -152,7 +151,7 @@ def write_table(records, out):
         rows.append(
             f"| {label(r)} | {r['metric']} -{r['target']:.0%} | "
             f"{r['remaining_flops']:.1%} | {r['remaining_params']:.1%} | "
-            f"{r['test_accuracy']:.2%} | {r['dense_test_accuracy']:.2%} | {fine_tune(r)} | "
+            f"{r['test_accuracy']:.2%} | {r['dense_test_accuracy']:.2%} | {fine_tune_label(r)} | "
             f"{r['train_images']} | {r['seed']} | {r['backend']} | {r['device']} |")
     Path(out, "table.md").write_text("\n".join(rows) + "\n")
     return rows
@@ -167,7 +166,7 @@ def seeds_per_cell(records):
     several = len({(r["epochs"], r.get("lr"), r.get("prune_lr")) for r in records}) > 1
     cells = {}
     for r in records:
-        name = label(r) + (f" [{fine_tune(r)}]" if several else "")
+        name = label(r) + (f" [{fine_tune_label(r)}]" if several else "")
         cells.setdefault((r["metric"], r["target"], name), []).append(r)
     return cells
 

@@ -20,6 +20,7 @@ from keras_relaxprune.errors import StripError
 # reproducible. `cost_exponent` is the callback's per-metric default (`recipe_options`).
 RECIPE = {"lambda_rate": 1.0, "gate_prior": "bn_gamma"}
 DISTILL_TEMPERATURE = 4.0
+FINE_TUNE_LR = 0.01  # SGD-Nesterov's peak rate of the measured recipe
 DISTILL_STUDENT_LOSS_WEIGHT = 0.5  # the label loss's share; the rest is distillation
 STRIP_TOLERANCE = 1e-3  # max |gated - stripped| of the outputs, float32 round-off
 
@@ -44,7 +45,8 @@ def recipe_options(metric):
     return {**RECIPE, "cost_exponent": DEFAULT_COST_EXPONENT[metric]}
 
 
-def trainer(student, teacher=None, lr=0.01, steps=None, loss=None, metrics=("accuracy",),
+def trainer(student, teacher=None, lr=FINE_TUNE_LR, steps=None, loss=None,
+            metrics=("accuracy",),
             temperature=DISTILL_TEMPERATURE,
             student_loss_weight=DISTILL_STUDENT_LOSS_WEIGHT, optimizer="sgd"):
     """A compiled model that trains `student`, distilled from `teacher` if given.
@@ -133,7 +135,7 @@ def check_strip(gated, small, images, tolerance=STRIP_TOLERANCE):
     return difference
 
 
-def add_job_arguments(parser, target=0.5, prune_epochs=1, epochs=2, lr=0.01,
+def add_job_arguments(parser, target=0.5, prune_epochs=1, epochs=2, lr=FINE_TUNE_LR,
                       latency_runs=100, verbose=1, run_name="<model>_<metric><kept %>"):
     """Adds the command-line options every pruning job shares to `parser`.
 
