@@ -69,6 +69,21 @@ def test_dense_trainer_ships_a_model_that_takes_raw_pixels(dense_file):
     assert record["test_accuracy"] == pytest.approx(np.mean(np.argmax(logits, -1) == yt))
 
 
+def test_dense_trainer_width_sets_the_channels_of_every_stage(cifar_available, tmp_path):
+    """`--width 4` trains a ResNet whose stages have 4, 8 and 16 channels, a
+    quarter of the default's FLOPs at width 8, and the record names the width."""
+    _load("train_dense_cifar10").main([
+        "--depth", "8", "--width", "4", "--epochs", "1", "--train-limit", "128",
+        "--test-limit", "50", "--batch-size", "64", "--name", "thin",
+        "--checkpoint-dir", str(tmp_path / "checkpoints"), "--out-dir", str(tmp_path),
+        "--verbose", "0"])
+    model = keras.saving.load_model(tmp_path / "thin.keras", compile=False)
+    widths = sorted({layer.filters for layer in model.layers
+                     if isinstance(layer, keras.layers.Conv2D)})
+    assert widths == [4, 8, 16]
+    assert json.loads((tmp_path / "thin.json").read_text())["width"] == 4
+
+
 def test_main_job_exports_files_that_load_and_match_the_report(calibrated_dense_file,
                                                                tmp_path):
     """The summary's FLOPs, params and accuracies are those of the exported
