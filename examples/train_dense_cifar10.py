@@ -51,10 +51,18 @@ from keras_relaxprune.models import cifar_resnet  # noqa: E402
 NUM_CLASSES = 10
 
 
+def positive_int(text):
+    """An argparse type: a whole number above 0."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--depth", type=int, default=20, help="ResNet depth, 6n+2")
-    p.add_argument("--width", type=int, default=16,
+    p.add_argument("--width", type=positive_int, default=16,
                    help="channels of the first stage (doubled per stage); 8 is a "
                         "quarter of the FLOPs, the size of a 75%% FLOPs cut")
     p.add_argument("--epochs", type=int, default=30)

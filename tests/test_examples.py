@@ -84,6 +84,14 @@ def test_dense_trainer_width_sets_the_channels_of_every_stage(cifar_available, t
     assert json.loads((tmp_path / "thin.json").read_text())["width"] == 4
 
 
+def test_dense_trainer_refuses_a_width_below_one(capsys):
+    """`--width 0` stops at argument parsing: one line naming the flag, exit 2."""
+    with pytest.raises(SystemExit) as stopped:
+        _load("train_dense_cifar10").parse_args(["--width", "0"])
+    assert stopped.value.code == 2
+    assert "--width: must be above 0, got 0" in capsys.readouterr().err
+
+
 def test_main_job_exports_files_that_load_and_match_the_report(calibrated_dense_file,
                                                                tmp_path):
     """The summary's FLOPs, params and accuracies are those of the exported
