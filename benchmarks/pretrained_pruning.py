@@ -107,6 +107,14 @@ def positive(text):
     return value
 
 
+def non_negative(text):
+    """An argparse type: a float of 0 or above."""
+    value = float(text)
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError(f"must be 0 or above, got {text}")
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dense", required=True, help="dense .keras (raw 0-255 input, logits)")
@@ -121,6 +129,9 @@ def parse_args(argv=None):
     p.add_argument("--prune-lr", type=float, default=None,
                    help="with --prune-epochs: the constant rate of the gated fit "
                         "(default --lr)")
+    p.add_argument("--weight-decay", type=non_negative, default=0.0,
+                   help="decoupled weight decay of the kernels in every fit "
+                        "(the dense recipe: 5e-3)")
     p.add_argument("--schedule", choices=("constant", "cosine"), default="cosine")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prune-epochs", type=int, default=0,
@@ -177,7 +188,8 @@ def fine_tune(model, dense, batches, callbacks, args, epochs, first_epoch=0,
                              args.lr if lr is None else lr,
                              steps=steps if (schedule or args.schedule) == "cosine" else None,
                              temperature=args.temperature,
-                             student_loss_weight=args.student_loss_weight)
+                             student_loss_weight=args.student_loss_weight,
+                             weight_decay=args.weight_decay)
     trained.fit(data, epochs=epochs, initial_epoch=first_epoch, shuffle=False,
                 verbose=args.verbose, callbacks=callbacks)
     return int(keras.ops.convert_to_numpy(trained.optimizer.iterations))
@@ -334,8 +346,10 @@ def main(argv=None):
         "flops": krp.count_flops(small), "params": krp.count_params(small),
         "dense_flops": dense_flops, "dense_params": dense_params,
         "epochs": args.epochs, "prune_epochs": args.prune_epochs,
-        "prune_steps": args.prune_steps, "train_steps": steps, "train_images": len(x), "seed": args.seed,
-        "lr": args.lr, "prune_lr": args.prune_lr, "schedule": args.schedule, "callback": json.loads(args.callback),
+        "prune_steps": args.prune_steps, "train_steps": steps, "train_images": len(x),
+        "seed": args.seed, "lr": args.lr, "weight_decay": args.weight_decay,
+        "prune_lr": args.prune_lr, "schedule": args.schedule,
+        "callback": json.loads(args.callback),
         "recalibrate": args.recalibrate, "dense": args.dense,
         "distillation": ({"student_loss_weight": args.student_loss_weight,
                           "temperature": args.temperature} if args.distill else None),

@@ -23,6 +23,9 @@ DISTILL_TEMPERATURE = 4.0
 FINE_TUNE_LR = 0.01  # SGD-Nesterov's peak rate of the measured recipe
 DISTILL_STUDENT_LOSS_WEIGHT = 0.5  # the label loss's share; the rest is distillation
 STRIP_TOLERANCE = 1e-3  # max |gated - stripped| of the outputs, float32 round-off
+# Variables weight decay leaves alone, as in the dense recipe: BatchNorm's scale and
+# shift and biases (`PruningCallback` keeps the gates' logits out itself).
+NO_WEIGHT_DECAY = ("gamma", "beta", "bias")
 
 
 def recipe_options(metric):
@@ -48,7 +51,8 @@ def recipe_options(metric):
 def trainer(student, teacher=None, lr=FINE_TUNE_LR, steps=None, loss=None,
             metrics=("accuracy",),
             temperature=DISTILL_TEMPERATURE,
-            student_loss_weight=DISTILL_STUDENT_LOSS_WEIGHT, optimizer="sgd"):
+            student_loss_weight=DISTILL_STUDENT_LOSS_WEIGHT, optimizer="sgd",
+            weight_decay=0.0):
     """A compiled model that trains `student`, distilled from `teacher` if given.
 
     SGD with Nesterov momentum 0.9 (or Adam) at `lr`, constant, or with a
@@ -71,6 +75,9 @@ def trainer(student, teacher=None, lr=FINE_TUNE_LR, steps=None, loss=None,
             distillation loss. Defaults to 0.5.
         optimizer: `"sgd"` (Nesterov momentum 0.9, the measured recipe) or
             `"adam"`. Defaults to `"sgd"`.
+        weight_decay: decoupled weight decay of the kernels (Keras'
+            `weight_decay`: each step takes `lr * weight_decay` of a
+            weight away), never of `NO_WEIGHT_DECAY`. Defaults to 0.
 
     Returns:
         The compiled `student` (without a teacher) or `Distiller` (built
@@ -86,10 +93,14 @@ def trainer(student, teacher=None, lr=FINE_TUNE_LR, steps=None, loss=None,
     ```
     """
     rate = lr if steps is None else keras.optimizers.schedules.CosineDecay(lr, steps)
+    decay = weight_decay or None
     if optimizer == "adam":
-        optimizer = keras.optimizers.Adam(rate)
+        optimizer = keras.optimizers.Adam(rate, weight_decay=decay)
     else:
-        optimizer = keras.optimizers.SGD(rate, momentum=0.9, nesterov=True)
+        optimizer = keras.optimizers.SGD(rate, momentum=0.9, nesterov=True,
+                                         weight_decay=decay)
+    if decay:
+        optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
     loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model = student
     if teacher is not None:

@@ -221,10 +221,10 @@ def test_comparison_cell_resumes_after_a_kill_where_it_stopped(
         assert resumed[key] == whole[key], key
 
 
-def test_comparison_cell_distils_with_the_weight_and_temperature_asked(
+def test_comparison_cell_distils_with_the_weight_temperature_and_decay_asked(
         calibrated_dense_file, tmp_path, monkeypatch):
-    """`--student-loss-weight` and `--temperature` reach the `Distiller` of
-    both fits (the gated and the stripped one) and the record."""
+    """`--student-loss-weight`, `--temperature` and `--weight-decay` reach the
+    `Distiller` of both fits (the gated and the stripped one) and the record."""
     module = load_script(BENCHMARKS / "pretrained_pruning.py")
     distillers = []
     trainer = module.recipe.trainer
@@ -238,6 +238,7 @@ def test_comparison_cell_distils_with_the_weight_and_temperature_asked(
     record = module.main([
         "--dense", str(calibrated_dense_file), "--distill", "--target", "0.5",
         "--student-loss-weight", "0.1", "--temperature", "2", "--epochs", "2",
+        "--weight-decay", "0.005",
         "--prune-epochs", "1", "--train-limit", "128", "--test-limit", "50",
         "--batch-size", "64", "--recalibrate", "2", "--out", str(tmp_path),
         "--name", "cell", "--verbose", "0"])
@@ -246,15 +247,19 @@ def test_comparison_cell_distils_with_the_weight_and_temperature_asked(
         assert isinstance(distiller, keras.distillation.Distiller)
         assert distiller.student_loss_weight == 0.1
         assert distiller.distillation_losses[0].temperature == 2.0
+        assert distiller.optimizer.weight_decay == pytest.approx(0.005)
+    assert record["weight_decay"] == 0.005
     assert record["distillation"] == {"student_loss_weight": 0.1, "temperature": 2.0}
 
 
 @pytest.mark.parametrize("option, value", [("--student-loss-weight", "1.5"),
                                            ("--student-loss-weight", "-0.1"),
-                                           ("--temperature", "0")])
-def test_comparison_cell_refuses_distillation_settings_out_of_range(option, value, capsys):
-    """A weight outside [0, 1] or a temperature not above 0 stops at the
-    command line (exit 2, one line naming the option), before any data loads."""
+                                           ("--temperature", "0"),
+                                           ("--weight-decay", "-1e-3")])
+def test_comparison_cell_refuses_settings_out_of_range(option, value, capsys):
+    """A weight outside [0, 1], a temperature not above 0 or a negative weight
+    decay stops at the command line (exit 2, one line naming the option),
+    before any data loads."""
     module = load_script(BENCHMARKS / "pretrained_pruning.py")
     with pytest.raises(SystemExit) as stop:
         module.parse_args(["--dense", "x.keras", "--distill", option, value])

@@ -60,3 +60,29 @@ def test_pruning_callbacks_put_the_budget_before_the_backup(tmp_path):
             "gate_prior": budget.gate_prior} == recipe.recipe_options("flops")
     assert recipe.recipe_options("flops")["cost_exponent"] == 0.5
     assert recipe.recipe_options("params")["cost_exponent"] == 0.0
+
+
+def _bn_net(seed):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(inputs))
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def test_trainer_weight_decay_shrinks_kernels_and_spares_batchnorm_and_biases():
+    x = np.random.default_rng(0).uniform(size=(8, 8, 8, 3)).astype("float32")
+    y = np.arange(8) % 3
+    lr, decay = 0.1, 0.5
+    plain, decayed = _bn_net(0), _bn_net(0)
+    initial = {w.path: keras.ops.convert_to_numpy(w) for w in plain.trainable_weights}
+    for net, weight_decay in ((plain, 0.0), (decayed, decay)):
+        recipe.trainer(net, lr=lr, weight_decay=weight_decay).fit(
+            x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(plain.trainable_weights, decayed.trainable_weights):
+        gap = keras.ops.convert_to_numpy(a) - keras.ops.convert_to_numpy(b)
+        if a.name in recipe.NO_WEIGHT_DECAY:
+            np.testing.assert_allclose(gap, 0.0, atol=1e-6, err_msg=a.path)
+        else:  # one step takes lr * decay of the weight away
+            np.testing.assert_allclose(gap, lr * decay * initial[a.path], atol=1e-5,
+                                       err_msg=a.path)
