@@ -135,11 +135,14 @@ def epochs(record):
 
 
 def fine_tune_label(record):
-    """`epochs(record)`, with the peak learning rate where it is not the recipe's."""
+    """`epochs(record)`, with the peak learning rate where it is not the recipe's
+    and the weight decay where there is one."""
     text = epochs(record)
     lr, gated_lr = record.get("lr", FINE_TUNE_LR), record.get("prune_lr")
     if lr != FINE_TUNE_LR or gated_lr is not None:
         text += f", peak lr {lr:g}" + (f" (gated {gated_lr:g})" if gated_lr is not None else "")
+    if record.get("weight_decay"):
+        text += f", weight decay {record['weight_decay']:g}"
     return text
 
 
@@ -160,10 +163,11 @@ def write_table(records, out):
 def seeds_per_cell(records):
     """`{(metric, target, method label): [record, ...]}`, one entry per seed.
 
-    Where the records differ in their fine-tune (length or learning rate),
-    each fine-tune is a cell of its own, named in brackets.
+    Where the records differ in their fine-tune (length, learning rate or
+    weight decay), each fine-tune is a cell of its own, named in brackets.
     """
-    several = len({(r["epochs"], r.get("lr"), r.get("prune_lr")) for r in records}) > 1
+    several = len({(r["epochs"], r.get("lr"), r.get("prune_lr"), r.get("weight_decay") or 0)
+                   for r in records}) > 1
     cells = {}
     for r in records:
         name = label(r) + (f" [{fine_tune_label(r)}]" if several else "")
