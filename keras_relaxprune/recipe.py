@@ -48,6 +48,69 @@ def recipe_options(metric):
     return {**RECIPE, "cost_exponent": DEFAULT_COST_EXPONENT[metric]}
 
 
+def optimizer_for(lr=FINE_TUNE_LR, steps=None, optimizer="sgd", weight_decay=0.0):
+    """The recipe's optimizer: SGD with Nesterov momentum 0.9 (or Adam).
+
+    Args:
+        lr: the (peak) learning rate. Defaults to 0.01.
+        steps: training steps of a cosine decay to 0, or `None` for a
+            constant rate.
+        optimizer: `"sgd"` (the measured recipe) or `"adam"`. Defaults to `"sgd"`.
+        weight_decay: decoupled weight decay of the kernels (Keras'
+            `weight_decay`: each step takes `lr * weight_decay` of a
+            weight away), never of `NO_WEIGHT_DECAY`. Defaults to 0.
+
+    Returns:
+        A `keras.optimizers.SGD` or `keras.optimizers.Adam`.
+
+    Example:
+
+    >>> optimizer_for(0.01, steps=100, weight_decay=5e-3).nesterov
+    True
+    """
+    rate = lr if steps is None else keras.optimizers.schedules.CosineDecay(lr, steps)
+    decay = weight_decay or None
+    if optimizer == "adam":
+        chosen = keras.optimizers.Adam(rate, weight_decay=decay)
+    else:
+        chosen = keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=decay)
+    if decay:
+        chosen.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
+    return chosen
+
+
+def distiller_for(student, teacher, temperature=DISTILL_TEMPERATURE,
+                  student_loss_weight=DISTILL_STUDENT_LOSS_WEIGHT):
+    """A `keras.distillation.Distiller` in which `teacher`'s logits teach `student`.
+
+    `LogitsDistillation` gets an explicit `keras.losses.KLDivergence`: Keras
+    3.15 resolves the default `"kl_divergence"` string to a function and then
+    takes the KL of logits, not of softened probabilities. `KLDivergence`
+    sums over the last axis, so per-pixel logits distil pixel by pixel.
+
+    Args:
+        student: the model to train (gated or stripped), outputting logits.
+        teacher: the dense model.
+        temperature: the distillation temperature. Defaults to 4.
+        student_loss_weight: weight of the label loss against the
+            distillation loss. Defaults to 0.5.
+
+    Returns:
+        The uncompiled `Distiller`.
+
+    Example:
+
+    ```python
+    distiller_for(krp.add_gates(dense), dense).compile(optimizer="sgd", loss=loss)
+    ```
+    """
+    return keras.distillation.Distiller(
+        teacher=teacher, student=student,
+        distillation_losses=keras.distillation.LogitsDistillation(
+            temperature=temperature, loss=keras.losses.KLDivergence()),
+        student_loss_weight=student_loss_weight)
+
+
 def trainer(student, teacher=None, lr=FINE_TUNE_LR, steps=None, loss=None,
             metrics=("accuracy",),
             temperature=DISTILL_TEMPERATURE,
@@ -55,29 +118,18 @@ def trainer(student, teacher=None, lr=FINE_TUNE_LR, steps=None, loss=None,
             weight_decay=0.0):
     """A compiled model that trains `student`, distilled from `teacher` if given.
 
-    SGD with Nesterov momentum 0.9 (or Adam) at `lr`, constant, or with a
-    cosine decay to 0 over `steps`. With a teacher, a `keras.distillation.Distiller` with
-    `LogitsDistillation` and an explicit `keras.losses.KLDivergence`: Keras
-    3.15 resolves the default `"kl_divergence"` string to a function and then
-    takes the KL of logits, not of softened probabilities. `KLDivergence`
-    sums over the last axis, so per-pixel logits distil pixel by pixel.
+    The optimizer is `optimizer_for(lr, steps, optimizer, weight_decay)`,
+    the distillation `distiller_for(student, teacher, ...)`; see them for
+    the arguments they share.
 
     Args:
         student: the model to train (gated or stripped), outputting logits.
         teacher: the dense model, or `None` to train on labels only.
-        lr: the (peak) learning rate. Defaults to 0.01.
-        steps: training steps of the cosine decay, or `None` for a constant rate.
+        lr, steps, optimizer, weight_decay: as in `optimizer_for`.
         loss: the label loss. Defaults to
             `SparseCategoricalCrossentropy(from_logits=True)`.
         metrics: compiled metrics. Defaults to `("accuracy",)`.
-        temperature: the distillation temperature. Defaults to 4.
-        student_loss_weight: weight of the label loss against the
-            distillation loss. Defaults to 0.5.
-        optimizer: `"sgd"` (Nesterov momentum 0.9, the measured recipe) or
-            `"adam"`. Defaults to `"sgd"`.
-        weight_decay: decoupled weight decay of the kernels (Keras'
-            `weight_decay`: each step takes `lr * weight_decay` of a
-            weight away), never of `NO_WEIGHT_DECAY`. Defaults to 0.
+        temperature, student_loss_weight: as in `distiller_for`.
 
     Returns:
         The compiled `student` (without a teacher) or `Distiller` (built
@@ -92,24 +144,12 @@ def trainer(student, teacher=None, lr=FINE_TUNE_LR, steps=None, loss=None,
         batches, epochs=1, callbacks=[krp.PruningCallback(0.5, **recipe_options("flops"))])
     ```
     """
-    rate = lr if steps is None else keras.optimizers.schedules.CosineDecay(lr, steps)
-    decay = weight_decay or None
-    if optimizer == "adam":
-        optimizer = keras.optimizers.Adam(rate, weight_decay=decay)
-    else:
-        optimizer = keras.optimizers.SGD(rate, momentum=0.9, nesterov=True,
-                                         weight_decay=decay)
-    if decay:
-        optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
     loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model = student
     if teacher is not None:
-        model = keras.distillation.Distiller(
-            teacher=teacher, student=student,
-            distillation_losses=keras.distillation.LogitsDistillation(
-                temperature=temperature, loss=keras.losses.KLDivergence()),
-            student_loss_weight=student_loss_weight)
-    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=True)
+        model = distiller_for(student, teacher, temperature, student_loss_weight)
+    model.compile(optimizer=optimizer_for(lr, steps, optimizer, weight_decay), loss=loss,
+                  metrics=list(metrics), jit_compile=True)
     shape = tuple(student.inputs[0].shape[1:])
     if teacher is not None and None not in shape:
         model(keras.ops.zeros((1, *shape), "float32"))  # built: BackupAndRestore saves it
