@@ -16,14 +16,15 @@ after warm-up steps, median of the timed ones. The ratio closing / step says
 how many training steps closing costs.
 
 `--compare-with FILE` also times a previous `budget_closing.py` (e.g.
-`git show <commit>:keras_relaxprune/projection.py > /tmp/projection_old.py`)
+`git show <commit>:keras_relaxprune/budget_closing.py > /tmp/closing_old.py`;
+before commit 21ed393 the module was `keras_relaxprune/projection.py`)
 on the models named by `--compare-models`, with the same gates.
 
 No TensorFlow import: it runs on any Keras backend.
 
     python benchmarks/closing_speed.py --note "2 shared CPU cores"
     python benchmarks/closing_speed.py --targets 0.3,0.5,0.7 \
-        --compare-with /tmp/projection_old.py --compare-models mobilenet_v2,resnet50
+        --compare-with /tmp/closing_old.py --compare-models mobilenet_v2,resnet50
 
 Results: `benchmarks/results/closing_speed_cpu.md`.
 """
@@ -42,9 +43,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune import projection  # noqa: E402
+from keras_relaxprune import budget_closing  # noqa: E402
 from keras_relaxprune.counting import cost_fractions  # noqa: E402
 from keras_relaxprune.channel_graph import analyze  # noqa: E402
+from keras_relaxprune.option_types import non_negative_int, positive_int  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from overhead import device_description  # noqa: E402
@@ -58,17 +60,17 @@ MODELS = {
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="mobilenet_v2,resnet50")
-    p.add_argument("--mobilenet-size", type=int, default=64, help="input pixels")
-    p.add_argument("--resnet-size", type=int, default=128, help="input pixels")
+    p.add_argument("--mobilenet-size", type=positive_int, default=64, help="input pixels")
+    p.add_argument("--resnet-size", type=positive_int, default=128, help="input pixels")
     p.add_argument("--targets", default="0.5",
                    help="remaining FLOPs fractions closing aims at, comma-separated")
-    p.add_argument("--round-to", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=5, help="timed training steps")
-    p.add_argument("--warmup", type=int, default=2, help="untimed training steps")
-    p.add_argument("--repeats", type=int, default=3, help="timed closings per case")
+    p.add_argument("--round-to", type=positive_int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--steps", type=positive_int, default=5, help="timed training steps")
+    p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed training steps")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed closings per case")
     p.add_argument("--compare-with", default=None,
-                   help="a previous projection.py to time beside this one")
+                   help="a previous budget_closing.py to time beside this one")
     p.add_argument("--compare-models", default="mobilenet_v2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--note", default="", help="free text for the report")
@@ -78,7 +80,7 @@ def parse_args(argv=None):
 
 
 def load_module(path):
-    spec = importlib.util.spec_from_file_location("previous_projection", path)
+    spec = importlib.util.spec_from_file_location("previous_budget_closing", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -136,7 +138,7 @@ def measure_model(name, args, previous):
     for state in ("tied", "random"):
         set_gates(graph, state, args.seed)
         for target in _targets(args):
-            row[state, target] = time_closing(projection, graph, target, args,
+            row[state, target] = time_closing(budget_closing, graph, target, args,
                                               args.repeats)
             if compare:
                 print(f"{name}, {state} gates, target {target}: timing the "

@@ -40,6 +40,8 @@ import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
 from keras_relaxprune.models import cifar_resnet  # noqa: E402
+from keras_relaxprune.option_types import (  # noqa: E402
+    non_negative_int, open_fraction, positive_int)
 
 GOAL = 1.10
 
@@ -47,12 +49,12 @@ GOAL = 1.10
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--depth", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=30, help="timed steps per round")
-    p.add_argument("--warmup", type=int, default=5, help="untimed steps per round")
-    p.add_argument("--rounds", type=int, default=3,
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--steps", type=positive_int, default=30, help="timed steps per round")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed steps per round")
+    p.add_argument("--rounds", type=positive_int, default=3,
                    help="alternating dense/gated rounds")
-    p.add_argument("--target", type=float, default=0.5)
+    p.add_argument("--target", type=open_fraction, default=0.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend-note", default="", help="free text for the report")
     return p.parse_args(argv)

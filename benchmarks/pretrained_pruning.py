@@ -47,6 +47,8 @@ from keras_relaxprune.baselines import METHODS as BASELINES, apply_baseline  # n
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
 from keras_relaxprune.batchnorm import recalibrate_batchnorm  # noqa: E402
 from keras_relaxprune.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
+from keras_relaxprune.option_types import (  # noqa: E402
+    fraction, non_negative, non_negative_int, open_fraction, positive, positive_int)
 
 # This repository keeps its offline archives in ../shared/data (README).
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -91,42 +93,18 @@ class ReferenceRecipe(krp.PruningCallback):
         self._recalibrate()
 
 
-def fraction(text):
-    """An argparse type: a float in [0, 1]."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def positive(text):
-    """An argparse type: a float above 0."""
-    value = float(text)
-    if value <= 0.0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
-def non_negative(text):
-    """An argparse type: a float of 0 or above."""
-    value = float(text)
-    if not value >= 0.0:
-        raise argparse.ArgumentTypeError(f"must be 0 or above, got {text}")
-    return value
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dense", required=True, help="dense .keras (raw 0-255 input, logits)")
     p.add_argument("--method", choices=METHODS, default="ours")
-    p.add_argument("--target", type=float, default=0.5, help="fraction removed")
+    p.add_argument("--target", type=open_fraction, default=0.5, help="fraction removed")
     p.add_argument("--metric", choices=("flops", "params"), default="flops")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--train-limit", type=int, default=10000)
-    p.add_argument("--test-limit", type=int, default=0, help="0 = all 10,000")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=recipe.FINE_TUNE_LR)
-    p.add_argument("--prune-lr", type=float, default=None,
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--train-limit", type=non_negative_int, default=10000)
+    p.add_argument("--test-limit", type=non_negative_int, default=0, help="0 = all 10,000")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive, default=recipe.FINE_TUNE_LR)
+    p.add_argument("--prune-lr", type=positive, default=None,
                    help="with --prune-epochs: the constant rate of the gated fit "
                         "(default --lr)")
     p.add_argument("--weight-decay", type=non_negative, default=0.0,
@@ -134,10 +112,10 @@ def parse_args(argv=None):
                         "(the dense recipe: 5e-3)")
     p.add_argument("--schedule", choices=("constant", "cosine"), default="cosine")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prune-epochs", type=int, default=0,
+    p.add_argument("--prune-epochs", type=non_negative_int, default=0,
                    help="ours: prune for this many of --epochs with gates, then strip and "
                         "fine-tune the small network for the rest (0: all epochs gated)")
-    p.add_argument("--prune-steps", type=int, default=0,
+    p.add_argument("--prune-steps", type=non_negative_int, default=0,
                    help="ours: prune for this many steps with gates (a fraction of an "
                         "epoch), then strip and fine-tune the small network for --epochs "
                         "epochs shortened so the run's steps add up to --epochs full ones")
@@ -147,11 +125,11 @@ def parse_args(argv=None):
                    help="with --distill: weight of the label loss (the rest: distillation)")
     p.add_argument("--temperature", type=positive, default=recipe.DISTILL_TEMPERATURE,
                    help="with --distill: the distillation temperature")
-    p.add_argument("--recalibrate", type=int, default=0,
+    p.add_argument("--recalibrate", type=non_negative_int, default=0,
                    help="BN recalibration batches before the final evaluation")
     p.add_argument("--callback", default="{}",
                    help="extra PruningCallback arguments as JSON")
-    p.add_argument("--diagnose", type=int, default=0,
+    p.add_argument("--diagnose", type=non_negative_int, default=0,
                    help="each epoch: inference accuracy on this many test images")
     p.add_argument("--name", default=None)
     p.add_argument("--backup", default=None,

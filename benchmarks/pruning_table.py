@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 
 from keras_relaxprune.recipe import FINE_TUNE_LR, recipe_options
+from keras_relaxprune.option_types import non_negative_int, positive_int
 
 BUDGETS = (("flops", 0.5), ("flops", 0.75), ("flops", 0.9), ("params", 0.9))
 METHODS = (("ours", False), ("ours", True), ("l1_norm", False),
@@ -48,12 +49,12 @@ REFERENCE_LAMBDA = {0.5: 1.0, 0.75: 4.0, 0.9: 16.0}
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dense", required=True)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--prune-epochs", type=int, default=1)
-    p.add_argument("--train-limit", type=int, default=0)
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--prune-epochs", type=non_negative_int, default=1)
+    p.add_argument("--train-limit", type=non_negative_int, default=0)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--test-limit", type=int, default=0, help="0 = all 10,000")
-    p.add_argument("--recalibrate", type=int, default=50)
+    p.add_argument("--test-limit", type=non_negative_int, default=0, help="0 = all 10,000")
+    p.add_argument("--recalibrate", type=non_negative_int, default=50)
     p.add_argument("--methods", nargs="+", default=None,
                    help="cells to run, in this order, budget by budget (e.g. ours+distill "
                         "uniform); default every method, the baselines first")

@@ -69,6 +69,7 @@ import keras_relaxprune as krp  # noqa: E402
 from keras_relaxprune.channel_graph import analyze  # noqa: E402
 from keras_relaxprune.models import cifar_resnet  # noqa: E402
 from keras_relaxprune.budget_closing import close_budget  # noqa: E402
+from keras_relaxprune.option_types import positive_int  # noqa: E402
 
 SPEEDUP_GOAL = 0.8    # speed-up >= 0.8 x FLOPs factor ...
 FACTOR_LIMIT = 4.0    # ... where DECISIONS.md says it holds (TFLite, <= ~4x)
@@ -96,14 +97,14 @@ def parse_args(argv=None):
                    help="resnet50 or cifar_resnet<depth> (e.g. cifar_resnet56)")
     p.add_argument("--keep", type=float, nargs="+", default=None,
                    help="remaining FLOPs fractions; default 0.5 0.25 0.1 (0.5 with --quick)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help="XLA batch; default 32 (ResNet-50), 128 (CIFAR), 256 on JAX")
-    p.add_argument("--tflite-runs", type=int, default=None)
-    p.add_argument("--xla-runs", type=int, default=None)
-    p.add_argument("--rounds", type=int, default=None,
+    p.add_argument("--tflite-runs", type=positive_int, default=None)
+    p.add_argument("--xla-runs", type=positive_int, default=None)
+    p.add_argument("--rounds", type=positive_int, default=None,
                    help="interleaved rounds the runs are split into")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--round-to", type=int, default=1,
+    p.add_argument("--round-to", type=positive_int, default=1,
                    help="N > 1 adds the pattern random+round<N>: the random widths "
                         "rounded to multiples of N by close_budget (default 1: off)")
     p.add_argument("--no-tflite", action="store_true")

@@ -35,6 +35,8 @@ import keras_relaxprune as krp  # noqa: E402
 from keras_relaxprune.charts import channels_kept_chart  # noqa: E402
 from keras_relaxprune.datasets import load_cifar10  # noqa: E402
 from keras_relaxprune.models import cifar_resnet  # noqa: E402
+from keras_relaxprune.option_types import (  # noqa: E402
+    non_negative_int, open_fraction, positive_int)
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 # Dashboard views (TensorBoard 2.x URL fragments) -> file names. The
@@ -136,22 +138,25 @@ def screenshot(chromium, url, path, size, profile):
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=180)
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=DOCS, help="directory of the images")
     parser.add_argument("--log-dir", default=None, help="keep the logs here")
     parser.add_argument("--reuse-logs", action="store_true",
                         help="photograph the logs already in --log-dir, no training")
-    parser.add_argument("--train-limit", type=int, default=3000)
+    parser.add_argument("--train-limit", type=positive_int, default=3000)
     parser.add_argument("--depth", type=int, default=20)
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--dense-epochs", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--target", type=float, default=0.7)
+    parser.add_argument("--width", type=positive_int, default=16)
+    parser.add_argument("--dense-epochs", type=non_negative_int, default=2)
+    parser.add_argument("--epochs", type=positive_int, default=6)
+    parser.add_argument("--target", type=open_fraction, default=0.7)
     parser.add_argument("--window-size", default="1400,1100")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def main(argv=None):
+    args = parse_args(argv)
     log_dir = args.log_dir or tempfile.mkdtemp(prefix="relaxprune_tensorboard_")
     os.makedirs(args.out, exist_ok=True)
     if not args.reuse_logs:

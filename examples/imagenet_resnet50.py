@@ -78,6 +78,7 @@ import tensorflow as tf  # noqa: E402  (tf.data feeds every backend)
 
 import keras_relaxprune as krp  # noqa: E402
 from keras_relaxprune import job_records, recipe  # noqa: E402
+from keras_relaxprune.option_types import non_negative_int, positive_int  # noqa: E402
 
 # keras.applications.imagenet_utils.preprocess_input(mode="caffe") subtracts
 # (103.939, 116.779, 123.68) from BGR pixels: the same means in RGB order.
@@ -96,13 +97,13 @@ def parse_args(argv=None):
                    help="TensorFlow Datasets data_dir (default ~/tensorflow_datasets)")
     p.add_argument("--manual-dir", default=None,
                    help="folder holding ILSVRC2012_img_{train,val}.tar")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--steps-per-epoch", type=int, default=0,
+    p.add_argument("--image-size", type=positive_int, default=224)
+    p.add_argument("--steps-per-epoch", type=non_negative_int, default=0,
                    help="cap on the steps of an epoch; 0 = one pass over the training set")
-    p.add_argument("--val-steps", type=int, default=0,
+    p.add_argument("--val-steps", type=non_negative_int, default=0,
                    help="validation batches evaluated; 0 = the whole split")
-    p.add_argument("--batch-size", type=int, default=256, help="global, over all devices")
-    p.add_argument("--calibration-steps", type=int, default=50,
+    p.add_argument("--batch-size", type=positive_int, default=256, help="global, over all devices")
+    p.add_argument("--calibration-steps", type=non_negative_int, default=50,
                    help="training batches that re-estimate BatchNormalization statistics")
     p.add_argument("--distribute", action="store_true",
                    help="data parallel over the local GPUs")

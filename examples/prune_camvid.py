@@ -90,6 +90,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keras_relaxprune.baselines import METHODS, apply_baseline  # noqa: E402
 from keras_relaxprune.batches import EpochSync  # noqa: E402
 from keras_relaxprune.datasets import load_camvid  # noqa: E402
+from keras_relaxprune.option_types import (  # noqa: E402
+    fraction, non_negative_int, positive, positive_int)
 from train_dense_camvid import (  # noqa: E402  (also sets $KRP_DATA_DIR)
     SegmentationBatches,
     evaluate_segmentation,
@@ -106,17 +108,17 @@ def parse_args(argv=None):
                    help="trained dense U-Net .keras (raw 0-255 input, per-pixel logits)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                    help="Adam, or SGD with Nesterov momentum 0.9")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-zoom", type=float, default=1.5)
-    p.add_argument("--temperature", type=float, default=2.0, help="distillation")
-    p.add_argument("--train-limit", type=int, default=0, help="0 = all 367 frames")
-    p.add_argument("--val-limit", type=int, default=0, help="0 = all 101 frames")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--max-zoom", type=positive, default=1.5)
+    p.add_argument("--temperature", type=positive, default=2.0, help="distillation")
+    p.add_argument("--train-limit", type=non_negative_int, default=0, help="0 = all 367 frames")
+    p.add_argument("--val-limit", type=non_negative_int, default=0, help="0 = all 101 frames")
     p.add_argument("--data", default=None, help="camvid_jpeg.npz or its folder")
     p.add_argument("--method", choices=("ours", *METHODS), default="ours",
                    help="ours (PruningCallback), or a baseline's channel choice "
                         "(krp.baselines.apply_baseline, no gated fit: the stripped "
                         "network fine-tunes for --prune-epochs + --epochs)")
-    p.add_argument("--min-keep", type=float, default=0.25,
+    p.add_argument("--min-keep", type=fraction, default=0.25,
                    help="PruningCallback(min_keep): every channel group keeps this "
                         "fraction of its channels (0: down to one)")
     p.add_argument("--callback", type=json.loads, default={},

@@ -45,6 +45,7 @@ from keras_relaxprune import job_records, recipe  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
 from keras_relaxprune.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
+from keras_relaxprune.option_types import non_negative_int, positive_int  # noqa: E402
 
 # This repository keeps its offline archives in ../shared/data (README).
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -57,10 +58,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dense", default=DEFAULT_DENSE,
                    help="trained dense .keras model (raw 0-255 input, logits out)")
-    p.add_argument("--train-limit", type=int, default=0,
+    p.add_argument("--train-limit", type=non_negative_int, default=0,
                    help="class-balanced training subset; 0 = all 50,000")
-    p.add_argument("--test-limit", type=int, default=0, help="0 = all 10,000")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--test-limit", type=non_negative_int, default=0, help="0 = all 10,000")
+    p.add_argument("--batch-size", type=positive_int, default=128)
     recipe.add_job_arguments(p, latency_runs=200, run_name="resnet<N>_cifar10_<metric><kept %>")
     args = p.parse_args(argv)
     recipe.check_job_arguments(p, args)

@@ -71,6 +71,8 @@ from keras_relaxprune.datasets import (  # noqa: E402
     load_camvid,
 )
 from keras_relaxprune.models import small_unet  # noqa: E402
+from keras_relaxprune.option_types import (  # noqa: E402
+    non_negative, non_negative_int, positive, positive_int)
 
 # This repository keeps its offline archives in ../shared/data (README).
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -80,25 +82,25 @@ EVAL_BATCH = 8
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=120)
-    p.add_argument("--size", type=int, nargs=2, default=(176, 240), metavar=("H", "W"),
+    p.add_argument("--epochs", type=positive_int, default=120)
+    p.add_argument("--size", type=positive_int, nargs=2, default=(176, 240), metavar=("H", "W"),
                    help="training and evaluation size; divisible by 2**(levels-1)")
-    p.add_argument("--widths", type=int, nargs="+", default=(16, 32, 64, 128),
+    p.add_argument("--widths", type=positive_int, nargs="+", default=(16, 32, 64, 128),
                    help="U-Net channels per level")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
-    p.add_argument("--warmup-epochs", type=int, default=2)
-    p.add_argument("--weight-decay", type=float, default=1e-2)
-    p.add_argument("--max-zoom", type=float, default=1.5,
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--lr", type=positive, default=2e-3, help="peak AdamW learning rate")
+    p.add_argument("--warmup-epochs", type=non_negative_int, default=2)
+    p.add_argument("--weight-decay", type=non_negative, default=1e-2)
+    p.add_argument("--max-zoom", type=positive, default=1.5,
                    help="random zoom in [1, max-zoom]; 1 turns it off")
-    p.add_argument("--train-limit", type=int, default=0, help="0 = all 367 frames")
-    p.add_argument("--val-limit", type=int, default=0, help="0 = all 101 frames")
+    p.add_argument("--train-limit", type=non_negative_int, default=0, help="0 = all 367 frames")
+    p.add_argument("--val-limit", type=non_negative_int, default=0, help="0 = all 101 frames")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="camvid_jpeg.npz or its folder")
     p.add_argument("--name", default="unet_camvid_dense")
     p.add_argument("--checkpoint-dir", default="checkpoints")
     p.add_argument("--out-dir", default="saved_models")
-    p.add_argument("--validation-freq", type=int, default=10)
+    p.add_argument("--validation-freq", type=positive_int, default=10)
     p.add_argument("--verbose", type=int, default=2)
     p.add_argument("--no-jit", dest="jit", action="store_false")
     args = p.parse_args(argv)

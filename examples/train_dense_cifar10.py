@@ -47,16 +47,10 @@ from keras_relaxprune.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
 # This repository keeps its offline archives in ../shared/data (README).
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 from keras_relaxprune.models import cifar_resnet  # noqa: E402
+from keras_relaxprune.option_types import (  # noqa: E402
+    fraction, non_negative, non_negative_int, positive, positive_int)
 
 NUM_CLASSES = 10
-
-
-def positive_int(text):
-    """An argparse type: a whole number above 0."""
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
 
 
 def parse_args(argv=None):
@@ -65,20 +59,20 @@ def parse_args(argv=None):
     p.add_argument("--width", type=positive_int, default=16,
                    help="channels of the first stage (doubled per stage); 8 is a "
                         "quarter of the FLOPs, the size of a 75%% FLOPs cut")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
-    p.add_argument("--warmup-epochs", type=int, default=2)
-    p.add_argument("--weight-decay", type=float, default=5e-3)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--train-limit", type=int, default=0, help="0 = all 50,000")
-    p.add_argument("--test-limit", type=int, default=0, help="0 = all 10,000")
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive, default=0.1, help="peak learning rate")
+    p.add_argument("--warmup-epochs", type=non_negative_int, default=2)
+    p.add_argument("--weight-decay", type=non_negative, default=5e-3)
+    p.add_argument("--label-smoothing", type=fraction, default=0.1)
+    p.add_argument("--train-limit", type=non_negative_int, default=0, help="0 = all 50,000")
+    p.add_argument("--test-limit", type=non_negative_int, default=0, help="0 = all 10,000")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="cifar10_jpeg.npz or its folder")
     p.add_argument("--name", default=None, help="default resnet<depth>_cifar10_dense")
     p.add_argument("--checkpoint-dir", default="checkpoints")
     p.add_argument("--out-dir", default="saved_models")
-    p.add_argument("--validation-freq", type=int, default=5)
+    p.add_argument("--validation-freq", type=positive_int, default=5)
     p.add_argument("--verbose", type=int, default=2)
     p.add_argument("--no-jit", dest="jit", action="store_false")
     args = p.parse_args(argv)

@@ -89,7 +89,7 @@ def test_dense_trainer_refuses_a_width_below_one(capsys):
     with pytest.raises(SystemExit) as stopped:
         _load("train_dense_cifar10").parse_args(["--width", "0"])
     assert stopped.value.code == 2
-    assert "--width: must be above 0, got 0" in capsys.readouterr().err
+    assert "--width: must be a whole number 1 or above, got 0" in capsys.readouterr().err
 
 
 def test_main_job_exports_files_that_load_and_match_the_report(calibrated_dense_file,
@@ -336,3 +336,17 @@ def test_comparison_report_keeps_each_fine_tune_apart(tmp_path):
     means = (tmp_path / "mean_over_seeds.md").read_text().splitlines()[2:]
     assert [row.split(" | ")[2] for row in means] == ["1", "1", "1", "1"]
     assert "[20 (2 gated + 18 stripped)]" in means[2]
+
+
+SCRIPTS = sorted([*EXAMPLES.glob("*.py"), *BENCHMARKS.glob("*.py")])
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
+def test_every_script_imports_and_describes_its_options(script, capsys):
+    """Each example and benchmark imports (every module it names exists) and
+    its `--help` lists its options."""
+    module = load_script(script)
+    with pytest.raises(SystemExit) as stop:
+        module.parse_args(["--help"])
+    assert stop.value.code == 0
+    assert "usage:" in capsys.readouterr().out
