@@ -286,34 +286,15 @@ def prune_and_strip(args, dense, batches, x, xt, yt):
     return small, state, diagnose
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    start = time.time()
-    (x, y), (xt, yt) = load_cifar10(train_limit=args.train_limit or None,
-                                    test_limit=args.test_limit or None, seed=args.seed)
-    dense = keras.saving.load_model(args.dense, compile=False)
+def run_record(args, argv, small, dense, data, state, steps, start, diagnose):
+    """The run's JSON record: test accuracy of `small` and `dense` on the
+    test images, what `small` keeps, every setting that made it and the
+    wall time since `start` (a `time.time()`)."""
+    x, xt, yt = data
     dense_flops, dense_params = krp.count_flops(dense), krp.count_params(dense)
-    batches = AugmentedBatches(x, y, args.batch_size, args.seed)
-    backup = StrippedBackup(args.backup, args)
-    small, state = backup.load()
-    resumed, diagnose = small is not None, None
-    if not resumed:
-        small, state, diagnose = prune_and_strip(args, dense, batches, x, xt, yt)
-        backup.save(small, **state)
-    steps = state["steps"]
-    if state["first_epoch"] < args.epochs:  # the stripped network's fine-tune
-        steps += fine_tune(small, dense, batches,
-                           [EpochSync(batches, first_epoch=state["data_epoch"])], args,
-                           args.epochs, first_epoch=state["first_epoch"],
-                           steps_per_epoch=state["steps_per_epoch"],
-                           backup=backup.fine_tune_folder())
-    if args.recalibrate and args.method not in ("ours", "reference"):
-        recalibrate_batchnorm(small, batches, steps=args.recalibrate)
-    stripped_accuracy = state["stripped_accuracy"]
     logits = small.predict(xt.astype("float32"), batch_size=250, verbose=0)
     dense_logits = dense.predict(xt.astype("float32"), batch_size=250, verbose=0)
-    record = {
+    return {
         "method": args.method + ("+distill" if args.distill else ""),
         "target": args.target, "metric": args.metric,
         "test_accuracy": float(np.mean(np.argmax(logits, -1) == yt)),
@@ -337,9 +318,36 @@ def main(argv=None):
         "command": "python benchmarks/pretrained_pruning.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
-        "stripped_test_accuracy_before_fine_tune": stripped_accuracy,
+        "stripped_test_accuracy_before_fine_tune": state["stripped_accuracy"],
         "diagnose": diagnose.rows if diagnose else None,
     }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    start = time.time()
+    (x, y), (xt, yt) = load_cifar10(train_limit=args.train_limit or None,
+                                    test_limit=args.test_limit or None, seed=args.seed)
+    dense = keras.saving.load_model(args.dense, compile=False)
+    batches = AugmentedBatches(x, y, args.batch_size, args.seed)
+    backup = StrippedBackup(args.backup, args)
+    small, state = backup.load()
+    resumed, diagnose = small is not None, None
+    if not resumed:
+        small, state, diagnose = prune_and_strip(args, dense, batches, x, xt, yt)
+        backup.save(small, **state)
+    steps = state["steps"]
+    if state["first_epoch"] < args.epochs:  # the stripped network's fine-tune
+        steps += fine_tune(small, dense, batches,
+                           [EpochSync(batches, first_epoch=state["data_epoch"])], args,
+                           args.epochs, first_epoch=state["first_epoch"],
+                           steps_per_epoch=state["steps_per_epoch"],
+                           backup=backup.fine_tune_folder())
+    if args.recalibrate and args.method not in ("ours", "reference"):
+        recalibrate_batchnorm(small, batches, steps=args.recalibrate)
+    record = run_record(args, argv, small, dense, (x, xt, yt), state, steps,
+                        start, diagnose)
     name = args.name or (f"{Path(args.dense).stem}_{record['method']}_"
                          f"{args.metric}{round(100 * args.target)}_e{args.epochs}_s{args.seed}")
     out = Path(args.out)
