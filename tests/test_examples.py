@@ -350,3 +350,18 @@ def test_every_script_imports_and_describes_its_options(script, capsys):
         module.parse_args(["--help"])
     assert stop.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+def test_the_offline_gpu_script_shows_its_use_when_asked_nothing():
+    """`benchmarks/offline_gpu.sh` without a command prints its header (pack,
+    cell, the example) and exits 2; `cell` without a name stops before
+    running anything."""
+    import subprocess  # noqa: PLC0415
+
+    script = BENCHMARKS / "offline_gpu.sh"
+    shown = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert shown.returncode == 2
+    assert "offline_gpu.sh pack DENSE.keras" in shown.stderr
+    assert "offline_gpu.sh cell ours_flops75_e120_p2_s0" in shown.stderr
+    nameless = subprocess.run(["bash", str(script), "cell"], capture_output=True, text=True)
+    assert nameless.returncode != 0 and "cell needs a name" in nameless.stderr
