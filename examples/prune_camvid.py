@@ -91,7 +91,7 @@ from keras_relaxprune.baselines import METHODS, apply_baseline  # noqa: E402
 from keras_relaxprune.batches import EpochSync  # noqa: E402
 from keras_relaxprune.datasets import load_camvid  # noqa: E402
 from keras_relaxprune.option_types import (  # noqa: E402
-    fraction, non_negative_int, positive, positive_int)
+    fraction, non_negative_int, number_type, positive, positive_int)
 from train_dense_camvid import (  # noqa: E402  (also sets $KRP_DATA_DIR)
     SegmentationBatches,
     evaluate_segmentation,
@@ -109,7 +109,7 @@ def parse_args(argv=None):
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                    help="Adam, or SGD with Nesterov momentum 0.9")
     p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--max-zoom", type=positive, default=1.5)
+    p.add_argument("--max-zoom", type=number_type(1.0), default=1.5)
     p.add_argument("--temperature", type=positive, default=2.0, help="distillation")
     p.add_argument("--train-limit", type=non_negative_int, default=0, help="0 = all 367 frames")
     p.add_argument("--val-limit", type=non_negative_int, default=0, help="0 = all 101 frames")

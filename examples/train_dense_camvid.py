@@ -72,7 +72,7 @@ from keras_relaxprune.datasets import (  # noqa: E402
 )
 from keras_relaxprune.models import small_unet  # noqa: E402
 from keras_relaxprune.option_types import (  # noqa: E402
-    non_negative, non_negative_int, positive, positive_int)
+    non_negative, non_negative_int, number_type, positive, positive_int)
 
 # This repository keeps its offline archives in ../shared/data (README).
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -91,7 +91,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=positive, default=2e-3, help="peak AdamW learning rate")
     p.add_argument("--warmup-epochs", type=non_negative_int, default=2)
     p.add_argument("--weight-decay", type=non_negative, default=1e-2)
-    p.add_argument("--max-zoom", type=positive, default=1.5,
+    p.add_argument("--max-zoom", type=number_type(1.0), default=1.5,
                    help="random zoom in [1, max-zoom]; 1 turns it off")
     p.add_argument("--train-limit", type=non_negative_int, default=0, help="0 = all 367 frames")
     p.add_argument("--val-limit", type=non_negative_int, default=0, help="0 = all 101 frames")
