@@ -113,7 +113,6 @@ def parse_args(argv=None):
     recipe.add_job_arguments(p, prune_epochs=2, epochs=10,
                              run_name="resnet50_imagenet_<metric><kept %>")
     args = p.parse_args(argv)
-    recipe.check_job_arguments(p, args)
     if args.data != "tfds" and not args.data.startswith("folder:"):
         p.error("--data must be tfds or folder:PATH")
     if args.image_size < 32:

@@ -127,7 +127,6 @@ def parse_args(argv=None):
                              latency_runs=50, verbose=2,
                              run_name="<dense name without _dense>_<metric><kept %>")
     args = p.parse_args(argv)
-    recipe.check_job_arguments(p, args)
     method = "" if args.method == "ours" else f"_{args.method}"
     args.run_name = args.run_name or (
         f"{Path(args.dense).stem.replace('_dense', '')}{method}_{args.metric}"

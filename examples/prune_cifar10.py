@@ -64,9 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=positive_int, default=128)
     recipe.add_job_arguments(p, epochs=3, latency_runs=200,
                              run_name="resnet<N>_cifar10_<metric><kept %>")
-    args = p.parse_args(argv)
-    recipe.check_job_arguments(p, args)
-    return args
+    return p.parse_args(argv)
 
 
 def load_dense(path, args):

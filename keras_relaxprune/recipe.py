@@ -14,6 +14,8 @@ import keras
 import numpy as np
 
 from keras_relaxprune.errors import StripError
+from keras_relaxprune.option_types import (
+    non_negative_int, open_fraction, positive, positive_int)
 
 # The callback options of the method study (README, "Accuracy on a trained network");
 # with SGD they are `PruningCallback`'s defaults, spelled out so records stay
@@ -193,7 +195,8 @@ def add_job_arguments(parser, target=0.5, prune_epochs=1, epochs=2, lr=FINE_TUNE
     `--target`, `--metric`, `--prune-epochs`, `--epochs`, `--lr`,
     `--no-distill`, `--seed`, `--run-name`, `--checkpoint-dir`, `--run-dir`,
     `--saved-model-dir`, `--latency-runs` and `--verbose`, with the given
-    defaults; `check_job_arguments` then checks them.
+    defaults; a number out of range (a target outside (0, 1), a gated fit
+    of no epochs, a rate not above 0) stops at parsing, exit 2.
 
     Args:
         parser: an `argparse.ArgumentParser`.
@@ -209,14 +212,14 @@ def add_job_arguments(parser, target=0.5, prune_epochs=1, epochs=2, lr=FINE_TUNE
     0.9
     """
     kept = f"{1 - target:.0%}".replace("%", "%%")
-    parser.add_argument("--target", type=float, default=target,
+    parser.add_argument("--target", type=open_fraction, default=target,
                         help=f"fraction of the cost to remove ({target} leaves {kept})")
     parser.add_argument("--metric", choices=("flops", "params"), default="flops")
-    parser.add_argument("--prune-epochs", type=int, default=prune_epochs,
+    parser.add_argument("--prune-epochs", type=positive_int, default=prune_epochs,
                         help="epochs of the gated fit in which the budget ramps and closes")
-    parser.add_argument("--epochs", type=int, default=epochs,
+    parser.add_argument("--epochs", type=non_negative_int, default=epochs,
                         help="epochs of the stripped model's fine-tune")
-    parser.add_argument("--lr", type=float, default=lr,
+    parser.add_argument("--lr", type=positive, default=lr,
                         help="constant while pruning, then the fine-tune's cosine peak")
     parser.add_argument("--no-distill", dest="distill", action="store_false",
                         help="train on labels only (default: the dense model teaches)")
@@ -226,16 +229,9 @@ def add_job_arguments(parser, target=0.5, prune_epochs=1, epochs=2, lr=FINE_TUNE
     parser.add_argument("--checkpoint-dir", default="checkpoints")
     parser.add_argument("--run-dir", default="runs")
     parser.add_argument("--saved-model-dir", default="saved_models")
-    parser.add_argument("--latency-runs", type=int, default=latency_runs,
+    parser.add_argument("--latency-runs", type=non_negative_int, default=latency_runs,
                         help="timed TFLite runs per model; 0: write the .keras file only")
     parser.add_argument("--verbose", type=int, default=verbose, help="fit verbosity")
-
-
-def check_job_arguments(parser, args):
-    """Refuses (through `parser.error`) a target outside (0, 1)."""
-    if not 0.0 < args.target < 1.0:
-        parser.error("--target must be in (0, 1)")
-    return args
 
 
 def pruning_callbacks(target, metric, calibration_data, backup_dir, **options):

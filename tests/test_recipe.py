@@ -86,3 +86,20 @@ def test_trainer_weight_decay_shrinks_kernels_and_spares_batchnorm_and_biases():
         else:  # one step takes lr * decay of the weight away
             np.testing.assert_allclose(gap, lr * decay * initial[a.path], atol=1e-5,
                                        err_msg=a.path)
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--target", "1"), ("--target", "0"), ("--prune-epochs", "0"), ("--epochs", "-1"),
+    ("--lr", "nan"), ("--latency-runs", "-5"),
+])
+def test_job_arguments_refuse_a_number_out_of_range_at_parsing(option, value, capsys):
+    """A pruning job's shared options stop at parsing (exit 2, one line
+    naming the option) when a number is out of range."""
+    import argparse  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser()
+    recipe.add_job_arguments(parser)
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args([option, value])
+    assert stop.value.code == 2
+    assert f"argument {option}: must be" in capsys.readouterr().err
