@@ -341,11 +341,20 @@ def test_comparison_report_keeps_each_fine_tune_apart(tmp_path):
 SCRIPTS = sorted([*EXAMPLES.glob("*.py"), *BENCHMARKS.glob("*.py")])
 
 
+def is_command(path):
+    """A script run as a command (the others are modules the commands import)."""
+    return 'if __name__ == "__main__":' in path.read_text()
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
-def test_every_script_imports_and_describes_its_options(script, capsys):
+def test_every_script_imports_and_describes_its_options(script, capsys, monkeypatch):
     """Each example and benchmark imports (every module it names exists) and
-    its `--help` lists its options."""
+    a command's `--help` lists its options."""
+    monkeypatch.syspath_prepend(str(script.parent))  # as `python <script>` has it
     module = load_script(script)
+    if not is_command(script):
+        assert module.__doc__, f"{script.name} says what it is in a docstring"
+        return
     with pytest.raises(SystemExit) as stop:
         module.parse_args(["--help"])
     assert stop.value.code == 0
