@@ -12,7 +12,7 @@ The project's main job (README command 1), on CPU with TensorFlow + XLA:
    re-estimated then (`calibration_data`);
 3. `krp.strip_pruning`, checked against the gated model;
 4. fine-tune: the stripped (smaller, faster) network trains on for
-   `--epochs` (3) with the learning rate cosine to 0;
+   `--epochs` (4) with the learning rate cosine to 0;
    in both fits the dense network teaches through
    `keras.distillation.Distiller` (`--no-distill` to train on labels only);
 5. `krp.export` (`.keras`, SavedModel, TFLite) into `saved_models/<run-name>/`
@@ -62,7 +62,7 @@ def parse_args(argv=None):
                    help="class-balanced training subset; 0 = all 50,000")
     p.add_argument("--test-limit", type=non_negative_int, default=0, help="0 = all 10,000")
     p.add_argument("--batch-size", type=positive_int, default=128)
-    recipe.add_job_arguments(p, epochs=3, latency_runs=200,
+    recipe.add_job_arguments(p, epochs=4, latency_runs=200,
                              run_name="resnet<N>_cifar10_<metric><kept %>")
     return p.parse_args(argv)
 
