@@ -73,6 +73,7 @@ from speedup_variants import build_dense, build_variants  # noqa: E402
 SPEEDUP_GOAL = 0.8    # speed-up >= 0.8 x FLOPs factor ...
 FACTOR_LIMIT = 4.0    # ... where DECISIONS.md says it holds (TFLite, <= ~4x)
 UNIFORM_GOAL = 1.10   # elsewhere: stripped <= 1.10 x uniform latency
+KEEP_FRACTION = number_type(0.0, 1.0, low_open=True)  # remaining FLOPs, (0, 1]
 
 # Timed runs per model (all rounds together) and XLA batch, per model family.
 # Measured on 2 shared EPYC cores: dense ResNet-50 at 224 takes 40-80 ms per
@@ -89,7 +90,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="resnet50",
                    help="resnet50 or cifar_resnet<depth> (e.g. cifar_resnet56)")
-    p.add_argument("--keep", type=number_type(0.0, 1.0, low_open=True), nargs="+", default=None,
+    p.add_argument("--keep", type=KEEP_FRACTION, nargs="+", default=None,
                    help="remaining FLOPs fractions; default 0.5 0.25 0.1 (0.5 with --quick)")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="XLA batch; default 32 (ResNet-50), 128 (CIFAR), 256 on JAX")
@@ -125,8 +126,6 @@ def _resolve(args):
     args.rounds = args.rounds or (2 if args.quick else 40)
     args.check_batch = defaults["check"]
     args.tflite = keras.backend.backend() == "tensorflow" and not args.no_tflite
-    if args.round_to < 1:
-        raise SystemExit(f"--round-to: a positive integer, not {args.round_to}")
     return args
 
 

@@ -53,3 +53,11 @@ def test_speedup_quick_rows():
     # The rounding is not vacuous: the unrounded random widths are not all multiples.
     random_widths = next(r["group_widths"] for r in rows if r["pattern"] == "random")
     assert any(kept % ROUND_TO and kept != size for kept, size in random_widths)
+
+
+@pytest.mark.parametrize("options", [["--keep", "0"], ["--keep", "1.5"], ["--round-to", "0"]])
+def test_speedup_refuses_an_out_of_range_option_at_parsing(options, capsys):
+    with pytest.raises(SystemExit) as stop:
+        _load_speedup().parse_args(options)
+    assert stop.value.code == 2
+    assert "error: argument" in capsys.readouterr().err
