@@ -1,20 +1,18 @@
 """Smoke test of benchmarks/speedup.py in its tiny `--quick` mode."""
 
-import importlib.util
 from pathlib import Path
 
 import keras
 import pytest
+
+from helpers import load_script
 
 SPEEDUP = Path(__file__).resolve().parents[1] / "benchmarks" / "speedup.py"
 ROUND_TO = 4
 
 
 def _load_speedup():
-    spec = importlib.util.spec_from_file_location("speedup", SPEEDUP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SPEEDUP)
 
 
 # TFLite timing needs TensorFlow; on JAX the script times XLA only, which the
