@@ -182,6 +182,35 @@ def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_
     assert 0.0 <= record["stripped_test_accuracy_before_fine_tune"] <= 1.0
 
 
+def test_comparison_cell_fine_tunes_with_label_smoothing(calibrated_dense_file, tmp_path):
+    """`--label-smoothing`: one-hot labels and a smoothed categorical loss in
+    the gated fit, the distillation and the stripped fine-tune; the accuracy
+    the fits report is the categorical one."""
+    module = load_script(BENCHMARKS / "pretrained_pruning.py")
+    loss = module.label_loss(module.parse_args(
+        ["--dense", "d.keras", "--label-smoothing", "0.1"]))
+    assert isinstance(loss, keras.losses.CategoricalCrossentropy)
+    assert loss.get_config()["label_smoothing"] == 0.1
+    assert module.label_loss(module.parse_args(["--dense", "d.keras"])) is None
+    accuracies = []
+    fine_tune = module.fine_tune
+
+    def recording(model, dense, batches, callbacks, *args, **kwargs):
+        seen = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: accuracies.append(logs["accuracy"]))
+        return fine_tune(model, dense, batches, [*callbacks, seen], *args, **kwargs)
+
+    module.fine_tune = recording
+    record = module.main([
+        "--dense", str(calibrated_dense_file), "--target", "0.5", "--epochs", "2",
+        "--prune-epochs", "1", "--distill", "--label-smoothing", "0.1",
+        "--train-limit", "256", "--test-limit", "100", "--batch-size", "64",
+        "--out", str(tmp_path), "--name", "cell", "--verbose", "0"])
+    assert record["label_smoothing"] == 0.1
+    assert 0.49 <= record["remaining_flops"] <= 0.5
+    assert len(accuracies) == 2 and all(0.0 < a <= 1.0 for a in accuracies)
+
+
 def test_comparison_cell_resumes_after_a_kill_where_it_stopped(
         calibrated_dense_file, tmp_path, monkeypatch, capsys):
     """`--backup`: a cell killed in the stripped network's fine-tune goes on
