@@ -137,13 +137,15 @@ def epochs(record):
 
 def fine_tune_label(record):
     """`epochs(record)`, with the peak learning rate where it is not the recipe's
-    and the weight decay where there is one."""
+    and the weight decay and label smoothing where there are."""
     text = epochs(record)
     lr, gated_lr = record.get("lr", FINE_TUNE_LR), record.get("prune_lr")
     if lr != FINE_TUNE_LR or gated_lr is not None:
         text += f", peak lr {lr:g}" + (f" (gated {gated_lr:g})" if gated_lr is not None else "")
     if record.get("weight_decay"):
         text += f", weight decay {record['weight_decay']:g}"
+    if record.get("label_smoothing"):
+        text += f", label smoothing {record['label_smoothing']:g}"
     return text
 
 
@@ -164,11 +166,12 @@ def write_table(records, out):
 def seeds_per_cell(records):
     """`{(metric, target, method label): [record, ...]}`, one entry per seed.
 
-    Where the records differ in their fine-tune (length, learning rate or
-    weight decay), each fine-tune is a cell of its own, named in brackets.
+    Where the records differ in their fine-tune (length, learning rate,
+    weight decay or label smoothing), each fine-tune is a cell of its own,
+    named in brackets.
     """
-    several = len({(r["epochs"], r.get("lr"), r.get("prune_lr"), r.get("weight_decay") or 0)
-                   for r in records}) > 1
+    several = len({(r["epochs"], r.get("lr"), r.get("prune_lr"), r.get("weight_decay") or 0,
+                    r.get("label_smoothing") or 0) for r in records}) > 1
     cells = {}
     for r in records:
         name = label(r) + (f" [{fine_tune_label(r)}]" if several else "")

@@ -339,32 +339,36 @@ def test_comparison_report_writes_the_table_and_the_plot(tmp_path):
 
 
 def test_comparison_report_keeps_each_fine_tune_apart(tmp_path):
-    """Runs with another fine-tune length, learning rate or weight decay are
-    not seeds of one cell: each is its own row of the statistics, and the
-    table names the learning rate where it is not the default and the
-    weight decay where there is one."""
+    """Runs with another fine-tune length, learning rate, weight decay or
+    label smoothing are not seeds of one cell: each is its own row of the
+    statistics, and the table names the learning rate where it is not the
+    default and the weight decay and label smoothing where there are."""
     module = load_script(BENCHMARKS / "pruning_table.py")
     base = {"method": "ours", "metric": "flops", "target": 0.75, "seed": 0,
             "remaining_flops": 0.25, "remaining_params": 0.4, "dense_test_accuracy": 0.9,
             "train_images": 50000, "backend": "jax", "device": "GPU", "prune_epochs": 2,
             "callback": module.recipe_options("flops")}
-    for name, epochs, lr, prune_lr, decay, accuracy in (
-            ("e20", 20, 0.01, None, 0.0, 0.885),
-            ("e30", 30, 0.01, None, 0.0, 0.888),
-            ("e30_lr05", 30, 0.05, 0.01, 0.0, 0.880),
-            ("e30_wd", 30, 0.01, None, 5e-3, 0.886)):
+    for name, epochs, lr, prune_lr, decay, smoothing, accuracy in (
+            ("e20", 20, 0.01, None, 0.0, 0.0, 0.885),
+            ("e30", 30, 0.01, None, 0.0, 0.0, 0.888),
+            ("e30_lr05", 30, 0.05, 0.01, 0.0, 0.0, 0.880),
+            ("e30_wd", 30, 0.01, None, 5e-3, 0.0, 0.886),
+            ("e30_wd_ls", 30, 0.01, None, 5e-3, 0.1, 0.887)):
         record = {**base, "epochs": epochs, "lr": lr, "prune_lr": prune_lr,
-                  "weight_decay": decay, "test_accuracy": accuracy}
+                  "weight_decay": decay, "label_smoothing": smoothing,
+                  "test_accuracy": accuracy}
         (tmp_path / f"{name}.json").write_text(json.dumps(record))
     module.main(["--dense", "unused.keras", "--out", str(tmp_path), "--report-only"])
     rows = (tmp_path / "table.md").read_text().splitlines()[2:]
-    assert "30 (2 gated + 28 stripped), peak lr 0.05 (gated 0.01)" in rows[3]
-    assert "30 (2 gated + 28 stripped), weight decay 0.005" in rows[1]
-    assert "peak lr" not in rows[0] + rows[1] + rows[2]
-    assert "weight decay" not in rows[0] + rows[2] + rows[3]
+    assert "30 (2 gated + 28 stripped), peak lr 0.05 (gated 0.01)" in rows[4]
+    assert "30 (2 gated + 28 stripped), weight decay 0.005, label smoothing 0.1" in rows[1]
+    assert "30 (2 gated + 28 stripped), weight decay 0.005 |" in rows[2]
+    assert "peak lr" not in rows[0] + rows[1] + rows[2] + rows[3]
+    assert "weight decay" not in rows[0] + rows[3] + rows[4]
+    assert "label smoothing" not in "".join(rows[0:1] + rows[2:])
     means = (tmp_path / "mean_over_seeds.md").read_text().splitlines()[2:]
-    assert [row.split(" | ")[2] for row in means] == ["1", "1", "1", "1"]
-    assert "[20 (2 gated + 18 stripped)]" in means[2]
+    assert [row.split(" | ")[2] for row in means] == ["1", "1", "1", "1", "1"]
+    assert "[20 (2 gated + 18 stripped)]" in means[3]
 
 
 SCRIPTS = sorted([*EXAMPLES.glob("*.py"), *BENCHMARKS.glob("*.py")])
