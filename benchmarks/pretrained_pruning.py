@@ -55,7 +55,6 @@ os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "s
 
 METHODS = ("ours", "reference") + BASELINES
 REFERENCE_SCALE = 5.0
-NUM_CLASSES = 10
 
 
 class ReferenceRecipe(krp.PruningCallback):
@@ -344,8 +343,8 @@ def main(argv=None):
     (x, y), (xt, yt) = load_cifar10(train_limit=args.train_limit or None,
                                     test_limit=args.test_limit or None, seed=args.seed)
     dense = keras.saving.load_model(args.dense, compile=False)
-    batches = AugmentedBatches(x, y, args.batch_size, args.seed,
-                               num_classes=NUM_CLASSES if args.label_smoothing else None)
+    one_hot = dense.output_shape[-1] if args.label_smoothing else None  # classes
+    batches = AugmentedBatches(x, y, args.batch_size, args.seed, num_classes=one_hot)
     backup = StrippedBackup(args.backup, args)
     small, state = backup.load()
     resumed, diagnose = small is not None, None
