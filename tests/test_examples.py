@@ -182,16 +182,23 @@ def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_
     assert 0.0 <= record["stripped_test_accuracy_before_fine_tune"] <= 1.0
 
 
-def test_comparison_cell_fine_tunes_with_label_smoothing(calibrated_dense_file, tmp_path):
+def test_comparison_cell_fine_tunes_with_label_smoothing(
+        calibrated_dense_file, tmp_path, capsys):
     """`--label-smoothing`: one-hot labels and a smoothed categorical loss in
     the gated fit, the distillation and the stripped fine-tune; the accuracy
-    the fits report is the categorical one."""
+    the fits report is the categorical one. A value above 1 is refused at
+    parsing, in one line naming the option."""
     module = load_script(BENCHMARKS / "pretrained_pruning.py")
     loss = module.label_loss(module.parse_args(
         ["--dense", "d.keras", "--label-smoothing", "0.1"]))
     assert isinstance(loss, keras.losses.CategoricalCrossentropy)
     assert loss.get_config()["label_smoothing"] == 0.1
     assert module.label_loss(module.parse_args(["--dense", "d.keras"])) is None
+    with pytest.raises(SystemExit) as stop:
+        module.parse_args(["--dense", "d.keras", "--label-smoothing", "1.5"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--label-smoothing" in error and "1 or below" in error
     accuracies = []
     fine_tune = module.fine_tune
 
