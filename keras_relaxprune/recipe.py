@@ -17,7 +17,7 @@ from keras_relaxprune.errors import StripError
 from keras_relaxprune.option_types import (
     non_negative_int, open_fraction, positive, positive_int)
 
-# The callback options of the method study (README, "Accuracy on a trained network");
+# The callback options of the method study (docs/accuracy.md);
 # with SGD they are `PruningCallback`'s defaults, spelled out so records stay
 # reproducible. `cost_exponent` is the callback's per-metric default (`recipe_options`).
 RECIPE = {"lambda_rate": 1.0, "gate_prior": "bn_gamma"}
