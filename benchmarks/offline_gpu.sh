@@ -23,12 +23,14 @@
 #       log are copied there. Exit 0 once the record is written, 124 when cut
 #       off by LIMIT.
 #
-# Example, the full-schedule 75% cell of ResNet-56 (two 9-minute calls):
+# Example, the full-schedule 75% cell of ResNet-56 (several 9-minute calls;
+# benchmarks/results/resnet56_gpu_goal_rows/README.md has both goal cells):
 #
-#   LIMIT=540 bash benchmarks/offline_gpu.sh cell ours_flops75_e120_p2_s0 \
-#       --dense data/gpu/resnet56_cifar10_dense.keras --method ours --target 0.75 \
-#       --metric flops --epochs 120 --prune-epochs 2 --train-limit 0 --test-limit 0 \
-#       --recalibrate 50 --seed 0 \
+#   LIMIT=540 RESULTS=benchmarks/results/resnet56_gpu_goal_rows \
+#   bash benchmarks/offline_gpu.sh cell ours+distill_flops75_e120_p2_wd5e-2_s0 \
+#       --dense data/gpu/resnet56_cifar10_dense.keras --method ours --distill \
+#       --target 0.75 --metric flops --epochs 120 --prune-epochs 2 --weight-decay 5e-2 \
+#       --train-limit 0 --test-limit 0 --recalibrate 50 --seed 0 \
 #       --callback '{"lambda_rate": 1.0, "gate_prior": "bn_gamma", "cost_exponent": 0.5}'
 set -euo pipefail
 BUNDLE=data/gpu

@@ -411,6 +411,6 @@ def test_the_offline_gpu_script_shows_its_use_when_asked_nothing():
     shown = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     assert shown.returncode == 2
     assert "offline_gpu.sh pack DENSE.keras" in shown.stderr
-    assert "offline_gpu.sh cell ours_flops75_e120_p2_s0" in shown.stderr
+    assert "offline_gpu.sh cell ours+distill_flops75_e120_p2_wd5e-2_s0" in shown.stderr
     nameless = subprocess.run(["bash", str(script), "cell"], capture_output=True, text=True)
     assert nameless.returncode != 0 and "cell needs a name" in nameless.stderr
