@@ -138,6 +138,9 @@ def parse_args(argv=None):
     p.add_argument("--backup", default=None,
                    help="folder that makes a killed run resumable (removed at the end)")
     p.add_argument("--out", default="benchmarks/results/pretrained")
+    p.add_argument("--save", default=None,
+                   help="also write the fine-tuned stripped network to this .keras "
+                        "file (without its optimizer)")
     p.add_argument("--verbose", type=int, default=2)
     return p.parse_args(argv)
 
@@ -245,6 +248,15 @@ class StrippedBackup:
     def remove(self):
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def save_without_optimizer(model, path):
+    """Writes `model` to the `.keras` file `path` as an uncompiled copy (its
+    weights, not the fine-tune's optimizer state)."""
+    copy = keras.Model.from_config(model.get_config())  # uncompiled
+    copy.set_weights(model.get_weights())
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    copy.save(path)
 
 
 def accuracy(model, images, labels):
@@ -368,6 +380,9 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     if resumed:  # the wall time is the last part's
         record["resumed"] = True
+    if args.save:
+        save_without_optimizer(small, args.save)
+        record["file"] = args.save
     (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     backup.remove()
     print(json.dumps({k: v for k, v in record.items() if k != "diagnose"}, indent=2))

@@ -157,9 +157,14 @@ def test_comparison_cell_prunes_strips_and_records(calibrated_dense_file, tmp_pa
         "--dense", str(calibrated_dense_file), "--method", method, "--target", "0.5",
         "--epochs", "2", "--prune-epochs", "1", "--train-limit", "256",
         "--test-limit", "100", "--batch-size", "64", "--recalibrate", "4",
-        "--out", str(tmp_path), "--name", "cell", "--verbose", "0"])
+        "--out", str(tmp_path), "--name", "cell", "--verbose", "0",
+        "--save", str(tmp_path / "small.keras")])
     assert json.loads((tmp_path / "cell.json").read_text()) == json.loads(json.dumps(record))
     assert 0.49 <= record["remaining_flops"] <= 0.5
+    saved = keras.saving.load_model(record["file"])  # the fine-tuned network
+    assert getattr(saved, "optimizer", None) is None
+    assert (krp.count_flops(saved), krp.count_params(saved)) == (
+        record["flops"], record["params"])
     assert record["test_images"] == 100 and record["epochs"] == 2
     assert 0.0 <= record["test_accuracy"] <= 1.0
     if method == "ours":
