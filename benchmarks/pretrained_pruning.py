@@ -16,7 +16,8 @@ the same `strip_pruning`; only the channel choice differs:
   penalty `lambda * |R - 0|`, no closed-loop budget).
 
 One run writes one JSON record (accuracy, FLOPs, params, device, backend,
-epochs, seed, command) into `--out`. With `--backup DIR` a killed run
+epochs, seed, command) into `--out`; `--save FILE.keras` writes the
+fine-tuned stripped network too. With `--backup DIR` a killed run
 resumes: the stripped network (ours: after its gated fit) is kept in `DIR`
 and its fine-tune is backed up every epoch
 (`keras.callbacks.BackupAndRestore`), so the same command again goes on
