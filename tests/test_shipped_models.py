@@ -14,16 +14,18 @@ pytestmark = pytest.mark.backend_agnostic
 MODELS = Path(__file__).resolve().parents[1] / "saved_models"
 DENSE = MODELS / "resnet20_cifar10_dense.keras"
 PRUNED = MODELS / "resnet20_cifar10_flops50.keras"
+QUARTER = MODELS / "resnet20_cifar10_flops25.keras"
 
 
 def _record(model_path):
     return json.loads(model_path.with_suffix(".json").read_text())
 
 
-def test_the_pruned_resnet20_has_the_flops_and_params_of_its_record():
+@pytest.mark.parametrize("path", [PRUNED, QUARTER], ids=["flops50", "flops25"])
+def test_a_pruned_resnet20_has_the_flops_and_params_of_its_record(path):
     dense = keras.saving.load_model(DENSE, compile=False)
-    pruned = keras.saving.load_model(PRUNED, compile=False)
-    record = _record(PRUNED)
+    pruned = keras.saving.load_model(path, compile=False)
+    record = _record(path)
     assert krp.count_flops(pruned) == record["flops"]
     assert krp.count_params(pruned) == record["params"]
     assert krp.count_flops(pruned) / krp.count_flops(dense) == pytest.approx(
@@ -32,7 +34,7 @@ def test_the_pruned_resnet20_has_the_flops_and_params_of_its_record():
     assert pruned.output_shape == (None, 10)
 
 
-@pytest.mark.parametrize("path", [DENSE, PRUNED], ids=["dense", "flops50"])
+@pytest.mark.parametrize("path", [DENSE, PRUNED, QUARTER], ids=["dense", "flops50", "flops25"])
 def test_a_shipped_model_scores_its_recorded_accuracy_on_raw_pixels(path, cifar_available):
     """Raw 0-255 RGB in (preprocessing inside the model), logits out; on
     1,000 class-balanced test images the accuracy is within 4 points of the
