@@ -94,6 +94,14 @@ class ReferenceRecipe(krp.PruningCallback):
         self._recalibrate()
 
 
+def keras_file(text):
+    """A `--save` path: refused at parsing unless it ends in `.keras` (the
+    save would otherwise fail only after the whole run)."""
+    if not text.endswith(".keras"):
+        raise argparse.ArgumentTypeError(f"{text!r} does not end in .keras")
+    return text
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dense", required=True, help="dense .keras (raw 0-255 input, logits)")
@@ -139,7 +147,7 @@ def parse_args(argv=None):
     p.add_argument("--backup", default=None,
                    help="folder that makes a killed run resumable (removed at the end)")
     p.add_argument("--out", default="benchmarks/results/pretrained")
-    p.add_argument("--save", default=None,
+    p.add_argument("--save", type=keras_file, default=None,
                    help="also write the fine-tuned stripped network to this .keras "
                         "file (without its optimizer)")
     p.add_argument("--verbose", type=int, default=2)

@@ -172,6 +172,18 @@ def test_comparison_cell_prunes_strips_and_records(calibrated_dense_file, tmp_pa
     assert record["train_steps"] == 2 * 4  # 256 images in batches of 64, 2 epochs
 
 
+def test_comparison_cell_refuses_a_save_path_that_is_not_keras(capsys):
+    """`--save` must name a `.keras` file: anything else is refused at
+    parsing, in one line naming the option, before any training."""
+    module = load_script(BENCHMARKS / "pretrained_pruning.py")
+    assert module.parse_args(["--dense", "d.keras", "--save", "m.keras"]).save == "m.keras"
+    with pytest.raises(SystemExit) as stop:
+        module.parse_args(["--dense", "d.keras", "--save", "model.h5"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--save" in error and "model.h5" in error
+
+
 def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_path):
     """`--prune-steps`: the gated fit is that many steps, the stripped fine-tune
     the rest, so the run trains as many steps as `--epochs` full epochs."""
