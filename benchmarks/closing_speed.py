@@ -43,10 +43,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune import budget_closing  # noqa: E402
-from keras_relaxprune.counting import cost_fractions  # noqa: E402
-from keras_relaxprune.channel_graph import analyze  # noqa: E402
-from keras_relaxprune.option_types import non_negative_int, positive_int  # noqa: E402
+from keras_relaxprune.budget import closing as budget_closing  # noqa: E402
+from keras_relaxprune.cost.count import cost_fractions  # noqa: E402
+from keras_relaxprune.graph.tracing import analyze  # noqa: E402
+from keras_relaxprune_apps.option_types import non_negative_int, positive_int  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from overhead import device_description  # noqa: E402

@@ -39,8 +39,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune.models import cifar_resnet  # noqa: E402
-from keras_relaxprune.option_types import (  # noqa: E402
+from keras_relaxprune_apps.models import cifar_resnet  # noqa: E402
+from keras_relaxprune_apps.option_types import (  # noqa: E402
     non_negative_int, open_fraction, positive_int)
 
 GOAL = 1.10

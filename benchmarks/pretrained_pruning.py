@@ -10,7 +10,7 @@ the same `strip_pruning`; only the channel choice differs:
   `--prune-steps` (part of one) the gated fit is that long, then the
   stripped network fine-tunes for the rest of the run's steps;
 - `uniform`, `random`, `l1_norm`, `network_slimming`: masks from
-  `keras_relaxprune.baselines.apply_baseline` under the same cost budget,
+  `keras_relaxprune.budget.baselines.apply_baseline` under the same cost budget,
   stripped first, then fine-tuned for the same number of epochs;
 - `reference`: the reference recipe's settings (gate scale fixed at 5,
   penalty `lambda * |R - 0|`, no closed-loop budget).
@@ -43,12 +43,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune import job_records, recipe  # noqa: E402
-from keras_relaxprune.baselines import METHODS as BASELINES, apply_baseline  # noqa: E402
-from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
-from keras_relaxprune.batchnorm import recalibrate_batchnorm  # noqa: E402
-from keras_relaxprune.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
-from keras_relaxprune.option_types import (  # noqa: E402
+from keras_relaxprune_apps import job_records, recipe  # noqa: E402
+from keras_relaxprune.budget.baselines import METHODS as BASELINES, apply_baseline  # noqa: E402
+from keras_relaxprune_apps.batches import AugmentedBatches, EpochSync  # noqa: E402
+from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm  # noqa: E402
+from keras_relaxprune_apps.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
+from keras_relaxprune_apps.option_types import (  # noqa: E402
     fraction, non_negative, non_negative_int, open_fraction, positive, positive_int)
 
 # This repository keeps its offline archives in ../shared/data (README).

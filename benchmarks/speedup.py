@@ -13,7 +13,7 @@ benchmark builds, without any training:
   widths a real pruner ends with.
 * `random+round<N>` (with `--round-to N`, N > 1): the same random per-group
   pattern, but the masks come from the library's channel rounding,
-  `keras_relaxprune.budget_closing.close_budget(graph, "flops", target,
+  `keras_relaxprune.budget.closing.close_budget(graph, "flops", target,
   round_to=N)`: the gate logits rank channel `i` of a group with base ratio
   `b` and `c` channels by `b * c / (i + 0.5)` (so a global threshold gives
   the scaled random pattern), and the projection keeps a multiple of `N`
@@ -64,7 +64,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_relaxprune.option_types import number_type, positive_int  # noqa: E402
+from keras_relaxprune_apps.option_types import number_type, positive_int  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from latency_timing import interleaved, say, tflite_runners, xla_runners  # noqa: E402

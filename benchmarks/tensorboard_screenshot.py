@@ -10,7 +10,7 @@ channels-kept chart. Not part of CI; a few CPU minutes.
     python benchmarks/tensorboard_screenshot.py
     # -> docs/tensorboard_pruning.png    (scalars: pruning_steps/...)
     #    docs/tensorboard_gates.png      (gate histograms: gates/...)
-    #    docs/channels_kept.png          (keras_relaxprune.charts)
+    #    docs/channels_kept.png          (keras_relaxprune.reporting.charts)
 """
 
 import argparse
@@ -32,10 +32,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune.charts import channels_kept_chart  # noqa: E402
-from keras_relaxprune.datasets import load_cifar10  # noqa: E402
-from keras_relaxprune.models import cifar_resnet  # noqa: E402
-from keras_relaxprune.option_types import (  # noqa: E402
+from keras_relaxprune.reporting.charts import channels_kept_chart  # noqa: E402
+from keras_relaxprune_apps.datasets import load_cifar10  # noqa: E402
+from keras_relaxprune_apps.models import cifar_resnet  # noqa: E402
+from keras_relaxprune_apps.option_types import (  # noqa: E402
     non_negative_int, open_fraction, positive_int)
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")

@@ -78,8 +78,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402  (tf.data feeds every backend)
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune import job_records, recipe  # noqa: E402
-from keras_relaxprune.option_types import non_negative_int, positive_int  # noqa: E402
+from keras_relaxprune_apps import job_records, recipe  # noqa: E402
+from keras_relaxprune_apps.option_types import non_negative_int, positive_int  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from imagenet_data import batched, load_imagenet  # noqa: E402

@@ -36,7 +36,7 @@ TensorFlow + XLA:
 
 `--method l1_norm` (or `uniform`, `random`, `network_slimming`) replaces
 step 2 by a baseline's channel choice under the same budget
-(`keras_relaxprune.baselines.apply_baseline`, no gated fit); the stripped
+(`keras_relaxprune.budget.baselines.apply_baseline`, no gated fit); the stripped
 network then fine-tunes for `--prune-epochs + --epochs`, the same number of
 epochs. `--callback '{"round_to": 4}'` passes more `PruningCallback`
 arguments.
@@ -84,13 +84,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune import job_records, recipe  # noqa: E402
+from keras_relaxprune_apps import job_records, recipe  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from keras_relaxprune.baselines import METHODS, apply_baseline  # noqa: E402
-from keras_relaxprune.batches import EpochSync  # noqa: E402
-from keras_relaxprune.datasets import load_camvid  # noqa: E402
-from keras_relaxprune.option_types import (  # noqa: E402
+from keras_relaxprune.budget.baselines import METHODS, apply_baseline  # noqa: E402
+from keras_relaxprune_apps.batches import EpochSync  # noqa: E402
+from keras_relaxprune_apps.datasets import load_camvid  # noqa: E402
+from keras_relaxprune_apps.option_types import (  # noqa: E402
     fraction, non_negative_int, number_type, positive, positive_int)
 from train_dense_camvid import (  # noqa: E402  (also sets $KRP_DATA_DIR)
     SegmentationBatches,

@@ -20,14 +20,14 @@ for each validation); the first epoch adds ~10-20 s of XLA compilation.
 5-9 minutes an epoch: a GPU run.
 
 Data: CamVid 11 classes (367 train / 101 val frames of 360x480) from the
-offline archive (`keras_relaxprune.datasets.load_camvid`). Size: 176x240
+offline archive (`keras_relaxprune_apps.datasets.load_camvid`). Size: 176x240
 by default: half resolution (180x240) rounded down to a multiple of 8, which
 the U-Net's three 2x down-samplings need; every frame (train and val) is
 resized whole to it (bilinear for images, nearest for labels), so the
 aspect ratio changes by 2% and no border is cut. Validation mIoU and pixel
 accuracy are measured at that size, on all 101 val frames.
 
-Model: `keras_relaxprune.models.small_unet`, widths 16-32-64-128 by
+Model: `keras_relaxprune_apps.models.small_unet`, widths 16-32-64-128 by
 default (3.0 GFLOPs a frame at 176x240, 0.48 M params), with its
 preprocessing inside (`Rescaling(1/255)` + CamVid `Normalization`), so it
 takes raw 0-255 RGB and outputs per-pixel logits for the 11 classes.
@@ -62,16 +62,16 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune import job_records  # noqa: E402
-from keras_relaxprune.batches import AugmentedBatches, EpochSync  # noqa: E402
-from keras_relaxprune.datasets import (  # noqa: E402
+from keras_relaxprune_apps import job_records  # noqa: E402
+from keras_relaxprune_apps.batches import AugmentedBatches, EpochSync  # noqa: E402
+from keras_relaxprune_apps.datasets import (  # noqa: E402
     CAMVID_IGNORE_LABEL,
     CAMVID_NUM_CLASSES,
     DATA_DIR_ENV,
     load_camvid,
 )
-from keras_relaxprune.models import small_unet  # noqa: E402
-from keras_relaxprune.option_types import (  # noqa: E402
+from keras_relaxprune_apps.models import small_unet  # noqa: E402
+from keras_relaxprune_apps.option_types import (  # noqa: E402
     non_negative, non_negative_int, number_type, positive, positive_int)
 
 # This repository keeps its offline archives in ../shared/data (README).

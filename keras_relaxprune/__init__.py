@@ -12,13 +12,12 @@ print(krp.count_flops(gated) / krp.count_flops(model))   # ~0.5
 ```
 """
 
-from keras_relaxprune import quiet_start  # first: keeps the CLI's start-up quiet
-from keras_relaxprune.augment import add_gates
-from keras_relaxprune.batchnorm import recalibrate_batchnorm
-from keras_relaxprune.budget import PruningBudget
-from keras_relaxprune.callback import PruningCallback
-from keras_relaxprune.counting import count_flops, count_params
-from keras_relaxprune.export import export
+from keras_relaxprune.augmentation.add_gates import add_gates
+from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm
+from keras_relaxprune.layers.pruning_budget import PruningBudget
+from keras_relaxprune.budget.callback import PruningCallback
+from keras_relaxprune.cost.count import count_flops, count_params
+from keras_relaxprune.exporting.export import export
 from keras_relaxprune.errors import (
     ArgumentTypeError,
     BudgetError,
@@ -31,13 +30,12 @@ from keras_relaxprune.errors import (
     UnknownSpatialSizeError,
     UnsupportedModelError,
 )
-from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.layers.channel_gate import ChannelGate
 from keras_relaxprune.layer_support import GateFold, LayerSupport, register_layer
-from keras_relaxprune.report import PruningReport, pruning_report
-from keras_relaxprune.strip import strip_pruning
+from keras_relaxprune.reporting.report import PruningReport, pruning_report
+from keras_relaxprune.removal.strip import strip_pruning
 
 __version__ = "0.1.0"
-quiet_start.release()
 
 __all__ = [
     "add_gates",

@@ -315,7 +315,7 @@ def layer_names(where, name, value, of_model):
 
 def _layer_names_of(of_model):
     """Names of the layers (nested models inlined) that `exclude` can match."""
-    from keras_relaxprune.flat_graph import flatten  # noqa: PLC0415 (needs keras)
+    from keras_relaxprune.graph.flat_graph import flatten  # noqa: PLC0415 (needs keras)
 
     names = []
     for node in flatten(of_model).nodes:

@@ -26,7 +26,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def cifar_available():
     """Skips a test when the offline CIFAR-10 archive is not found."""
-    from keras_relaxprune.datasets import CIFAR10_ARCHIVE, _find_archive
+    from keras_relaxprune_apps.datasets import CIFAR10_ARCHIVE, _find_archive
 
     if _find_archive(CIFAR10_ARCHIVE) is None:
         pytest.skip(f"{CIFAR10_ARCHIVE} not found (set KRP_DATA_DIR)")

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.layers.channel_gate import ChannelGate
 
 
 def gate_inputs(gated):

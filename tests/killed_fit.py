@@ -18,7 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune.models import cifar_resnet  # noqa: E402
+from keras_relaxprune_apps.models import cifar_resnet  # noqa: E402
 
 
 def _masks(model):

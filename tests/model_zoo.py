@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from keras_relaxprune.models import cifar_resnet, small_unet
+from keras_relaxprune_apps.models import cifar_resnet, small_unet
 
 
 def resnet_basic():

@@ -7,7 +7,7 @@ import pytest
 import keras_relaxprune as krp
 import model_zoo
 from helpers import gates
-from keras_relaxprune.baselines import apply_baseline
+from keras_relaxprune.budget.baselines import apply_baseline
 from keras_relaxprune.errors import BudgetError, PruningError
 
 pytestmark = pytest.mark.backend_agnostic
@@ -110,8 +110,8 @@ def test_bad_arguments_are_refused():
 
 
 def test_gate_prior_orders_gates_like_filter_norms_within_a_group():
-    from keras_relaxprune.baselines import set_gate_prior
-    from keras_relaxprune.channel_graph import analyze
+    from keras_relaxprune.budget.baselines import set_gate_prior
+    from keras_relaxprune.graph.tracing import analyze
 
     dense = _two_conv_net()
     scale = np.random.default_rng(1).permutation(8).astype("float32") + 1.0
@@ -142,8 +142,8 @@ def test_callback_applies_the_gate_prior_once_at_the_start():
 
 
 def test_bn_gamma_prior_ranks_across_groups():
-    from keras_relaxprune.baselines import set_gate_prior
-    from keras_relaxprune.channel_graph import analyze
+    from keras_relaxprune.budget.baselines import set_gate_prior
+    from keras_relaxprune.graph.tracing import analyze
 
     dense = _two_conv_net()
     dense.get_layer("bn_a").gamma.assign(np.geomspace(0.01, 1.0, 8).astype("float32"))

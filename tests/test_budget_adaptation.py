@@ -8,9 +8,9 @@ import pytest
 
 import keras_relaxprune as krp
 import model_zoo
-from keras_relaxprune.budget import find_budget
-from keras_relaxprune.budget_closing import warn_thinned_to_floor
-from keras_relaxprune.channel_graph import analyze
+from keras_relaxprune.layers.pruning_budget import find_budget
+from keras_relaxprune.budget.closing import warn_thinned_to_floor
+from keras_relaxprune.graph.tracing import analyze
 from helpers import gates
 
 pytestmark = pytest.mark.backend_agnostic

@@ -11,10 +11,10 @@ from keras import layers
 import keras_relaxprune as krp
 import model_zoo
 from helpers import gates, random_masks
-from keras_relaxprune import budget_closing as projection
-from keras_relaxprune.counting import cost_fractions
-from keras_relaxprune.channel_graph import analyze
-from keras_relaxprune.budget_closing import close_budget, minimum_fraction
+from keras_relaxprune.budget import closing as projection
+from keras_relaxprune.cost.count import cost_fractions
+from keras_relaxprune.graph.tracing import analyze
+from keras_relaxprune.budget.closing import close_budget, minimum_fraction
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -268,7 +268,7 @@ def test_unreachable_target_leaves_every_group_at_its_floor():
 
 def test_closing_says_what_it_does(caplog, capsys):
     graph = _graph(4)
-    with caplog.at_level(logging.INFO, logger="keras_relaxprune.budget_closing"):
+    with caplog.at_level(logging.INFO, logger="keras_relaxprune.budget.closing"):
         close_budget(graph, "flops", 0.5, verbose=True)
     assert "Closing the flops budget" in caplog.text
     assert "Budget closed at" in caplog.text

@@ -10,9 +10,9 @@ import pytest
 import keras_relaxprune as krp
 import model_zoo
 from helpers import gates
-from keras_relaxprune.datasets import load_cifar10
-from keras_relaxprune.budget import find_budget
-from keras_relaxprune.models import cifar_resnet
+from keras_relaxprune_apps.datasets import load_cifar10
+from keras_relaxprune.layers.pruning_budget import find_budget
+from keras_relaxprune_apps.models import cifar_resnet
 
 pytestmark = pytest.mark.backend_agnostic
 

@@ -11,7 +11,7 @@ import pytest
 
 import keras_relaxprune as krp
 from helpers import load_script
-from keras_relaxprune import datasets
+from keras_relaxprune_apps import datasets
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 VOID = datasets.CAMVID_IGNORE_LABEL
@@ -174,7 +174,7 @@ def test_pruning_job_exports_files_that_load_and_match_the_summary(dense_file, t
     images, labels = _val_frames()
     logits = small.predict(images, verbose=0)
     assert summary["pruned_mean_iou"] == pytest.approx(_mean_iou(labels, logits), rel=1e-5)
-    from keras_relaxprune.export import load_saved_model_fn, run_tflite
+    from keras_relaxprune.exporting.export import load_saved_model_fn, run_tflite
 
     x = images[:2]
     np.testing.assert_allclose(run_tflite(summary["exported"]["tflite"], x),

@@ -8,7 +8,7 @@ from keras import layers
 import keras_relaxprune as krp
 import model_zoo
 from helpers import gate_inputs, gates
-from keras_relaxprune.channel_graph import analyze
+from keras_relaxprune.graph.tracing import analyze
 
 pytestmark = pytest.mark.backend_agnostic
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from keras_relaxprune.channels import (
+from keras_relaxprune.graph.channel_maps import (
     ChannelGroups, Segment, aligned_pieces, concat_maps, fixed_map, map_length, slice_map,
 )
 

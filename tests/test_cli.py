@@ -22,8 +22,8 @@ import pytest
 import keras_relaxprune as krp
 import model_zoo
 from helpers import random_masks
-from keras_relaxprune.cli import FORMATS, main
-from keras_relaxprune.export import FORMATS as EXPORT_FORMATS
+from keras_relaxprune_apps.cli import FORMATS, main
+from keras_relaxprune.exporting.export import FORMATS as EXPORT_FORMATS
 
 # What TensorFlow prints while it is imported (TF 2.21, CPU).
 START_UP_LINE = re.compile(
@@ -34,11 +34,11 @@ NOISE_LINE = re.compile(r"^[IWEF]\d{4} |^(WARNING|INFO|ERROR):(absl|tensorflow)|
 
 
 def run_cli(*args, cwd=None):
-    """`python -m keras_relaxprune.cli ARGS` with the environment a user has."""
+    """`python -m keras_relaxprune_apps.cli ARGS` with the environment a user has."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("TF_CPP_MIN_LOG_LEVEL", "GLOG_minloglevel")}
     env["KERAS_BACKEND"] = keras.backend.backend()
-    return subprocess.run([sys.executable, "-m", "keras_relaxprune.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "keras_relaxprune_apps.cli", *map(str, args)],
                           capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 
@@ -152,7 +152,7 @@ def test_library_warnings_are_one_line_each_others_dropped(saved, capsys, monkey
     path, _, _ = saved
 
     def warn_then_refuse(model, threshold=None):
-        for source in (krp.strip.__file__, keras.__file__):  # the library's, Keras'
+        for source in (krp.removal.strip.__file__, keras.__file__):  # the library's, Keras'
             warnings.warn_explicit("strip_pruning: first\nline", UserWarning, source, 1)
         raise krp.StripError("strip_pruning: cannot")
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import keras_relaxprune as krp
-from keras_relaxprune.cli import main
-from keras_relaxprune.models import cifar_resnet
+from keras_relaxprune_apps.cli import main
+from keras_relaxprune_apps.models import cifar_resnet
 
 needs_tensorflow = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="the job exports SavedModel/TFLite")
@@ -21,7 +21,7 @@ needs_tensorflow = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def tiny_dense_file(cifar_available, tmp_path_factory):
     """A ResNet-8 (width 8) fitted one epoch on 256 CIFAR-10 images."""
-    from keras_relaxprune.datasets import load_cifar10
+    from keras_relaxprune_apps.datasets import load_cifar10
 
     keras.utils.set_random_seed(0)
     (x, y), _ = load_cifar10(train_limit=256, test_limit=10, seed=0)
@@ -54,7 +54,7 @@ def test_run_prunes_cifar10_and_exports_what_the_summary_says(tiny_dense_file, t
                                                               capsys, monkeypatch):
     """Also: a job killed after the strip resumes with the fine-tune (no
     second pruning fit) and removes its checkpoints when it ends."""
-    from keras_relaxprune import pruning_job
+    from keras_relaxprune_apps import pruning_job
 
     out = tmp_path / "pruned"
     args = ["--dataset", "cifar10", "--model", str(tiny_dense_file),
@@ -163,7 +163,7 @@ def test_a_bad_model_or_target_is_one_line_and_status_2(extra, pattern, cifar_av
 
 
 def test_python_dash_m_keras_relaxprune_shows_help():
-    done = subprocess.run([sys.executable, "-m", "keras_relaxprune", "--help"],
+    done = subprocess.run([sys.executable, "-m", "keras_relaxprune_apps", "--help"],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "KERAS_BACKEND": keras.backend.backend()})
     assert done.returncode == 0, done.stderr
@@ -196,7 +196,7 @@ class _FakeBuilder:
 def test_a_tfds_dataset_becomes_rgb_arrays_of_the_asked_size(monkeypatch):
     import types
 
-    from keras_relaxprune.pruning_job import load_job_data
+    from keras_relaxprune_apps.pruning_job import load_job_data
 
     fake = types.ModuleType("tensorflow_datasets")
     fake.builder = _FakeBuilder
@@ -209,7 +209,7 @@ def test_a_tfds_dataset_becomes_rgb_arrays_of_the_asked_size(monkeypatch):
 
 
 def test_checkpoints_of_another_job_are_not_resumed(tmp_path, cifar_available, capsys):
-    from keras_relaxprune.job_settings import claim_checkpoints
+    from keras_relaxprune_apps.job_settings import claim_checkpoints
 
     settings = {"dataset": ("cifar10", None), "model": "a.keras", "target": 0.5,
                 "metric": "flops", "prune_epochs": 1, "epochs": 2, "dense_epochs": 0,

@@ -7,8 +7,8 @@ import pytest
 import keras_relaxprune as krp
 import model_zoo
 from helpers import gates
-from keras_relaxprune.counting import GraphCost, soft_gates
-from keras_relaxprune.channel_graph import analyze
+from keras_relaxprune.cost.count import GraphCost, soft_gates
+from keras_relaxprune.graph.tracing import analyze
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -69,7 +69,7 @@ def test_resnet_stage_counts_shortcut_and_classifier():
 
 
 def test_unknown_spatial_size_needs_input_shape():
-    from keras_relaxprune.models import small_unet
+    from keras_relaxprune_apps.models import small_unet
 
     model = small_unet(input_shape=(None, None, 3), num_classes=3, widths=(8, 16, 32))
     with pytest.raises(ValueError, match="input_shape"):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_relaxprune import datasets
+from keras_relaxprune_apps import datasets
 
 CIFAR = datasets._find_archive(datasets.CIFAR10_ARCHIVE)
 CAMVID = datasets._find_archive(datasets.CAMVID_ARCHIVE)

@@ -6,7 +6,7 @@ import pytest
 
 import keras_relaxprune as krp
 from helpers import gates
-from keras_relaxprune.models import cifar_resnet
+from keras_relaxprune_apps.models import cifar_resnet
 
 pytestmark = pytest.mark.backend_agnostic
 

@@ -116,7 +116,7 @@ def test_main_job_exports_files_that_load_and_match_the_report(calibrated_dense_
     assert summary["dense_flops"] == krp.count_flops(dense)
     assert 1 - target - 0.01 <= summary["remaining_flops"] <= 1 - target
     # The reported accuracy is the exported model's on the same test images.
-    from keras_relaxprune.datasets import load_cifar10
+    from keras_relaxprune_apps.datasets import load_cifar10
 
     _, (xt, yt) = load_cifar10(train_limit=256, test_limit=100, seed=0)
     logits = small.predict(xt.astype("float32"), verbose=0)
@@ -128,7 +128,7 @@ def test_main_job_exports_files_that_load_and_match_the_report(calibrated_dense_
     assert summary["pruned_accuracy"] >= MIN_ACCURACY
     assert summary["pruned_params"] < summary["dense_params"]
     # Every format loads and agrees with the Keras file.
-    from keras_relaxprune.export import load_saved_model_fn, run_tflite
+    from keras_relaxprune.exporting.export import load_saved_model_fn, run_tflite
 
     x = xt[:4].astype("float32")
     np.testing.assert_allclose(run_tflite(summary["exported"]["tflite"], x),

@@ -1,4 +1,4 @@
-"""Tests of keras_relaxprune.export: .keras, SavedModel and TFLite files."""
+"""Tests of keras_relaxprune.exporting.export: .keras, SavedModel and TFLite files."""
 
 import os
 import subprocess
@@ -10,8 +10,8 @@ import pytest
 
 from helpers import randomize_batch_norms
 from keras_relaxprune.errors import PruningError
-from keras_relaxprune.export import export, load_saved_model_fn, run_tflite
-from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.exporting.export import export, load_saved_model_fn, run_tflite
+from keras_relaxprune.layers.channel_gate import ChannelGate
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
@@ -197,7 +197,7 @@ def test_other_backend_writes_keras_then_refuses(tmp_path):
     pytest.importorskip("jax")
     script = (
         "import keras\n"
-        "from keras_relaxprune.export import export\n"
+        "from keras_relaxprune.exporting.export import export\n"
         "i = keras.Input((4, 4, 3))\n"
         "m = keras.Model(i, keras.layers.Conv2D(2, 3)(i))\n"
         f"export(m, {str(tmp_path / 'm')!r})\n"
@@ -213,7 +213,7 @@ def test_other_backend_writes_keras_then_refuses(tmp_path):
 def test_failed_export_leaves_the_previous_one_whole(classifier, tmp_path, monkeypatch):
     """A format failing half-way writes nothing under the final names and
     keeps an earlier good export; no staging folder is left behind."""
-    export_module = sys.modules["keras_relaxprune.export"]
+    export_module = sys.modules["keras_relaxprune.exporting.export"]
     export(classifier, tmp_path, ("keras", "saved_model"))
     before = {name: os.path.getmtime(tmp_path / name) for name in ("model.keras", "saved_model")}
 

@@ -6,7 +6,7 @@ import pytest
 from keras import layers
 
 import keras_relaxprune as krp
-from keras_relaxprune.flat_graph import (
+from keras_relaxprune.graph.flat_graph import (
     as_functional, call_original, flatten, fresh_layer, rebuild, safe_name,
 )
 

@@ -12,7 +12,7 @@ from keras import layers
 
 import keras_relaxprune as krp
 from helpers import gates, random_masks
-from keras_relaxprune.channel_graph import analyze
+from keras_relaxprune.graph.tracing import analyze
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -366,8 +366,8 @@ def test_a_split_part_with_every_channel_removed_is_counted_as_strip_keeps(mask)
     """ops.split of a gated conv, both parts read: a part left without
     channels is a constant that strip drops while the other part lives on;
     the hard count (and the budget's incremental count) agree with strip."""
-    from keras_relaxprune.counting import cost_fractions, sized_graph
-    from keras_relaxprune.incremental_cost import IncrementalCost
+    from keras_relaxprune.cost.count import cost_fractions, sized_graph
+    from keras_relaxprune.cost.incremental import IncrementalCost
 
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)

@@ -20,8 +20,8 @@ from keras import layers
 
 import keras_relaxprune as krp
 from helpers import gates, random_masks, randomize_batch_norms
-from keras_relaxprune.channel_graph import analyze
-from keras_relaxprune.counting import GraphCost, cost_fractions, keep_masks
+from keras_relaxprune.graph.tracing import analyze
+from keras_relaxprune.cost.count import GraphCost, cost_fractions, keep_masks
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -296,7 +296,7 @@ def test_channel_gate_with_fewer_gates_repeats_them():
 
 
 def test_split_group_rewrites_segments_modulo_its_new_width():
-    from keras_relaxprune.channels import ChannelGroups, Segment
+    from keras_relaxprune.graph.channel_maps import ChannelGroups, Segment
 
     groups = ChannelGroups()
     group = groups.new(8, "conv")

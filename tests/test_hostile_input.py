@@ -16,7 +16,7 @@ from keras import layers
 
 import keras_relaxprune as krp
 import model_zoo
-from keras_relaxprune.cli import main
+from keras_relaxprune_apps.cli import main
 from keras_relaxprune.errors import (
     ArgumentTypeError,
     InvalidArgumentError,

@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from keras_relaxprune import job_records
+from keras_relaxprune_apps import job_records
 
 pytestmark = pytest.mark.backend_agnostic
 

@@ -13,7 +13,7 @@ keras_cv = pytest.importorskip(
 
 import keras_relaxprune as krp  # noqa: E402
 from helpers import fit_strip_export  # noqa: E402
-from keras_relaxprune.channel_graph import analyze  # noqa: E402
+from keras_relaxprune.graph.tracing import analyze  # noqa: E402
 
 SHAPE = (32, 32, 3)
 

@@ -18,7 +18,7 @@ keras_hub = pytest.importorskip(
 
 import keras_relaxprune as krp  # noqa: E402
 from helpers import fit_strip_export  # noqa: E402
-from keras_relaxprune.channel_graph import analyze  # noqa: E402
+from keras_relaxprune.graph.tracing import analyze  # noqa: E402
 from keras_relaxprune.errors import UnknownSpatialSizeError  # noqa: E402
 from keras_hub.src.models.deeplab_v3 import deeplab_v3_layers  # noqa: E402
 

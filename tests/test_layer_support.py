@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_relaxprune as krp
-from keras_relaxprune.channel_graph import analyze
+from keras_relaxprune.graph.tracing import analyze
 from keras_relaxprune.layer_support import LiveChannels, find_support, pass_through
 from helpers import random_masks
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_relaxprune.live_channels import LiveChannels, opaque
+from keras_relaxprune.graph.live_channels import LiveChannels, opaque
 
 pytestmark = pytest.mark.backend_agnostic
 

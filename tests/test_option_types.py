@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from keras_relaxprune.option_types import (
+from keras_relaxprune_apps.option_types import (
     fraction,
     non_negative,
     non_negative_int,

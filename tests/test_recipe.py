@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_relaxprune import recipe
+from keras_relaxprune_apps import recipe
 from keras_relaxprune.errors import StripError
 
 pytestmark = pytest.mark.backend_agnostic

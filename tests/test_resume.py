@@ -6,8 +6,8 @@ import pytest
 
 import keras_relaxprune as krp
 from helpers import SimulatedKill, gates
-from keras_relaxprune.budget import find_budget
-from keras_relaxprune.models import cifar_resnet
+from keras_relaxprune.layers.pruning_budget import find_budget
+from keras_relaxprune_apps.models import cifar_resnet
 
 pytestmark = pytest.mark.backend_agnostic
 

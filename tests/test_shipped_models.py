@@ -40,7 +40,7 @@ def test_a_shipped_model_scores_its_recorded_accuracy_on_raw_pixels(path, cifar_
     1,000 class-balanced test images the accuracy is within 4 points of the
     record's (measured on all 10,000: a 1,000-image sample has a standard
     error of about 1.1 points)."""
-    from keras_relaxprune.datasets import load_cifar10
+    from keras_relaxprune_apps.datasets import load_cifar10
 
     _, (images, labels) = load_cifar10(train_limit=10, test_limit=1000, seed=0)
     model = keras.saving.load_model(path, compile=False)
@@ -59,7 +59,7 @@ def test_a_shipped_camvid_unet_has_its_record_and_segments_raw_pixels(path):
     in, per-pixel logits for the 11 classes out, and on all 101 val frames
     the recorded pixel accuracy (void ignored), within 0.5 points (another
     backend's arithmetic)."""
-    from keras_relaxprune.datasets import CAMVID_ARCHIVE, _find_archive, load_camvid
+    from keras_relaxprune_apps.datasets import CAMVID_ARCHIVE, _find_archive, load_camvid
 
     model = keras.saving.load_model(path, compile=False)
     record = _record(path)

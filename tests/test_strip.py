@@ -8,7 +8,7 @@ from keras import layers
 import keras_relaxprune as krp
 import model_zoo
 from helpers import gates, random_masks
-from keras_relaxprune.budget import PruningBudget
+from keras_relaxprune.layers.pruning_budget import PruningBudget
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -149,7 +149,7 @@ def test_output_losing_every_channel_is_refused():
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export needs TensorFlow")
 def test_stripped_model_exports_to_saved_model_and_tflite(tmp_path):
-    from keras_relaxprune.export import load_saved_model_fn, run_tflite
+    from keras_relaxprune.exporting.export import load_saved_model_fn, run_tflite
 
     gated = krp.add_gates(model_zoo.resnet_bottleneck())
     _randomize(gated, 8)

@@ -41,7 +41,7 @@ from keras_relaxprune.layer_support.record import (
     register_layer,
     unsupported_reason,
 )
-from keras_relaxprune.live_channels import LiveChannels
+from keras_relaxprune.graph.live_channels import LiveChannels
 
 __all__ = [
     "FoldTarget", "GateFold", "LayerSupport", "LiveChannels", "find_support",

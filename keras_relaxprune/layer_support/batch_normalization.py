@@ -5,7 +5,7 @@ import numpy as np
 from keras import layers
 
 from keras_relaxprune.layer_support.record import GateFold, register_layer
-from keras_relaxprune.live_channels import LiveChannels
+from keras_relaxprune.graph.live_channels import LiveChannels
 
 
 def _normalizes_channels(node, rank):

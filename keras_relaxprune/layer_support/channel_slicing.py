@@ -3,9 +3,9 @@
 import numpy as np
 
 from keras_relaxprune import keras_internals as internals
-from keras_relaxprune.channels import slice_map
+from keras_relaxprune.graph.channel_maps import slice_map
 from keras_relaxprune.layer_support.record import register_layer
-from keras_relaxprune.live_channels import LiveChannels
+from keras_relaxprune.graph.live_channels import LiveChannels
 
 
 def _split_sizes(shape_of, node):

@@ -27,7 +27,7 @@ from keras_relaxprune.layer_support.activations import (
 )
 from keras_relaxprune.layer_support.collapse import constant_output, emits_constant
 from keras_relaxprune.layer_support.record import GateFold, register_layer
-from keras_relaxprune.live_channels import LiveChannels
+from keras_relaxprune.graph.live_channels import LiveChannels
 
 CONVS = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
 TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)

@@ -12,7 +12,7 @@ from keras_relaxprune.layer_support.activations import (
 )
 from keras_relaxprune.layer_support.convolution import bias_params, channels_first
 from keras_relaxprune.layer_support.record import GateFold, register_layer
-from keras_relaxprune.live_channels import LiveChannels
+from keras_relaxprune.graph.live_channels import LiveChannels
 
 DEPTHWISE = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
 

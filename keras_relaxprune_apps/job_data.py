@@ -90,7 +90,7 @@ def load_job_data(dataset, image_size=None, train_limit=None, test_limit=None, s
 
 
 def _load_cifar10(_, size, limits, seed):
-    from keras_relaxprune.datasets import load_cifar10  # noqa: PLC0415
+    from keras_relaxprune_apps.datasets import load_cifar10  # noqa: PLC0415
 
     (x, y), (xt, yt) = load_cifar10(train_limit=limits[0], test_limit=limits[1], seed=seed)
     return JobData("cifar10", "classification", 10, _resized(x, size), y.astype("int32"),
@@ -98,7 +98,7 @@ def _load_cifar10(_, size, limits, seed):
 
 
 def _load_camvid(_, size, limits, seed):
-    from keras_relaxprune import datasets  # noqa: PLC0415
+    from keras_relaxprune_apps import datasets  # noqa: PLC0415
 
     x, y = datasets.load_camvid(split="train", limit=limits[0], size=size)
     xt, yt = datasets.load_camvid(split="val", limit=limits[1], size=size)

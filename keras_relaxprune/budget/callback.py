@@ -6,16 +6,16 @@ import keras
 import numpy as np
 
 from keras_relaxprune import arguments
-from keras_relaxprune.baselines import set_gate_prior
-from keras_relaxprune.batchnorm import recalibrate_batchnorm
-from keras_relaxprune.budget import METRICS, link_budget
-from keras_relaxprune.budget_closing import (close_budget, minimum_fraction,
+from keras_relaxprune.budget.baselines import set_gate_prior
+from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm
+from keras_relaxprune.layers.pruning_budget import METRICS, link_budget
+from keras_relaxprune.budget.closing import (close_budget, minimum_fraction,
                                              warn_thinned_to_floor)
-from keras_relaxprune.counting import cost_fractions
+from keras_relaxprune.cost.count import cost_fractions
 from keras_relaxprune.errors import BudgetError, PruningError
-from keras_relaxprune.gates import FINAL_SCALE, INITIAL_SCALE
-from keras_relaxprune.pruning_logs import PruningSummaries, print_message
-from keras_relaxprune.trained_model import (exclude_gates_from_weight_decay, gated_model,
+from keras_relaxprune.layers.channel_gate import FINAL_SCALE, INITIAL_SCALE
+from keras_relaxprune.reporting.tensorboard import PruningSummaries, print_message
+from keras_relaxprune.budget.fit_target import (exclude_gates_from_weight_decay, gated_model,
                                             is_sgd)
 
 # PruningCallback(cost_exponent=None) per budget metric, as measured (README).

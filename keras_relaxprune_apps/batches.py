@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_relaxprune.datasets import augment_crop_flip
+from keras_relaxprune_apps.datasets import augment_crop_flip
 
 
 class AugmentedBatches(keras.utils.PyDataset):

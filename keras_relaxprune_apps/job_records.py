@@ -101,13 +101,13 @@ def export_and_time(dense, small, sample, out, latency_runs=100, pruned_from=Non
 
     >>> export_and_time(dense, small, x_test[:1], "saved_models/small")  # doctest: +SKIP
     """
-    from keras_relaxprune.export import export  # noqa: PLC0415
+    from keras_relaxprune.exporting.export import export  # noqa: PLC0415
 
     if keras.backend.backend() != "tensorflow" or not latency_runs:  # TF writes the others
         written = export(small, out, formats=("keras",))
         return {"exported": {k: str(v) for k, v in written.items()},
                 "pruned_keras_bytes": os.path.getsize(written["keras"])}
-    from keras_relaxprune.latency import tflite_latency  # noqa: PLC0415
+    from keras_relaxprune.exporting.latency import tflite_latency  # noqa: PLC0415
 
     written = export(small, out, pruned_from=pruned_from)
     sample = np.asarray(sample, "float32")

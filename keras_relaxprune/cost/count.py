@@ -7,9 +7,9 @@ import numpy as np
 from keras import layers, ops
 
 from keras_relaxprune import arguments
-from keras_relaxprune.channel_graph import analyze
-from keras_relaxprune.cost import combines_inputs, node_cost
-from keras_relaxprune.flat_graph import as_functional, call_original, flatten, rebuild
+from keras_relaxprune.graph.tracing import analyze
+from keras_relaxprune.cost.node_cost import combines_inputs, node_cost
+from keras_relaxprune.graph.flat_graph import as_functional, call_original, flatten, rebuild
 from keras_relaxprune.layer_support.collapse import emits_constant
 from keras_relaxprune.layer_support.convolution import CONVS, TRANSPOSED, summed_kernel
 

@@ -16,9 +16,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_relaxprune.counting import GraphCost, keep_masks, sized_graph, soft_gates
+from keras_relaxprune.cost.count import GraphCost, keep_masks, sized_graph, soft_gates
 from keras_relaxprune.errors import PruningError
-from keras_relaxprune.gates import FINAL_SCALE, INITIAL_SCALE
+from keras_relaxprune.layers.channel_gate import FINAL_SCALE, INITIAL_SCALE
 from keras_relaxprune.layer_support import register_layer
 from keras_relaxprune.layer_support.elementwise import free, pass_through
 
@@ -222,7 +222,7 @@ class PruningBudget(keras.layers.Layer):
 def _channel_costs(graph, gates):
     """Per gate: the (FLOPs, params) fraction one of its channels carries,
     measured at full width by switching one channel off."""
-    from keras_relaxprune.counting import cost_fractions
+    from keras_relaxprune.cost.count import cost_fractions
 
     full = {root: np.ones(graph.groups.size[root], "float32")
             for root in graph.groups.roots()}

@@ -15,17 +15,20 @@ import argparse
 import contextlib
 import io
 import json
+import importlib.util
 import os
 import sys
 import warnings
 
-from keras_relaxprune.model_files import load_model_file
+from keras_relaxprune_apps.model_files import load_model_file
 
 # export.FORMATS, known here without importing TensorFlow.
 FORMATS = ("keras", "saved_model", "tflite")
 # Read by TensorFlow's C++ logging and glog when TensorFlow is loaded.
 QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "2"}
-_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+# Warnings from the library and from this package are ours.
+_PACKAGES = tuple(os.path.dirname(os.path.abspath(path)) + os.sep for path in (
+    __file__, importlib.util.find_spec("keras_relaxprune").origin))
 
 
 class CommandLineError(Exception):
@@ -145,7 +148,7 @@ def _report(args):
     report = krp.pruning_report(dense, model) if dense else krp.pruning_report(model)
     _print(report.to_json(indent=1) if args.json else str(report))
     if args.out:
-        from keras_relaxprune.charts import write_report_files  # noqa: PLC0415
+        from keras_relaxprune.reporting.charts import write_report_files  # noqa: PLC0415
 
         written = write_report_files(report, dense if dense is not None else model, args.out)
         return [json.dumps({"written": written})]
@@ -175,7 +178,7 @@ def _strip(args):
 
 
 def _run(args):
-    from keras_relaxprune.pruning_job import run_pruning_job  # noqa: PLC0415
+    from keras_relaxprune_apps.pruning_job import run_pruning_job  # noqa: PLC0415
 
     summary = run_pruning_job(
         args.dataset, args.model, args.out, target=args.target, metric=args.metric,
@@ -217,7 +220,7 @@ def _show_warnings(caught):
     seen = set()
     for record in caught:
         text = " ".join(str(record.message).split())
-        ours = os.path.abspath(record.filename).startswith(_PACKAGE)
+        ours = os.path.abspath(record.filename).startswith(_PACKAGES)
         if not ours or text in seen:
             continue
         seen.add(text)

@@ -16,15 +16,15 @@ import keras
 import numpy as np
 
 from keras_relaxprune import arguments
-from keras_relaxprune.budget import PruningBudget
-from keras_relaxprune.channel_graph import analyze
+from keras_relaxprune.layers.pruning_budget import PruningBudget
+from keras_relaxprune.graph.tracing import analyze
 from keras_relaxprune.errors import StripError
-from keras_relaxprune.flat_graph import LayerCloner, fresh_layer, rebuild
-from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.graph.flat_graph import LayerCloner, fresh_layer, rebuild
+from keras_relaxprune.layers.channel_gate import ChannelGate
 from keras_relaxprune.layer_support import FoldTarget, find_support
 from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
-from keras_relaxprune.live_channels import LiveChannels, opaque
-from keras_relaxprune.pattern_protection import MULTIPLY, reader_refusing_a_scale
+from keras_relaxprune.graph.live_channels import LiveChannels, opaque
+from keras_relaxprune.graph.protection import MULTIPLY, reader_refusing_a_scale
 
 
 def strip_pruning(model, threshold=None):

@@ -20,9 +20,9 @@ import warnings
 
 import numpy as np
 
-from keras_relaxprune.counting import cost_fractions
-from keras_relaxprune.incremental_cost import IncrementalCost as _IncrementalCost
-from keras_relaxprune.pruning_logs import print_message
+from keras_relaxprune.cost.count import cost_fractions
+from keras_relaxprune.cost.incremental import IncrementalCost as _IncrementalCost
+from keras_relaxprune.reporting.tensorboard import print_message
 
 TOLERANCE = 0.01
 # Cost evaluations the exact search may spend (about a second on ResNet-50).
@@ -106,7 +106,7 @@ def close_budget(graph, metric, target, round_to=1, scores=None, verbose=False,
             with the largest share of its channels kept (tied groups shrink
             alike), then to the larger cost saved per channel.
         verbose: print what closing does while it runs; the messages also
-            go to the `keras_relaxprune.budget_closing` logger. Defaults to False.
+            go to the `keras_relaxprune.budget.closing` logger. Defaults to False.
         min_keep: fraction of its channels every group keeps (a floor per
             group, so no stage is emptied). Defaults to 0.
 

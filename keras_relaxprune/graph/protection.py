@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from keras_relaxprune import keras_internals as internals
-from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.layers.channel_gate import ChannelGate
 from keras_relaxprune.layer_support import LayerSupport, find_support
 from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
 

@@ -3,7 +3,7 @@
 TensorFlow writes them while it is imported, which `import keras_relaxprune`
 does before `cli.main` can run, and ignores `TF_CPP_MIN_LOG_LEVEL` for them
 (they come before its logging is initialised). So when this process is the
-command (`relaxprune ...` or `python -m keras_relaxprune.cli ...`), importing
+command (`relaxprune ...` or `python -m keras_relaxprune_apps.cli ...`), importing
 this module sends stderr to a scratch file until `release()`, which
 `__init__.py` calls once its imports are done. If they fail, the scratch file
 is printed at exit, so the traceback and TensorFlow's messages still show. In
@@ -25,10 +25,10 @@ def _is_the_command():
     argv = list(getattr(sys, "orig_argv", ()))
     for index, arg in enumerate(argv[1:], start=1):
         if arg == "-m":
-            return argv[index + 1:index + 2] in (["keras_relaxprune.cli"],
-                                                 ["keras_relaxprune"])
+            return argv[index + 1:index + 2] in (["keras_relaxprune_apps.cli"],
+                                                 ["keras_relaxprune_apps"])
         if arg.startswith("-m"):
-            return arg[2:] in ("keras_relaxprune.cli", "keras_relaxprune")
+            return arg[2:] in ("keras_relaxprune_apps.cli", "keras_relaxprune_apps")
     return False
 
 

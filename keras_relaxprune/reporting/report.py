@@ -4,8 +4,8 @@ import dataclasses
 import io
 import json
 
-from keras_relaxprune.counting import hard_count, layer_costs, sized_graph
-from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.cost.count import hard_count, layer_costs, sized_graph
+from keras_relaxprune.layers.channel_gate import ChannelGate
 
 
 @dataclasses.dataclass

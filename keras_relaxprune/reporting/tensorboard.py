@@ -31,8 +31,8 @@ import keras
 import numpy as np
 
 from keras_relaxprune import keras_internals as internals
-from keras_relaxprune.charts import channels_kept_chart, report_markdown
-from keras_relaxprune.report import pruning_report
+from keras_relaxprune.reporting.charts import channels_kept_chart, report_markdown
+from keras_relaxprune.reporting.report import pruning_report
 
 RUN = "train"
 GATE_BUCKETS = 20

@@ -20,8 +20,8 @@ choosing channels by its own criterion; the model then goes through the same
 import keras
 import numpy as np
 
-from keras_relaxprune.budget_closing import close_budget, minimum_fraction
-from keras_relaxprune.counting import cost_fractions, sized_graph
+from keras_relaxprune.budget.closing import close_budget, minimum_fraction
+from keras_relaxprune.cost.count import cost_fractions, sized_graph
 from keras_relaxprune.errors import BudgetError, PruningError
 
 METHODS = ("uniform", "random", "l1_norm", "network_slimming")

@@ -18,7 +18,7 @@ import io
 import os
 import warnings
 
-from keras_relaxprune.channel_graph import analyze
+from keras_relaxprune.graph.tracing import analyze
 
 REPORT_FILES = {
     "report_json": "pruning_report.json",

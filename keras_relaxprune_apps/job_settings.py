@@ -9,8 +9,8 @@ import keras
 
 from keras_relaxprune import arguments
 from keras_relaxprune.errors import ArgumentTypeError, InvalidArgumentError
-from keras_relaxprune.job_data import dataset_spec
-from keras_relaxprune.model_files import load_model_file
+from keras_relaxprune_apps.job_data import dataset_spec
+from keras_relaxprune_apps.model_files import load_model_file
 
 WHERE = "run_pruning_job"
 NAMED_MODELS = ("resnet20", "resnet56", "unet")

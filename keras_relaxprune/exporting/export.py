@@ -29,9 +29,9 @@ import keras
 import numpy as np
 
 from keras_relaxprune import arguments
-from keras_relaxprune.budget import PruningBudget
+from keras_relaxprune.layers.pruning_budget import PruningBudget
 from keras_relaxprune.errors import ArgumentTypeError, InvalidArgumentError, PruningError
-from keras_relaxprune.gates import ChannelGate
+from keras_relaxprune.layers.channel_gate import ChannelGate
 
 FORMATS = ("keras", "saved_model", "tflite")
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
@@ -58,7 +58,7 @@ def export(model, path, formats=FORMATS, tflite_quantization=None,
         pruned_from: the gated model `model` was stripped from (or the
             dense original). When given, the pruning report comparing it
             with `model` is written too, as JSON, Markdown and two PNG
-            charts (`keras_relaxprune.charts.write_report_files`). Defaults to `None`.
+            charts (`keras_relaxprune.reporting.charts.write_report_files`). Defaults to `None`.
 
     Returns:
         A dict mapping each exported format to the path written (str);
@@ -234,8 +234,8 @@ def _check_arguments(model, path, formats, quantization, representative_data,
 
 
 def _write_report(pruned_from, model, path):
-    from keras_relaxprune.charts import write_report_files  # noqa: PLC0415
-    from keras_relaxprune.report import pruning_report  # noqa: PLC0415
+    from keras_relaxprune.reporting.charts import write_report_files  # noqa: PLC0415
+    from keras_relaxprune.reporting.report import pruning_report  # noqa: PLC0415
 
     return write_report_files(pruning_report(pruned_from, model), pruned_from, path)
 

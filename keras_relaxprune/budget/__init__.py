@@ -1,0 +1,1 @@
+"""Pruning under a budget: `PruningCallback`, the closing, BN recalibration, baseline masks."""

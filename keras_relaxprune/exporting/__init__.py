@@ -1,0 +1,1 @@
+"""Export: `.keras`, SavedModel and TFLite files, and TFLite latency measurement."""

@@ -1,0 +1,1 @@
+"""The model as a graph of channels: flat graph, channel maps, tracing of channel groups, protection."""

@@ -1,0 +1,1 @@
+"""The layers that augmentation inserts: `ChannelGate` and `PruningBudget`."""

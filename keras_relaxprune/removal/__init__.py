@@ -1,0 +1,1 @@
+"""Removal: `strip_pruning` rebuilds the gated model without its pruned channels."""

@@ -1,0 +1,1 @@
+"""Reporting: the pruning report, its charts and the TensorBoard summaries."""
