@@ -39,17 +39,17 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune.budget import closing as budget_closing  # noqa: E402
-from keras_relaxprune.cost.count import cost_fractions  # noqa: E402
-from keras_relaxprune.graph.tracing import analyze  # noqa: E402
-from keras_relaxprune_apps.option_types import non_negative_int, positive_int  # noqa: E402
+import keras_relaxprune as krp
+from keras_relaxprune.budget import closing as budget_closing
+from keras_relaxprune.cost.count import cost_fractions
+from keras_relaxprune.graph.tracing import analyze
+from keras_relaxprune_apps.option_types import non_negative_int, positive_int
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from overhead import device_description  # noqa: E402
+from overhead import device_description
 
 MODELS = {
     "mobilenet_v2": keras.applications.MobileNetV2,

@@ -45,7 +45,7 @@ def interleaved(runners, runs, rounds, label):
 
 def tflite_runners(models, sample, workdir):
     """name -> a call running the model's `.tflite` once at batch 1."""
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 (TF only)
+    from ai_edge_litert.interpreter import Interpreter
 
     runners = {}
     for index, (name, model) in enumerate(models.items()):

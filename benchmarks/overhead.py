@@ -35,13 +35,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune_apps.models import cifar_resnet  # noqa: E402
-from keras_relaxprune_apps.option_types import (  # noqa: E402
-    non_negative_int, open_fraction, positive_int)
+import keras_relaxprune as krp
+from keras_relaxprune_apps.models import cifar_resnet
+from keras_relaxprune_apps.option_types import non_negative_int, open_fraction, positive_int
 
 GOAL = 1.10
 
@@ -131,7 +130,7 @@ def measure(args):
 def device_description():
     backend = keras.backend.backend()
     if backend == "jax":
-        import jax  # noqa: PLC0415 (only on JAX)
+        import jax
 
         return ", ".join(sorted({d.device_kind for d in jax.devices()}))
     name = platform.processor() or platform.machine()

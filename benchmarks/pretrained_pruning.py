@@ -39,17 +39,24 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune_apps import job_records, recipe  # noqa: E402
-from keras_relaxprune.budget.baselines import METHODS as BASELINES, apply_baseline  # noqa: E402
-from keras_relaxprune_apps.batches import AugmentedBatches, EpochSync  # noqa: E402
-from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm  # noqa: E402
-from keras_relaxprune_apps.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
-from keras_relaxprune_apps.option_types import (  # noqa: E402
-    fraction, non_negative, non_negative_int, open_fraction, positive, positive_int)
+import keras_relaxprune as krp
+from keras_relaxprune.budget.baselines import METHODS as BASELINES
+from keras_relaxprune.budget.baselines import apply_baseline
+from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm
+from keras_relaxprune_apps import job_records, recipe
+from keras_relaxprune_apps.batches import AugmentedBatches, EpochSync
+from keras_relaxprune_apps.datasets import DATA_DIR_ENV, load_cifar10
+from keras_relaxprune_apps.option_types import (
+    fraction,
+    non_negative,
+    non_negative_int,
+    open_fraction,
+    positive,
+    positive_int,
+)
 
 # This repository keeps its offline archives in ../shared/data (README).
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -64,8 +71,8 @@ class ReferenceRecipe(krp.PruningCallback):
     Gate scale fixed at 5 (`add_gates(initial_scale=5)`, `final_scale=5`),
     penalty `lambda * |R - 0|` from the first step (remaining target 0, no
     ramp) with its own gradient (`cost_exponent=1`: each gate pushed in
-    proportion to its channel's cost), no freezing, no closed loop: when `fit` ends a channel is kept
-    where its gate is at least 0.5 (a group keeps at least its strongest
+    proportion to its channel's cost), no freezing, no closed loop: when `fit` ends a channel
+    is kept where its gate is at least 0.5 (a group keeps at least its strongest
     channel). What FLOPs that leaves depends on lambda, not on a target.
     """
 

@@ -61,14 +61,14 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from keras_relaxprune_apps.option_types import number_type, positive_int  # noqa: E402
+from keras_relaxprune_apps.option_types import number_type, positive_int
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from latency_timing import interleaved, say, tflite_runners, xla_runners  # noqa: E402
-from speedup_variants import build_dense, build_variants  # noqa: E402
+from latency_timing import interleaved, say, tflite_runners, xla_runners
+from speedup_variants import build_dense, build_variants
 
 SPEEDUP_GOAL = 0.8    # speed-up >= 0.8 x FLOPs factor ...
 FACTOR_LIMIT = 4.0    # ... where DECISIONS.md says it holds (TFLite, <= ~4x)
@@ -181,7 +181,8 @@ def ratios(runtime, variant, factor, seconds):
 COLUMNS = (
     ("model", "{}"), ("keep", "{:g}"), ("pattern", "{}"), ("flops_fraction", "{:.3f}"),
     ("flops_factor", "{:.2f}"), ("params", "{:,}"), ("max_abs_diff", "{:.1e}"),
-    ("logit_rel_diff", "{:.1e}"), ("runtime", "{}"), ("batch", "{}"), ("dense_ms", "{:.2f}"), ("stripped_ms", "{:.2f}"),
+    ("logit_rel_diff", "{:.1e}"), ("runtime", "{}"), ("batch", "{}"), ("dense_ms", "{:.2f}"),
+    ("stripped_ms", "{:.2f}"),
     ("uniform_ms", "{:.2f}"), ("speedup", "{:.2f}"), ("speedup_over_factor", "{:.2f}"),
     ("stripped_over_uniform", "{:.3f}"), ("goal", "{}"), ("met", "{}"),
 )
@@ -212,11 +213,11 @@ def environment(args):
     versions = [f"keras {keras.__version__}"]
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf  # noqa: PLC0415 (only on TF)
+        import tensorflow as tf
 
         versions.append(f"tensorflow {tf.__version__}")
     elif backend == "jax":
-        import jax  # noqa: PLC0415 (only on JAX)
+        import jax
 
         versions.append(f"jax {jax.__version__} on {jax.devices()[0].device_kind}")
     return "\n".join([

@@ -29,14 +29,13 @@ import urllib.request
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
+import keras
 
-import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune.reporting.charts import channels_kept_chart  # noqa: E402
-from keras_relaxprune_apps.datasets import load_cifar10  # noqa: E402
-from keras_relaxprune_apps.models import cifar_resnet  # noqa: E402
-from keras_relaxprune_apps.option_types import (  # noqa: E402
-    non_negative_int, open_fraction, positive_int)
+import keras_relaxprune as krp
+from keras_relaxprune.reporting.charts import channels_kept_chart
+from keras_relaxprune_apps.datasets import load_cifar10
+from keras_relaxprune_apps.models import cifar_resnet
+from keras_relaxprune_apps.option_types import non_negative_int, open_fraction, positive_int
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 # Dashboard views (TensorBoard 2.x URL fragments) -> file names. The
@@ -107,7 +106,7 @@ def keep_outliers_in_scale(chromium, port, profile):
     page = b'<script>localStorage.setItem("_ignoreYOutliers", "false")</script>'
 
     class Page(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
             self.end_headers()

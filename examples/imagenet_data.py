@@ -63,7 +63,7 @@ def load_imagenet(args):
     """
     size, auto = args.image_size, tf.data.AUTOTUNE
     if args.data == "tfds":
-        import tensorflow_datasets as tfds  # noqa: PLC0415
+        import tensorflow_datasets as tfds
 
         builder = tfds.builder("imagenet2012", data_dir=args.tfds_data_dir)
         builder.download_and_prepare(

@@ -73,16 +73,16 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402  (tf.data feeds every backend)
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune_apps import job_records, recipe  # noqa: E402
-from keras_relaxprune_apps.option_types import non_negative_int, positive_int  # noqa: E402
+import keras_relaxprune as krp
+from keras_relaxprune_apps import job_records, recipe
+from keras_relaxprune_apps.option_types import non_negative_int, positive_int
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from imagenet_data import batched, load_imagenet  # noqa: E402
+from imagenet_data import batched, load_imagenet
 
 # keras.applications.imagenet_utils.preprocess_input(mode="caffe") subtracts
 # (103.939, 116.779, 123.68) from BGR pixels: the same means in RGB order.

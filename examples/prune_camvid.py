@@ -81,22 +81,28 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
+import keras
 
-import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune_apps import job_records, recipe  # noqa: E402
+import keras_relaxprune as krp
+from keras_relaxprune_apps import job_records, recipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from keras_relaxprune.budget.baselines import METHODS, apply_baseline  # noqa: E402
-from keras_relaxprune_apps.batches import EpochSync  # noqa: E402
-from keras_relaxprune_apps.datasets import load_camvid  # noqa: E402
-from keras_relaxprune_apps.option_types import (  # noqa: E402
-    fraction, non_negative_int, number_type, positive, positive_int)
-from train_dense_camvid import (  # noqa: E402  (also sets $KRP_DATA_DIR)
+from train_dense_camvid import (
     SegmentationBatches,
     evaluate_segmentation,
     mean_iou_metric,
     segmentation_loss,
+)
+
+from keras_relaxprune.budget.baselines import METHODS, apply_baseline
+from keras_relaxprune_apps.batches import EpochSync
+from keras_relaxprune_apps.datasets import load_camvid
+from keras_relaxprune_apps.option_types import (
+    fraction,
+    non_negative_int,
+    number_type,
+    positive,
+    positive_int,
 )
 
 DEFAULT_DENSE = "saved_models/unet_camvid_dense.keras"

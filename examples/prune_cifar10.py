@@ -36,16 +36,16 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune_apps import job_records, recipe  # noqa: E402
+import keras_relaxprune as krp
+from keras_relaxprune_apps import job_records, recipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from keras_relaxprune_apps.batches import AugmentedBatches, EpochSync  # noqa: E402
-from keras_relaxprune_apps.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
-from keras_relaxprune_apps.option_types import non_negative_int, positive_int  # noqa: E402
+from keras_relaxprune_apps.batches import AugmentedBatches, EpochSync
+from keras_relaxprune_apps.datasets import DATA_DIR_ENV, load_cifar10
+from keras_relaxprune_apps.option_types import non_negative_int, positive_int
 
 # This repository keeps its offline archives in ../shared/data (README).
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -58,21 +58,26 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune_apps import job_records  # noqa: E402
-from keras_relaxprune_apps.batches import AugmentedBatches, EpochSync  # noqa: E402
-from keras_relaxprune_apps.datasets import (  # noqa: E402
+import keras_relaxprune as krp
+from keras_relaxprune_apps import job_records
+from keras_relaxprune_apps.batches import AugmentedBatches, EpochSync
+from keras_relaxprune_apps.datasets import (
     CAMVID_IGNORE_LABEL,
     CAMVID_NUM_CLASSES,
     DATA_DIR_ENV,
     load_camvid,
 )
-from keras_relaxprune_apps.models import small_unet  # noqa: E402
-from keras_relaxprune_apps.option_types import (  # noqa: E402
-    non_negative, non_negative_int, number_type, positive, positive_int)
+from keras_relaxprune_apps.models import small_unet
+from keras_relaxprune_apps.option_types import (
+    non_negative,
+    non_negative_int,
+    number_type,
+    positive,
+    positive_int,
+)
 
 # This repository keeps its offline archives in ../shared/data (README).
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))

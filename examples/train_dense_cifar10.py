@@ -38,17 +38,22 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
+import keras
 
-from keras_relaxprune_apps import job_records  # noqa: E402
-from keras_relaxprune_apps.batches import AugmentedBatches, EpochSync  # noqa: E402
-from keras_relaxprune_apps.datasets import DATA_DIR_ENV, load_cifar10  # noqa: E402
+from keras_relaxprune_apps import job_records
+from keras_relaxprune_apps.batches import AugmentedBatches, EpochSync
+from keras_relaxprune_apps.datasets import DATA_DIR_ENV, load_cifar10
 
 # This repository keeps its offline archives in ../shared/data (README).
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-from keras_relaxprune_apps.models import cifar_resnet  # noqa: E402
-from keras_relaxprune_apps.option_types import (  # noqa: E402
-    fraction, non_negative, non_negative_int, positive, positive_int)
+from keras_relaxprune_apps.models import cifar_resnet
+from keras_relaxprune_apps.option_types import (
+    fraction,
+    non_negative,
+    non_negative_int,
+    positive,
+    positive_int,
+)
 
 NUM_CLASSES = 10
 

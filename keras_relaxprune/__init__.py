@@ -13,11 +13,9 @@ print(krp.count_flops(gated) / krp.count_flops(model))   # ~0.5
 """
 
 from keras_relaxprune.augmentation.add_gates import add_gates
-from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm
-from keras_relaxprune.layers.pruning_budget import PruningBudget
 from keras_relaxprune.budget.callback import PruningCallback
+from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm
 from keras_relaxprune.cost.count import count_flops, count_params
-from keras_relaxprune.exporting.export import export
 from keras_relaxprune.errors import (
     ArgumentTypeError,
     BudgetError,
@@ -26,14 +24,16 @@ from keras_relaxprune.errors import (
     NothingToPruneError,
     PruningError,
     StripError,
-    UnsupportedLayerError,
     UnknownSpatialSizeError,
+    UnsupportedLayerError,
     UnsupportedModelError,
 )
-from keras_relaxprune.layers.channel_gate import ChannelGate
+from keras_relaxprune.exporting.export import export
 from keras_relaxprune.layer_support import GateFold, LayerSupport, register_layer
-from keras_relaxprune.reporting.report import PruningReport, pruning_report
+from keras_relaxprune.layers.channel_gate import ChannelGate
+from keras_relaxprune.layers.pruning_budget import PruningBudget
 from keras_relaxprune.removal.strip import strip_pruning
+from keras_relaxprune.reporting.report import PruningReport, pruning_report
 
 __version__ = "0.1.0"
 

@@ -187,7 +187,7 @@ class Checks:
 
 def model(where, name, value):
     """`value`, which must be a Keras model (functional or Sequential)."""
-    import keras  # noqa: PLC0415 (the checks need no backend until here)
+    import keras
 
     if isinstance(value, keras.Model):
         return value
@@ -315,7 +315,7 @@ def layer_names(where, name, value, of_model):
 
 def _layer_names_of(of_model):
     """Names of the layers (nested models inlined) that `exclude` can match."""
-    from keras_relaxprune.graph.flat_graph import flatten  # noqa: PLC0415 (needs keras)
+    from keras_relaxprune.graph.flat_graph import flatten
 
     names = []
     for node in flatten(of_model).nodes:

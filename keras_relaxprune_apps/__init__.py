@@ -6,8 +6,7 @@ the measured recipe's building blocks, and the `relaxprune run` job.
 `import keras_relaxprune` never loads this package.
 """
 
+import keras_relaxprune  # noqa: F401  (TensorFlow starts here, while stderr is held)
 from keras_relaxprune_apps import quiet_start  # first: keeps the command's start-up quiet
-
-import keras_relaxprune  # noqa: E402,F401  (TensorFlow starts here, while stderr is held)
 
 quiet_start.release()

@@ -13,9 +13,9 @@ CPU-feature and converter logs) is discarded.
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
-import importlib.util
 import os
 import sys
 import warnings
@@ -120,7 +120,7 @@ def main(argv=None):
                 notes = _COMMANDS[args.command](args) or []
         except KeyboardInterrupt:
             failure, status = "interrupted", 130
-        except Exception as error:  # noqa: BLE001 (one line, never a traceback)
+        except Exception as error:
             failure = error
     _show_warnings(caught)
     for note in notes:
@@ -129,8 +129,8 @@ def main(argv=None):
 
 
 def _count(args):
-    import keras_relaxprune as krp  # noqa: PLC0415 (loads TensorFlow)
-    from keras_relaxprune import arguments  # noqa: PLC0415
+    import keras_relaxprune as krp
+    from keras_relaxprune import arguments
 
     model = load_model_file(args.model, "MODEL")
     input_shape = None if args.input_shape is None else arguments.input_shape(
@@ -140,7 +140,7 @@ def _count(args):
 
 
 def _report(args):
-    import keras_relaxprune as krp  # noqa: PLC0415
+    import keras_relaxprune as krp
 
     _check_directory(args.out, "--out")
     model = load_model_file(args.model, "MODEL")
@@ -148,7 +148,7 @@ def _report(args):
     report = krp.pruning_report(dense, model) if dense else krp.pruning_report(model)
     _print(report.to_json(indent=1) if args.json else str(report))
     if args.out:
-        from keras_relaxprune.reporting.charts import write_report_files  # noqa: PLC0415
+        from keras_relaxprune.reporting.charts import write_report_files
 
         written = write_report_files(report, dense if dense is not None else model, args.out)
         return [json.dumps({"written": written})]
@@ -156,9 +156,9 @@ def _report(args):
 
 
 def _strip(args):
-    import keras_relaxprune as krp  # noqa: PLC0415
-    from keras_relaxprune import arguments  # noqa: PLC0415
-    from keras_relaxprune.errors import InvalidArgumentError  # noqa: PLC0415
+    import keras_relaxprune as krp
+    from keras_relaxprune import arguments
+    from keras_relaxprune.errors import InvalidArgumentError
 
     threshold = None if args.threshold is None else arguments.real(
         "strip", "--threshold", args.threshold,
@@ -178,7 +178,7 @@ def _strip(args):
 
 
 def _run(args):
-    from keras_relaxprune_apps.pruning_job import run_pruning_job  # noqa: PLC0415
+    from keras_relaxprune_apps.pruning_job import run_pruning_job
 
     summary = run_pruning_job(
         args.dataset, args.model, args.out, target=args.target, metric=args.metric,
@@ -195,7 +195,7 @@ _COMMANDS = {"count": _count, "report": _report, "strip": _strip, "run": _run}
 def _check_directory(path, what):
     """Refuses an output directory that is an existing file, before any work."""
     if path is not None and os.path.exists(path) and not os.path.isdir(path):
-        from keras_relaxprune.errors import InvalidArgumentError  # noqa: PLC0415
+        from keras_relaxprune.errors import InvalidArgumentError
 
         raise InvalidArgumentError(
             f"{what} '{path}' is a file; pass a directory (created if needed).")

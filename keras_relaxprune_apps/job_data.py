@@ -90,7 +90,7 @@ def load_job_data(dataset, image_size=None, train_limit=None, test_limit=None, s
 
 
 def _load_cifar10(_, size, limits, seed):
-    from keras_relaxprune_apps.datasets import load_cifar10  # noqa: PLC0415
+    from keras_relaxprune_apps.datasets import load_cifar10
 
     (x, y), (xt, yt) = load_cifar10(train_limit=limits[0], test_limit=limits[1], seed=seed)
     return JobData("cifar10", "classification", 10, _resized(x, size), y.astype("int32"),
@@ -98,7 +98,7 @@ def _load_cifar10(_, size, limits, seed):
 
 
 def _load_camvid(_, size, limits, seed):
-    from keras_relaxprune_apps import datasets  # noqa: PLC0415
+    from keras_relaxprune_apps import datasets
 
     x, y = datasets.load_camvid(split="train", limit=limits[0], size=size)
     xt, yt = datasets.load_camvid(split="val", limit=limits[1], size=size)
@@ -109,7 +109,7 @@ def _load_camvid(_, size, limits, seed):
 
 def _load_tfds(name, size, limits, seed):
     try:
-        import tensorflow_datasets as tfds  # noqa: PLC0415
+        import tensorflow_datasets as tfds
     except ImportError:
         raise InvalidArgumentError(
             f"{WHERE}: dataset='tfds:{name}' needs TensorFlow Datasets; install it with "
@@ -117,7 +117,7 @@ def _load_tfds(name, size, limits, seed):
     try:
         builder = tfds.builder(name)
         builder.download_and_prepare()
-    except Exception as error:  # noqa: BLE001 (TFDS raises many kinds)
+    except Exception as error:
         detail = " ".join(str(error).split())[:200]
         raise InvalidArgumentError(
             f"{WHERE}: dataset='tfds:{name}' could not be prepared ({type(error).__name__}: "
@@ -141,11 +141,11 @@ def _load_tfds(name, size, limits, seed):
 
 
 def _tfds_arrays(builder, split, size, limit, name):
-    import tensorflow as tf  # noqa: PLC0415 (TFDS needs it)
+    import tensorflow as tf
 
     try:
         dataset = builder.as_dataset(split=split, as_supervised=True)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise InvalidArgumentError(
             f"{WHERE}: dataset='tfds:{name}' has no (image, label) pairs "
             f"({type(error).__name__}); pass an image classification dataset.") from error

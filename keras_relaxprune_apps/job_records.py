@@ -26,7 +26,7 @@ def device_name():
     if not accelerators:
         return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
     if keras.backend.backend() == "jax":
-        import jax  # noqa: PLC0415 (the device kind is JAX's to say)
+        import jax
 
         return f"{len(accelerators)} x " + ", ".join(sorted({d.device_kind for d in jax.devices()}))
     return f"{len(accelerators)} x " + ", ".join(accelerators)
@@ -45,7 +45,7 @@ def run_record(script, argv, start, seed):
         A dict: `seed`, `backend`, `keras_version`, `device`, `command`,
         `wall_time_s_last_run` and `date`.
     """
-    import time  # noqa: PLC0415
+    import time
 
     return {"seed": seed, "backend": keras.backend.backend(),
             "keras_version": keras.__version__, "device": device_name(),
@@ -67,8 +67,8 @@ def save_trained(model, out_dir, name, record):
     Returns:
         The record as written (also printed).
     """
-    import json  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
+    import json
+    from pathlib import Path
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,13 +101,13 @@ def export_and_time(dense, small, sample, out, latency_runs=100, pruned_from=Non
 
     >>> export_and_time(dense, small, x_test[:1], "saved_models/small")  # doctest: +SKIP
     """
-    from keras_relaxprune.exporting.export import export  # noqa: PLC0415
+    from keras_relaxprune.exporting.export import export
 
     if keras.backend.backend() != "tensorflow" or not latency_runs:  # TF writes the others
         written = export(small, out, formats=("keras",))
         return {"exported": {k: str(v) for k, v in written.items()},
                 "pruned_keras_bytes": os.path.getsize(written["keras"])}
-    from keras_relaxprune.exporting.latency import tflite_latency  # noqa: PLC0415
+    from keras_relaxprune.exporting.latency import tflite_latency
 
     written = export(small, out, pruned_from=pruned_from)
     sample = np.asarray(sample, "float32")
@@ -142,8 +142,8 @@ def print_before_after(title, summary, quality_rows=()):
     >>> print_before_after("resnet20: before / after", summary,
     ...                    [("test accuracy", "accuracy")])  # doctest: +SKIP
     """
-    from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
+    from rich.console import Console
+    from rich.table import Table
 
     table = Table(title=title)
     for column in ("", "dense", "pruned + stripped", "ratio"):
@@ -180,8 +180,8 @@ def write_summary(summary, path, announce=True):
     >>> write_summary({"pruned_accuracy": 0.85}, "runs/job/summary.json")  # doctest: +SKIP
     summary: runs/job/summary.json
     """
-    import json  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
+    import json
+    from pathlib import Path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

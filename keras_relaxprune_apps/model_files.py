@@ -28,16 +28,16 @@ def load_model_file(path, what):
 
     >>> model = load_model_file("saved_models/resnet20_cifar10_dense.keras", "--dense")
     """
-    from keras_relaxprune.errors import ModelFileError  # noqa: PLC0415
+    from keras_relaxprune.errors import ModelFileError
 
     problem = file_problem(path)
     if problem:
         raise ModelFileError(f"{what} '{path}' {problem}.")
-    import keras  # noqa: PLC0415
+    import keras
 
     try:
         return keras.saving.load_model(path, compile=False)
-    except Exception as error:  # noqa: BLE001 (Keras, h5py and zipfile raise anything)
+    except Exception as error:
         detail = " ".join(str(error).split()) or type(error).__name__
         if len(detail) > 300:
             detail = detail[:297] + "..."

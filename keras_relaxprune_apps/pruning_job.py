@@ -32,10 +32,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_relaxprune_apps import job_records, recipe
 from keras_relaxprune.errors import InvalidArgumentError
+from keras_relaxprune_apps import job_records, recipe
 from keras_relaxprune_apps.job_data import CAMVID_SIZE, FOLDER_SIZE, load_job_data
 from keras_relaxprune_apps.job_settings import WHERE, checked_settings, claim_checkpoints
+
 EVAL_BATCH = 250
 SEGMENTATION_EVAL_BATCH = 8  # per-pixel logits of a whole split do not fit in memory
 DENSE_LR = 0.1  # dense training of a named model: SGD-Nesterov, cosine to 0
@@ -170,7 +171,7 @@ def _check_named_model_fits_dataset(name, kind):
 
 
 def _named_model(name, data):
-    from keras_relaxprune_apps.models import cifar_resnet, small_unet  # noqa: PLC0415
+    from keras_relaxprune_apps.models import cifar_resnet, small_unet
 
     shape = data.images.shape[1:]
     if name == "unet":
@@ -206,7 +207,7 @@ def _check_model_fits_data(model, data):
 
 def _batches(data, s):
     """Seeded shuffled batches; crops and flips for 32 x 32 classification."""
-    from keras_relaxprune_apps.batches import AugmentedBatches  # noqa: PLC0415
+    from keras_relaxprune_apps.batches import AugmentedBatches
 
     augment = data.task == "classification" and data.images.shape[1:3] == (32, 32)
     return AugmentedBatches(data.images, data.labels, s["batch_size"], s["seed"],
@@ -220,8 +221,8 @@ def _loss_and_metrics(data):
 
 
 def _train_dense(model, data, s):
-    import keras_relaxprune as krp  # noqa: PLC0415
-    from keras_relaxprune_apps.batches import EpochSync  # noqa: PLC0415
+    import keras_relaxprune as krp
+    from keras_relaxprune_apps.batches import EpochSync
 
     batches = _batches(data, s)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -240,8 +241,8 @@ def _train_dense(model, data, s):
 
 def _prune_and_measure(dense, data, s):
     """add_gates + PruningCallback, strip, fine-tune, evaluate, export."""
-    import keras_relaxprune as krp  # noqa: PLC0415
-    from keras_relaxprune_apps.batches import EpochSync  # noqa: PLC0415
+    import keras_relaxprune as krp
+    from keras_relaxprune_apps.batches import EpochSync
 
     count_shape = _count_shape(dense, data)
     teacher = dense if s["distill"] else None
@@ -281,8 +282,8 @@ def _prune_and_measure(dense, data, s):
 def _pruned(dense, teacher, batches, data, s, count_shape):
     """The gated fit and strip: `(gated, stripped, max difference)`, kept in
     the checkpoints folder so that a resumed job goes on to the fine-tune."""
-    import keras_relaxprune as krp  # noqa: PLC0415
-    from keras_relaxprune_apps.batches import EpochSync  # noqa: PLC0415
+    import keras_relaxprune as krp
+    from keras_relaxprune_apps.batches import EpochSync
 
     folder = s["checkpoints"]
     files = folder / "gated.keras", folder / "stripped.keras", folder / "strip.json"

@@ -15,7 +15,11 @@ import numpy as np
 
 from keras_relaxprune.errors import StripError
 from keras_relaxprune_apps.option_types import (
-    non_negative_int, open_fraction, positive, positive_int)
+    non_negative_int,
+    open_fraction,
+    positive,
+    positive_int,
+)
 
 # The callback options of the method study (docs/accuracy.md);
 # with SGD they are `PruningCallback`'s defaults, spelled out so records stay
@@ -45,7 +49,7 @@ def recipe_options(metric):
     >>> recipe_options("flops")
     {'lambda_rate': 1.0, 'gate_prior': 'bn_gamma', 'cost_exponent': 0.5}
     """
-    from keras_relaxprune.budget.callback import DEFAULT_COST_EXPONENT  # noqa: PLC0415
+    from keras_relaxprune.budget.callback import DEFAULT_COST_EXPONENT
 
     return {**RECIPE, "cost_exponent": DEFAULT_COST_EXPONENT[metric]}
 
@@ -259,7 +263,7 @@ def pruning_callbacks(target, metric, calibration_data, backup_dir, **options):
         EpochSync(batches), *pruning_callbacks(0.5, "flops", batches, "ckpt/prune")])
     ```
     """
-    from keras_relaxprune.budget.callback import PruningCallback  # noqa: PLC0415
+    from keras_relaxprune.budget.callback import PruningCallback
 
     return [PruningCallback(target=target, metric=metric, calibration_data=calibration_data,
                             **{**recipe_options(metric), **options}),

@@ -77,11 +77,11 @@ def _record(gated, x, out_dir, name):
 
 
 def main(out_dir):
-    import contextlib  # noqa: PLC0415
+    import contextlib
 
     result = {"backend": BACKEND}
     if BACKEND == "tensorflow":
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
 
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(

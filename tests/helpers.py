@@ -58,9 +58,9 @@ def fit_strip_export(model, gated, shape, tmp_path, lowest=0.69, load=None):
     """Fits `gated` (from `model`) a few steps with target 0.3 on random
     data of `shape`, then checks the budget, an exact strip with equal
     counts, and a `.keras` export that loads (`load`, default Keras')."""
-    import keras  # noqa: PLC0415
+    import keras
 
-    import keras_relaxprune as krp  # noqa: PLC0415
+    import keras_relaxprune as krp
 
     rng = np.random.default_rng(0)
     x = rng.random((16, *shape), "float32")
@@ -87,8 +87,8 @@ def fit_strip_export(model, gated, shape, tmp_path, lowest=0.69, load=None):
 
 def load_script(path):
     """Imports an example or benchmark script (not a package) as a module."""
-    import importlib.util  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
+    import importlib.util
+    from pathlib import Path
 
     path = Path(path)
     spec = importlib.util.spec_from_file_location(path.stem, path)

@@ -14,11 +14,11 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import keras_relaxprune as krp  # noqa: E402
-from keras_relaxprune_apps.models import cifar_resnet  # noqa: E402
+import keras_relaxprune as krp
+from keras_relaxprune_apps.models import cifar_resnet
 
 
 def _masks(model):

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import gates, random_masks
 
 import keras_relaxprune as krp
-from helpers import gates, random_masks
 
 APPLICATIONS = {
     "MobileNetV2": lambda: keras.applications.MobileNetV2(

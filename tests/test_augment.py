@@ -1,13 +1,13 @@
 """`add_gates`: the gated copy, what it accepts and what it refuses."""
 
 import keras
+import model_zoo
 import numpy as np
 import pytest
+from helpers import gate_inputs, open_all_gates
 from keras import layers
 
 import keras_relaxprune as krp
-import model_zoo
-from helpers import gate_inputs, open_all_gates
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -78,7 +78,7 @@ def _conv_net(**conv_kwargs):
 
 def test_add_gates_refuses_quantized_lora_and_channels_first_layers():
     """Stripping could not slice these exactly: refused at add_gates, by name."""
-    from keras_relaxprune.errors import UnsupportedLayerError  # noqa: PLC0415
+    from keras_relaxprune.errors import UnsupportedLayerError
 
     lora = _conv_net()
     lora.get_layer("head").enable_lora(2)

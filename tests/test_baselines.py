@@ -1,12 +1,12 @@
 """Baseline channel choices: each keeps what its criterion says, under the budget."""
 
 import keras
+import model_zoo
 import numpy as np
 import pytest
+from helpers import gates
 
 import keras_relaxprune as krp
-import model_zoo
-from helpers import gates
 from keras_relaxprune.budget.baselines import apply_baseline
 from keras_relaxprune.errors import BudgetError, PruningError
 

@@ -6,9 +6,9 @@ import pytest
 from keras import layers
 
 import keras_relaxprune as krp
-from keras_relaxprune_apps.batches import AugmentedBatches
 from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm
 from keras_relaxprune.layers.pruning_budget import find_budget
+from keras_relaxprune_apps.batches import AugmentedBatches
 
 pytestmark = pytest.mark.backend_agnostic
 

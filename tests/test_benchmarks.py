@@ -4,7 +4,6 @@ from pathlib import Path
 
 import keras
 import pytest
-
 from helpers import load_script
 
 SPEEDUP = Path(__file__).resolve().parents[1] / "benchmarks" / "speedup.py"

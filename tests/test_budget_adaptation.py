@@ -3,15 +3,15 @@
 import warnings
 
 import keras
+import model_zoo
 import numpy as np
 import pytest
+from helpers import gates
 
 import keras_relaxprune as krp
-import model_zoo
-from keras_relaxprune.layers.pruning_budget import find_budget
 from keras_relaxprune.budget.closing import warn_thinned_to_floor
 from keras_relaxprune.graph.tracing import analyze
-from helpers import gates
+from keras_relaxprune.layers.pruning_budget import find_budget
 
 pytestmark = pytest.mark.backend_agnostic
 

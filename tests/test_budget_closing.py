@@ -4,17 +4,17 @@ import itertools
 import logging
 
 import keras
+import model_zoo
 import numpy as np
 import pytest
+from helpers import gates, random_masks
 from keras import layers
 
 import keras_relaxprune as krp
-import model_zoo
-from helpers import gates, random_masks
 from keras_relaxprune.budget import closing as projection
+from keras_relaxprune.budget.closing import close_budget, minimum_fraction
 from keras_relaxprune.cost.count import cost_fractions
 from keras_relaxprune.graph.tracing import analyze
-from keras_relaxprune.budget.closing import close_budget, minimum_fraction
 
 pytestmark = pytest.mark.backend_agnostic
 

@@ -4,14 +4,14 @@ import math
 import warnings
 
 import keras
+import model_zoo
 import numpy as np
 import pytest
+from helpers import gates
 
 import keras_relaxprune as krp
-import model_zoo
-from helpers import gates
-from keras_relaxprune_apps.datasets import load_cifar10
 from keras_relaxprune.layers.pruning_budget import find_budget
+from keras_relaxprune_apps.datasets import load_cifar10
 from keras_relaxprune_apps.models import cifar_resnet
 
 pytestmark = pytest.mark.backend_agnostic

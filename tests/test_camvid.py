@@ -8,9 +8,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import load_script
 
 import keras_relaxprune as krp
-from helpers import load_script
 from keras_relaxprune_apps import datasets
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

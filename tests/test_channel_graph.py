@@ -2,12 +2,12 @@
 on hand-built graphs."""
 
 import keras
+import model_zoo
 import pytest
+from helpers import gate_inputs, gates
 from keras import layers
 
 import keras_relaxprune as krp
-import model_zoo
-from helpers import gate_inputs, gates
 from keras_relaxprune.graph.tracing import analyze
 
 pytestmark = pytest.mark.backend_agnostic

@@ -3,7 +3,13 @@
 import pytest
 
 from keras_relaxprune.graph.channel_maps import (
-    ChannelGroups, Segment, aligned_pieces, concat_maps, fixed_map, map_length, slice_map,
+    ChannelGroups,
+    Segment,
+    aligned_pieces,
+    concat_maps,
+    fixed_map,
+    map_length,
+    slice_map,
 )
 
 pytestmark = pytest.mark.backend_agnostic

@@ -6,15 +6,19 @@ import json
 import keras
 import numpy as np
 import pytest
+from helpers import random_masks
 
 import keras_relaxprune as krp
-from helpers import random_masks
+from keras_relaxprune.exporting.export import export
 from keras_relaxprune.reporting.charts import (
-    REPORT_FILES, channels_kept_chart, report_markdown, stage_cost_chart,
-    stage_costs, write_report_files,
+    REPORT_FILES,
+    channels_kept_chart,
+    report_markdown,
+    stage_cost_chart,
+    stage_costs,
+    write_report_files,
 )
 from keras_relaxprune_apps.cli import main
-from keras_relaxprune.exporting.export import export
 from keras_relaxprune_apps.models import cifar_resnet
 
 pytest.importorskip("matplotlib")

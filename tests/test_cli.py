@@ -17,13 +17,13 @@ import sys
 import warnings
 
 import keras
+import model_zoo
 import pytest
+from helpers import random_masks
 
 import keras_relaxprune as krp
-import model_zoo
-from helpers import random_masks
-from keras_relaxprune_apps.cli import FORMATS, main
 from keras_relaxprune.exporting.export import FORMATS as EXPORT_FORMATS
+from keras_relaxprune_apps.cli import FORMATS, main
 
 # What TensorFlow prints while it is imported (TF 2.21, CPU).
 START_UP_LINE = re.compile(

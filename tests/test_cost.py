@@ -1,12 +1,12 @@
 """count_params / count_flops against hand-computed numbers; relaxed cost."""
 
 import keras
+import model_zoo
 import numpy as np
 import pytest
+from helpers import gates
 
 import keras_relaxprune as krp
-import model_zoo
-from helpers import gates
 from keras_relaxprune.cost.count import GraphCost, soft_gates
 from keras_relaxprune.graph.tracing import analyze
 

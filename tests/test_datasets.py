@@ -154,7 +154,7 @@ def test_cifar10_tfds_runs_on_mock_data(no_data_anywhere, monkeypatch):
     assert y.dtype == yt.dtype == np.int64 and y.shape == (20,) and yt.shape == (10,)
     np.testing.assert_array_equal(np.bincount(y, minlength=10), np.full(10, 2))
     np.testing.assert_array_equal(np.bincount(yt, minlength=10), np.ones(10))
-    for (xa, ya), (xb, yb), (xc, yc) in zip(((x, y), (xt, yt)), again, default):
+    for (xa, ya), (xb, yb), (xc, _yc) in zip(((x, y), (xt, yt)), again, default):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
         np.testing.assert_array_equal(xa, xc)

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import gates
 
 import keras_relaxprune as krp
-from helpers import gates
 from keras_relaxprune_apps.models import cifar_resnet
 
 pytestmark = pytest.mark.backend_agnostic

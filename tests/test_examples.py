@@ -6,9 +6,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import SimulatedKill, load_script
 
 import keras_relaxprune as krp
-from helpers import SimulatedKill, load_script
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CHANCE = 0.1  # 10 classes
@@ -422,7 +422,7 @@ def test_the_offline_gpu_script_shows_its_use_when_asked_nothing():
     """`benchmarks/offline_gpu.sh` without a command prints its header (pack,
     cell, the example) and exits 2; `cell` without a name stops before
     running anything."""
-    import subprocess  # noqa: PLC0415
+    import subprocess
 
     script = BENCHMARKS / "offline_gpu.sh"
     shown = subprocess.run(["bash", str(script)], capture_output=True, text=True)

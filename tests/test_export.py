@@ -7,8 +7,8 @@ import sys
 import keras
 import numpy as np
 import pytest
-
 from helpers import randomize_batch_norms
+
 from keras_relaxprune.errors import PruningError
 from keras_relaxprune.exporting.export import export, load_saved_model_fn, run_tflite
 from keras_relaxprune.layers.channel_gate import ChannelGate

@@ -7,7 +7,12 @@ from keras import layers
 
 import keras_relaxprune as krp
 from keras_relaxprune.graph.flat_graph import (
-    as_functional, call_original, flatten, fresh_layer, rebuild, safe_name,
+    as_functional,
+    call_original,
+    flatten,
+    fresh_layer,
+    rebuild,
+    safe_name,
 )
 
 pytestmark = pytest.mark.backend_agnostic

@@ -8,10 +8,10 @@ protected at `add_gates` with a message naming the layer.
 import keras
 import numpy as np
 import pytest
+from helpers import gates, random_masks
 from keras import layers
 
 import keras_relaxprune as krp
-from helpers import gates, random_masks
 from keras_relaxprune.graph.tracing import analyze
 
 pytestmark = pytest.mark.backend_agnostic
@@ -94,7 +94,7 @@ def test_channel_mixing_or_unknown_activations_are_protected(activation):
 def test_activation_layer_object_is_read_not_taken_as_linear():
     """`activation=Activation("sigmoid")` is a sigmoid: its gate is not
     folded through it but into the convolution reading it."""
-    from keras_relaxprune.layer_support.activations import activation_name  # noqa: PLC0415
+    from keras_relaxprune.layer_support.activations import activation_name
 
     model = _fused(layers.Activation("sigmoid"))
     assert activation_name(model.get_layer("mixed")) == "sigmoid"
@@ -170,7 +170,8 @@ def test_unknown_spatial_size_is_gated_with_an_input_shape():
         krp.add_gates(model)
     gated, _ = _exact(model, input_shape=(16, 16, 3))
     assert krp.count_flops(gated) == krp.count_flops(gated, input_shape=(16, 16, 3))
-    gated.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    gated.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype("float32")
     y = np.zeros(32, "int64")
     gated.fit(x, y, epochs=2, batch_size=16, verbose=0,

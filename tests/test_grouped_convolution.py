@@ -16,12 +16,12 @@ import math
 import keras
 import numpy as np
 import pytest
+from helpers import gates, random_masks, randomize_batch_norms
 from keras import layers
 
 import keras_relaxprune as krp
-from helpers import gates, random_masks, randomize_batch_norms
-from keras_relaxprune.graph.tracing import analyze
 from keras_relaxprune.cost.count import GraphCost, cost_fractions, keep_masks
+from keras_relaxprune.graph.tracing import analyze
 
 pytestmark = pytest.mark.backend_agnostic
 

@@ -10,18 +10,18 @@ rows run `relaxprune` in this process: exit status 2 and one line on stderr.
 import re
 import warnings
 
+import model_zoo
 import numpy as np
 import pytest
 from keras import layers
 
 import keras_relaxprune as krp
-import model_zoo
-from keras_relaxprune_apps.cli import main
 from keras_relaxprune.errors import (
     ArgumentTypeError,
     InvalidArgumentError,
     UnsupportedModelError,
 )
+from keras_relaxprune_apps.cli import main
 
 pytestmark = pytest.mark.backend_agnostic
 

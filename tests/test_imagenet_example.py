@@ -7,9 +7,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import load_script
 
 import keras_relaxprune as krp
-from helpers import load_script
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CLASSES = ("n01440764", "n01443537", "n01484850")  # named like ImageNet's folders
@@ -77,8 +77,8 @@ def test_tfds_imagenet_streams_cropped_batches(example, tmp_path, monkeypatch):
         val_shapes = [tuple(images.shape) for images, _ in val]
     assert (num_train, num_val, num_classes) == (12, 12, 1000)
     assert tuple(images.shape) == (4, 32, 32, 3) and images.dtype == "float32"
-    assert 0.0 <= float(np.min(images)) and float(np.max(images)) <= 255.0
-    assert np.all((0 <= labels.numpy()) & (labels.numpy() < 1000))
+    assert float(np.min(images)) >= 0.0 and float(np.max(images)) <= 255.0
+    assert np.all((labels.numpy() >= 0) & (labels.numpy() < 1000))
     assert val_shapes == [(4, 32, 32, 3)] * 3
 
 

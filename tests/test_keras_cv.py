@@ -11,8 +11,9 @@ import pytest
 keras_cv = pytest.importorskip(
     "keras_cv", reason="keras-cv is not installed: pip install -e '.[cv]'")
 
-import keras_relaxprune as krp  # noqa: E402
 from helpers import fit_strip_export  # noqa: E402
+
+import keras_relaxprune as krp  # noqa: E402
 from keras_relaxprune.graph.tracing import analyze  # noqa: E402
 
 SHAPE = (32, 32, 3)

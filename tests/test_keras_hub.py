@@ -16,11 +16,12 @@ import pytest
 keras_hub = pytest.importorskip(
     "keras_hub", reason="keras-hub is not installed: pip install -e '.[hub]'")
 
-import keras_relaxprune as krp  # noqa: E402
 from helpers import fit_strip_export  # noqa: E402
-from keras_relaxprune.graph.tracing import analyze  # noqa: E402
-from keras_relaxprune.errors import UnknownSpatialSizeError  # noqa: E402
 from keras_hub.src.models.deeplab_v3 import deeplab_v3_layers  # noqa: E402
+
+import keras_relaxprune as krp  # noqa: E402
+from keras_relaxprune.errors import UnknownSpatialSizeError  # noqa: E402
+from keras_relaxprune.graph.tracing import analyze  # noqa: E402
 
 SHAPE = (32, 32, 3)
 

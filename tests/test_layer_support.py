@@ -3,11 +3,11 @@
 import keras
 import numpy as np
 import pytest
+from helpers import random_masks
 
 import keras_relaxprune as krp
 from keras_relaxprune.graph.tracing import analyze
 from keras_relaxprune.layer_support import LiveChannels, find_support, pass_through
-from helpers import random_masks
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -21,7 +21,8 @@ class ScaledConv2D(keras.layers.Layer):
                  factor=2.0, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.padding, self.use_bias = filters, padding, use_bias
-        self.kernel_size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.kernel_size = ((kernel_size, kernel_size) if isinstance(kernel_size, int)
+                            else tuple(kernel_size))
         self.factor = factor
 
     def build(self, input_shape):
@@ -125,7 +126,7 @@ def test_subclass_overriding_call_is_a_barrier_until_registered():
         assert find_support(model.get_layer("custom")) is not None
         assert "custom_gate" in {g.name for g in krp.add_gates(model).layers}
     finally:
-        from keras_relaxprune.layer_support import record  # noqa: PLC0415
+        from keras_relaxprune.layer_support import record
 
         record._RECORDS.pop(SubclassedConv)
 

@@ -4,11 +4,11 @@ import gc
 import weakref
 
 import keras
+import model_zoo
 import numpy as np
 import pytest
 
 import keras_relaxprune as krp
-import model_zoo
 
 pytestmark = pytest.mark.backend_agnostic
 

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_relaxprune_apps import recipe
 from keras_relaxprune.errors import StripError
+from keras_relaxprune_apps import recipe
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -95,7 +95,7 @@ def test_trainer_weight_decay_shrinks_kernels_and_spares_batchnorm_and_biases():
 def test_job_arguments_refuse_a_number_out_of_range_at_parsing(option, value, capsys):
     """A pruning job's shared options stop at parsing (exit 2, one line
     naming the option) when a number is out of range."""
-    import argparse  # noqa: PLC0415
+    import argparse
 
     parser = argparse.ArgumentParser()
     recipe.add_job_arguments(parser)

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import SimulatedKill, gates
 
 import keras_relaxprune as krp
-from helpers import SimulatedKill, gates
 from keras_relaxprune.layers.pruning_budget import find_budget
 from keras_relaxprune_apps.models import cifar_resnet
 
@@ -41,10 +41,10 @@ def test_run_killed_by_a_signal_mid_epoch_resumes_meets_the_budget(tmp_path):
     """SIGKILL in the middle of an epoch: the rerun resumes from the last
     backup, completes, meets the budget, and no channel switched off before
     the kill comes back on."""
-    import json  # noqa: PLC0415
-    import os  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
+    import json
+    import os
+    import subprocess
+    import sys
 
     script = os.path.join(os.path.dirname(__file__), "killed_fit.py")
     killed = subprocess.run([sys.executable, script, "kill", str(tmp_path)],

@@ -1,13 +1,13 @@
 """strip_pruning: exact removal, collapse, refusal, counts."""
 
 import keras
+import model_zoo
 import numpy as np
 import pytest
+from helpers import gates, random_masks
 from keras import layers
 
 import keras_relaxprune as krp
-import model_zoo
-from helpers import gates, random_masks
 from keras_relaxprune.layers.pruning_budget import PruningBudget
 
 pytestmark = pytest.mark.backend_agnostic
@@ -143,7 +143,8 @@ def test_output_losing_every_channel_is_refused():
     gated = krp.add_gates(model_zoo.conv1d_net())
     for gate in gates(gated):
         gate.keep_mask.assign(np.zeros(gate.channels, "float32"))
-    with pytest.raises(krp.StripError, match="model output would be a constant|reaching a model output"):
+    with pytest.raises(krp.StripError,
+                       match="model output would be a constant|reaching a model output"):
         krp.strip_pruning(gated)
 
 

@@ -53,12 +53,12 @@ from collections import Counter
 
 import keras
 import numpy as np
+from helpers import gates
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from keras import layers, ops
 
 import keras_relaxprune as krp
-from helpers import gates
 
 SWEEP_EXAMPLES = int(os.environ.get("STRIP_SWEEP_EXAMPLES", "0"))
 SWEEP = SWEEP_EXAMPLES > 0
@@ -420,7 +420,7 @@ def check_model(model, seed, whole_groups_off=False):
             gated = krp.add_gates(model)
     except krp.PruningError as error:
         return "refused_add_gates", type(error).__name__
-    except Exception as error:  # noqa: BLE001 - a crash is a wrong case
+    except Exception as error:
         return "wrong", _crash("add_gates", error)
     _randomize(gated, seed, whole_groups_off)
     some_group_off = any(not gate.keep_mask.numpy().any() for gate in gates(gated))
@@ -432,7 +432,7 @@ def check_model(model, seed, whole_groups_off=False):
         if some_group_off:
             return "refused_strip", type(error).__name__
         return "wrong", _crash("strip_pruning, no group wholly off", error)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return "wrong", _crash("strip_pruning", error)
     x = np.random.default_rng(seed).normal(size=(2, 8, 8, 3)).astype("float32")
     try:
@@ -447,7 +447,7 @@ def check_model(model, seed, whole_groups_off=False):
             "flops": (krp.count_flops(stripped), krp.count_flops(gated)),
             "params": (krp.count_params(stripped), krp.count_params(gated)),
         }
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return "wrong", _crash("calling or counting", error)
     if actual.shape != expected.shape:
         return "wrong", f"output shape {actual.shape} != {expected.shape}"
@@ -532,7 +532,8 @@ def test_random_dags_with_callback_masks_strip_exactly():
 
 def test_random_dags_strip_exactly_or_refuse():
     """Part 2: masks may switch whole groups off. Every random DAG strips to
-    a model with the gated model's outputs, FLOPs and params, or is refused with a StripError (only where a
+    a model with the gated model's outputs, FLOPs and params, or is refused with a StripError (only
+    where a
     group is wholly off); and at least MIN_EXACT of the 25 drawn DAGs are
     stripped (not all refused)."""
     outcomes, wrong = _run(25, whole_groups_off=True)

@@ -17,8 +17,8 @@ import pytest
 
 import keras_relaxprune as krp
 from keras_relaxprune.cost.count import cost_fractions
-from keras_relaxprune_apps.models import cifar_resnet
 from keras_relaxprune.reporting.tensorboard import GATE_BUCKETS
+from keras_relaxprune_apps.models import cifar_resnet
 
 pytest.importorskip("tensorboard")
 # Tiny runs: the budget warnings about thin groups and short ramps are expected.

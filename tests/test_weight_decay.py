@@ -1,12 +1,12 @@
 """PruningCallback keeps the gate logits out of the optimizer's weight decay."""
 
 import keras
+import model_zoo
 import numpy as np
 import pytest
+from helpers import gates
 
 import keras_relaxprune as krp
-import model_zoo
-from helpers import gates
 
 pytestmark = pytest.mark.backend_agnostic
 

@@ -3,15 +3,17 @@
 import keras
 
 from keras_relaxprune import arguments
-from keras_relaxprune.layers.pruning_budget import METRICS, PruningBudget, link_budget
-from keras_relaxprune.graph.tracing import analyze, require_prunable
 from keras_relaxprune.cost.count import has_unknown_spatial_size
 from keras_relaxprune.errors import (
-    InvalidArgumentError, UnknownSpatialSizeError, UnsupportedLayerError,
+    InvalidArgumentError,
+    UnknownSpatialSizeError,
+    UnsupportedLayerError,
 )
 from keras_relaxprune.graph.flat_graph import LayerCloner, as_functional, rebuild, safe_name
-from keras_relaxprune.layers.channel_gate import INITIAL_GATE, INITIAL_SCALE, ChannelGate
+from keras_relaxprune.graph.tracing import analyze, require_prunable
 from keras_relaxprune.layer_support import find_support
+from keras_relaxprune.layers.channel_gate import INITIAL_GATE, INITIAL_SCALE, ChannelGate
+from keras_relaxprune.layers.pruning_budget import METRICS, PruningBudget, link_budget
 
 
 def add_gates(model, metric="flops", exclude=None, strict=False,

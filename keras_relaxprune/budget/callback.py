@@ -7,16 +7,14 @@ import numpy as np
 
 from keras_relaxprune import arguments
 from keras_relaxprune.budget.baselines import set_gate_prior
+from keras_relaxprune.budget.closing import close_budget, minimum_fraction, warn_thinned_to_floor
+from keras_relaxprune.budget.fit_target import exclude_gates_from_weight_decay, gated_model, is_sgd
 from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm
-from keras_relaxprune.layers.pruning_budget import METRICS, link_budget
-from keras_relaxprune.budget.closing import (close_budget, minimum_fraction,
-                                             warn_thinned_to_floor)
 from keras_relaxprune.cost.count import cost_fractions
 from keras_relaxprune.errors import BudgetError, PruningError
 from keras_relaxprune.layers.channel_gate import FINAL_SCALE, INITIAL_SCALE
+from keras_relaxprune.layers.pruning_budget import METRICS, link_budget
 from keras_relaxprune.reporting.tensorboard import PruningSummaries, print_message
-from keras_relaxprune.budget.fit_target import (exclude_gates_from_weight_decay, gated_model,
-                                            is_sgd)
 
 # PruningCallback(cost_exponent=None) per budget metric, as measured (README).
 DEFAULT_COST_EXPONENT = {"flops": 0.5, "params": 0.0}

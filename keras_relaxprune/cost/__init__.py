@@ -1,1 +1,2 @@
-"""What a model costs: one rule per node, counted dense, hard (as stripped), incrementally and relaxed."""
+"""What a model costs: one rule per node, counted dense, hard (as
+stripped), incrementally and relaxed."""

@@ -7,9 +7,9 @@ import numpy as np
 from keras import layers, ops
 
 from keras_relaxprune import arguments
-from keras_relaxprune.graph.tracing import analyze
 from keras_relaxprune.cost.node_cost import combines_inputs, node_cost
 from keras_relaxprune.graph.flat_graph import as_functional, call_original, flatten, rebuild
+from keras_relaxprune.graph.tracing import analyze
 from keras_relaxprune.layer_support.collapse import emits_constant
 from keras_relaxprune.layer_support.convolution import CONVS, TRANSPOSED, summed_kernel
 
@@ -250,7 +250,8 @@ def _with_gained_biases(graph, costs):
     readers = {}
     for index, flat in enumerate(graph.flat.nodes):
         layer, cost = flat.operation, costs[index]
-        if not isinstance(layer, _KERNEL_LAYERS) or layer.use_bias or not (cost.params or cost.macs):
+        if (not isinstance(layer, _KERNEL_LAYERS) or layer.use_bias
+                or not (cost.params or cost.macs)):
             continue
         in_map = graph.in_maps(index)[0]
         removed = None if in_map is None else np.flatnonzero(graph.kept_flags(in_map, keep) == 0)

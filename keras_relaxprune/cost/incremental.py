@@ -9,9 +9,9 @@ import heapq
 
 import numpy as np
 
+from keras_relaxprune.cost.count import hard_count, layer_costs
 from keras_relaxprune.cost.node_cost import combines_inputs, node_cost
 from keras_relaxprune.layer_support.collapse import emits_constant
-from keras_relaxprune.cost.count import hard_count, layer_costs
 
 
 class CostPlan:

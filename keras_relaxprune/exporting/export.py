@@ -29,9 +29,9 @@ import keras
 import numpy as np
 
 from keras_relaxprune import arguments
-from keras_relaxprune.layers.pruning_budget import PruningBudget
 from keras_relaxprune.errors import ArgumentTypeError, InvalidArgumentError, PruningError
 from keras_relaxprune.layers.channel_gate import ChannelGate
+from keras_relaxprune.layers.pruning_budget import PruningBudget
 
 FORMATS = ("keras", "saved_model", "tflite")
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
@@ -234,8 +234,8 @@ def _check_arguments(model, path, formats, quantization, representative_data,
 
 
 def _write_report(pruned_from, model, path):
-    from keras_relaxprune.reporting.charts import write_report_files  # noqa: PLC0415
-    from keras_relaxprune.reporting.report import pruning_report  # noqa: PLC0415
+    from keras_relaxprune.reporting.charts import write_report_files
+    from keras_relaxprune.reporting.report import pruning_report
 
     return write_report_files(pruning_report(pruned_from, model), pruned_from, path)
 

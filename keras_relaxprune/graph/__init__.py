@@ -1,1 +1,2 @@
-"""The model as a graph of channels: flat graph, channel maps, tracing of channel groups, protection."""
+"""The model as a graph of channels: flat graph, channel maps, tracing of
+channel groups, protection."""

@@ -15,9 +15,9 @@ import keras
 import numpy as np
 
 from keras_relaxprune import keras_internals as internals
-from keras_relaxprune.layers.channel_gate import ChannelGate
 from keras_relaxprune.layer_support import LayerSupport, find_support
 from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
+from keras_relaxprune.layers.channel_gate import ChannelGate
 
 _NONE = LayerSupport(channels=None)
 MULTIPLY = (keras.layers.Multiply, *internals.MULTIPLY_OPS)
@@ -191,7 +191,7 @@ def _value_made_from_zero(tracer, node):
     args, kwargs = node.fill_in({node.inputs[0]: zeros})
     try:
         out = keras.ops.convert_to_numpy(node.operation(*args, **kwargs))
-    except Exception:  # noqa: BLE001 (a layer that cannot be probed: assume the worst)
+    except Exception:
         return "varying"
     if not np.any(out != 0):
         return None

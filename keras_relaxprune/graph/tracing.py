@@ -15,14 +15,20 @@ import keras
 import numpy as np
 
 from keras_relaxprune import keras_internals as internals
-from keras_relaxprune.graph.channel_maps import (
-    ChannelGroups, Segment, aligned_pieces, concat_maps, fixed_map, map_length, tiles_of,
-)
 from keras_relaxprune.errors import NothingToPruneError, UnsupportedLayerError
+from keras_relaxprune.graph.channel_maps import (
+    ChannelGroups,
+    Segment,
+    aligned_pieces,
+    concat_maps,
+    fixed_map,
+    map_length,
+    tiles_of,
+)
 from keras_relaxprune.graph.flat_graph import flatten
-from keras_relaxprune.layers.channel_gate import ChannelGate
-from keras_relaxprune.layer_support import find_support, unsupported_reason
 from keras_relaxprune.graph.protection import protect_patterns
+from keras_relaxprune.layer_support import find_support, unsupported_reason
+from keras_relaxprune.layers.channel_gate import ChannelGate
 
 # Merges for which a removed (zero) channel stays zero whatever it meets.
 _ZERO_PRESERVING = (keras.layers.Multiply, *internals.MULTIPLY_OPS)

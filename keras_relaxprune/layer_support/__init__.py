@@ -16,6 +16,7 @@ Importing this package registers every built-in family:
 - `collapse`: what a layer left without live channels becomes.
 """
 
+from keras_relaxprune.graph.live_channels import LiveChannels
 from keras_relaxprune.layer_support import (  # noqa: F401 (registers the families)
     batch_normalization,
     channel_mixing,
@@ -41,7 +42,6 @@ from keras_relaxprune.layer_support.record import (
     register_layer,
     unsupported_reason,
 )
-from keras_relaxprune.graph.live_channels import LiveChannels
 
 __all__ = [
     "FoldTarget", "GateFold", "LayerSupport", "LiveChannels", "find_support",

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from keras_relaxprune.layer_support.record import GateFold, register_layer
 from keras_relaxprune.graph.live_channels import LiveChannels
+from keras_relaxprune.layer_support.record import GateFold, register_layer
 
 
 def _normalizes_channels(node, rank):

@@ -4,8 +4,8 @@ import numpy as np
 
 from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.graph.channel_maps import slice_map
-from keras_relaxprune.layer_support.record import register_layer
 from keras_relaxprune.graph.live_channels import LiveChannels
+from keras_relaxprune.layer_support.record import register_layer
 
 
 def _split_sizes(shape_of, node):

@@ -14,8 +14,8 @@ from keras import layers
 
 from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.errors import StripError
-from keras_relaxprune.layer_support.activations import apply_activation
 from keras_relaxprune.graph.live_channels import LiveChannels
+from keras_relaxprune.layer_support.activations import apply_activation
 
 
 def emits_constant(inputs_all_constant, outputs_kept):

@@ -6,10 +6,10 @@ import numpy as np
 from keras import layers
 
 from keras_relaxprune import keras_internals as internals
-from keras_relaxprune.graph.channel_maps import concat_maps
 from keras_relaxprune.errors import StripError
-from keras_relaxprune.layer_support.record import register_layer
+from keras_relaxprune.graph.channel_maps import concat_maps
 from keras_relaxprune.graph.live_channels import LiveChannels
+from keras_relaxprune.layer_support.record import register_layer
 
 
 def _on_channels(node, rank):

@@ -22,12 +22,14 @@ import numpy as np
 from keras import layers
 
 from keras_relaxprune.errors import StripError
+from keras_relaxprune.graph.live_channels import LiveChannels
 from keras_relaxprune.layer_support.activations import (
-    activation_flops, activation_name, acts_per_channel,
+    activation_flops,
+    activation_name,
+    acts_per_channel,
 )
 from keras_relaxprune.layer_support.collapse import constant_output, emits_constant
 from keras_relaxprune.layer_support.record import GateFold, register_layer
-from keras_relaxprune.graph.live_channels import LiveChannels
 
 CONVS = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
 TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)

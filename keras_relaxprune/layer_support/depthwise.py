@@ -7,12 +7,15 @@ import numpy as np
 from keras import layers
 
 from keras_relaxprune.errors import StripError
+from keras_relaxprune.graph.live_channels import LiveChannels
 from keras_relaxprune.layer_support.activations import (
-    activation_flops, activation_name, acts_per_channel, apply_activation,
+    activation_flops,
+    activation_name,
+    acts_per_channel,
+    apply_activation,
 )
 from keras_relaxprune.layer_support.convolution import bias_params, channels_first
 from keras_relaxprune.layer_support.record import GateFold, register_layer
-from keras_relaxprune.graph.live_channels import LiveChannels
 
 DEPTHWISE = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
 

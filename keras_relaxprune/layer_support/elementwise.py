@@ -6,9 +6,9 @@ import numpy as np
 from keras import layers
 
 from keras_relaxprune import keras_internals as internals
+from keras_relaxprune.graph.live_channels import LiveChannels
 from keras_relaxprune.layer_support.activations import activation_name, acts_per_channel
 from keras_relaxprune.layer_support.record import register_layer
-from keras_relaxprune.graph.live_channels import LiveChannels
 
 
 def pass_through(tracer, node, in_maps):

@@ -8,10 +8,10 @@ from keras import layers
 
 from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.errors import StripError
+from keras_relaxprune.graph.live_channels import LiveChannels
 from keras_relaxprune.layer_support.collapse import collapse_merge
 from keras_relaxprune.layer_support.elementwise import one_flop_per_output, probe_constants
 from keras_relaxprune.layer_support.record import register_layer
-from keras_relaxprune.graph.live_channels import LiveChannels
 
 MERGE_LAYERS = (
     layers.Add, layers.Subtract, layers.Multiply, layers.Average,

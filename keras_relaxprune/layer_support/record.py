@@ -74,7 +74,7 @@ class FoldTarget:
 
     layer: object
     fold: GateFold
-    channels: typing.Optional[np.ndarray] = None
+    channels: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,13 +109,13 @@ class LayerSupport:
     """
 
     channels: typing.Callable
-    cost: typing.Optional[typing.Callable] = None
-    remove: typing.Optional[typing.Callable] = None
-    gate_fold: typing.Optional[GateFold] = None
+    cost: typing.Callable | None = None
+    remove: typing.Callable | None = None
+    gate_fold: GateFold | None = None
     scales_inputs: bool = False
     regenerates_channels: bool = False
     combines_inputs: bool = False
-    rebuild_always: typing.Optional[typing.Callable] = None
+    rebuild_always: typing.Callable | None = None
 
 
 def register_layer(*classes, like=None, **fields):
@@ -140,7 +140,7 @@ def register_layer(*classes, like=None, **fields):
     krp.register_layer(StandardizedConv2D, like=keras.layers.Conv2D)
     ```
     """
-    from keras_relaxprune.errors import PruningError  # noqa: PLC0415
+    from keras_relaxprune.errors import PruningError
 
     if not classes or not all(isinstance(cls, type) for cls in classes):
         raise PruningError("register_layer: pass one or more layer classes.")

@@ -3,9 +3,9 @@
 import numpy as np
 from keras import layers
 
+from keras_relaxprune.graph.live_channels import LiveChannels
 from keras_relaxprune.layer_support.elementwise import one_flop_per_output, pass_through
 from keras_relaxprune.layer_support.record import register_layer
-from keras_relaxprune.graph.live_channels import LiveChannels
 
 POOLING = (
     layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D,

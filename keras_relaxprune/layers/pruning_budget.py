@@ -18,9 +18,9 @@ from keras import ops
 
 from keras_relaxprune.cost.count import GraphCost, keep_masks, sized_graph, soft_gates
 from keras_relaxprune.errors import PruningError
-from keras_relaxprune.layers.channel_gate import FINAL_SCALE, INITIAL_SCALE
 from keras_relaxprune.layer_support import register_layer
 from keras_relaxprune.layer_support.elementwise import free, pass_through
+from keras_relaxprune.layers.channel_gate import FINAL_SCALE, INITIAL_SCALE
 
 METRICS = ("flops", "params")
 

@@ -16,15 +16,15 @@ import keras
 import numpy as np
 
 from keras_relaxprune import arguments
-from keras_relaxprune.layers.pruning_budget import PruningBudget
-from keras_relaxprune.graph.tracing import analyze
 from keras_relaxprune.errors import StripError
 from keras_relaxprune.graph.flat_graph import LayerCloner, fresh_layer, rebuild
-from keras_relaxprune.layers.channel_gate import ChannelGate
-from keras_relaxprune.layer_support import FoldTarget, find_support
-from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
 from keras_relaxprune.graph.live_channels import LiveChannels, opaque
 from keras_relaxprune.graph.protection import MULTIPLY, reader_refusing_a_scale
+from keras_relaxprune.graph.tracing import analyze
+from keras_relaxprune.layer_support import FoldTarget, find_support
+from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
+from keras_relaxprune.layers.channel_gate import ChannelGate
+from keras_relaxprune.layers.pruning_budget import PruningBudget
 
 
 def strip_pruning(model, threshold=None):
@@ -246,7 +246,8 @@ class Stripper:
         keep, values = np.tile(keep, copies), np.tile(values, copies)
         const = np.where(keep == 0, 0.0, x.const * values)
         if np.any(keep[x.live] == 0):
-            raise StripError(f"strip_pruning: gate '{flat.name}' removes channels its input still holds.")
+            raise StripError(f"strip_pruning: gate '{flat.name}' removes channels its input "
+                             "still holds.")
         if len(x.live):
             self._fold_gate(flat, values[x.live])
         return dataclasses.replace(x, const=const)
@@ -274,7 +275,8 @@ class Stripper:
     def _fold_gate(self, flat, scale):
         key = flat.inputs[0]
         if key not in self.folds:
-            raise StripError(f"strip_pruning: gate '{flat.name}' follows no layer it can be folded into.")
+            raise StripError(f"strip_pruning: gate '{flat.name}' follows no layer it can be "
+                             "folded into.")
         target = self.folds.pop(key)
         if not commutes_with_scale(target.layer):
             # g * swish(z) != swish(g * z): scale the consumers' input rows.

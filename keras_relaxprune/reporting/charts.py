@@ -169,7 +169,7 @@ def stage_cost_chart(report, model):
     png = stage_cost_chart(krp.pruning_report(dense, small), dense)
     ```
     """
-    from matplotlib.ticker import EngFormatter  # noqa: PLC0415 (optional dependency)
+    from matplotlib.ticker import EngFormatter
 
     stages = stage_costs(report, model)
     figure, both_axes = _figure(width=max(5.0 + 1.2 * len(stages), 8.0), columns=2)
@@ -235,8 +235,8 @@ def _spatial_size(shape):
 
 def _figure(width, columns=1):
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-        from matplotlib.figure import Figure  # noqa: PLC0415
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError(
             "Pruning charts need matplotlib: pip install keras-relaxprune[tensorboard]"

@@ -32,8 +32,8 @@ class PruningReport:
         return json.dumps(self.to_dict(), **kwargs)
 
     def __str__(self):
-        from rich.console import Console  # noqa: PLC0415 (optional at import)
-        from rich.table import Table  # noqa: PLC0415
+        from rich.console import Console
+        from rich.table import Table
 
         table = Table(title="keras_relaxprune: pruning report")
         for column in ("layer", "class", "channels", "params", "FLOPs"):

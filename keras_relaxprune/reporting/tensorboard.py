@@ -181,7 +181,7 @@ def print_message(message, params=None):
     it goes to absl logging, as Keras' own messages do.
     """
     if not keras.config.is_interactive_logging_enabled():
-        from absl import logging  # noqa: PLC0415 (a Keras dependency)
+        from absl import logging
 
         logging.info(message)
         return
@@ -257,10 +257,10 @@ def _number(value):
 def _metadata(plugin, description):
     """`SummaryMetadata` of a tensor summary for one TensorBoard plugin."""
     try:
-        from tensorboard.plugins.histogram import metadata as histograms  # noqa: PLC0415
-        from tensorboard.plugins.image import metadata as images  # noqa: PLC0415
-        from tensorboard.plugins.scalar import metadata as scalars  # noqa: PLC0415
-        from tensorboard.plugins.text import metadata as text  # noqa: PLC0415
+        from tensorboard.plugins.histogram import metadata as histograms
+        from tensorboard.plugins.image import metadata as images
+        from tensorboard.plugins.scalar import metadata as scalars
+        from tensorboard.plugins.text import metadata as text
     except ImportError as error:
         raise ImportError(
             "PruningCallback(log_dir=...) and a TensorBoard callback need the "
@@ -281,7 +281,7 @@ class _TensorFlowWriter:
     """Writes through `tf.summary` (any file system TensorFlow knows)."""
 
     def __init__(self, directory):
-        import tensorflow as tf  # noqa: PLC0415 (TensorFlow backend only)
+        import tensorflow as tf
 
         self._tf = tf
         self._writer = tf.summary.create_file_writer(directory)
@@ -305,8 +305,8 @@ class _EventFileWriter:
     """Writes event records with the `tensorboard` package, no TensorFlow."""
 
     def __init__(self, directory):
-        from tensorboard.compat.proto import event_pb2  # noqa: PLC0415
-        from tensorboard.summary.writer.record_writer import RecordWriter  # noqa: PLC0415
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
 
         self._event_pb2 = event_pb2
         os.makedirs(directory, exist_ok=True)
@@ -316,8 +316,8 @@ class _EventFileWriter:
         self._add(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def write(self, tag, value, step, metadata):
-        from tensorboard.compat.proto import summary_pb2  # noqa: PLC0415
-        from tensorboard.util import tensor_util  # noqa: PLC0415
+        from tensorboard.compat.proto import summary_pb2
+        from tensorboard.util import tensor_util
 
         summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(
             tag=tag, metadata=metadata, tensor=tensor_util.make_tensor_proto(value))])
