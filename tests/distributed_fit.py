@@ -72,7 +72,7 @@ def _record(gated, x, out_dir, name):
         "strip_error": float(np.abs(np.asarray(small(x[:8])) - np.asarray(gated(x[:8]))).max()),
         "reload_error": float(np.abs(np.asarray(reloaded(x[:8])) - np.asarray(small(x[:8]))).max()),
         "replicas": {v.path: _replicas(v) for v in
-                     [gates[0].keep_mask, gates[0].scale, budget.step, budget.strength]},
+                     [gates[0].keep_mask, gates[0].scale, budget.step, budget.penalty_weight]},
     }
 
 

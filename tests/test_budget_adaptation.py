@@ -63,7 +63,7 @@ def test_lambda_adapts_by_default_with_sgd_only(optimizer, rate):
     x, y = _data()
     gated.fit(x, y, batch_size=16, epochs=1, verbose=0,
               callbacks=[krp.PruningCallback(target=0.5)])
-    assert float(find_budget(gated).strength_rate.numpy()) == rate
+    assert float(find_budget(gated).penalty_weight_rate.numpy()) == rate
 
 
 @pytest.mark.parametrize("end_step, bound", [(8, 2.0 * 1e4), (10_000, 2.0 * 0.1)])

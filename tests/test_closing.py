@@ -143,37 +143,14 @@ def test_closing_reaches_the_band_or_the_best_reachable_cost(make_net, round_to)
                 _assert_kept_channels_are_best_scored(masks, scores, round_to)
 
 
-@pytest.mark.parametrize("name", ["ops_and_nested", "unet", "densenet", "resnet_basic"])
-def test_incremental_cost_equals_cost_fractions(name):
-    gated = krp.add_gates(model_zoo.ALL[name]())
-    graph = analyze(gated)
-    rng = np.random.default_rng(0)
-    keep = graph.keep_vectors()
-    model = projection._IncrementalCost.build(graph, "flops", keep)
-    for step in range(12):
-        # Sparse masks empty whole groups and slices: collapse must match too.
-        density = rng.choice([0.0, 0.2, 0.6, 1.0])
-        masks = {root: (rng.random(len(keep[root])) < density).astype("float32")
-                 for root in graph.gated_groups() if rng.random() < 0.5}
-        expected = cost_fractions(graph, {**keep, **masks})
-        fraction, evaluated = model.evaluate(masks)
-        assert fraction == pytest.approx(expected["flops"], abs=1e-12)
-        if step % 2:
-            model.apply(evaluated)
-            keep.update(masks)
-            for metric in ("flops", "params"):
-                total = model.totals[metric] / model.plan.dense[metric]
-                assert total == pytest.approx(expected[metric], abs=1e-12)
-
-
 def _recording_builds(monkeypatch):
-    built, build = [], projection._IncrementalCost.build
+    built, build = [], projection.IncrementalCost.build
 
     def recording(*args, **kwargs):
         built.append(build(*args, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(projection._IncrementalCost, "build", recording)
+    monkeypatch.setattr(projection.IncrementalCost, "build", recording)
     return built
 
 

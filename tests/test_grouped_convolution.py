@@ -20,7 +20,8 @@ from helpers import gates, random_masks, randomize_batch_norms
 from keras import layers
 
 import keras_relaxprune as krp
-from keras_relaxprune.cost.count import GraphCost, cost_fractions, keep_masks
+from keras_relaxprune.cost.count import cost_fractions
+from keras_relaxprune.cost.relaxed import GraphCost, keep_masks
 from keras_relaxprune.graph.tracing import analyze
 
 pytestmark = pytest.mark.backend_agnostic

@@ -9,7 +9,7 @@ cost is at or below the target), fill (switched-off units from the highest
 score down, each kept when the cost stays at or below the target, until it
 is within 1% of it), and, when the fill stops short of that band, a
 branch-and-bound over the groups' counts. Candidates are priced by
-`_IncrementalCost`, which recomputes only the layers a changed group touches.
+`IncrementalCost`, which recomputes only the layers a changed group touches.
 """
 
 import heapq
@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 
 from keras_relaxprune.cost.count import cost_fractions
-from keras_relaxprune.cost.incremental import IncrementalCost as _IncrementalCost
+from keras_relaxprune.cost.incremental import IncrementalCost
 from keras_relaxprune.reporting.tensorboard import print_message
 
 TOLERANCE = 0.01
@@ -126,28 +126,28 @@ def close_budget(graph, metric, target, round_to=1, scores=None, verbose=False,
     levels = {root: _Levels(values[root], keep[root], round_to, min_keep)
               for root in values}
     state = {root: group.start for root, group in levels.items()}
-    model = _IncrementalCost.build(graph, metric, {**keep, **_masks(levels, state)})
+    cost = IncrementalCost.build(graph, metric, {**keep, **_masks(levels, state)})
     say(f"Closing the {metric} budget: {len(levels)} channel groups, "
-        f"{sum(g.size for g in levels.values())} channels, {model.fraction:.4f} "
+        f"{sum(g.size for g in levels.values())} channels, {cost.fraction:.4f} "
         f"of the cost left, target {target:.4f}.")
-    savings = _savings(model, levels, state)
-    state = _remove(model, levels, state, savings, target)
-    say(_progress("removal", model))
-    state = _fill(model, levels, state, target)
-    say(_progress("fill", model))
-    if model.fraction < target - TOLERANCE and 0 < len(levels) <= MAX_SEARCH_GROUPS:
-        state = _search(model, levels, state, savings, target)
-        say(_progress("search over group widths", model))
+    savings = _savings(cost, levels, state)
+    state = _remove(cost, levels, state, savings, target)
+    say(_progress("removal", cost))
+    state = _fill(cost, levels, state, target)
+    say(_progress("fill", cost))
+    if cost.fraction < target - TOLERANCE and 0 < len(levels) <= MAX_SEARCH_GROUPS:
+        state = _search(cost, levels, state, savings, target)
+        say(_progress("search over group widths", cost))
     unreachable = " (unreachable target: every group at its floor)"
-    say(f"Budget closed at {model.fraction:.4f} of the {metric}"
-        f"{unreachable if model.fraction > target else ''} in "
+    say(f"Budget closed at {cost.fraction:.4f} of the {metric}"
+        f"{unreachable if cost.fraction > target else ''} in "
         f"{time.perf_counter() - started:.1f} s.")
     return _masks(levels, state)
 
 
-def _progress(step, model):
-    return (f"  after {step}: {model.fraction:.4f} "
-            f"({model.stats['evaluations']} cost evaluations)")
+def _progress(step, cost):
+    return (f"  after {step}: {cost.fraction:.4f} "
+            f"({cost.stats['evaluations']} cost evaluations)")
 
 
 def _reporter(verbose):
@@ -202,34 +202,34 @@ def _masks(levels, state):
     return {root: levels[root].mask(state[root]) for root in levels}
 
 
-def _move(model, levels, state, new_state):
+def _move(cost, levels, state, new_state):
     """Commits `new_state` (root -> level), changing only the groups that differ."""
     changed = {r: levels[r].mask(new_state[r]) for r in levels if new_state[r] != state[r]}
     if changed:
-        model.commit(changed)
+        cost.commit(changed)
     return dict(new_state)
 
 
-def _savings(model, levels, state):
+def _savings(cost, levels, state):
     """Root -> cost fraction saved per channel by the group's next removal."""
     result = dict.fromkeys(levels, 0.0)
     for root, group in levels.items():
         level = state[root]
         if level > 0:
-            fraction, _ = model.evaluate({root: group.mask(level - 1)})
+            fraction, _ = cost.evaluate({root: group.mask(level - 1)})
             channels = group.counts[level] - group.counts[level - 1]
-            result[root] = (model.fraction - fraction) / channels
+            result[root] = (cost.fraction - fraction) / channels
     return result
 
 
-def _remove(model, levels, state, savings, target):
+def _remove(cost, levels, state, savings, target):
     """Switches off the lowest-scored units until the cost is <= target.
 
     The removal order is fixed up front, so the shortest sufficient prefix
     is found by bisection: a handful of evaluations, each of which
     recomputes only the layers of the groups that differ from the last.
     """
-    if model.fraction <= target:
+    if cost.fraction <= target:
         return state
     units = []
     for position, (root, group) in enumerate(levels.items()):
@@ -245,21 +245,21 @@ def _remove(model, levels, state, savings, target):
             result[root] = min(result[root], level)
         return result
 
-    current = _move(model, levels, state, after(len(units)))
-    if model.fraction > target:
+    current = _move(cost, levels, state, after(len(units)))
+    if cost.fraction > target:
         return current  # unreachable: every group at its floor
     low, high = 0, len(units)
     while high - low > 1:
         middle = (low + high) // 2
-        current = _move(model, levels, current, after(middle))
-        if model.fraction <= target:
+        current = _move(cost, levels, current, after(middle))
+        if cost.fraction <= target:
             high = middle
         else:
             low = middle
-    return _move(model, levels, current, after(high))
+    return _move(cost, levels, current, after(high))
 
 
-def _fill(model, levels, state, target):
+def _fill(cost, levels, state, target):
     """Switches units back on, best score first, while the cost stays <= target.
 
     A group whose next unit would overshoot is dropped from the scan (its
@@ -276,17 +276,17 @@ def _fill(model, levels, state, target):
 
     for position, root in enumerate(levels):
         push(position, root)
-    while queue and model.fraction < target - TOLERANCE:
+    while queue and cost.fraction < target - TOLERANCE:
         key, root = heapq.heappop(queue)
-        fraction, change = model.evaluate({root: levels[root].mask(state[root] + 1)})
+        fraction, change = cost.evaluate({root: levels[root].mask(state[root] + 1)})
         if fraction <= target:
-            model.apply(change)
+            cost.apply(change)
             state[root] += 1
             push(key[-1], root)
     return state
 
 
-def _search(model, levels, state, savings, target):
+def _search(cost, levels, state, savings, target):
     """Branch-and-bound over the groups' levels, for the band or the best fit.
 
     Groups are assigned one at a time, costliest first, each from its top
@@ -299,16 +299,16 @@ def _search(model, levels, state, savings, target):
     """
     roots = sorted(levels, key=lambda root: -savings[root] * levels[root].size)
     top = {root: len(levels[root].counts) - 1 for root in roots}
-    low = model.copy_with(_masks(levels, dict.fromkeys(levels, 0)))
-    high = model.copy_with(_masks(levels, top))
-    limit = model.stats["evaluations"] + SEARCH_EVALUATIONS
-    best, assigned = {"fraction": model.fraction, "state": state}, {}
+    low = cost.copy_with(_masks(levels, dict.fromkeys(levels, 0)))
+    high = cost.copy_with(_masks(levels, top))
+    limit = cost.stats["evaluations"] + SEARCH_EVALUATIONS
+    best, assigned = {"fraction": cost.fraction, "state": state}, {}
 
     def visit(depth):
         root = roots[depth]
         group = levels[root]
         for level in range(top[root], -1, -1):
-            if model.stats["evaluations"] > limit:
+            if cost.stats["evaluations"] > limit:
                 return True
             low.commit({root: group.mask(level)})
             if low.fraction > target:
@@ -329,15 +329,16 @@ def _search(model, levels, state, savings, target):
         return False
 
     visit(0)
-    return _move(model, levels, state, best["state"])
+    return _move(cost, levels, state, best["state"])
 
 
 def warn_thinned_to_floor(graph, masks, round_to):
     """A group left with its last channel(s) is a stage nearly removed."""
-    thinned = []
+    thinned, widths = [], set()
     for root, keep in masks.items():
         size, floor = len(keep), group_floor(len(keep), round_to)
         if size > floor and int(np.sum(keep)) <= floor:
+            widths.add(int(np.sum(keep)))
             producers = graph.groups.producers[root]
             thinned.append(f"'{producers[0]}'" + (
                 f" (+{len(producers) - 1} tied)" if len(producers) > 1 else "")
@@ -345,8 +346,10 @@ def warn_thinned_to_floor(graph, masks, round_to):
     if thinned:
         warnings.warn(
             "PruningCallback: the budget left these channel groups at their "
-            f"floor: {', '.join(thinned)}. The layers after them see one "
-            "channel (inside a residual block the block then adds little to "
+            f"floor: {', '.join(thinned)}. The layers after them see only "
+            f"{' or '.join(map(str, sorted(widths)))} channel"
+            f"{'s' if max(widths) > 1 else ''} (inside a residual block the block "
+            "then adds little to "
             "its shortcut, which residual networks tolerate). If accuracy "
             "suffers where no shortcut bypasses such a group, give every group "
             "a floor (`min_keep=0.25`), train longer before the budget closes, "

@@ -1,23 +1,27 @@
-"""`count_params`, `count_flops` and the relaxed cost used in the loss."""
+"""`count_params` and `count_flops`: what `strip_pruning` keeps, counted.
+
+Every node is priced by the one rule of `node_cost`; this module adds what
+needs the whole graph: which channels the masks keep, and (counted as
+stripped) the nodes that stop mattering once others collapsed.
+"""
 
 import dataclasses
 
 import keras
 import numpy as np
-from keras import layers, ops
 
 from keras_relaxprune import arguments
-from keras_relaxprune.cost.node_cost import combines_inputs, node_cost
+from keras_relaxprune.cost.node_cost import COLLAPSED, cost_nodes, node_cost, shared_params
 from keras_relaxprune.graph.flat_graph import as_functional, call_original, flatten, rebuild
 from keras_relaxprune.graph.tracing import analyze
-from keras_relaxprune.layer_support.collapse import emits_constant
-from keras_relaxprune.layer_support.convolution import CONVS, TRANSPOSED, summed_kernel
-
-_KERNEL_LAYERS = (*CONVS, *TRANSPOSED, layers.Dense)
+from keras_relaxprune.layer_support import has_kernel
+from keras_relaxprune.layer_support.convolution import summed_kernel
 
 
 @dataclasses.dataclass
 class LayerCost:
+    """One row of a count: a node's name, class and cost."""
+
     name: str
     class_name: str
     params: float
@@ -25,8 +29,14 @@ class LayerCost:
     flops: float
 
 
-def hard_count(graph, keep=None):
-    """`count(map)`: channels alive by `keep` (root -> 0/1 vector)."""
+def dense_channels(channel_map):
+    """Every channel of `channel_map`: the `count` of the dense model."""
+    return sum(segment.length for segment in channel_map)
+
+
+def kept_channels(graph, keep=None):
+    """`count(channel_map)`: the channels that the 0/1 vectors `keep` (group
+    root -> vector; default the gates' keep masks) keep in a channel map."""
     keep = graph.keep_vectors() if keep is None else keep
     find = graph.groups.find
 
@@ -42,30 +52,28 @@ def hard_count(graph, keep=None):
     return count
 
 
-def layer_costs(graph, count, hard=False, params_only=False):
+def layer_costs(graph, count, as_stripped=False, params_only=False):
     """Per-node `LayerCost` with channel counts given by `count(map)`.
 
-    A layer called several times (shared) has its parameters counted once.
-    A merge costs one FLOP per output element for each input beyond the
-    first. With `hard=True` the count follows `strip_pruning` exactly: a
-    tensor with no channel left is a constant, a node fed only by constants
-    (a collapsed residual branch) costs nothing, and neither does a node
-    whose outputs reach the model's outputs only as constants (a conv read
-    only by a slice of removed channels): the stripped model has no such
-    layer. So is a group whose every producer collapsed: its channels are
-    constants that the layers reading them fold into their biases. With
-    `params_only=True` unknown spatial sizes are allowed (FLOPs are then
-    meaningless).
+    Each node is priced by `node_cost` (merge factor, shared weights counted
+    once). With `as_stripped=True` the count follows `strip_pruning`
+    exactly: nodes collapse as `node_cost` says, and besides, a node whose
+    outputs reach the model's outputs only as constants (a conv read only by
+    a slice of removed channels) costs nothing, and neither does a group
+    whose every producer collapsed: its channels are constants that the
+    layers reading them fold into their biases. With `params_only=True`
+    unknown spatial sizes are allowed (FLOPs are then meaningless).
     """
-    if not hard:
-        return _layer_costs(graph, count, False, params_only)[0]
+    nodes = cost_nodes(graph, params_only)
+    if not as_stripped:
+        return _rows(graph, nodes, _node_costs(nodes, count, False))
     constant_groups = set()
     while True:
-        costs, collapsed = _layer_costs(
-            graph, _not_counting(graph, count, constant_groups), True, params_only)
+        costs = _node_costs(nodes, _not_counting(graph, count, constant_groups), True)
+        collapsed = {index for index, cost in enumerate(costs) if cost.collapsed}
         found = _constant_groups(graph, collapsed)
         if found <= constant_groups:
-            return costs
+            return _rows(graph, nodes, _without_unreachable(graph, costs))
         constant_groups |= found
 
 
@@ -87,47 +95,43 @@ def _constant_groups(graph, collapsed):
             if all(index in collapsed for index in indices)}
 
 
-def _layer_costs(graph, count, hard, params_only):
-    """`layer_costs` for one `count`; also the indices of collapsed nodes."""
-    costs, constant, collapsed = [], set(), set()
-    gated = graph.gated_tensors()
-    for index, flat in enumerate(graph.flat.nodes):
-        in_maps, out_maps = graph.in_maps(index), graph.out_maps(index)
-        known = in_maps and in_maps[0] is not None and out_maps[0] is not None
-        cin = count(in_maps[0]) if known else None
-        cout = count(out_maps[0]) if known else None
-        channel_inputs = [k for k, m in zip(flat.inputs, in_maps) if m is not None]
-        live_inputs = [k for k in channel_inputs if k not in constant]
-        all_constant = bool(channel_inputs) and not live_inputs
-        if hard and emits_constant(all_constant, _widest_output(count, out_maps, known)):
-            constant.update(flat.outputs)
-            collapsed.add(index)
-            costs.append(None)
-            continue
-        if hard and known:
-            # A split part with no channel left is a constant; the others live.
-            constant.update(key for key, out_map in zip(flat.outputs, out_maps)
-                            if out_map is not None and count(out_map) == 0)
-        if known:
-            params, macs, elementwise = node_cost(flat, graph.flat.tensors, cin, cout,
-                                                  params_only, flat.outputs[0] in gated)
-            if combines_inputs(flat.operation):
-                elementwise = elementwise * max(len(live_inputs) - 1, 0)
-        else:
-            weights = getattr(flat.operation, "weights", [])
-            params, macs, elementwise = sum(int(np.prod(w.shape)) for w in weights), 0, 0
-        costs.append((params, macs, 2 * macs + elementwise))
-    live = _reaching_outputs(graph.flat, constant) if hard else None
-    seen, result = set(), []
-    for index, (flat, cost) in enumerate(zip(graph.flat.nodes, costs)):
-        if cost is None or (live is not None and index not in live):
-            cost = (0, 0, 0)
-        elif id(flat.operation) in seen:
-            cost = (0, *cost[1:])
-        else:
-            seen.add(id(flat.operation))
-        result.append(LayerCost(flat.name, flat.class_name, *cost))
-    return result, collapsed
+def _node_costs(nodes, count, as_stripped):
+    """Each node's `NodeCost`, in graph order, for one `count`."""
+    costs, constant = [], set()
+    for node in nodes:
+        live_inputs = sum(key not in constant for key in node.channel_inputs)
+        cin = count(node.in_map) if node.tracked else None
+        cout = count(node.out_map) if node.tracked else None
+        output_counts = None
+        if as_stripped:
+            output_counts = [None if m is None else count(m) for m in node.output_maps]
+        cost = node_cost(node, cin, cout, live_inputs, output_counts)
+        constant.update(node.flat.outputs if cost.collapsed else cost.constant_outputs)
+        costs.append(cost)
+    return costs
+
+
+def _without_unreachable(graph, costs):
+    """`costs` with the nodes a rebuilt model drops marked collapsed: those
+    whose values reach no model output but through constants."""
+    constant = set()
+    for node, cost in zip(graph.flat.nodes, costs):
+        constant.update(node.outputs if cost.collapsed else cost.constant_outputs)
+    live = _reaching_outputs(graph.flat, constant)
+    return [cost if index in live else COLLAPSED for index, cost in enumerate(costs)]
+
+
+def _rows(graph, nodes, costs):
+    """`LayerCost` rows; a shared layer's weights count once (`shared_params`)."""
+    calls = {}
+    for index, node in enumerate(nodes):
+        calls.setdefault(id(node.flat.operation), []).append(index)
+    params = {}
+    for indices in calls.values():
+        params.update(zip(indices, shared_params([costs[i] for i in indices])))
+    return [LayerCost(node.flat.name, node.flat.class_name, params[index],
+                      costs[index].macs, costs[index].flops)
+            for index, node in enumerate(nodes)]
 
 
 def _reaching_outputs(flat_graph, constant):
@@ -142,18 +146,10 @@ def _reaching_outputs(flat_graph, constant):
     return live
 
 
-def _widest_output(count, out_maps, known):
-    """Channels kept in the node's widest output (a split collapses only
-    when every part is gone), or None when channels are not tracked."""
-    if not known:
-        return None
-    return max(count(m) for m in out_maps if m is not None)
-
-
 def cost_fractions(graph, keep):
     """Hard remaining `{"flops": f, "params": p}` fractions for masks `keep`."""
-    dense = layer_costs(graph, lambda m: sum(s.length for s in m))
-    costs = layer_costs(graph, hard_count(graph, keep), hard=True)
+    dense = layer_costs(graph, dense_channels)
+    costs = layer_costs(graph, kept_channels(graph, keep), as_stripped=True)
     return {
         "flops": sum(c.flops for c in costs) / sum(c.flops for c in dense),
         "params": sum(c.params for c in costs) / sum(c.params for c in dense),
@@ -187,7 +183,7 @@ def count_params(model):
     """Number of weights of `model`, or of what `strip_pruning` would keep.
 
     On a dense model this equals `model.count_params()`. On a gated model it
-    is the hard count: channels whose `keep_mask` is 0 are left out, and
+    is counted as stripped: channels whose `keep_mask` is 0 are left out, and
     the gates themselves are not counted.
 
     Example:
@@ -197,14 +193,14 @@ def count_params(model):
     """
     model = arguments.model("count_params", "model", model)
     graph = analyze(model)
-    costs = layer_costs(graph, hard_count(graph), hard=True, params_only=True)
+    costs = layer_costs(graph, kept_channels(graph), as_stripped=True, params_only=True)
     return int(sum(c.params for c in _with_gained_biases(graph, costs)))
 
 
 def count_flops(model, input_shape=None, by_layer=False):
     """FLOPs of one forward pass of one sample (2 x MACs + elementwise ops).
 
-    On a gated model this is the hard count: what `strip_pruning` keeps.
+    On a gated model it is counted as stripped: what `strip_pruning` keeps.
 
     Args:
         model: a functional or Sequential model, dense or gated.
@@ -226,7 +222,8 @@ def count_flops(model, input_shape=None, by_layer=False):
     input_shape = arguments.input_shape("count_flops", "input_shape", input_shape, model)
     by_layer = arguments.boolean("count_flops", "by_layer", by_layer)
     graph = sized_graph(model, input_shape)
-    costs = _with_gained_biases(graph, layer_costs(graph, hard_count(graph), hard=True))
+    costs = _with_gained_biases(
+        graph, layer_costs(graph, kept_channels(graph), as_stripped=True))
     total = int(sum(c.flops for c in costs))
     if not by_layer:
         return total
@@ -250,7 +247,7 @@ def _with_gained_biases(graph, costs):
     readers = {}
     for index, flat in enumerate(graph.flat.nodes):
         layer, cost = flat.operation, costs[index]
-        if (not isinstance(layer, _KERNEL_LAYERS) or layer.use_bias
+        if (not has_kernel(layer) or layer.use_bias
                 or not (cost.params or cost.macs)):
             continue
         in_map = graph.in_maps(index)[0]
@@ -269,7 +266,7 @@ def _with_gained_biases(graph, costs):
         if np.any(constants @ summed_kernel(flat.operation, kernel)[removed] != 0):
             cost = costs[index]
             outputs = graph.out_maps(index)[0]
-            added = hard_count(graph, keep)(outputs) if outputs is not None else 0
+            added = kept_channels(graph, keep)(outputs) if outputs is not None else 0
             costs[index] = dataclasses.replace(cost, params=cost.params + added)
     return costs
 
@@ -289,52 +286,3 @@ def _values_on_zeros(graph, keys):
         if keys <= values.keys():
             break
     return {key: keras.ops.convert_to_numpy(values[key]) for key in keys}
-
-
-class GraphCost:
-    """Remaining-cost fractions of a gated model, as backend tensors.
-
-    `GraphCost(graph).fractions(vector_of)` returns `{"flops": f, "params":
-    p}`: the cost with each gated group's channel count replaced by the sum
-    of `vector_of(gate)` over its channels, divided by the dense cost (same
-    counter, every layer counted, shortcuts and classifier included).
-    `vector_of=soft_gates` gives the differentiable cost used in the loss;
-    `vector_of=keep_masks` gives the hard cost.
-    """
-
-    def __init__(self, graph):
-        self.graph = graph
-        dense = layer_costs(graph, lambda m: sum(s.length for s in m))
-        self.dense_flops = float(sum(c.flops for c in dense))
-        self.dense_params = float(sum(c.params for c in dense))
-
-    def _count(self, vector_of):
-        groups, gates, cache = self.graph.groups, self.graph.gates, {}
-
-        def count(channel_map):
-            total = 0.0
-            for segment in channel_map:
-                root = None if segment.group is None else groups.find(segment.group)
-                if root is None or root not in gates or groups.is_protected(root):
-                    total = total + segment.length
-                    continue
-                if root not in cache:
-                    cache[root] = vector_of(gates[root])
-                total = total + ops.sum(cache[root][segment.start:segment.stop])
-            return total
-
-        return count
-
-    def fractions(self, vector_of):
-        costs = layer_costs(self.graph, self._count(vector_of))
-        flops = sum(c.flops for c in costs) / self.dense_flops
-        params = sum(c.params for c in costs) / self.dense_params
-        return {"flops": flops, "params": params}
-
-
-def soft_gates(gate):
-    return gate.gate_values()
-
-
-def keep_masks(gate):
-    return ops.convert_to_tensor(gate.keep_mask)

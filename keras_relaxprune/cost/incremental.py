@@ -1,68 +1,65 @@
-"""The hard cost of a gated graph, updated incrementally as group masks change.
+"""The stripped cost of a gated graph, updated incrementally as group masks change.
 
-Used by `projection.close_budget`: a change of one group's mask recomputes
-only the layers that read that group (and the nodes downstream whose
-constant/live status flips), following `counting.layer_costs(..., hard=True)`.
+Used by `closing.close_budget`: a change of one group's mask recomputes
+only the nodes that read that group (and the nodes downstream whose
+collapse flips), each priced by the same rule as `count_flops`
+(`node_cost`), so the totals follow `layer_costs(..., as_stripped=True)`.
 """
 
+import dataclasses
 import heapq
 
 import numpy as np
 
-from keras_relaxprune.cost.count import hard_count, layer_costs
-from keras_relaxprune.cost.node_cost import combines_inputs, node_cost
-from keras_relaxprune.layer_support.collapse import emits_constant
+from keras_relaxprune.cost.count import dense_channels, kept_channels, layer_costs
+from keras_relaxprune.cost.node_cost import cost_nodes, node_cost, shared_params
+
+
+@dataclasses.dataclass(frozen=True)
+class Span:
+    """A run of channels `[start, stop)` of the group `root` (None: fixed)."""
+
+    root: object
+    start: int
+    stop: int
 
 
 class CostPlan:
-    """What stays fixed while closing: each node's first input and output
-    channel maps (group roots resolved), its channel inputs, which nodes read
-    each group, the consumers of each tensor, the calls of each layer."""
+    """What stays fixed while closing: each node's `CostNode` and its channel
+    maps with group roots resolved, which nodes read each group, the
+    consumers of each tensor, the calls of each layer, the dense totals."""
 
     def __init__(self, graph):
-        find, flat = graph.groups.find, graph.flat
-        self.graph, self.nodes, self.readers, self.memo = graph, [], {}, {}
-        self.producer, self.consumers, self.calls = {}, {}, {}
-        for index, node in enumerate(flat.nodes):
-            in_maps, out_maps = graph.in_maps(index), graph.out_maps(index)
-            known = bool(in_maps) and in_maps[0] is not None and out_maps[0] is not None
-            def segments(m):
-                return [(None if s.group is None else find(s.group), s.start, s.stop)
-                        for s in m]
+        find = graph.groups.find
 
-            maps = [segments(in_maps[0]), segments(out_maps[0])] if known else []
-            # Every output's channels: a split part with none left is a constant.
-            parts = [segments(m) if m is not None else None for m in out_maps] if known else []
-            weights = getattr(node.operation, "weights", [])
-            self.nodes.append({
-                "maps": maps, "parts": parts, "merge": combines_inputs(node.operation),
-                "inputs": [k for k, m in zip(node.inputs, in_maps) if m is not None],
-                "params": sum(int(np.prod(w.shape)) for w in weights),
-                "outputs": node.outputs, "call": id(node.operation)})
-            for root in {s[0] for m in maps + [p for p in parts if p]
-                         for s in m if s[0] is not None}:
+        def spans(channel_map):
+            if channel_map is None:
+                return None
+            return [Span(None if s.group is None else find(s.group), s.start, s.stop)
+                    for s in channel_map]
+
+        self.graph, self.nodes = graph, cost_nodes(graph)
+        self.in_spans = [spans(node.in_map) for node in self.nodes]
+        self.out_spans = [spans(node.out_map) for node in self.nodes]
+        self.output_spans = [[spans(m) for m in node.output_maps] for node in self.nodes]
+        self.readers, self.producer, self.consumers, self.calls = {}, {}, {}, {}
+        for index, node in enumerate(self.nodes):
+            read = [self.in_spans[index] or [], self.out_spans[index] or []]
+            read += [m for m in self.output_spans[index] if m]
+            for root in {span.root for m in read for span in m if span.root is not None}:
                 self.readers.setdefault(root, []).append(index)
-            self.producer.update(dict.fromkeys(node.outputs, index))
-            for key in node.inputs:
+            self.producer.update(dict.fromkeys(node.flat.outputs, index))
+            for key in node.flat.inputs:
                 self.consumers.setdefault(key, []).append(index)
-            self.calls.setdefault(id(node.operation), []).append(index)
-        self.gated = graph.gated_tensors()
-        dense = layer_costs(graph, lambda m: sum(s.length for s in m))
+            self.calls.setdefault(id(node.flat.operation), []).append(index)
+        dense = layer_costs(graph, dense_channels)
         self.dense = {"flops": sum(c.flops for c in dense),
                       "params": sum(c.params for c in dense)}
 
-    def node_cost(self, index, cin, cout):
-        key = (index, cin, cout)
-        if key not in self.memo:
-            flat, node = self.graph.flat, self.graph.flat.nodes[index]
-            self.memo[key] = node_cost(node, flat.tensors, cin, cout,
-                                       gate_follows=node.outputs[0] in self.gated)
-        return self.memo[key]
 
-
-def _holds_constant(state):
-    """Whether a node's state (see `IncrementalCost._node`) makes a constant."""
-    return bool(state[0] or state[3])
+def _holds_constant(cost):
+    """Whether a node's `NodeCost` makes a constant (it, or an output of it)."""
+    return bool(cost.collapsed or cost.constant_outputs)
 
 
 def _prefix(mask):
@@ -70,14 +67,15 @@ def _prefix(mask):
 
 
 class IncrementalCost:
-    """Hard remaining fraction of one metric, updated as group masks change.
+    """Stripped remaining fraction of one metric, updated as group masks change.
 
-    Follows `counting.layer_costs(..., hard=True)` node by node: a node's
-    cost depends on the alive channels of its first input and output and,
-    through collapse, on which of its inputs are constants. A change of
-    some groups' masks recomputes the nodes that read those groups, and the
-    consumers of every node whose collapse state flips, in graph order.
-    `stats` counts evaluations and node recomputations (shared by copies).
+    Follows `layer_costs(..., as_stripped=True)` node by node: a node's
+    cost (`node_cost`) depends on the kept channels of its inputs and
+    outputs and, through collapse, on which of its inputs are constants. A
+    change of some groups' masks recomputes the nodes that read those
+    groups, and the consumers of every node whose collapse flips, in graph
+    order. `stats` counts evaluations and node recomputations (shared by
+    copies).
 
     Two rules of `layer_costs` look upstream, which a node-by-node update
     cannot: a node whose outputs reach the model outputs only as constants,
@@ -87,25 +85,38 @@ class IncrementalCost:
     `layer_costs` (with the closing's masks, where every group keeps a
     channel, only below a slice or split part whose channels are all
     removed).
+
+    Args:
+        plan: the graph's `CostPlan`.
+        metric: `"flops"` or `"params"`, the metric of `fraction`.
+        sums: group root -> prefix sums of its 0/1 keep vector.
+        stats: `{"evaluations": n, "nodes": m}`, counted in place.
+
+    Example:
+
+    >>> cost = IncrementalCost.build(graph, "flops", graph.keep_vectors())
+    >>> fraction, change = cost.evaluate({root: smaller_mask})
+    >>> cost.apply(change)
     """
 
     def __init__(self, plan, metric, sums, stats):
         self.plan, self.metric, self.sums, self.stats = plan, metric, sums, stats
-        self.state = []
+        self.costs = []  # each node's NodeCost; a node reads its producers' ones
         for index in range(len(plan.nodes)):
-            self.state.append(self._node(index, {}, {}))
-        self.constants = sum(_holds_constant(state) for state in self.state)
-        self.totals = {"flops": sum(s[2] for s in self.state),
-                       "params": sum(self._call_params(c, {}) for c in plan.calls)}
+            self.costs.append(self._node(index, {}, {}))
+        self.constants = sum(_holds_constant(cost) for cost in self.costs)
+        self.totals = self._summed({})
         if self.constants:
             self.totals = self._recounted({})
 
     @classmethod
     def build(cls, graph, metric, keep):
+        """An `IncrementalCost` of `graph` for masks `keep` (root -> 0/1 vector)."""
         sums = {root: _prefix(mask) for root, mask in keep.items()}
         return cls(CostPlan(graph), metric, sums, {"evaluations": 1, "nodes": 0})
 
     def copy_with(self, masks):
+        """A new count of the same plan with `masks` changed (shares `stats`)."""
         self.stats["evaluations"] += 1
         sums = {**self.sums, **{root: _prefix(m) for root, m in masks.items()}}
         return IncrementalCost(self.plan, self.metric, sums, self.stats)
@@ -125,80 +136,98 @@ class IncrementalCost:
             if index in changed:
                 continue
             new = changed[index] = self._node(index, sums, changed)
-            if (new[0], new[3]) != (self.state[index][0], self.state[index][3]):
-                for key in plan.nodes[index]["outputs"]:
+            old = self.costs[index]
+            if (new.collapsed, new.constant_outputs) != (old.collapsed, old.constant_outputs):
+                for key in plan.nodes[index].flat.outputs:
                     for consumer in plan.consumers.get(key, ()):
                         heapq.heappush(queue, consumer)
         constants = self.constants + sum(
-            _holds_constant(new) - _holds_constant(self.state[i]) for i, new in changed.items())
+            _holds_constant(new) - _holds_constant(self.costs[i]) for i, new in changed.items())
         if constants:
             totals = self._recounted(sums)
+        elif self.constants:
+            # The totals were recounted whole: the per-node costs do not
+            # add up to them, so they cannot be updated by differences.
+            totals = self._summed(changed)
         else:
-            calls = {plan.nodes[i]["call"] for i in changed}
+            calls = {id(plan.nodes[i].flat.operation) for i in changed}
             totals = {
                 "flops": self.totals["flops"] + sum(
-                    new[2] - self.state[i][2] for i, new in changed.items()),
+                    new.flops - self.costs[i].flops for i, new in changed.items()),
                 "params": self.totals["params"] + sum(
                     self._call_params(c, changed) - self._call_params(c, {}) for c in calls),
             }
         return (totals[self.metric] / plan.dense[self.metric],
-                (sums, changed, totals, constants))
+                _Change(sums, changed, totals, constants))
 
     def apply(self, change):
-        sums, changed, self.totals, self.constants = change
-        self.sums.update(sums)
-        for index, new in changed.items():
-            self.state[index] = new
+        """Makes the `change` of an `evaluate` the current state."""
+        self.totals, self.constants = change.totals, change.constants
+        self.sums.update(change.sums)
+        for index, new in change.costs.items():
+            self.costs[index] = new
+
+    def commit(self, masks):
+        """`evaluate(masks)` and `apply` it; returns the new fraction."""
+        fraction, change = self.evaluate(masks)
+        self.apply(change)
+        return fraction
+
+    def _summed(self, changed):
+        """Both totals as the sums of the node costs, with `changed` applied
+        (exact while no node holds a constant)."""
+        costs = [changed.get(index) or cost for index, cost in enumerate(self.costs)]
+        return {"flops": sum(cost.flops for cost in costs),
+                "params": sum(self._call_params(c, changed) for c in self.plan.calls)}
 
     def _recounted(self, sums):
         """Both totals by `layer_costs`, with the masks of `sums` applied."""
         keep = {root: np.diff(prefix).astype("float32")
                 for root, prefix in {**self.sums, **sums}.items()}
-        costs = layer_costs(self.plan.graph, hard_count(self.plan.graph, keep), hard=True)
+        graph = self.plan.graph
+        costs = layer_costs(graph, kept_channels(graph, keep), as_stripped=True)
         return {"flops": sum(c.flops for c in costs), "params": sum(c.params for c in costs)}
 
-    def commit(self, masks):
-        fraction, change = self.evaluate(masks)
-        self.apply(change)
-        return fraction
-
     def _call_params(self, call, changed):
-        """A layer's weights count at its first call that is not a constant."""
-        for index in self.plan.calls[call]:
-            constant, params = (changed.get(index) or self.state[index])[:2]
-            if not constant:
-                return params
-        return 0
+        """A layer's weights, counted once over its calls (`shared_params`)."""
+        return sum(shared_params(
+            [changed.get(index) or self.costs[index] for index in self.plan.calls[call]]))
 
     def _node(self, index, sums, changed):
-        """(constant, params, flops, constant outputs) of node `index`, as
-        `layer_costs` counts it."""
+        """The `NodeCost` of node `index`, with the masks of `sums` and the
+        nodes already recomputed in `changed`."""
         self.stats["nodes"] += 1
         plan, node = self.plan, self.plan.nodes[index]
-        live = 0
-        for key in node["inputs"]:
+        live_inputs = 0
+        for key in node.channel_inputs:
             producer = plan.producer.get(key)
-            state = None if producer is None else (changed.get(producer) or self.state[producer])
-            live += state is None or not (state[0] or key in state[3])
-        counts = [self._count(m, sums) for m in node["maps"]]
-        parts = [None if m is None else self._count(m, sums) for m in node["parts"]]
-        widest = max((c for c in parts if c is not None), default=None)
-        if emits_constant(bool(node["inputs"]) and not live, widest if counts else None):
-            return (True, 0, 0, frozenset())
-        dropped = frozenset(key for key, c in zip(node["outputs"], parts) if c == 0)
-        if not counts:
-            return (False, node["params"], 0, dropped)
-        params, macs, elementwise = plan.node_cost(index, *counts)
-        if node["merge"]:
-            elementwise = elementwise * max(live - 1, 0)
-        return (False, params, 2 * macs + elementwise, dropped)
+            cost = None if producer is None else (changed.get(producer) or self.costs[producer])
+            live_inputs += cost is None or not (cost.collapsed or key in cost.constant_outputs)
+        cin = cout = None
+        if node.tracked:
+            cin = self._count(plan.in_spans[index], sums)
+            cout = self._count(plan.out_spans[index], sums)
+        output_counts = [None if m is None else self._count(m, sums)
+                         for m in plan.output_spans[index]]
+        return node_cost(node, cin, cout, live_inputs, output_counts)
 
-    def _count(self, channel_map, sums):
+    def _count(self, spans, sums):
         total = 0
-        for root, start, stop in channel_map:
-            if root is None:
-                total += stop - start
+        for span in spans:
+            if span.root is None:
+                total += span.stop - span.start
             else:
-                prefix = sums[root] if root in sums else self.sums[root]
-                total += int(prefix[stop] - prefix[start])
+                prefix = sums[span.root] if span.root in sums else self.sums[span.root]
+                total += int(prefix[span.stop] - prefix[span.start])
         return total
+
+
+@dataclasses.dataclass(frozen=True)
+class _Change:
+    """What an `evaluate` found: the new prefix sums, the recomputed nodes'
+    costs, the totals and the number of nodes holding a constant."""
+
+    sums: dict
+    costs: dict
+    totals: dict
+    constants: int

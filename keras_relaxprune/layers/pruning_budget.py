@@ -16,7 +16,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_relaxprune.cost.count import GraphCost, keep_masks, sized_graph, soft_gates
+from keras_relaxprune.cost.count import cost_fractions, sized_graph
+from keras_relaxprune.cost.relaxed import GraphCost, keep_masks, soft_gates
 from keras_relaxprune.errors import PruningError
 from keras_relaxprune.layer_support import register_layer
 from keras_relaxprune.layer_support.elementwise import free, pass_through
@@ -25,9 +26,8 @@ from keras_relaxprune.layers.channel_gate import FINAL_SCALE, INITIAL_SCALE
 METRICS = ("flops", "params")
 
 
-
 @dataclasses.dataclass
-class _Link:
+class BudgetLink:
     """The cost model a budget layer reads, rebuilt from the graph.
 
     Held on the layer as one plain object, set past Keras' attribute
@@ -36,7 +36,7 @@ class _Link:
     lives and dies with the model.
     """
 
-    cost: object
+    cost: GraphCost
     gates: tuple
     graph: object
     channel_costs: list = None
@@ -47,17 +47,17 @@ _SCALARS = {
     "begin_step": (0.0, "float32"),
     "end_step": (1.0, "float32"),
     "remaining_target": (1.0, "float32"),  # fraction of the cost kept at the end
-    "strength": (0.0, "float32"),  # lambda; 0 = regulariser off
-    "base_strength": (0.0, "float32"),  # lambda given by the user
-    "strength_rate": (0.0, "float32"),  # lambda adaptation per step; 0 = fixed
+    "penalty_weight": (0.0, "float32"),  # lambda; 0 = regulariser off
+    "base_penalty_weight": (0.0, "float32"),  # lambda given by the user
+    "penalty_weight_rate": (0.0, "float32"),  # lambda adaptation per step; 0 = fixed
     "initial_scale": (INITIAL_SCALE, "float32"),
     "final_scale": (FINAL_SCALE, "float32"),
     "initial_threshold": (0.02, "float32"),
     "final_threshold": (0.2, "float32"),
     "flops_weight": (1.0, "float32"),  # 1 = budget FLOPs, 0 = params
     "cost_exponent": (1.0, "float32"),  # push per channel ~ (its cost) ** this
-    "active": (0.0, "float32"),  # 1 while pruning, 0 once the budget is met
-    "finished": (0.0, "float32"),  # 1 once the final masks are fixed
+    "ramp_on": (0.0, "float32"),  # 1 while pruning, 0 once the budget is met
+    "masks_final": (0.0, "float32"),  # 1 once the final masks are fixed
 }
 
 
@@ -69,8 +69,16 @@ class PruningBudget(keras.layers.Layer):
     model it sits in, `t` the target fraction ramped over training with the
     polynomial schedule of tfmot. In training mode it also raises the gate
     temperature and freezes gates below the threshold (`keep_mask -> 0`)
-    while the hard cost is above the ramped target. It is created by
+    while the masks-only cost is above the ramped target. It is created by
     `add_gates` and driven by `PruningCallback`; users do not build it.
+
+    Both costs are `GraphCost`s: the per-node rule of `count_flops`, without
+    its collapse rules. Freezing keeps every group's strongest channel, so
+    with these masks a node collapses only below a slice or split part
+    whose channels are all removed; there the masks-only cost is above the
+    stripped one, so freezing may remove a little more, never less, and the
+    closing, counted as stripped, sets the final masks. Collapse in-graph
+    would add per-node branches to every training step for that case alone.
 
     Args:
         metric: `"flops"` or `"params"`, the cost budgeted by default.
@@ -100,7 +108,7 @@ class PruningBudget(keras.layers.Layer):
     def link(self, graph):
         """Attaches the cost model of the gated graph this layer sits in."""
         gates = tuple(dict.fromkeys(graph.gates.values()))
-        object.__setattr__(self, "_link", _Link(GraphCost(graph), gates, graph))
+        object.__setattr__(self, "_link", BudgetLink(GraphCost(graph), gates, graph))
 
     def linked_channel_costs(self):
         link = self.__dict__["_link"]
@@ -113,7 +121,8 @@ class PruningBudget(keras.layers.Layer):
         return "_link" in self.__dict__
 
     # Methods, not properties: Keras saving walks attribute values.
-    def linked_cost(self):
+    def graph_cost(self):
+        """The `GraphCost` of the linked graph."""
         return self.__dict__["_link"].cost
 
     def linked_gates(self):
@@ -144,16 +153,16 @@ class PruningBudget(keras.layers.Layer):
             gate.scale.assign(ops.cast(scale, gate.scale.dtype))
         # Freeze before the penalty reads the masks: PyTorch's autograd
         # refuses a mask changed in place after the loss used it.
-        hard = self.budgeted(self.linked_cost().fractions(keep_masks))
+        hard = self.budgeted(self.graph_cost().fractions(keep_masks))
         threshold = self.initial_threshold + (
             self.final_threshold - self.initial_threshold
         ) * progress
-        shrinking = self.active * ops.cast(hard > target_now, "float32")
+        shrinking = self.ramp_on * ops.cast(hard > target_now, "float32")
         for gate in self.linked_gates():
             self._freeze_low_gates(gate, threshold, shrinking)
-        relaxed = self.budgeted(self.linked_cost().fractions(soft_gates))
-        self._adapt_strength(ops.stop_gradient(relaxed) - target_now)
-        penalty = self.active * self.strength * self._penalty(relaxed, target_now)
+        relaxed = self.budgeted(self.graph_cost().fractions(soft_gates))
+        self._adapt_penalty_weight(ops.stop_gradient(relaxed) - target_now)
+        penalty = self.ramp_on * self.penalty_weight * self._penalty(relaxed, target_now)
         self.add_loss(penalty)
         return inputs
 
@@ -189,17 +198,18 @@ class PruningBudget(keras.layers.Layer):
         use_exact = ops.cast(self.cost_exponent >= 1.0, "float32")
         return use_exact * exact + (1.0 - use_exact) * reshaped
 
-    def _adapt_strength(self, gap):
+    def _adapt_penalty_weight(self, gap):
         """Dual ascent: lambda grows while the relaxed cost lags the ramp.
 
         Multiplicative, so it is free of the optimizer's scale: a gap of
         0.1 multiplies lambda by `exp(0.1 * rate)` per step. It stays within
         `[base / 10, base * 1e4]` and moves only while pruning is active.
         """
-        factor = ops.exp(self.strength_rate * gap)
-        low, high = self.base_strength * 0.1, self.base_strength * 1e4
-        adapted = ops.clip(self.strength * factor, low, high)
-        self.strength.assign(self.active * adapted + (1.0 - self.active) * self.strength)
+        factor = ops.exp(self.penalty_weight_rate * gap)
+        low, high = self.base_penalty_weight * 0.1, self.base_penalty_weight * 1e4
+        adapted = ops.clip(self.penalty_weight * factor, low, high)
+        weight = self.ramp_on * adapted + (1.0 - self.ramp_on) * self.penalty_weight
+        self.penalty_weight.assign(weight)
 
     @staticmethod
     def _freeze_low_gates(gate, threshold, shrinking):
@@ -222,8 +232,6 @@ class PruningBudget(keras.layers.Layer):
 def _channel_costs(graph, gates):
     """Per gate: the (FLOPs, params) fraction one of its channels carries,
     measured at full width by switching one channel off."""
-    from keras_relaxprune.cost.count import cost_fractions
-
     full = {root: np.ones(graph.groups.size[root], "float32")
             for root in graph.groups.roots()}
     base = cost_fractions(graph, full)
