@@ -139,3 +139,48 @@ def test_register_layer_refuses_bad_arguments():
         krp.register_layer(ChannelScale, like=ChannelScale.__mro__[1])
     with pytest.raises(krp.PruningError, match="channels="):
         krp.register_layer(ChannelScale)
+
+
+class RecalibratedNorm(keras.layers.BatchNormalization):
+    """A BatchNormalization subclass whose call differs (a barrier)."""
+
+    def call(self, x, training=None):
+        return super().call(x, training=training) * 1.0
+
+
+def test_per_layer_facts_are_read_from_the_records():
+    """Code outside `layer_support` asks the records, never a class tuple: a
+    layer registered like Conv2D (no subclass) answers as Conv2D; a subclass
+    that overrides call answers as a barrier, except for the moving
+    statistics recalibration reads whatever `call` does."""
+    from keras_relaxprune import layer_support as support
+
+    layers = keras.layers
+    assert support.has_kernel(ScaledConv2D(4, 3)) and support.has_kernel(layers.Dense(2))
+    assert support.kernel_axes(layers.Conv2DTranspose(2, 3)) == (-1, -2)
+    assert not support.has_kernel(layers.SeparableConv2D(2, 3))  # no `kernel`
+    assert not support.has_kernel(SubclassedConv(2, 3))
+    assert support.collapses_to_bias(layers.SeparableConv2D(2, 3))
+    assert support.collapses_to_bias(layers.DepthwiseConv2D(3))
+    assert not support.collapses_to_bias(layers.BatchNormalization())
+    assert support.changes_zero(layers.Activation("sigmoid"))
+    assert support.changes_zero(layers.Resizing(4, 4))
+    assert not support.changes_zero(layers.ReLU()) and not support.changes_zero(layers.Add())
+    assert support.is_multiply(layers.Multiply()) and not support.is_multiply(layers.Add())
+    assert support.takes_producer_gate(layers.BatchNormalization())
+    assert support.is_batch_normalization(layers.BatchNormalization())
+    assert not support.takes_producer_gate(RecalibratedNorm())
+    assert not support.is_batch_normalization(RecalibratedNorm())
+    assert support.has_moving_statistics(RecalibratedNorm())
+    assert not support.has_moving_statistics(layers.LayerNormalization())
+
+
+def test_raw_products_are_multiplies_and_other_raw_merges_are_not():
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, [inputs * inputs, inputs + inputs, inputs - inputs])
+    from keras_relaxprune import layer_support as support
+    from keras_relaxprune.graph.flat_graph import flatten
+
+    answers = {node.class_name: support.is_multiply(node.operation)
+               for node in flatten(model).nodes}
+    assert answers == {"Multiply": True, "Add": False, "Subtract": False}

@@ -11,7 +11,7 @@ from keras_relaxprune.errors import (
 )
 from keras_relaxprune.graph.flat_graph import LayerCloner, as_functional, rebuild, safe_name
 from keras_relaxprune.graph.tracing import analyze, require_prunable
-from keras_relaxprune.layer_support import find_support
+from keras_relaxprune.layer_support import find_support, takes_producer_gate
 from keras_relaxprune.layers.channel_gate import INITIAL_GATE, INITIAL_SCALE, ChannelGate
 from keras_relaxprune.layers.pruning_budget import METRICS, PruningBudget, link_budget
 
@@ -244,7 +244,6 @@ def _gated_group(graph, index, flat):
 
 
 def _feeds_only_batch_norm(graph, index, consumers):
+    """Read by one layer alone that takes its gate (a BatchNormalization)."""
     users = consumers.get(graph.flat.nodes[index].outputs[0], [])
-    return len(users) == 1 and isinstance(
-        graph.flat.nodes[users[0][0]].operation, keras.layers.BatchNormalization
-    )
+    return len(users) == 1 and takes_producer_gate(graph.flat.nodes[users[0][0]].operation)

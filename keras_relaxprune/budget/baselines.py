@@ -23,6 +23,7 @@ import numpy as np
 from keras_relaxprune.budget.closing import close_budget, minimum_fraction
 from keras_relaxprune.cost.count import cost_fractions, sized_graph
 from keras_relaxprune.errors import BudgetError, PruningError
+from keras_relaxprune.layer_support import is_batch_normalization, kernel_axes
 
 METHODS = ("uniform", "random", "l1_norm", "network_slimming")
 
@@ -137,15 +138,15 @@ def set_gate_prior(graph, criterion="l1_norm", spread=1.0):
 
 
 def _batchnorm_gamma(layer):
-    if type(layer) is keras.layers.BatchNormalization and layer.scale:
+    if is_batch_normalization(layer) and layer.scale:
         return np.abs(keras.ops.convert_to_numpy(layer.gamma))
     return None
 
 
 def _filter_l1(layer):
-    producers = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
-                 keras.layers.Dense)
-    if type(layer) not in producers:
+    # Li et al.'s filters: a kernel holding output channels on its last
+    # axis (convolutions, Dense); transposed convolutions are not ranked.
+    if kernel_axes(layer) != (-2, -1):
         return None
     kernel = keras.ops.convert_to_numpy(layer.kernel)
     return np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)

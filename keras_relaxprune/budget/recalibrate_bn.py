@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from keras_relaxprune.layer_support import has_moving_statistics
+
 
 def recalibrate_batchnorm(model, data, steps=None, batch_size=128):
     """Recomputes the moving mean and variance of every BatchNormalization.
@@ -36,7 +38,7 @@ def recalibrate_batchnorm(model, data, steps=None, batch_size=128):
     ```
     """
     norms = list({id(layer): layer for layer in _all_layers(model)
-                  if isinstance(layer, keras.layers.BatchNormalization)}.values())
+                  if has_moving_statistics(layer)}.values())
     if not norms:
         return 0
     moving = {id(v) for layer in norms for v in (layer.moving_mean, layer.moving_variance)}

@@ -6,7 +6,10 @@ sigmoid read by something other than a convolution), part of a group
 renormalised (no gate can follow it), or a removed channel turned into a
 non-zero value on its way to padding. `protect_patterns` protects them up
 front, so `strip_pruning` never refuses after training, and (at
-`add_gates`) warns once per group, naming the layers.
+`add_gates`) warns once per group, naming the layers. Every per-layer fact
+comes from the layers' records (`layer_support`); what a layer makes of a
+removed channel's constant is `removed_constant_fate`, the very answer
+`strip_pruning` acts on.
 """
 
 import warnings
@@ -14,13 +17,21 @@ import warnings
 import keras
 import numpy as np
 
-from keras_relaxprune import keras_internals as internals
-from keras_relaxprune.layer_support import LayerSupport, find_support
+from keras_relaxprune.layer_support import (
+    BROKEN,
+    CARRIED,
+    LayerSupport,
+    changes_zero,
+    collapses_to_bias,
+    find_support,
+    is_multiply,
+    removed_constant_fate,
+    takes_producer_gate,
+)
 from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
 from keras_relaxprune.layers.channel_gate import ChannelGate
 
 _NONE = LayerSupport(channels=None)
-MULTIPLY = (keras.layers.Multiply, *internals.MULTIPLY_OPS)
 
 
 def protect_patterns(tracer, warn=False):
@@ -62,8 +73,8 @@ def _protect_unfoldable_gates(tracer):
         if index not in producers and not support.regenerates_channels:
             continue
         readers = _readers(flat, consumers, node.outputs[0])
-        if len(readers) == 1 and isinstance(readers[0].operation, keras.layers.BatchNormalization):
-            continue  # the gate goes after the BN and folds into it
+        if len(readers) == 1 and takes_producer_gate(readers[0].operation):
+            continue  # the gate goes after that reader (a BN) and folds into it
         blocking = reader_refusing_a_scale(flat, consumers, node.outputs[0])
         if blocking is not None:
             tracer.protect(tracer.maps.get(node.outputs[0]), (
@@ -84,7 +95,7 @@ def reader_refusing_a_scale(flat, consumers, key):
         if (find_support(reader.operation) or _NONE).scales_inputs:
             continue
         product = reader.outputs[0]
-        if (isinstance(reader.operation, MULTIPLY) and len(reader.outputs) == 1
+        if (is_multiply(reader.operation) and len(reader.outputs) == 1
                 and flat.tensors[product].shape[-1] == width):
             found = reader_refusing_a_scale(flat, consumers, product)
             if found is None:
@@ -108,12 +119,6 @@ def _protect_partly_renormalised_groups(tracer):
                                 "a channel group, which no gate can follow")
 
 
-# Single-input layers and ops that may turn a removed channel's 0 into
-# another value (sigmoid(0) = 0.5, a Rescaling offset, a padding fill).
-_VALUE_MAKERS = (keras.layers.Activation, keras.layers.Rescaling, keras.layers.Resizing,
-                 *internals.ELEMENTWISE_OPS)
-
-
 def _protect_constants_before_padding(tracer):
     """A removed channel is 0 after its gate; a layer with f(0) != 0 (an
     `Activation("sigmoid")`, a `Rescaling` offset, a `Resizing` that pads
@@ -124,7 +129,7 @@ def _protect_constants_before_padding(tracer):
     front, not refused by `strip_pruning` after training."""
     flat, consumers = tracer.flat, tracer.flat.consumers()
     for node in flat.nodes:
-        if not isinstance(node.operation, _VALUE_MAKERS) or len(node.inputs) != 1:
+        if not changes_zero(node.operation) or len(node.inputs) != 1:
             continue
         in_map = tracer.maps.get(node.inputs[0]) or ()
         if not any(s.group is not None for s in in_map):
@@ -144,7 +149,7 @@ def _protect_constants_before_padding(tracer):
             tracer.protect(in_map, (
                 f"'{node.name}' ({node.class_name}) turns a removed channel's 0 into "
                 f"another value, which '{blocking.name}' ({blocking.class_name}) cannot "
-                "take exactly (padding, or a concatenation along space)"))
+                "take exactly (padding, a concatenation along space, or a barrier)"))
 
 
 def _protect_parts_that_may_all_die(tracer):
@@ -156,7 +161,7 @@ def _protect_parts_that_may_all_die(tracer):
     front, not refused by `strip_pruning` after training."""
     flat, consumers = tracer.flat, tracer.flat.consumers()
     for node in flat.nodes:
-        if not isinstance(node.operation, (*_KERNEL_LAYERS, keras.layers.Dense)):
+        if not collapses_to_bias(node.operation):
             continue
         in_map = tracer.maps.get(node.inputs[0]) or ()
         if not in_map or _keeps_a_live_input(tracer.groups, in_map):
@@ -166,7 +171,8 @@ def _protect_parts_that_may_all_die(tracer):
             tracer.protect(in_map, (
                 f"'{node.name}' ({node.class_name}) reads only parts of channel groups; "
                 "with all of them removed it would emit constants, which "
-                f"'{blocking.name}' ({blocking.class_name}) cannot take exactly (padding)"))
+                f"'{blocking.name}' ({blocking.class_name}) cannot take exactly "
+                "(padding, a concatenation along space, or a barrier)"))
 
 
 def _keeps_a_live_input(groups, in_map):
@@ -201,55 +207,26 @@ def _value_made_from_zero(tracer, node):
 
 def _reader_that_cannot_absorb(flat, consumers, key, seen=None):
     """The first layer downstream of `key` (through layers that carry a
-    constant on) that cannot take a non-zero constant exactly, or None."""
+    constant on) that cannot take a non-zero constant exactly, or None.
+
+    Layers that absorb it (into their bias) end the search; a layer that
+    breaks it (padding, a join along space), or a barrier (which has no
+    rule to take it), is the answer."""
     seen = set() if seen is None else seen
     for reader in _readers(flat, consumers, key):
         if id(reader) in seen:
             continue
         seen.add(id(reader))
-        layer = reader.operation
-        if isinstance(layer, keras.layers.Dense):
+        fate = removed_constant_fate(reader, flat)
+        if fate in (BROKEN, None):
+            return reader
+        if fate != CARRIED:
             continue
-        if isinstance(layer, _KERNEL_LAYERS) and (_padded(layer) or isinstance(
-                layer, _TRANSPOSED_OR_SEPARABLE) or getattr(layer, "depth_multiplier", 1) > 1):
-            return reader
-        if isinstance(layer, _PLAIN_CONVS):
-            continue  # folds the constant into its bias
-        if isinstance(layer, _PADDING) or getattr(layer, "pad_to_aspect_ratio", False):
-            return reader
-        if _concatenates_along_space(reader, flat):
-            return reader  # another input may hold another constant there
-        if find_support(layer) is None:
-            continue  # a barrier: its channels are protected already
         for out_key in reader.outputs:
             found = _reader_that_cannot_absorb(flat, consumers, out_key, seen)
             if found is not None:
                 return found
     return None
-
-
-def _concatenates_along_space(node, flat):
-    """A concatenation (layer or op) along an axis other than the channels'."""
-    layer = node.operation
-    if not isinstance(layer, (keras.layers.Concatenate, *internals.CONCATENATE_OPS)):
-        return False
-    rank = len(flat.tensors[node.outputs[0]].shape)
-    return getattr(layer, "axis", -1) not in (-1, rank - 1)
-
-
-def _padded(layer):
-    kernel = getattr(layer, "kernel_size", (1,))
-    return getattr(layer, "padding", "valid") != "valid" and int(np.prod(kernel)) > 1
-
-
-_PLAIN_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
-_TRANSPOSED_OR_SEPARABLE = (
-    keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose,
-    keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
-_KERNEL_LAYERS = (*_PLAIN_CONVS, *_TRANSPOSED_OR_SEPARABLE, keras.layers.DepthwiseConv1D,
-                  keras.layers.DepthwiseConv2D)
-_PADDING = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D,
-            keras.layers.ZeroPadding3D)
 
 
 def _report_protections(groups, traced):

@@ -11,10 +11,8 @@ import collections
 import dataclasses
 import warnings
 
-import keras
 import numpy as np
 
-from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.errors import NothingToPruneError, UnsupportedLayerError
 from keras_relaxprune.graph.channel_maps import (
     ChannelGroups,
@@ -27,11 +25,8 @@ from keras_relaxprune.graph.channel_maps import (
 )
 from keras_relaxprune.graph.flat_graph import flatten
 from keras_relaxprune.graph.protection import protect_patterns
-from keras_relaxprune.layer_support import find_support, unsupported_reason
+from keras_relaxprune.layer_support import find_support, is_multiply, unsupported_reason
 from keras_relaxprune.layers.channel_gate import ChannelGate
-
-# Merges for which a removed (zero) channel stays zero whatever it meets.
-_ZERO_PRESERVING = (keras.layers.Multiply, *internals.MULTIPLY_OPS)
 
 
 @dataclasses.dataclass
@@ -169,8 +164,9 @@ class _Tracer:
             tied = [self.groups.current(m) for m in tied]  # after any later split
         for narrow in broadcast:  # one channel spread over all: keep it
             self.protect(narrow, f"'{flat.name}' broadcasts it over {width} channels")
-        if broadcast and not isinstance(flat.operation, _ZERO_PRESERVING):
-            # A removed channel would still hold the broadcast value.
+        if broadcast and not is_multiply(flat.operation):
+            # A removed channel would still hold the broadcast value (a
+            # product keeps it zero whatever it meets).
             for wide in tied:
                 self.protect(wide, f"'{flat.name}' adds a broadcast channel to it")
         for other in tied[1:]:

@@ -13,7 +13,15 @@ Importing this package registers every built-in family:
 - `channel_slicing`: `ops.split` and `x[..., a:b]`;
 - `channel_mixing`: LayerNormalization, GroupNormalization, Softmax (protected)
   and Rescaling;
-- `collapse`: what a layer left without live channels becomes.
+- `collapse`: what a layer left without live channels becomes;
+- `removed_constants`: what each layer makes of a removed channel's constant
+  (one answer for `add_gates`' protection and for `strip_pruning`).
+
+The queries below read the records, so code elsewhere never names a Keras
+layer class: `has_kernel`, `kernel_axes`, `collapses_to_bias`,
+`changes_zero`, `is_multiply`, `takes_producer_gate`,
+`is_batch_normalization`, `has_moving_statistics` and
+`removed_constant_fate`.
 """
 
 from keras_relaxprune.graph.live_channels import LiveChannels
@@ -28,6 +36,7 @@ from keras_relaxprune.layer_support import (  # noqa: F401 (registers the famili
     merge,
     spatial,
 )
+from keras_relaxprune.layer_support.batch_normalization import has_moving_statistics
 from keras_relaxprune.layer_support.elementwise import (
     free,
     one_flop_per_output,
@@ -38,13 +47,29 @@ from keras_relaxprune.layer_support.record import (
     FoldTarget,
     GateFold,
     LayerSupport,
+    changes_zero,
+    collapses_to_bias,
     find_support,
+    has_kernel,
+    is_batch_normalization,
+    is_multiply,
+    kernel_axes,
     register_layer,
+    takes_producer_gate,
     unsupported_reason,
+)
+from keras_relaxprune.layer_support.removed_constants import (
+    ABSORBED,
+    BROKEN,
+    CARRIED,
+    removed_constant_fate,
 )
 
 __all__ = [
-    "FoldTarget", "GateFold", "LayerSupport", "LiveChannels", "find_support",
-    "free", "one_flop_per_output", "pass_through", "register_layer",
-    "remove_elementwise", "unsupported_reason",
+    "ABSORBED", "BROKEN", "CARRIED", "FoldTarget", "GateFold", "LayerSupport",
+    "LiveChannels", "changes_zero", "collapses_to_bias", "find_support", "free",
+    "has_kernel", "has_moving_statistics", "is_batch_normalization", "is_multiply",
+    "kernel_axes", "one_flop_per_output", "pass_through", "register_layer",
+    "remove_elementwise", "removed_constant_fate", "takes_producer_gate",
+    "unsupported_reason",
 ]

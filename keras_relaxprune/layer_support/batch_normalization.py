@@ -51,6 +51,13 @@ def remove_batch_norm_channels(stripper, node, ins, args, kwargs):
     return [LiveChannels(value, live, const)]
 
 
+def has_moving_statistics(layer):
+    """Whether `layer` keeps BatchNormalization's moving mean and variance,
+    which its calls in training mode update (any subclass too: recalibrating
+    reads and writes only those statistics, whatever its `call` does)."""
+    return isinstance(layer, layers.BatchNormalization)
+
+
 def _weight_name(variable):
     return variable.path.rsplit("/", 1)[-1]
 
@@ -63,4 +70,5 @@ def rebuild_channel_batch_norm(node, graph):
 register_layer(layers.BatchNormalization, channels=batch_norm_channels,
                cost=normalization_cost, remove=remove_batch_norm_channels,
                gate_fold=GateFold(("gamma", "beta"), -1), regenerates_channels=True,
-               rebuild_always=rebuild_channel_batch_norm)
+               rebuild_always=rebuild_channel_batch_norm, takes_producer_gate=True,
+               is_batch_normalization=True)

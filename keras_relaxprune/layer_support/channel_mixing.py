@@ -29,4 +29,5 @@ register_layer(layers.LayerNormalization, channels=channel_mixing_channels,
 register_layer(layers.GroupNormalization, layers.UnitNormalization, layers.Softmax,
                channels=channel_mixing_channels)
 # A scalar Rescaling is elementwise; a per-channel one protects its channels.
-register_layer(layers.Rescaling, channels=rescaling_channels, remove=remove_elementwise)
+register_layer(layers.Rescaling, channels=rescaling_channels, remove=remove_elementwise,
+               changes_zero=True)  # its offset

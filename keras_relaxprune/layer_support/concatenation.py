@@ -10,20 +10,27 @@ from keras_relaxprune.errors import StripError
 from keras_relaxprune.graph.channel_maps import concat_maps
 from keras_relaxprune.graph.live_channels import LiveChannels
 from keras_relaxprune.layer_support.record import register_layer
+from keras_relaxprune.layer_support.removed_constants import BROKEN, CARRIED
 
 
-def _on_channels(node, rank):
-    return node.operation.axis in (-1, rank - 1)
+def _on_channels(operation, rank):
+    return operation.axis in (-1, rank - 1)
+
+
+def concatenation_constant_input(operation, rank):
+    """Along another axis than the channels' another input may hold another
+    value of the same channel: no longer one constant per channel."""
+    return CARRIED if _on_channels(operation, rank) else BROKEN
 
 
 def concatenate_channels(tracer, node, in_maps):
-    if _on_channels(node, len(tracer.shape(node.outputs[0]))):
+    if _on_channels(node.operation, len(tracer.shape(node.outputs[0]))):
         return [concat_maps(in_maps)]
     return [tracer.tie(node, in_maps)]
 
 
 def remove_concatenated_channels(stripper, node, ins, args, kwargs):
-    if not _on_channels(node, len(stripper.graph.flat.tensors[node.outputs[0]].shape)):
+    if not _on_channels(node.operation, len(stripper.graph.flat.tensors[node.outputs[0]].shape)):
         return _remove_tied_channels(stripper, node, ins, args, kwargs)
     offsets = np.cumsum([0] + [x.width for x in ins])
     live = np.concatenate([x.live + offset for x, offset in zip(ins, offsets)])
@@ -76,4 +83,5 @@ def _consecutive_slices(parts):
 
 
 register_layer(layers.Concatenate, *internals.CONCATENATE_OPS,
-               channels=concatenate_channels, remove=remove_concatenated_channels)
+               channels=concatenate_channels, remove=remove_concatenated_channels,
+               constant_input=concatenation_constant_input)

@@ -4,8 +4,9 @@ Each starts a new channel group. Removal slices the kernel on its input
 and output channel axes and the bias. Input channels that were removed but
 hold a known non-zero constant (a BN's beta after a pruned channel) are
 folded into the bias where that is exact (Dense, 1x1 or 'valid'
-convolutions); elsewhere the rule refuses with `StripError` rather than
-change the function.
+convolutions: `kernel_constant_input` says which, for `add_gates` and
+`strip_pruning` alike); elsewhere `strip_pruning` refuses rather than change
+the function.
 
 A grouped convolution (`groups=G`) keeps every one of its G channel groups
 the same width: its output is G tied copies of one new group of
@@ -29,7 +30,13 @@ from keras_relaxprune.layer_support.activations import (
     acts_per_channel,
 )
 from keras_relaxprune.layer_support.collapse import constant_output, emits_constant
-from keras_relaxprune.layer_support.record import GateFold, register_layer
+from keras_relaxprune.layer_support.record import GateFold, kernel_axes, register_layer
+from keras_relaxprune.layer_support.removed_constants import (
+    ABSORBED,
+    BROKEN,
+    always_broken,
+    zero_padded,
+)
 
 CONVS = (layers.Conv1D, layers.Conv2D, layers.Conv3D)
 TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
@@ -99,41 +106,18 @@ def dense_cost(shapes, layer, cin, cout):
     return cin * cout + bias_params(layer, cout), rows * cin * cout, elementwise
 
 
-def check_constants(node, x, exact_when_nonzero):
-    """Removed input channels and their constants; refuses unknown ones and
-    non-zero ones where folding them into the bias would not be exact."""
-    dropped = x.dropped()
-    values = x.const[dropped]
-    if np.isnan(values).any():
-        raise StripError(
-            f"strip_pruning: layer '{node.name}' ({node.class_name}) reads removed "
-            "channels whose value is not a known constant; the model cannot be "
-            "stripped exactly. Exclude the layers before it from pruning."
-        )
-    if np.any(values != 0) and not exact_when_nonzero:
-        raise StripError(
-            f"strip_pruning: removed channels reach layer '{node.name}' "
-            f"({node.class_name}) as non-zero constants (an activation with "
-            "f(0) != 0 before a padded or transposed convolution); removing them "
-            "would change the output near the borders. Exclude the producer of "
-            "those channels (add_gates(exclude=[...])) or use ReLU-like activations."
-        )
-    return dropped, values
-
-
-def _folds_constants_exactly(layer):
-    if isinstance(layer, layers.Dense):
-        return True
-    if isinstance(layer, CONVS):
-        return layer.padding == "valid" or math.prod(layer.kernel_size) == 1
-    return False
+def kernel_constant_input(layer, rank):
+    """A constant input channel of Dense or a convolution adds its summed
+    kernel column to every output position, exactly what a bias does,
+    unless zero padding makes the borders see less of it."""
+    return BROKEN if zero_padded(layer) else ABSORBED
 
 
 def summed_kernel(layer, kernel):
     """`kernel` (a NumPy copy of `layer.kernel`, a convolution's or Dense's)
     summed over its spatial axes, `(cin, cout)`: what a constant input
     channel adds to each output."""
-    in_axis, out_axis = (-1, -2) if isinstance(layer, TRANSPOSED) else (-2, -1)
+    in_axis, out_axis = kernel_axes(layer)
     summed = np.moveaxis(kernel, (in_axis, out_axis), (-2, -1))
     summed = summed.reshape(-1, *summed.shape[-2:]).sum(axis=0)
     groups = conv_groups(layer)
@@ -174,9 +158,9 @@ def remove_kernel_channels(stripper, node, ins, args, kwargs):
     out_keep = stripper.output_keep(node)
     layer = node.operation
     kernel = layer.kernel.numpy()
-    in_axis, out_axis = (-1, -2) if isinstance(layer, TRANSPOSED) else (-2, -1)
+    in_axis, out_axis = kernel_axes(layer)
     bias = layer.bias.numpy() if layer.use_bias else np.zeros(kernel.shape[out_axis])
-    dropped, values = check_constants(node, x, _folds_constants_exactly(layer))
+    dropped, values = stripper.removed_constants(node, x)
     bias = bias + values @ summed_kernel(layer, kernel)[dropped] if len(dropped) else bias
     if emits_constant(x.is_constant, len(out_keep)):
         return [constant_output(layer, x, bias)]
@@ -212,7 +196,7 @@ def remove_separable_channels(stripper, node, ins, args, kwargs):
     (x,) = ins
     out_keep = stripper.output_keep(node)
     layer = node.operation
-    check_constants(node, x, exact_when_nonzero=False)
+    stripper.removed_constants(node, x)  # refuses non-zero ones (never absorbed)
     depthwise, pointwise = layer.depthwise_kernel.numpy(), layer.pointwise_kernel.numpy()
     bias = layer.bias.numpy() if layer.use_bias else np.zeros(pointwise.shape[-1])
     if emits_constant(x.is_constant, len(out_keep)):
@@ -229,13 +213,17 @@ def remove_separable_channels(stripper, node, ins, args, kwargs):
 
 register_layer(*CONVS, channels=producer_channels, cost=conv_cost,
                remove=remove_kernel_channels, gate_fold=GateFold(("kernel", "bias"), -1),
-               scales_inputs=True)
+               scales_inputs=True, kernel_axes=(-2, -1), collapses_to_bias=True,
+               constant_input=kernel_constant_input)
 register_layer(*TRANSPOSED, channels=producer_channels, cost=transposed_cost,
                remove=remove_kernel_channels, gate_fold=GateFold(("kernel", "bias"), -2),
-               scales_inputs=True)
+               scales_inputs=True, kernel_axes=(-1, -2), collapses_to_bias=True,
+               constant_input=always_broken)  # its borders see fewer taps of a constant
 register_layer(layers.Dense, channels=producer_channels, cost=dense_cost,
                remove=remove_kernel_channels, gate_fold=GateFold(("kernel", "bias"), -1),
-               scales_inputs=True)
+               scales_inputs=True, kernel_axes=(-2, -1), collapses_to_bias=True,
+               constant_input=kernel_constant_input)
 register_layer(*SEPARABLE, channels=producer_channels, cost=separable_cost,
                remove=remove_separable_channels,
-               gate_fold=GateFold(("pointwise_kernel", "bias"), -1))
+               gate_fold=GateFold(("pointwise_kernel", "bias"), -1), collapses_to_bias=True,
+               constant_input=always_broken)  # its rule folds no constant into the bias

@@ -16,6 +16,7 @@ from keras_relaxprune.layer_support.activations import (
 )
 from keras_relaxprune.layer_support.convolution import bias_params, channels_first
 from keras_relaxprune.layer_support.record import GateFold, register_layer
+from keras_relaxprune.layer_support.removed_constants import BROKEN, CARRIED, zero_padded
 
 DEPTHWISE = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
 
@@ -56,7 +57,7 @@ def remove_depthwise_channels(stripper, node, ins, args, kwargs):
     bias = layer.bias.numpy() if layer.use_bias else np.zeros(kernel.shape[-2])
     const = x.const.copy()
     spatial = kernel.reshape(-1, kernel.shape[-2]).sum(axis=0)
-    uniform = layer.padding == "valid" or math.prod(layer.kernel_size) == 1
+    uniform = depthwise_constant_input(layer, None) == CARRIED
     dropped = x.dropped()
     values = const[dropped]
     values = np.where((values == 0) | uniform, values * spatial[dropped] + bias[dropped], np.nan)
@@ -69,6 +70,14 @@ def remove_depthwise_channels(stripper, node, ins, args, kwargs):
     return [LiveChannels(value, x.live, const)]
 
 
+def depthwise_constant_input(layer, rank):
+    """A constant channel goes through its own filter, bias and activation,
+    one value per channel, unless zero padding makes the borders differ (or
+    several filters per channel spread it over new channels)."""
+    return BROKEN if zero_padded(layer) or layer.depth_multiplier > 1 else CARRIED
+
+
 register_layer(*DEPTHWISE, channels=depthwise_channels, cost=depthwise_cost,
                remove=remove_depthwise_channels,
-               gate_fold=GateFold(("kernel", "bias"), -2), regenerates_channels=True)
+               gate_fold=GateFold(("kernel", "bias"), -2), regenerates_channels=True,
+               collapses_to_bias=True, constant_input=depthwise_constant_input)

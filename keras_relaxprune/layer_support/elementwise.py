@@ -63,8 +63,11 @@ def remove_elementwise(stripper, node, ins, args, kwargs):
     return [LiveChannels(value, x.live, const)]
 
 
-register_layer(layers.ReLU, layers.LeakyReLU, layers.ELU, *internals.ELEMENTWISE_OPS,
+register_layer(layers.ReLU, layers.LeakyReLU, layers.ELU,
                channels=pass_through, cost=one_flop_per_output, remove=remove_elementwise)
+# Ops and `Activation` may compute any function, sigmoid(0) = 0.5 included.
+register_layer(*internals.ELEMENTWISE_OPS, channels=pass_through, cost=one_flop_per_output,
+               remove=remove_elementwise, changes_zero=True)
 register_layer(layers.Activation, channels=activation_channels, cost=one_flop_per_output,
-               remove=remove_elementwise)
+               remove=remove_elementwise, changes_zero=True)
 register_layer(layers.Identity, channels=pass_through, cost=free, remove=remove_elementwise)

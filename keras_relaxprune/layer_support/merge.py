@@ -14,9 +14,10 @@ from keras_relaxprune.layer_support.elementwise import one_flop_per_output, prob
 from keras_relaxprune.layer_support.record import register_layer
 
 MERGE_LAYERS = (
-    layers.Add, layers.Subtract, layers.Multiply, layers.Average,
-    layers.Maximum, layers.Minimum,
+    layers.Add, layers.Subtract, layers.Average, layers.Maximum, layers.Minimum,
 )
+# The product ops get their own record (`multiplies_inputs`).
+_SUM_LIKE_OPS = tuple(op for op in internals.MERGE_OPS if op not in internals.MULTIPLY_OPS)
 
 
 def merge_channels(tracer, node, in_maps):
@@ -49,5 +50,10 @@ def remove_merged_channels(stripper, node, ins, args, kwargs):
 
 register_layer(*MERGE_LAYERS, channels=merge_channels, cost=one_flop_per_output,
                remove=remove_merged_channels, combines_inputs=True)
-register_layer(*internals.MERGE_OPS, channels=binary_op_channels, cost=one_flop_per_output,
+register_layer(layers.Multiply, channels=merge_channels, cost=one_flop_per_output,
+               remove=remove_merged_channels, combines_inputs=True, multiplies_inputs=True)
+register_layer(*_SUM_LIKE_OPS, channels=binary_op_channels, cost=one_flop_per_output,
                remove=remove_merged_channels, combines_inputs=True)
+register_layer(*internals.MULTIPLY_OPS, channels=binary_op_channels,
+               cost=one_flop_per_output, remove=remove_merged_channels,
+               combines_inputs=True, multiplies_inputs=True)

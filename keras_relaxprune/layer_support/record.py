@@ -106,6 +106,27 @@ class LayerSupport:
         rebuild_always: `rebuild_always(node, graph) -> bool`: rebuild the
             layer with `remove` even when no channel is removed (a
             BatchNormalization takes folded gates).
+        kernel_axes: `(input_axis, output_axis)` of a `kernel` that weighs
+            every input channel into every output channel (convolutions,
+            their transposes, Dense); None for other layers.
+        collapses_to_bias: with every input channel removed, its own output
+            channels live on as constants (its bias through its activation):
+            a layer with a kernel, separable and depthwise ones included.
+        constant_input: `constant_input(layer, rank) -> str`: what the layer
+            makes of a removed input channel that holds a non-zero constant
+            (`removed_constants.ABSORBED`, `CARRIED` or `BROKEN`; `rank` is
+            its output's). None: `CARRIED`.
+        changes_zero: a removed channel's 0 may come out of it as another
+            value (sigmoid(0) = 0.5, a `Rescaling` offset, a `Resizing`
+            fill), with no gate after it to zero it again.
+        multiplies_inputs: an elementwise product: a removed (zero) channel
+            stays zero whatever it meets, and a per-channel scale of a
+            full-width factor scales the product alike.
+        takes_producer_gate: a producer read by this layer alone gets no
+            gate of its own: the gate goes after this layer, which re-creates
+            the channels and folds the gate into its weights.
+        is_batch_normalization: a BatchNormalization (its `gamma` ranks
+            channels for Network Slimming).
     """
 
     channels: typing.Callable
@@ -116,6 +137,13 @@ class LayerSupport:
     regenerates_channels: bool = False
     combines_inputs: bool = False
     rebuild_always: typing.Callable | None = None
+    kernel_axes: tuple | None = None
+    collapses_to_bias: bool = False
+    constant_input: typing.Callable | None = None
+    changes_zero: bool = False
+    multiplies_inputs: bool = False
+    takes_producer_gate: bool = False
+    is_batch_normalization: bool = False
 
 
 def register_layer(*classes, like=None, **fields):
@@ -171,6 +199,51 @@ def find_support(operation):
             same_call = getattr(cls, "call", None) is getattr(parent, "call", None)
             return _RECORDS[parent] if same_call else None
     return None
+
+
+def has_kernel(layer):
+    """Whether `layer`'s `kernel` weighs every input channel into every
+    output channel (a convolution, its transpose, Dense, or a layer
+    registered like one), so a constant input channel adds its summed
+    kernel column to the output (`convolution.summed_kernel`)."""
+    return kernel_axes(layer) is not None
+
+
+def kernel_axes(layer):
+    """`(input_axis, output_axis)` of `layer.kernel`, or None (no such kernel)."""
+    support = find_support(layer)
+    return None if support is None else support.kernel_axes
+
+
+def collapses_to_bias(operation):
+    """Whether its output channels live on as constants (its bias) when
+    every channel it reads was removed."""
+    return _field(operation, "collapses_to_bias")
+
+
+def changes_zero(operation):
+    """Whether a removed channel's 0 may come out of it as another value."""
+    return _field(operation, "changes_zero")
+
+
+def is_multiply(operation):
+    """Whether it is an elementwise product (a `Multiply` layer or op)."""
+    return _field(operation, "multiplies_inputs")
+
+
+def takes_producer_gate(operation):
+    """Whether the gate of a producer read by it alone goes after it instead."""
+    return _field(operation, "takes_producer_gate")
+
+
+def is_batch_normalization(operation):
+    """Whether it is a BatchNormalization (by its record)."""
+    return _field(operation, "is_batch_normalization")
+
+
+def _field(operation, name):
+    support = find_support(operation)
+    return support is not None and bool(getattr(support, name))
 
 
 def unsupported_reason(operation):

@@ -6,6 +6,7 @@ from keras import layers
 from keras_relaxprune.graph.live_channels import LiveChannels
 from keras_relaxprune.layer_support.elementwise import one_flop_per_output, pass_through
 from keras_relaxprune.layer_support.record import register_layer
+from keras_relaxprune.layer_support.removed_constants import BROKEN, CARRIED, always_broken
 
 POOLING = (
     layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D,
@@ -19,7 +20,7 @@ POOLING = (
 RESAMPLING = (
     layers.UpSampling1D, layers.UpSampling2D, layers.UpSampling3D,
     layers.Cropping1D, layers.Cropping2D, layers.Cropping3D,
-    layers.Resizing, layers.RandomFlip, layers.RandomCrop,
+    layers.RandomFlip, layers.RandomCrop,
     layers.RandomTranslation, layers.RandomRotation, layers.RandomZoom,
 )
 
@@ -59,6 +60,12 @@ def remove_zero_padding(stripper, node, ins, args, kwargs):
     return [LiveChannels(value, x.live, const)]
 
 
+def resizing_constant_input(layer, rank):
+    """`Resizing(pad_to_aspect_ratio=True)` writes its fill at the borders,
+    where a constant channel holds another value."""
+    return BROKEN if getattr(layer, "pad_to_aspect_ratio", False) else CARRIED
+
+
 def reshape_channels(tracer, node, in_maps):
     """A reshape that keeps the last axis only regroups positions: in
     row-major order element `[..., c]` stays in channel `c` (e.g. the
@@ -82,6 +89,10 @@ def remove_reshape(stripper, node, ins, args, kwargs):
 register_layer(*POOLING, channels=pass_through, cost=one_flop_per_output,
                remove=remove_spatial)
 register_layer(*RESAMPLING, *REGULARIZATION, channels=pass_through, remove=remove_spatial)
-register_layer(*ZERO_PADDING, channels=pass_through, remove=remove_zero_padding)
+# Resizing may pad with a non-zero fill (interpolation alone keeps a constant).
+register_layer(layers.Resizing, channels=pass_through, remove=remove_spatial,
+               changes_zero=True, constant_input=resizing_constant_input)
+register_layer(*ZERO_PADDING, channels=pass_through, remove=remove_zero_padding,
+               constant_input=always_broken)
 register_layer(layers.Flatten, channels=flatten_channels, remove=remove_spatial)
 register_layer(layers.Reshape, channels=reshape_channels, remove=remove_reshape)
