@@ -1,9 +1,10 @@
 """Every Keras internal the library relies on, behind one door.
 
-Keras 3 has no public API for four things the library needs: the nodes of a
+Keras 3 has no public API for five things the library needs: the nodes of a
 functional graph (which layer was called on which tensors, with which
 arguments), the classes of raw ops recorded in a graph (`keras.ops.add`,
-`x[..., :8]`), excluding a variable from weight decay once the optimizer
+`x[..., :8]`), the sublayers of a layer (to copy each one's state the way
+Keras' own loading does), excluding a variable from weight decay once the optimizer
 is built (`fit` builds it before callbacks start), and the other callbacks
 of a running `fit` (to find its TensorBoard log folder). Everything of that kind is
 looked up here, defensively: a Keras release that renames one of them makes
@@ -44,8 +45,20 @@ _NN = "keras.src.ops.nn"
 _NUMPY = "keras.src.ops.numpy"
 ELEMENTWISE_OPS = _op_classes(_NN, (
     "Relu", "Relu6", "Sigmoid", "Silu", "Gelu", "Elu", "Selu", "LeakyRelu",
-    "HardSigmoid", "HardSilu", "Softplus",
-)) + _op_classes(_NUMPY, ("Tanh", "Abs", "Negative", "Square"))
+    "HardSigmoid", "HardSilu", "Softplus", "Celu", "HardTanh", "Softsign", "LogSigmoid",
+    "SoftShrink", "HardShrink", "TanhShrink", "SparsePlus", "SparseSigmoid", "Squareplus",
+    "Threshold",
+)) + _op_classes(_NUMPY, (
+    "Tanh", "Abs", "Absolute", "Negative", "Square", "Sqrt", "Exp", "Expm1", "Log1p", "Clip",
+    "Sign", "Floor", "Ceil", "Round", "Sin", "Cos", "Arctan", "Sinh", "Arcsinh",
+)) + _op_classes("keras.src.ops.math", ("Erf",))
+# Elementwise ops of a tensor and scalars (`x / 2.0`, `x ** 2`, `x > 0`, `where`).
+SCALAR_OPS = _op_classes(_NUMPY, (
+    "TrueDivide", "Power", "Greater", "GreaterEqual", "Less", "LessEqual",
+))
+WHERE_OPS = _op_classes(_NUMPY, ("Where",))
+MEAN_OPS = _op_classes(_NUMPY, ("Mean",))
+RESHAPE_OPS = _op_classes(_NUMPY, ("Reshape",))
 ADD_OPS = _op_classes(_NUMPY, ("Add",))
 MULTIPLY_OPS = _op_classes(_NUMPY, ("Multiply",))
 MERGE_OPS = ADD_OPS + _op_classes(
@@ -82,6 +95,27 @@ def graph_nodes(model):
 def call_arguments(node):
     """The recorded arguments of one call node (`args`, `kwargs`, ...)."""
     return node.arguments
+
+
+def sublayers(layer):
+    """`layer` and every layer it tracks, depth first, in a stable order.
+
+    Keras' own saving walks this tree to save and load each layer's state.
+    """
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is None:
+        return [layer]
+    return list(flatten(include_self=True, recursive=True))
+
+
+def producer(tensor):
+    """The operation that made the symbolic `tensor` and the tensors it read,
+    or None for a tensor no operation made (a model input)."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return None
+    operation, node_index = history[0], history[1]
+    return operation, list(operation._inbound_nodes[node_index].input_tensors)
 
 
 def exclude_from_weight_decay(optimizer, variables):
@@ -144,6 +178,8 @@ def missing_internals():
         arguments = getattr(node, "arguments", None)
         missing += [f"Node.arguments.{a}" for a in ("args", "kwargs", "keras_tensors", "fill_in")
                     if not hasattr(arguments, a)]
+    if not hasattr(keras.layers.Layer, "_flatten_layers"):
+        missing.append("Layer._flatten_layers")
     optimizer = keras.optimizers.AdamW(weight_decay=0.1)
     for name in ("_var_key", "_use_weight_decay", "exclude_from_weight_decay"):
         if not hasattr(optimizer, name):

@@ -38,3 +38,11 @@ def test_graph_nodes_refuses_clearly_without_node_records():
     """A model object without the node records gets a message naming them."""
     with pytest.raises(RuntimeError, match="_nodes_by_depth"):
         internals.graph_nodes(object())
+
+
+def test_sublayers_lists_the_layer_and_what_it_tracks():
+    """The walk Keras' own saving uses to restore each layer's state."""
+    inner = keras.layers.Dense(2)
+    outer = keras.layers.Bidirectional(keras.layers.LSTM(2))
+    assert internals.sublayers(inner) == [inner]
+    assert internals.sublayers(outer)[0] is outer and len(internals.sublayers(outer)) >= 3

@@ -9,6 +9,7 @@ values go into the weights before each gate (its record's `GateFold`), so no
 gate and no extra multiply remains.
 """
 
+import collections
 import dataclasses
 import warnings
 
@@ -17,11 +18,18 @@ import numpy as np
 
 from keras_relaxprune import arguments
 from keras_relaxprune.errors import StripError
-from keras_relaxprune.graph.flat_graph import LayerCloner, fresh_layer, rebuild
+from keras_relaxprune.graph.flat_graph import LayerCloner, copy_state, fresh_layer, rebuild
 from keras_relaxprune.graph.live_channels import LiveChannels, opaque
-from keras_relaxprune.graph.protection import MULTIPLY, reader_refusing_a_scale
+from keras_relaxprune.graph.names import NewLayerNames
+from keras_relaxprune.graph.protection import reader_refusing_a_scale
 from keras_relaxprune.graph.tracing import analyze
-from keras_relaxprune.layer_support import FoldTarget, find_support
+from keras_relaxprune.layer_support import (
+    ABSORBED,
+    FoldTarget,
+    find_support,
+    is_multiply,
+    removed_constant_fate,
+)
 from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
 from keras_relaxprune.layers.channel_gate import ChannelGate
 from keras_relaxprune.layers.pruning_budget import PruningBudget
@@ -103,8 +111,9 @@ class Stripper:
     node's inputs (`LiveChannels`), asks `output_keep(node)` which of its
     output channels survive, builds the smaller layer with `build`, marks
     it `foldable` when a gate after it folds into its weights, and returns
-    the outputs as `LiveChannels`. Layers that lose nothing are copied with
-    `call_clone`.
+    the outputs as `LiveChannels`; a layer that folds removed channels'
+    constants into its bias takes them from `removed_constants`. Layers that
+    lose nothing are copied with `call_clone`.
 
     Attributes:
         graph: the `ChannelGraph` of the gated model.
@@ -127,6 +136,8 @@ class Stripper:
         self._producers = {index for index, _ in graph.producers}
         self._index = {id(node): index for index, node in enumerate(graph.flat.nodes)}
         self.gated_tensors = graph.gated_tensors()
+        self.names = NewLayerNames(graph.flat)
+        self._calls = collections.Counter(id(node.operation) for node in graph.flat.nodes)
 
     # rebuild hooks ---------------------------------------------------------
     def wrap_input(self, position, tensor):
@@ -149,6 +160,7 @@ class Stripper:
         outs = self._dispatch(index, flat, ins, args, kwargs)
         for key, out in zip(flat.outputs, outs):
             self.values[key] = out
+        self.names.settle(index, [out.value for out in outs])
         for position, target in self._folds_out.items():
             self.folds[flat.outputs[position]] = target
         return outs
@@ -160,14 +172,17 @@ class Stripper:
         if isinstance(operation, ChannelGate):
             return [self._gate(index, flat, ins[0])]
         support = find_support(operation)
-        if isinstance(operation, MULTIPLY):
+        product = is_multiply(operation)
+        if product:
             self._pass_scale_on(flat)
         out_map = self.graph.out_maps(index)[0]
         prunes_outputs = index in self._producers and (
             len(self.kept(out_map)) != sum(s.length for s in out_map))
-        rebuild_always = bool(support and support.rebuild_always
+        # A layer with weights called at several places stays one layer.
+        shared = self._calls[id(operation)] > 1 and bool(getattr(operation, "weights", None))
+        rebuild_always = bool(support and support.rebuild_always and not shared
                               and support.rebuild_always(flat, self.graph))
-        scaled = not isinstance(operation, MULTIPLY) and any(
+        scaled = not product and any(
             key in self.input_scales for key in flat.inputs)
         if all(x.is_full for x in ins) and not (prunes_outputs or rebuild_always or scaled):
             return self._copy(flat, args, kwargs)
@@ -199,6 +214,29 @@ class Stripper:
         layer.set_weights([np.asarray(w, "float32") for w in weights])
         return layer, output
 
+    def removed_constants(self, node, x):
+        """The removed input channels of `x` (`LiveChannels` read by `node`)
+        and their constants, for the layer to fold into its bias.
+
+        Refuses constants that are unknown, and non-zero ones the layer
+        cannot absorb exactly (`removed_constant_fate`, the answer by which
+        `add_gates` protected such channels up front)."""
+        dropped = x.dropped()
+        values = x.const[dropped]
+        if np.isnan(values).any():
+            raise StripError(
+                f"strip_pruning: layer '{node.name}' ({node.class_name}) reads removed "
+                "channels whose value is not a known constant; the model cannot be "
+                "stripped exactly. Exclude the layers before it from pruning.")
+        if np.any(values != 0) and removed_constant_fate(node, self.graph.flat) != ABSORBED:
+            raise StripError(
+                f"strip_pruning: removed channels reach layer '{node.name}' "
+                f"({node.class_name}) as non-zero constants (an activation with "
+                "f(0) != 0 before a padded or transposed convolution); removing them "
+                "would change the output near the borders. Exclude the producer of "
+                "those channels (add_gates(exclude=[...])) or use ReLU-like activations.")
+        return dropped, values
+
     def foldable(self, layer):
         """A gate on the node's first output folds into `layer`."""
         support = find_support(layer)
@@ -224,8 +262,8 @@ class Stripper:
         unwrap = lambda v: v.value if isinstance(v, LiveChannels) else v  # noqa: E731
         args, kwargs = keras.tree.map_structure(unwrap, (args, kwargs))
         output = clone(*args, **kwargs)
-        if isinstance(clone, keras.layers.Layer) and node.operation.weights:
-            clone.set_weights(node.operation.get_weights())
+        if isinstance(clone, keras.layers.Layer):
+            copy_state(node.operation, clone)
         return output
 
     # gates ---------------------------------------------------------------
