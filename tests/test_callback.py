@@ -10,6 +10,8 @@ import pytest
 from helpers import gates
 
 import keras_relaxprune as krp
+from keras_relaxprune.budget.closing import warn_thinned_to_floor
+from keras_relaxprune.graph.tracing import analyze
 from keras_relaxprune.layers.pruning_budget import find_budget
 from keras_relaxprune_apps.datasets import load_cifar10
 from keras_relaxprune_apps.models import cifar_resnet
@@ -20,11 +22,9 @@ CHANCE = 0.1
 
 
 @pytest.fixture(scope="module")
-def cifar():
-    try:
-        (x, y), _ = load_cifar10(train_limit=800, seed=1)
-    except Exception as error:  # archive absent and no network
-        pytest.skip(f"CIFAR-10 not available: {error}")
+def cifar(cifar_available):
+    """800 images of the bundled archive (skips without it; fails in CI)."""
+    (x, y), _ = load_cifar10(train_limit=800, seed=1)
     return x.astype("float32") / 255.0, y
 
 
@@ -111,6 +111,68 @@ def test_params_budget_and_logged_schedules(cifar):
     assert history["pruning_lambda"][-1] == 0.0  # budget closed: no more shrinking
 
 
+def _random_fit(epochs, **pruning):
+    """A pruning fit of a tiny ResNet on random data (4 steps per epoch)."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 16, 16, 3), dtype="float32")
+    y = rng.integers(0, 10, 64)
+    dense = cifar_resnet(depth=8, width=8, input_shape=(16, 16, 3))
+    gated = krp.add_gates(dense)
+    gated.compile(optimizer=keras.optimizers.Adam(3e-2),
+                  loss="sparse_categorical_crossentropy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a short ramp, thin groups: expected here
+        history = gated.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[
+            krp.PruningCallback(target=0.5, lambda_=20.0, **pruning)])
+    return dense, gated, history.history
+
+
+@pytest.mark.parametrize(("epochs", "closing_epoch"), [(1, 0), (3, 1)],
+                         ids=["closes-at-fit-end", "closes-at-next-epoch"])
+def test_the_epoch_before_the_closing_logs_the_closed_cost(epochs, closing_epoch):
+    """The logs (progress bar, History) at the end of the epoch after which
+    the budget closes give the cost the closing leaves, not the masks frozen
+    by then: the closing reopens or removes channels to meet the budget."""
+    dense, gated, history = _random_fit(epochs)
+    remaining = {"remaining_flops": krp.count_flops(gated) / krp.count_flops(dense),
+                 "remaining_params": krp.count_params(gated) / krp.count_params(dense)}
+    assert 0.49 <= remaining["remaining_flops"] <= 0.5
+    for key, value in remaining.items():
+        logged = history[key][closing_epoch:]
+        assert logged == pytest.approx([value] * len(logged), rel=1e-6), key
+    if closing_epoch:
+        assert history["remaining_flops"][0] > 0.5  # the first epoch logs the ramp
+
+
+def test_an_open_budget_logs_the_masks_as_they_are_until_fit_ends():
+    """With `end_step` past the fit, an epoch after which training goes on
+    logs the masks as they are (what `strip_pruning` would keep now); the
+    fit's last epoch, after which `fit` closes the budget, logs the cost
+    the closing leaves."""
+    dense, gated, history = _random_fit(3, end_step=10**6)
+    assert history["remaining_flops"][0] == pytest.approx(1.0)  # nothing frozen yet
+    assert history["remaining_flops"][-1] == pytest.approx(
+        krp.count_flops(gated) / krp.count_flops(dense), rel=1e-6)
+
+
+@pytest.mark.parametrize(("round_to", "width"), [(1, "1 channel "), (8, "8 channels ")])
+def test_the_floor_warning_names_the_width_the_layers_after_see(round_to, width):
+    """`round_to=8` leaves a group at its floor with 8 channels, not one."""
+    dense = cifar_resnet(depth=8, width=16, input_shape=(16, 16, 3))
+    graph = analyze(krp.add_gates(dense))
+    masks = {}
+    for root in graph.gated_groups():
+        keep = np.zeros(graph.groups.size[root], "float32")
+        keep[:round_to] = 1.0
+        masks[root] = keep
+    with pytest.warns(UserWarning, match="at their floor") as caught:
+        warn_thinned_to_floor(graph, masks, round_to)
+    message = str(caught[0].message)
+    assert f"see only {width}" in message
+    assert f": {round_to} of 16" in message
+
+
 class _FrozenChannelsRecorder(keras.callbacks.Callback):
     """After every training batch: how many channels have `keep_mask == 0`,
     and whether the budget had been closed by then."""
@@ -124,7 +186,7 @@ class _FrozenChannelsRecorder(keras.callbacks.Callback):
         model = self.model  # on JAX, reading `self.model` syncs the variables
         budget = next(layer for layer in model.layers
                       if isinstance(layer, krp.PruningBudget))
-        self.closed.append(float(keras.ops.convert_to_numpy(budget.finished)))
+        self.closed.append(float(keras.ops.convert_to_numpy(budget.masks_final)))
         self.frozen.append(int(sum(np.sum(keras.ops.convert_to_numpy(g.keep_mask) == 0)
                                    for g in gates(model))))
 

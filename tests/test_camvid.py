@@ -86,12 +86,6 @@ def test_logits_distillation_is_a_per_pixel_kl():
 
 
 @pytest.fixture(scope="module")
-def camvid_available():
-    if datasets._find_archive(datasets.CAMVID_ARCHIVE) is None:
-        pytest.skip(f"{datasets.CAMVID_ARCHIVE} not found (set KRP_DATA_DIR)")
-
-
-@pytest.fixture(scope="module")
 def dense_file(camvid_available, tmp_path_factory):
     """A tiny dense U-Net made by the dense trainer (1 epoch, 8 frames)."""
     out = tmp_path_factory.mktemp("dense")

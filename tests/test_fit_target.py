@@ -7,6 +7,7 @@ import pytest
 from helpers import gates
 
 import keras_relaxprune as krp
+from keras_relaxprune.budget.fit_target import gated_model, is_sgd
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -67,3 +68,50 @@ def test_weight_decay_shrinks_kernels_but_not_gate_logits():
         kernel, reference = _kernel(decayed, name), _kernel(plain, name)
         assert np.max(np.abs(kernel - reference)) > 1e-5
         assert np.linalg.norm(kernel) < np.linalg.norm(reference)
+
+
+def test_is_sgd_sees_through_loss_scaling_only():
+    sgd = keras.optimizers.SGD(0.1)
+    assert is_sgd(sgd)
+    assert is_sgd(keras.optimizers.LossScaleOptimizer(sgd))
+    assert not is_sgd(keras.optimizers.Adam())
+    assert not is_sgd(keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam()))
+    assert not is_sgd(None)
+
+
+def _regularised_net(regularised=True):
+    """A small net whose `call` adds a loss (an activity regulariser), as
+    the budget layer of a gated model does."""
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(4)(inputs)
+    if regularised:
+        x = keras.layers.ActivityRegularization(l2=1.0)(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+def test_a_distillers_student_is_the_gated_model_and_its_losses_count():
+    """`gated_model` returns a plain model itself; for a Distiller, the
+    student, and the Distiller's loss then includes the losses the student
+    adds in `call` (the budget penalty), wrapped once however often asked."""
+    plain = _regularised_net()
+    assert gated_model(plain) is plain
+    student = _regularised_net()
+    distiller = keras.distillation.Distiller(
+        teacher=_regularised_net(regularised=False), student=student,
+        distillation_losses=keras.distillation.LogitsDistillation(temperature=2.0),
+        student_loss_weight=0.5)
+    distiller.compile(optimizer="sgd",
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    without_losses = distiller.compute_loss
+    assert gated_model(distiller) is student
+    with_losses = distiller.compute_loss
+    assert gated_model(distiller) is student and distiller.compute_loss is with_losses
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(4, 6)).astype("float32"), np.zeros(4, "int64")
+    y_pred = distiller(x, training=True)
+    added = sum(float(keras.ops.convert_to_numpy(loss)) for loss in distiller.losses)
+    assert added > 0.0
+    first = float(keras.ops.convert_to_numpy(without_losses(x, y, y_pred)))
+    second = float(keras.ops.convert_to_numpy(with_losses(x, y, y_pred)))
+    assert second == pytest.approx(first + added, rel=1e-5)

@@ -54,12 +54,12 @@ UNETS = [MODELS / f"unet_camvid_{name}.keras" for name in UNET_NAMES]
 
 
 @pytest.mark.parametrize("path", UNETS, ids=UNET_NAMES)
-def test_a_shipped_camvid_unet_has_its_record_and_segments_raw_pixels(path):
+def test_a_shipped_camvid_unet_has_its_record_and_segments_raw_pixels(path, request):
     """A shipped U-Net: FLOPs and params as recorded, 176x240 raw 0-255 RGB
     in, per-pixel logits for the 11 classes out, and on all 101 val frames
     the recorded pixel accuracy (void ignored), within 0.5 points (another
     backend's arithmetic)."""
-    from keras_relaxprune_apps.datasets import CAMVID_ARCHIVE, _find_archive, load_camvid
+    from keras_relaxprune_apps.datasets import load_camvid
 
     model = keras.saving.load_model(path, compile=False)
     record = _record(path)
@@ -67,8 +67,7 @@ def test_a_shipped_camvid_unet_has_its_record_and_segments_raw_pixels(path):
     assert krp.count_params(model) == record["params"]
     assert model.input_shape == (None, 176, 240, 3)
     assert model.output_shape == (None, 176, 240, 11)
-    if _find_archive(CAMVID_ARCHIVE) is None:
-        pytest.skip(f"{CAMVID_ARCHIVE} not found (set KRP_DATA_DIR)")
+    request.getfixturevalue("camvid_available")  # skips, or fails in CI
     images, labels = load_camvid(split="val", size=(176, 240))
     predicted = np.argmax(keras.ops.convert_to_numpy(
         model.predict(images.astype("float32"), batch_size=8, verbose=0)), axis=-1)

@@ -17,7 +17,7 @@ import pytest
 
 import keras_relaxprune as krp
 from keras_relaxprune.cost.count import cost_fractions
-from keras_relaxprune.reporting.tensorboard import GATE_BUCKETS
+from keras_relaxprune.reporting.tensorboard import GATE_BUCKETS, print_message
 from keras_relaxprune_apps.models import cifar_resnet
 
 pytest.importorskip("tensorboard")
@@ -48,7 +48,7 @@ def _fit(epochs=EPOCHS, callbacks=(), fit_verbose=0, **pruning):
 def _final_state(callback):
     """What the callback's state gives after fit (= its last epoch's summaries)."""
     graph, budget = callback._graph, callback._budget
-    relaxed = budget.linked_cost().fractions(lambda gate: gate.gate_values())
+    relaxed = budget.graph_cost().fractions(lambda gate: gate.gate_values())
     hard = cost_fractions(graph, graph.keep_vectors())
     groups = {graph.groups.producers[root][0]: graph.gates[root]
               for root in graph.gated_groups()}
@@ -234,3 +234,41 @@ def test_nothing_is_written_without_log_dir_or_tensorboard(tmp_path, monkeypatch
 def test_bad_step_interval_is_refused():
     with pytest.raises(ValueError, match="log_every_n_steps=0"):
         krp.PruningCallback(target=0.5, log_every_n_steps=0)
+
+
+@pytest.mark.backend_agnostic
+def test_a_budget_closed_when_fit_ends_is_written_one_step_later(tmp_path):
+    """A one-epoch fit closes the budget in `on_train_end`: the closed masks
+    and the report are written at the next step; the epoch's own scalar
+    already gave the closed cost (its logs do)."""
+    _, callback, history = _fit(epochs=1, log_dir=tmp_path)
+    values = _event_file_values(tmp_path / "train")
+    final = _final_state(callback)["scalars"]
+    alive = [(step, float(value)) for step, value in values["pruning/alive_channels"]]
+    assert [step for step, _ in alive] == [0, 1]
+    assert alive[1][1] == final["pruning/alive_channels"] < alive[0][1]
+    remaining = [(step, float(value)) for step, value in values["pruning/remaining_flops"]]
+    assert remaining == [(0, pytest.approx(final["pruning/remaining_flops"], rel=1e-6)),
+                         (1, pytest.approx(final["pruning/remaining_flops"], rel=1e-6))]
+    assert history["remaining_flops"] == [pytest.approx(remaining[0][1], rel=1e-6)]
+    assert [step for step, _ in values["pruning/report"]] == [1]
+
+
+@pytest.mark.parametrize(("verbose", "written"), [(1, "\npruning: 50%\n"),
+                                                  (2, "pruning: 50%\n")])
+def test_print_message_starts_clear_of_a_progress_bar(capsys, verbose, written):
+    print_message("pruning: 50%", {"verbose": verbose})
+    assert capsys.readouterr().out == written
+
+
+def test_print_message_logs_when_interactive_logging_is_off(capsys, monkeypatch):
+    from absl import logging
+
+    seen = []
+    monkeypatch.setattr(logging, "info", seen.append)
+    keras.config.disable_interactive_logging()
+    try:
+        print_message("pruning: 50%", {"verbose": 1})
+    finally:
+        keras.config.enable_interactive_logging()
+    assert seen == ["pruning: 50%"] and capsys.readouterr().out == ""

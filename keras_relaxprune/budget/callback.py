@@ -16,7 +16,7 @@ from keras_relaxprune.layers.channel_gate import FINAL_SCALE, INITIAL_SCALE
 from keras_relaxprune.layers.pruning_budget import METRICS, link_budget
 from keras_relaxprune.reporting.tensorboard import PruningSummaries, print_message
 
-# PruningCallback(cost_exponent=None) per budget metric, as measured (README).
+# PruningCallback(cost_exponent=None) per budget metric, as measured (docs/accuracy.md).
 DEFAULT_COST_EXPONENT = {"flops": 0.5, "params": 0.0}
 
 
@@ -34,14 +34,18 @@ class PruningCallback(keras.callbacks.Callback):
     hard cost (what `strip_pruning` keeps) is within 1% below the target.
     From then on the masks stay fixed and the remaining epochs fine-tune.
     A fit of one epoch ramps over all of it and closes when it ends; the
-    recipe measured best on a trained network (README) is such a short
+    recipe measured best on a trained network (docs/guide.md) is such a short
     pruning fit, then `strip_pruning` and a fine-tune of the stripped
     network, which trains faster than the gated one.
     Gate logits get no weight decay. Each epoch it adds to `logs` (and so
-    to `History` and TensorBoard): `remaining_flops`, `remaining_params`,
-    `pruning_target`, `pruning_lambda` and `gate_temperature`; with
-    `log_dir` (or a `keras.callbacks.TensorBoard` in the same `fit`) it
-    also writes them, and more, to TensorBoard itself (`pruning_logs.py`).
+    to the progress bar, `History` and TensorBoard): `remaining_flops`,
+    `remaining_params`, `pruning_target`, `pruning_lambda` and
+    `gate_temperature`. The two remaining fractions are hard counts, what
+    `strip_pruning` would keep; at the end of the epoch after which the
+    budget closes they are the cost of the masks the closing gives, the
+    cost the model ends with. With `log_dir` (or a
+    `keras.callbacks.TensorBoard` in the same `fit`) it also writes them,
+    and more, to TensorBoard itself (`reporting/tensorboard.py`).
 
     Args:
         target: fraction of the cost to remove, in (0, 1). `0.9` leaves 10%.
@@ -72,7 +76,7 @@ class PruningCallback(keras.callbacks.Callback):
             little (a U-Net's bottleneck and decoder) down to one channel.
             In a residual network such a group usually sits inside a block
             that then falls back to its shortcut, and a floor costs
-            accuracy instead (README, "How to prune your own model").
+            accuracy instead (docs/guide.md, docs/limitations.md).
             Defaults to 0 (a floor of one channel, or `round_to`).
         verbose: print the remaining cost each epoch when 1. Defaults to 0.
         lambda_rate: closed-loop lambda. Each training step lambda is
@@ -82,7 +86,7 @@ class PruningCallback(keras.callbacks.Callback):
             rate) and shrinks when the cost is ahead. `0` keeps lambda
             fixed. Defaults to `None`: 1 when the model's optimizer is
             `keras.optimizers.SGD` (a step grows with lambda; on a trained
-            ResNet-56 it helped, README), 0 for any other optimizer: Adam
+            ResNet-56 it helped, docs/accuracy.md), 0 for any other optimizer: Adam
             and its kin normalise each step, so once the penalty dominates
             a gate's gradient a larger lambda no longer moves it faster and
             only winds up (on tiny Adam runs, 800 images and 48 ramp steps,
@@ -102,8 +106,7 @@ class PruningCallback(keras.callbacks.Callback):
             higher than 0 at 50%, 75% and 90% cuts on every seed, with and
             without distillation, and higher on a ResNet-56 and a U-Net),
             0 for a params budget (there 0.5 scored lower: the costliest
-            channels are the late stages' wide ones).
-            README, "How to prune your own model".
+            channels are the late stages' wide ones; docs/accuracy.md).
         gate_prior: `"l1_norm"` starts each gate from its filter's L1 norm
             relative to its group, `"bn_gamma"` from its BN |gamma| relative
             to all channels (`baselines.set_gate_prior`), so a trained
@@ -186,6 +189,7 @@ class PruningCallback(keras.callbacks.Callback):
             low=0.0, high=1.0)
         self._budget = None
         self._graph = None
+        self._closing = None  # (gate state, masks) of the last closing computed
         self._summaries = PruningSummaries(log_dir, log_every_n_steps)
 
     @property
@@ -212,7 +216,7 @@ class PruningCallback(keras.callbacks.Callback):
                 f"or min_keep)."
             )
         budget = self._budget
-        if float(budget.finished.numpy()) and math.isclose(
+        if float(budget.masks_final.numpy()) and math.isclose(
             float(budget.remaining_target.numpy()), self.remaining_target, abs_tol=1e-6
         ):
             return  # resumed after the budget was closed: keep fine-tuning
@@ -238,16 +242,16 @@ class PruningCallback(keras.callbacks.Callback):
         end_step = self.end_step
         if end_step is None:
             end_step = self._end_epoch * steps if steps else 1e12
-        fresh = not float(budget.active.numpy()) or float(budget.finished.numpy())
+        fresh = not float(budget.ramp_on.numpy()) or float(budget.masks_final.numpy())
         values = {
             "begin_step": self.begin_step, "end_step": float(end_step),
-            "remaining_target": self.remaining_target, "strength": self.lambda_,
-            "base_strength": self.lambda_, "strength_rate": self._lambda_rate(),
+            "remaining_target": self.remaining_target, "penalty_weight": self.lambda_,
+            "base_penalty_weight": self.lambda_, "penalty_weight_rate": self._lambda_rate(),
             "cost_exponent": self._cost_exponent(),
             "final_scale": self.final_scale,
             "initial_threshold": self.threshold[0], "final_threshold": self.threshold[1],
             "flops_weight": 1.0 if self.metric == "flops" else 0.0,
-            "active": 1.0, "finished": 0.0,
+            "ramp_on": 1.0, "masks_final": 0.0,
         }
         if fresh and self.gate_prior and float(budget.step.numpy()) == 0.0:
             set_gate_prior(self._graph, self.gate_prior)
@@ -264,7 +268,7 @@ class PruningCallback(keras.callbacks.Callback):
         if budget.end_step.numpy() >= 1e12 and epoch + 1 == self._end_epoch_or_none():
             budget.end_step.assign(float(budget.step.numpy()))
         if logs is not None:
-            logs.update(self._progress_logs())
+            logs.update(self._progress_logs(closing=self._closes_after_this_epoch(epoch)))
             if self.verbose:
                 print_message(self._describe(logs), self.params)
         # Written here, not only through `logs`: a TensorBoard callback listed
@@ -281,7 +285,7 @@ class PruningCallback(keras.callbacks.Callback):
         # into the same closing step.
         budget = self._budget
         done = float(budget.step.numpy()) >= float(budget.end_step.numpy())
-        if done and not float(budget.finished.numpy()):
+        if done and not float(budget.masks_final.numpy()):
             self._close_budget()
         # Weights and masks to give back if this epoch diverges.
         self._epoch, self._last_good = epoch, self.model.get_weights()
@@ -306,23 +310,32 @@ class PruningCallback(keras.callbacks.Callback):
     def _end_epoch_or_none(self):
         return getattr(self, "_end_epoch", None)
 
+    def _closes_after_this_epoch(self, epoch):
+        """Whether the budget closes before any more training: the ramp has
+        ended (closing at the next epoch's start) or `fit` ends now."""
+        budget = self._budget
+        if float(budget.masks_final.numpy()):
+            return False
+        last_epoch = epoch + 1 >= (self.params.get("epochs") or 1)
+        stopping = bool(getattr(self.model, "stop_training", False))
+        return (last_epoch or stopping
+                or float(budget.step.numpy()) >= float(budget.end_step.numpy()))
+
     def on_train_end(self, logs=None):
-        if not float(self._budget.finished.numpy()):
+        if not float(self._budget.masks_final.numpy()):
             self._close_budget()
         else:
             self._recalibrate()
         self._summaries.write_train_end(self)
 
     def _close_budget(self):
-        masks = close_budget(self._graph, self.metric, self.remaining_target,
-                             self.round_to, verbose=bool(self.verbose),
-                             min_keep=self.min_keep)
+        masks = self._closing_masks()
         for root, keep in masks.items():
             self._graph.gates[root].keep_mask.assign(keep)
         warn_thinned_to_floor(self._graph, masks, self.round_to)
-        self._budget.active.assign(0.0)
-        self._budget.strength.assign(0.0)
-        self._budget.finished.assign(1.0)
+        self._budget.ramp_on.assign(0.0)
+        self._budget.penalty_weight.assign(0.0)
+        self._budget.masks_final.assign(1.0)
         self._recalibrate()
 
     def _recalibrate(self):
@@ -330,17 +343,39 @@ class PruningCallback(keras.callbacks.Callback):
             recalibrate_batchnorm(gated_model(self.model), self.calibration_data,
                                   steps=self.calibration_steps)
 
-    def _progress_logs(self):
+    def _closing_masks(self):
+        """The masks closing gives for the gates as they are now.
+
+        Computed once per gate state: the epoch end that reports the closed
+        cost and the closing itself (next epoch's start, or the end of
+        `fit`) see the same gates, so they share one computation and the
+        logs show exactly the masks the model gets.
+        """
+        state = [keras.ops.convert_to_numpy(variable) for gate in self._graph.gates.values()
+                 for variable in (gate.logits, gate.keep_mask, gate.scale)]
+        if self._closing is None or not _same_arrays(self._closing[0], state):
+            masks = close_budget(self._graph, self.metric, self.remaining_target,
+                                 self.round_to, verbose=bool(self.verbose),
+                                 min_keep=self.min_keep)
+            self._closing = (state, masks)
+        return self._closing[1]
+
+    def _progress_logs(self, closing=False):
+        """The epoch's values for `logs`; with `closing`, the remaining
+        fractions are those of the masks the closing gives."""
         budget = self._budget
-        fractions = cost_fractions(self._graph, self._graph.keep_vectors())
-        progress = _scalar(budget.progress(budget.step)) if budget.active.numpy() else 1.0
+        keep = self._graph.keep_vectors()
+        if closing:
+            keep.update(self._closing_masks())
+        fractions = cost_fractions(self._graph, keep)
+        progress = _scalar(budget.progress(budget.step)) if budget.ramp_on.numpy() else 1.0
         gates = list(self._graph.gates.values())
         return {
             "remaining_flops": fractions["flops"],
             "remaining_params": fractions["params"],
             "pruning_target": _scalar(budget.ramped_target(progress))
-            if budget.active.numpy() else self.remaining_target,
-            "pruning_lambda": float(budget.strength.numpy()),
+            if budget.ramp_on.numpy() else self.remaining_target,
+            "pruning_lambda": float(budget.penalty_weight.numpy()),
             "gate_temperature": float(gates[0].scale.numpy()) if gates else 0.0,
         }
 
@@ -355,3 +390,8 @@ class PruningCallback(keras.callbacks.Callback):
 
 def _scalar(tensor):
     return float(keras.ops.convert_to_numpy(tensor))
+
+
+def _same_arrays(first, second):
+    return len(first) == len(second) and all(
+        np.array_equal(a, b) for a, b in zip(first, second))

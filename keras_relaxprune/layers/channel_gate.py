@@ -22,10 +22,12 @@ class ChannelGate(keras.layers.Layer):
 
     The gate of channel `c` is `sigmoid(scale * logits[c]) * keep_mask[c]`.
     `logits` is trained with the network; `keep_mask` (1 = alive, 0 = pruned)
-    and `scale` (the inverse temperature) are non-trainable and are driven by
-    `PruningCallback` during `fit`: `scale` rises so that gates polarise to
-    0 or 1, and a channel whose gate falls below the threshold is frozen off
-    (`keep_mask` set to 0), after which it outputs exactly 0.
+    and `scale` (the inverse temperature) are non-trainable. During `fit`
+    the model's `PruningBudget` layer drives them step by step, in the train
+    step itself, as `PruningCallback` configures it: `scale` rises so that
+    gates polarise to 0 or 1, and a channel whose gate falls below the
+    threshold is frozen off (`keep_mask` set to 0), after which it outputs
+    exactly 0; the callback sets the final masks when the budget closes.
 
     One `ChannelGate` instance serves a whole channel *group*: when channels
     of several layers must be removed together (both inputs of a residual

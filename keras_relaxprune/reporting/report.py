@@ -4,7 +4,7 @@ import dataclasses
 import io
 import json
 
-from keras_relaxprune.cost.count import hard_count, layer_costs, sized_graph
+from keras_relaxprune.cost.count import dense_channels, kept_channels, layer_costs, sized_graph
 from keras_relaxprune.layers.channel_gate import ChannelGate
 
 
@@ -79,12 +79,12 @@ def pruning_report(before, after=None):
     True
     """
     graph = sized_graph(before)
-    dense_rows = _rows(graph, lambda m: sum(s.length for s in m))
+    dense_rows = _rows(graph, dense_channels)
     if after is None:
-        after_rows = _rows(graph, hard_count(graph), hard=True)
+        after_rows = _rows(graph, kept_channels(graph), as_stripped=True)
     else:
         after_graph = sized_graph(after)
-        after_rows = _rows(after_graph, hard_count(after_graph), hard=True)
+        after_rows = _rows(after_graph, kept_channels(after_graph), as_stripped=True)
     rows = []
     for name, first in dense_rows.items():
         second = after_rows.get(name, dict(first, channels=0, params=0, flops=0))
@@ -99,9 +99,9 @@ def pruning_report(before, after=None):
     return PruningReport(rows, _totals(dense_rows, after_rows), _notes(graph))
 
 
-def _rows(graph, count, hard=False):
+def _rows(graph, count, as_stripped=False):
     result = {}
-    for index, cost in enumerate(layer_costs(graph, count, hard=hard)):
+    for index, cost in enumerate(layer_costs(graph, count, as_stripped=as_stripped)):
         flat = graph.flat.nodes[index]
         if isinstance(flat.operation, ChannelGate):
             continue

@@ -41,8 +41,10 @@ _NO_FIT = object()
 # Values of `PruningCallback`'s logs -> (tag, description).
 _LOGGED = {
     "remaining_flops": ("remaining_flops", "Hard remaining FLOPs fraction: what "
-                        "strip_pruning keeps (keep masks)."),
-    "remaining_params": ("remaining_params", "Hard remaining params fraction."),
+                        "strip_pruning keeps (the keep masks; at the epoch after "
+                        "which the budget closes, the masks the closing gives)."),
+    "remaining_params": ("remaining_params", "Hard remaining params fraction (as "
+                         "remaining_flops)."),
     "pruning_target": ("target", "Remaining fraction the ramp asks for now."),
     "pruning_lambda": ("lambda", "Strength of the sparsity regulariser."),
     "gate_temperature": ("gate_temperature", "Inverse temperature (scale) of "
@@ -194,8 +196,8 @@ def _scalars(callback, values):
     """Tag name -> (value, description) of every scalar summary."""
     budget = callback._budget
     scalars = {tag: (values[key], text) for key, (tag, text) in _LOGGED.items()}
-    relaxed = budget.linked_cost().fractions(_soft_gates)
-    progress = _number(budget.progress(budget.step)) if _number(budget.active) else 1.0
+    relaxed = budget.graph_cost().fractions(_soft_gates)
+    progress = _number(budget.progress(budget.step)) if _number(budget.ramp_on) else 1.0
     threshold = _number(budget.initial_threshold) + progress * (
         _number(budget.final_threshold) - _number(budget.initial_threshold))
     alive = _alive(callback)
