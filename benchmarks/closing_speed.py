@@ -46,10 +46,7 @@ import keras_relaxprune as krp
 from keras_relaxprune.budget import closing as budget_closing
 from keras_relaxprune.cost.count import cost_fractions
 from keras_relaxprune.graph.tracing import analyze
-from keras_relaxprune_apps.option_types import non_negative_int, positive_int
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from overhead import device_description
+from keras_relaxprune_apps import device_name, non_negative_int, positive_int
 
 MODELS = {
     "mobilenet_v2": keras.applications.MobileNetV2,
@@ -162,7 +159,7 @@ def report(args, rows, wall):
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}",
         f"- command: `{shlex.join(['python', *sys.argv])}`",
         f"- backend: {keras.backend.backend()} (keras {keras.__version__})",
-        f"- device: {device_description()}",
+        f"- device: {device_name()}",
         f"- note: {args.note or '-'}",
         f"- closing: `close_budget(graph, 'flops', target, round_to="
         f"{args.round_to})`, median of {args.repeats} runs (previous: 1 run)",

@@ -27,7 +27,6 @@ Goal: gated / dense <= 1.10. Results: `benchmarks/results/`.
 
 import argparse
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -39,8 +38,13 @@ import keras
 import numpy as np
 
 import keras_relaxprune as krp
-from keras_relaxprune_apps.models import cifar_resnet
-from keras_relaxprune_apps.option_types import non_negative_int, open_fraction, positive_int
+from keras_relaxprune_apps import (
+    cifar_resnet,
+    device_name,
+    non_negative_int,
+    open_fraction,
+    positive_int,
+)
 
 GOAL = 1.10
 
@@ -127,22 +131,6 @@ def measure(args):
     return times, rounds, remaining, flops
 
 
-def device_description():
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return ", ".join(sorted({d.device_kind for d in jax.devices()}))
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} logical CPUs visible"
-
-
 def report(args, times, rounds, remaining, flops):
     dense = statistics.median(times["dense"])
     gated = statistics.median(times["gated"])
@@ -150,7 +138,7 @@ def report(args, times, rounds, remaining, flops):
     lines = [
         f"date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}",
         f"backend: {keras.backend.backend()} (keras {keras.__version__}), "
-        f"device: {device_description()}",
+        f"device: {device_name()}",
         f"note: {args.backend_note or '-'}",
         f"command: {shlex.join(['python', *sys.argv])}",
         f"model: ResNet-{args.depth}, batch {args.batch_size}, jit_compile=True, "

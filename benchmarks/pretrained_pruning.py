@@ -43,25 +43,32 @@ import keras
 import numpy as np
 
 import keras_relaxprune as krp
-from keras_relaxprune.budget.baselines import METHODS as BASELINES
 from keras_relaxprune.budget.baselines import apply_baseline
-from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm
-from keras_relaxprune_apps import job_records, recipe
-from keras_relaxprune_apps.batches import AugmentedBatches, EpochSync
-from keras_relaxprune_apps.datasets import DATA_DIR_ENV, load_cifar10
-from keras_relaxprune_apps.option_types import (
+from keras_relaxprune_apps import (
+    BASELINE_METHODS,
+    DATA_DIR_ENV,
+    DISTILL_STUDENT_LOSS_WEIGHT,
+    DISTILL_TEMPERATURE,
+    FINE_TUNE_LR,
+    AugmentedBatches,
+    accuracy,
+    cost_summary,
     fraction,
+    load_cifar10,
     non_negative,
     non_negative_int,
     open_fraction,
     positive,
     positive_int,
+    reproducible,
+    run_record,
+    train,
 )
 
 # This repository keeps its offline archives in ../shared/data (README).
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
-METHODS = ("ours", "reference") + BASELINES
+METHODS = ("ours", "reference") + BASELINE_METHODS
 REFERENCE_SCALE = 5.0
 
 
@@ -96,8 +103,8 @@ class ReferenceRecipe(krp.PruningCallback):
             keep = (values >= 0.5).astype("float32")
             keep[np.argmax(values)] = 1.0
             gate.keep_mask.assign(keep * keras.ops.convert_to_numpy(gate.keep_mask))
-        self._budget.active.assign(0.0)
-        self._budget.finished.assign(1.0)
+        self._budget.ramp_on.assign(0.0)
+        self._budget.masks_final.assign(1.0)
         self._recalibrate()
 
 
@@ -119,7 +126,7 @@ def parse_args(argv=None):
     p.add_argument("--train-limit", type=non_negative_int, default=10000)
     p.add_argument("--test-limit", type=non_negative_int, default=0, help="0 = all 10,000")
     p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=positive, default=recipe.FINE_TUNE_LR)
+    p.add_argument("--lr", type=positive, default=FINE_TUNE_LR)
     p.add_argument("--prune-lr", type=positive, default=None,
                    help="with --prune-epochs: the constant rate of the gated fit "
                         "(default --lr)")
@@ -140,9 +147,9 @@ def parse_args(argv=None):
                         "epochs shortened so the run's steps add up to --epochs full ones")
     p.add_argument("--distill", action="store_true")
     p.add_argument("--student-loss-weight", type=fraction,
-                   default=recipe.DISTILL_STUDENT_LOSS_WEIGHT,
+                   default=DISTILL_STUDENT_LOSS_WEIGHT,
                    help="with --distill: weight of the label loss (the rest: distillation)")
-    p.add_argument("--temperature", type=positive, default=recipe.DISTILL_TEMPERATURE,
+    p.add_argument("--temperature", type=positive, default=DISTILL_TEMPERATURE,
                    help="with --distill: the distillation temperature")
     p.add_argument("--recalibrate", type=non_negative_int, default=0,
                    help="BN recalibration batches before the final evaluation")
@@ -174,25 +181,24 @@ class FirstBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         return self.batches[index]
 
+    def set_epoch(self, epoch):
+        self.batches.set_epoch(epoch)
+
 
 def fine_tune(model, dense, batches, callbacks, args, epochs, first_epoch=0,
-              schedule=None, lr=None, steps_per_epoch=None, backup=None):
-    """One `fit` of `model` (as a Distiller's student with `--distill`); its
-    steps. With `backup` (a folder) the fit is backed up every epoch and
+              schedule=None, lr=None, steps_per_epoch=None, backup=None, data_epoch=0):
+    """One `fit` of `model` (as a Distiller's student with `--distill`) from
+    epoch `first_epoch` to `epochs`, the data order `data_epoch` epochs on;
+    its steps. With `backup` (a folder) the fit is backed up every epoch and
     resumes from there."""
     data = FirstBatches(batches, steps_per_epoch) if steps_per_epoch else batches
-    if backup:
-        callbacks = [*callbacks, keras.callbacks.BackupAndRestore(str(backup))]
-    steps = (epochs - first_epoch) * len(data)
-    trained = recipe.trainer(model, dense if args.distill else None,
-                             args.lr if lr is None else lr,
-                             steps=steps if (schedule or args.schedule) == "cosine" else None,
-                             temperature=args.temperature,
-                             student_loss_weight=args.student_loss_weight,
-                             weight_decay=args.weight_decay, loss=label_loss(args))
-    trained.fit(data, epochs=epochs, initial_epoch=first_epoch, shuffle=False,
-                verbose=args.verbose, callbacks=callbacks)
-    return int(keras.ops.convert_to_numpy(trained.optimizer.iterations))
+    return train(model, data, epochs, teacher=dense if args.distill else None,
+                 lr=args.lr if lr is None else lr,
+                 cosine=(schedule or args.schedule) == "cosine", initial_epoch=first_epoch,
+                 epochs_before=data_epoch, callbacks=callbacks, backup_dir=backup,
+                 verbose=args.verbose, temperature=args.temperature,
+                 student_loss_weight=args.student_loss_weight,
+                 weight_decay=args.weight_decay, loss=label_loss(args))
 
 
 def label_loss(args):
@@ -214,14 +220,13 @@ class Diagnose(keras.callbacks.Callback):
         self.rows = []
 
     def _accuracy(self):
-        logits = self.gated.predict(self.images, batch_size=250, verbose=0)
-        return float(np.mean(np.argmax(logits, -1) == self.labels))
+        return accuracy(self.gated, self.images, self.labels)
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, "flops": krp.count_flops(self.gated),
                "train_accuracy": float((logs or {}).get("accuracy", np.nan)),
                "inference_accuracy": self._accuracy()}
-        recalibrate_batchnorm(self.gated, self.train_images[:2560].astype("float32"))
+        krp.recalibrate_batchnorm(self.gated, self.train_images[:2560].astype("float32"))
         row["inference_accuracy_recalibrated"] = self._accuracy()
         self.rows.append(row)
         print("diagnose:", row, flush=True)
@@ -275,11 +280,6 @@ def save_without_optimizer(model, path):
     copy.save(path)
 
 
-def accuracy(model, images, labels):
-    logits = model.predict(images.astype("float32"), batch_size=250, verbose=0)
-    return float(np.mean(np.argmax(logits, -1) == labels))
-
-
 def prune_and_strip(args, dense, batches, x, xt, yt):
     """The method's channel choice and `strip_pruning`: `(stripped model,
     state, diagnose)`, where `state` says how the stripped network's
@@ -294,7 +294,7 @@ def prune_and_strip(args, dense, batches, x, xt, yt):
     if args.method not in ("ours", "reference"):
         apply_baseline(gated, args.method, args.target, args.metric, seed=args.seed)
         return krp.strip_pruning(gated), state, None
-    callbacks = [EpochSync(batches)]
+    callbacks = []
     options = json.loads(args.callback)
     if args.recalibrate:  # the callback re-estimates BN when fit ends
         options.update(calibration_data=batches, calibration_steps=args.recalibrate)
@@ -326,39 +326,33 @@ def prune_and_strip(args, dense, batches, x, xt, yt):
     return small, state, diagnose
 
 
-def run_record(args, argv, small, dense, data, state, steps, start, diagnose):
+def cell_record(args, argv, small, dense, data, state, steps, start, diagnose):
     """The run's JSON record: test accuracy of `small` and `dense` on the
     test images, what `small` keeps, every setting that made it and the
     wall time since `start` (a `time.time()`)."""
     x, xt, yt = data
-    dense_flops, dense_params = krp.count_flops(dense), krp.count_params(dense)
-    logits = small.predict(xt.astype("float32"), batch_size=250, verbose=0)
-    dense_logits = dense.predict(xt.astype("float32"), batch_size=250, verbose=0)
+    costs = cost_summary(dense, small)
     return {
         "method": args.method + ("+distill" if args.distill else ""),
         "target": args.target, "metric": args.metric,
-        "test_accuracy": float(np.mean(np.argmax(logits, -1) == yt)),
-        "dense_test_accuracy": float(np.mean(np.argmax(dense_logits, -1) == yt)),
+        "test_accuracy": accuracy(small, xt, yt),
+        "dense_test_accuracy": accuracy(dense, xt, yt),
         "test_images": len(yt),
-        "remaining_flops": krp.count_flops(small) / dense_flops,
-        "remaining_params": krp.count_params(small) / dense_params,
-        "flops": krp.count_flops(small), "params": krp.count_params(small),
-        "dense_flops": dense_flops, "dense_params": dense_params,
+        "remaining_flops": costs["remaining_flops"],
+        "remaining_params": costs["remaining_params"],
+        "flops": costs["pruned_flops"], "params": costs["pruned_params"],
+        "dense_flops": costs["dense_flops"], "dense_params": costs["dense_params"],
         "epochs": args.epochs, "prune_epochs": args.prune_epochs,
         "prune_steps": args.prune_steps, "train_steps": steps, "train_images": len(x),
-        "seed": args.seed, "lr": args.lr, "weight_decay": args.weight_decay,
+        "lr": args.lr, "weight_decay": args.weight_decay,
         "prune_lr": args.prune_lr, "schedule": args.schedule,
         "label_smoothing": args.label_smoothing,
         "callback": json.loads(args.callback),
         "recalibrate": args.recalibrate, "dense": args.dense,
         "distillation": ({"student_loss_weight": args.student_loss_weight,
                           "temperature": args.temperature} if args.distill else None),
-        "backend": keras.backend.backend(), "keras_version": keras.__version__,
-        "device": job_records.device_name(),
-        "wall_time_s": round(time.time() - start),
-        "command": "python benchmarks/pretrained_pruning.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"),
+        **run_record(start, args.seed, "benchmarks/pretrained_pruning.py",
+                     argv if argv is not None else sys.argv[1:]),
         "stripped_test_accuracy_before_fine_tune": state["stripped_accuracy"],
         "diagnose": diagnose.rows if diagnose else None,
     }
@@ -366,43 +360,43 @@ def run_record(args, argv, small, dense, data, state, steps, start, diagnose):
 
 def main(argv=None):
     args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    start = time.time()
-    (x, y), (xt, yt) = load_cifar10(train_limit=args.train_limit or None,
-                                    test_limit=args.test_limit or None, seed=args.seed)
-    dense = keras.saving.load_model(args.dense, compile=False)
-    one_hot = dense.output_shape[-1] if args.label_smoothing else None  # classes
-    batches = AugmentedBatches(x, y, args.batch_size, args.seed, num_classes=one_hot)
-    backup = StrippedBackup(args.backup, args)
-    small, state = backup.load()
-    resumed, diagnose = small is not None, None
-    if not resumed:
-        small, state, diagnose = prune_and_strip(args, dense, batches, x, xt, yt)
-        backup.save(small, **state)
-    steps = state["steps"]
-    if state["first_epoch"] < args.epochs:  # the stripped network's fine-tune
-        steps += fine_tune(small, dense, batches,
-                           [EpochSync(batches, first_epoch=state["data_epoch"])], args,
-                           args.epochs, first_epoch=state["first_epoch"],
-                           steps_per_epoch=state["steps_per_epoch"],
-                           backup=backup.fine_tune_folder())
-    if args.recalibrate and args.method not in ("ours", "reference"):
-        recalibrate_batchnorm(small, batches, steps=args.recalibrate)
-    record = run_record(args, argv, small, dense, (x, xt, yt), state, steps,
-                        start, diagnose)
-    name = args.name or (f"{Path(args.dense).stem}_{record['method']}_"
-                         f"{args.metric}{round(100 * args.target)}_e{args.epochs}_s{args.seed}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if resumed:  # the wall time is the last part's
-        record["resumed"] = True
-    if args.save:
-        save_without_optimizer(small, args.save)
-        record["file"] = args.save
-    (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    backup.remove()
-    print(json.dumps({k: v for k, v in record.items() if k != "diagnose"}, indent=2))
-    return record
+    # Seeded only: Keras turns XLA off under op determinism, and a long run wants XLA.
+    with reproducible(args.seed, deterministic_ops=False):
+        start = time.time()
+        (x, y), (xt, yt) = load_cifar10(train_limit=args.train_limit or None,
+                                        test_limit=args.test_limit or None, seed=args.seed)
+        dense = keras.saving.load_model(args.dense, compile=False)
+        one_hot = dense.output_shape[-1] if args.label_smoothing else None  # classes
+        batches = AugmentedBatches(x, y, args.batch_size, args.seed, num_classes=one_hot)
+        backup = StrippedBackup(args.backup, args)
+        small, state = backup.load()
+        resumed, diagnose = small is not None, None
+        if not resumed:
+            small, state, diagnose = prune_and_strip(args, dense, batches, x, xt, yt)
+            backup.save(small, **state)
+        steps = state["steps"]
+        if state["first_epoch"] < args.epochs:  # the stripped network's fine-tune
+            steps += fine_tune(small, dense, batches, [], args, args.epochs,
+                               first_epoch=state["first_epoch"], data_epoch=state["data_epoch"],
+                               steps_per_epoch=state["steps_per_epoch"],
+                               backup=backup.fine_tune_folder())
+        if args.recalibrate and args.method not in ("ours", "reference"):
+            krp.recalibrate_batchnorm(small, batches, steps=args.recalibrate)
+        record = cell_record(args, argv, small, dense, (x, xt, yt), state, steps,
+                            start, diagnose)
+        name = args.name or (f"{Path(args.dense).stem}_{record['method']}_"
+                             f"{args.metric}{round(100 * args.target)}_e{args.epochs}_s{args.seed}")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        if resumed:  # the wall time is the last part's
+            record["resumed"] = True
+        if args.save:
+            save_without_optimizer(small, args.save)
+            record["file"] = args.save
+        (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+        backup.remove()
+        print(json.dumps({k: v for k, v in record.items() if k != "diagnose"}, indent=2))
+        return record
 
 
 if __name__ == "__main__":

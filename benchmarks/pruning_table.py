@@ -34,8 +34,7 @@ import json
 import sys
 from pathlib import Path
 
-from keras_relaxprune_apps.option_types import non_negative_int, positive_int
-from keras_relaxprune_apps.recipe import FINE_TUNE_LR, recipe_options
+from keras_relaxprune_apps import FINE_TUNE_LR, non_negative_int, positive_int, recipe_options
 
 BUDGETS = (("flops", 0.5), ("flops", 0.75), ("flops", 0.9), ("params", 0.9))
 METHODS = (("ours", False), ("ours", True), ("l1_norm", False),

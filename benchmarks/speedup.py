@@ -64,7 +64,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
 import numpy as np
 
-from keras_relaxprune_apps.option_types import number_type, positive_int
+from keras_relaxprune_apps import device_name, number_type, positive_int
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from latency_timing import interleaved, say, tflite_runners, xla_runners
@@ -224,20 +224,11 @@ def environment(args):
         f"date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}",
         f"command: {shlex.join(['python', *sys.argv])}",
         f"backend: {backend} ({', '.join(versions)})",
-        f"device: {cpu_name()}, {os.cpu_count()} logical CPUs visible; {args.note or '-'}",
+        f"device: {device_name(accelerators=False)}; {args.note or '-'}",
         f"runs per model: tflite {args.tflite_runs if args.tflite else 0} (batch 1, "
         f"2 threads), xla {args.xla_runs} (batch {args.batch_size}), in "
         f"{args.rounds} interleaved rounds; medians",
     ])
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown CPU"
 
 
 def main(argv=None):

@@ -15,7 +15,7 @@ from latency_timing import say
 import keras_relaxprune as krp
 from keras_relaxprune.budget.closing import close_budget
 from keras_relaxprune.graph.tracing import analyze
-from keras_relaxprune_apps.models import cifar_resnet
+from keras_relaxprune_apps import cifar_resnet
 
 OPEN_LOGIT = 10.0     # sigmoid(50 * 10) == 1.0 in float32: gates fully open
 

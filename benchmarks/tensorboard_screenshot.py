@@ -33,9 +33,13 @@ import keras
 
 import keras_relaxprune as krp
 from keras_relaxprune.reporting.charts import channels_kept_chart
-from keras_relaxprune_apps.datasets import load_cifar10
-from keras_relaxprune_apps.models import cifar_resnet
-from keras_relaxprune_apps.option_types import non_negative_int, open_fraction, positive_int
+from keras_relaxprune_apps import (
+    cifar_resnet,
+    load_cifar10,
+    non_negative_int,
+    open_fraction,
+    positive_int,
+)
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 # Dashboard views (TensorBoard 2.x URL fragments) -> file names. The

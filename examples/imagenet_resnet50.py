@@ -15,14 +15,14 @@ written for one machine with several GPUs:
    through `keras.utils.image_dataset_from_directory`), augmented outside
    the model (random resized crop and flip; val: resize to 256, centre
    crop 224);
-3. prune: `krp.add_gates` and `--prune-epochs` (2) of `fit` with
-   `krp.PruningCallback(target, **recipe.recipe_options(metric))` (the budget ramps over
+3. prune (`prune_and_strip`): `krp.add_gates` and `--prune-epochs` (2) of `fit` with
+   `krp.PruningCallback(target, **recipe_options(metric))` (the budget ramps over
    the first epoch and closes; BatchNormalization statistics are
    re-estimated on `--calibration-steps` training batches), SGD-Nesterov at
    a constant `--lr`, the dense network teaching through
    `keras.distillation.Distiller` (`--no-distill` to train on labels only);
 4. `krp.strip_pruning`, checked against the gated model;
-5. fine-tune the stripped network for `--epochs` (10), learning rate
+5. fine-tune (`fine_tune`) the stripped network for `--epochs` (10), learning rate
    cosine to 0, distillation again;
 6. top-1 and top-5 accuracy of the dense and the pruned network on the
    validation split, `krp.export` (`.keras`, SavedModel, TFLite) into
@@ -77,9 +77,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import keras_relaxprune as krp
-from keras_relaxprune_apps import job_records, recipe
-from keras_relaxprune_apps.option_types import non_negative_int, positive_int
+from keras_relaxprune_apps import (
+    STRIP_TOLERANCE,
+    accuracy,
+    add_job_arguments,
+    cost_summary,
+    export_and_time,
+    fine_tune,
+    non_negative_int,
+    positive_int,
+    print_before_after,
+    prune_and_strip,
+    reproducible,
+    run_record,
+    write_summary,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from imagenet_data import batched, load_imagenet
@@ -113,7 +125,7 @@ def parse_args(argv=None):
     p.add_argument("--no-jit-compile", dest="jit_compile", action="store_false",
                    help="train without XLA (starts faster; on CPU XLA's compile of "
                         "ResNet-50 outlasts a few-step test)")
-    recipe.add_job_arguments(p, prune_epochs=2, epochs=10,
+    add_job_arguments(p, prune_epochs=2, epochs=10,
                              run_name="resnet50_imagenet_<metric><kept %>")
     args = p.parse_args(argv)
     if args.data != "tfds" and not args.data.startswith("folder:"):
@@ -190,31 +202,10 @@ def distribution_scope(distribute):
                      f"not {keras.backend.backend()}.")
 
 
-def prune(dense, train, check_images, steps, args, checkpoints):
-    """add_gates + a fit with PruningCallback; returns the stripped model and
-    the strip check (`None` when a resumed job found the stripped model)."""
-    stripped_file = checkpoints / "stripped.keras"
-    if stripped_file.is_file():
-        return keras.saving.load_model(stripped_file, compile=False), None
-    gated = krp.add_gates(dense, metric=args.metric)
-    model = recipe.trainer(gated, dense if args.distill else None, args.lr)
-    model.jit_compile = args.jit_compile
-    callbacks = recipe.pruning_callbacks(
-        args.target, args.metric, train.take(args.calibration_steps), checkpoints / "prune",
-        calibration_steps=args.calibration_steps)
-    model.fit(train, epochs=args.prune_epochs, steps_per_epoch=steps, shuffle=False,
-              verbose=args.verbose, callbacks=callbacks)
-    small = krp.strip_pruning(gated)
-    tolerance = strip_tolerance(gated, check_images)
-    difference = recipe.check_strip(gated, small, check_images, tolerance)
-    small.save(stripped_file)
-    return small, {"max_difference": difference, "tolerance": tolerance}
-
-
 def strip_tolerance(gated, images):
     """The strip check's tolerance: float32 round-off at the logits' scale.
 
-    `recipe.STRIP_TOLERANCE` (1e-3) suits logits of a trained network (ImageNet
+    `STRIP_TOLERANCE` (1e-3) suits logits of a trained network (ImageNet
     ResNet-50: tens); an untrained one fed raw pixels can reach 1e5, where
     a relative error of 1e-7 (float32) is already 1e-2. Through 50 layers
     the round-off reached 1.5e-5 of the largest logit (an untrained
@@ -222,30 +213,7 @@ def strip_tolerance(gated, images):
     the check allows 1e-4; a wrong strip differs by a sizeable fraction of it.
     """
     scale = float(np.max(np.abs(gated.predict(images, verbose=0))))
-    return max(recipe.STRIP_TOLERANCE, STRIP_RELATIVE_TOLERANCE * scale)
-
-
-def fine_tune(small, dense, train, steps, args, checkpoints):
-    """The stripped network trained on, learning rate cosine to 0."""
-    if args.epochs == 0:
-        return small
-    model = recipe.trainer(small, dense if args.distill else None, args.lr,
-                           steps=args.epochs * steps)
-    model.jit_compile = args.jit_compile
-    backup = keras.callbacks.BackupAndRestore(str(checkpoints / "fine_tune"))
-    model.fit(train, epochs=args.epochs, steps_per_epoch=steps, shuffle=False,
-              verbose=args.verbose, callbacks=[backup])
-    return small
-
-
-def evaluate(model, val, num_classes, steps):
-    """Top-1 and top-5 accuracy (top-k for fewer than 5 classes) on `val`."""
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
-                           keras.metrics.SparseTopKCategoricalAccuracy(
-                               k=min(5, num_classes), name="top5")])
-    result = model.evaluate(val, steps=steps, verbose=0, return_dict=True)
-    return float(result["top1"]), float(result["top5"])
+    return max(STRIP_TOLERANCE, STRIP_RELATIVE_TOLERANCE * scale)
 
 
 def plain_copy(model, path):
@@ -254,22 +222,29 @@ def plain_copy(model, path):
     return keras.saving.load_model(path, compile=False)
 
 
-
 def prune_and_evaluate(train, val, num_classes, steps, check_images, args, checkpoints):
-    """The dense model, pruned, stripped and fine-tuned; top-1/top-5 of both."""
+    """The dense model, pruned, stripped and fine-tuned; top-1/top-k of both."""
+    top_k = (1, min(5, num_classes))
     val_steps = args.val_steps or None
     dense = dense_resnet50(None if args.weights == "none" else "imagenet",
                            args.image_size, num_classes)
-    dense_top1, dense_top5 = evaluate(dense, val, num_classes, val_steps)
-    small, strip_check = prune(dense, train, check_images, steps, args, checkpoints)
-    before_fine_tune = evaluate(small, val, num_classes, val_steps)[0]
-    small = fine_tune(small, dense, train, steps, args, checkpoints)
-    pruned_top1, pruned_top5 = evaluate(small, val, num_classes, val_steps)
-    return dense, small, {
+    dense_top1, dense_top5 = accuracy(dense, val, top_k=top_k, steps=val_steps)
+    fits = {"teacher": dense if args.distill else None, "lr": args.lr,
+            "checkpoints": checkpoints, "steps_per_epoch": steps,
+            "verbose": args.verbose, "jit_compile": args.jit_compile}
+    pruned = prune_and_strip(
+        dense, train, args.target, args.metric, epochs=args.prune_epochs,
+        check_images=check_images, strip_tolerance=strip_tolerance,
+        calibration_data=train.take(args.calibration_steps),
+        callback_options={"calibration_steps": args.calibration_steps}, **fits)
+    before_fine_tune = accuracy(pruned.stripped, val, steps=val_steps)
+    fine_tune(pruned.stripped, train, args.epochs, **fits)
+    pruned_top1, pruned_top5 = accuracy(pruned.stripped, val, top_k=top_k, steps=val_steps)
+    return dense, pruned.stripped, {
         "dense_top1_accuracy": dense_top1, "dense_top5_accuracy": dense_top5,
         "pruned_top1_accuracy": pruned_top1, "pruned_top5_accuracy": pruned_top5,
         "pruned_top1_accuracy_before_fine_tune": before_fine_tune,
-        "strip_check": strip_check}
+        "strip_check": pruned.strip_check}
 
 
 def measure_and_export(dense, small, sample, args, run_name):
@@ -278,50 +253,46 @@ def measure_and_export(dense, small, sample, args, run_name):
         if args.distribute:
             dense = plain_copy(dense, Path(tmp) / "dense.keras")
             small = plain_copy(small, Path(tmp) / "pruned.keras")
-        measured = {
-            "dense_flops": krp.count_flops(dense), "pruned_flops": krp.count_flops(small),
-            "dense_params": krp.count_params(dense), "pruned_params": krp.count_params(small)}
-        measured.update(job_records.export_and_time(
-            dense, small, sample, str(Path(args.saved_model_dir) / run_name),
-            args.latency_runs))
-    measured.update(remaining_flops=measured["pruned_flops"] / measured["dense_flops"],
-                    remaining_params=measured["pruned_params"] / measured["dense_params"])
-    return measured
+        return {**cost_summary(dense, small),
+                **export_and_time(dense, small, sample,
+                                  str(Path(args.saved_model_dir) / run_name),
+                                  args.latency_runs)}
 
 
 def main(argv=None):
     """Runs the job; returns the summary dict (also written as JSON)."""
     args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    start = time.time()
-    run_name = args.run_name or (
-        f"resnet50_imagenet_{args.metric}{round(100 * (1 - args.target))}")
-    train, val, num_train, num_val, num_classes = load_imagenet(args)
-    if args.weights == "imagenet" and num_classes != IMAGENET_CLASSES:
-        raise SystemExit(f"error: ImageNet weights need the {IMAGENET_CLASSES} ImageNet "
-                         f"classes; {args.data} has {num_classes}.")
-    train, val = batched(train, val, args.batch_size)
-    steps = num_train // args.batch_size
-    steps = min(steps, args.steps_per_epoch) if args.steps_per_epoch else steps
-    check_images = next(iter(val))[0].numpy()[:32]
-    checkpoints = Path(args.checkpoint_dir) / run_name
-    with distribution_scope(args.distribute):
-        dense, small, quality = prune_and_evaluate(
-            train, val, num_classes, steps, check_images, args, checkpoints)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    val_images = min(num_val, args.val_steps * args.batch_size) if args.val_steps else num_val
-    summary = {"run_name": run_name, "data": args.data, "weights": args.weights,
-               "train_images": num_train, "steps_per_epoch": steps,
-               "val_images": val_images, **quality,
-               **measure_and_export(dense, small, check_images[:1], args, run_name),
-               "wall_time_s": round(time.time() - start), "args": vars(args),
-               "backend": keras.backend.backend(), "keras_version": keras.__version__,
-               "device": job_records.device_name(), "date": time.strftime("%Y-%m-%d")}
-    job_records.print_before_after(f"{run_name}: before / after", summary, [
-        (f"top-1 accuracy ({val_images} val images)", "top1_accuracy"),
-        (f"top-{min(5, num_classes)} accuracy", "top5_accuracy")])
-    job_records.write_summary(summary, Path(args.run_dir) / run_name / "summary.json")
-    return summary
+    # Seeded only: Keras turns XLA off under op determinism, and a long run wants XLA.
+    with reproducible(args.seed, deterministic_ops=False):
+        start = time.time()
+        run_name = args.run_name or (
+            f"resnet50_imagenet_{args.metric}{round(100 * (1 - args.target))}")
+        train, val, num_train, num_val, num_classes = load_imagenet(args)
+        if args.weights == "imagenet" and num_classes != IMAGENET_CLASSES:
+            raise SystemExit(f"error: ImageNet weights need the {IMAGENET_CLASSES} ImageNet "
+                             f"classes; {args.data} has {num_classes}.")
+        train, val = batched(train, val, args.batch_size)
+        steps = num_train // args.batch_size
+        steps = min(steps, args.steps_per_epoch) if args.steps_per_epoch else steps
+        check_images = next(iter(val))[0].numpy()[:32]
+        checkpoints = Path(args.checkpoint_dir) / run_name
+        with distribution_scope(args.distribute):
+            dense, small, quality = prune_and_evaluate(
+                train, val, num_classes, steps, check_images, args, checkpoints)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        val_images = min(num_val, args.val_steps * args.batch_size) if args.val_steps else num_val
+        summary = {"run_name": run_name, "data": args.data, "weights": args.weights,
+                   "train_images": num_train, "steps_per_epoch": steps,
+                   "val_images": val_images, **quality,
+                   **measure_and_export(dense, small, check_images[:1], args, run_name),
+                   **run_record(start, args.seed, "examples/imagenet_resnet50.py",
+                                sys.argv[1:] if argv is None else argv),
+                   "args": vars(args)}
+        print_before_after(f"{run_name}: before / after", summary, [
+            (f"top-1 accuracy ({val_images} val images)", "top1_accuracy"),
+            (f"top-{min(5, num_classes)} accuracy", "top5_accuracy")])
+        write_summary(summary, Path(args.run_dir) / run_name / "summary.json")
+        return summary
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
 """Prune the dense CamVid U-Net to 10% of its FLOPs, strip, fine-tune and export it.
 
 The segmentation counterpart of `examples/prune_cifar10.py`, on CPU with
-TensorFlow + XLA:
+TensorFlow + XLA, with the public API only (17-20 minutes on 2 cores, see
+"Time" below):
 
 1. load the trained dense U-Net `saved_models/unet_camvid_dense.keras`
    (raw 0-255 RGB in, per-pixel logits for 11 classes out; trained by
    `examples/train_dense_camvid.py`) and CamVid from the offline archive,
    at the size the model was built for (176x240 by default);
-2. prune: `krp.add_gates` and one gated `fit` of `--prune-epochs` epochs
+2. prune (`prune_and_strip`): `krp.add_gates` and one gated `fit` of `--prune-epochs` epochs
    with `krp.PruningCallback(target)` and the method study's recipe
-   (equal pushes, BN-gamma gate prior, lambda adaptive with SGD and fixed
+   (`recipe_options`: pushes growing with the square root of a channel's
+   FLOPs (`cost_exponent` 0.5), BN-gamma gate prior, lambda adaptive with SGD and fixed
    with Adam as `PruningCallback`'s default has it, BatchNormalization
    re-estimated on training batches when the budget closes) and a floor
    per channel group (`--min-keep 0.25`: without it the FLOPs budget took
@@ -20,7 +22,7 @@ TensorFlow + XLA:
    lower), `--optimizer sgd` for SGD-Nesterov;
 3. `krp.strip_pruning`, checked against the gated model (max |diff| of the
    logits < 1e-3);
-4. fine-tune the stripped network for `--epochs` with the learning rate
+4. fine-tune (`fine_tune`) the stripped network for `--epochs` with the learning rate
    cosine to 0. In both fits the dense network teaches through
    `keras.distillation.Distiller` with `LogitsDistillation(temperature,
    loss=keras.losses.KLDivergence())`: the softmax and the KL divergence
@@ -36,7 +38,7 @@ TensorFlow + XLA:
 
 `--method l1_norm` (or `uniform`, `random`, `network_slimming`) replaces
 step 2 by a baseline's channel choice under the same budget
-(`keras_relaxprune.budget.baselines.apply_baseline`, no gated fit); the stripped
+(`BASELINE_METHODS`, no gated fit); the stripped
 network then fine-tunes for `--prune-epochs + --epochs`, the same number of
 epochs. `--callback '{"round_to": 4}'` passes more `PruningCallback`
 arguments.
@@ -83,26 +85,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 
-import keras_relaxprune as krp
-from keras_relaxprune_apps import job_records, recipe
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_dense_camvid import (
+from keras_relaxprune_apps import (
+    BASELINE_METHODS,
     SegmentationBatches,
-    evaluate_segmentation,
-    mean_iou_metric,
-    segmentation_loss,
-)
-
-from keras_relaxprune.budget.baselines import METHODS, apply_baseline
-from keras_relaxprune_apps.batches import EpochSync
-from keras_relaxprune_apps.datasets import load_camvid
-from keras_relaxprune_apps.option_types import (
+    add_job_arguments,
+    cost_summary,
+    export_and_time,
+    fine_tune,
     fraction,
+    load_camvid,
+    mean_iou_metric,
     non_negative_int,
     number_type,
     positive,
     positive_int,
+    print_before_after,
+    prune_and_strip,
+    reproducible,
+    run_record,
+    segmentation_loss,
+    segmentation_scores,
+    write_summary,
 )
 
 DEFAULT_DENSE = "saved_models/unet_camvid_dense.keras"
@@ -120,18 +123,18 @@ def parse_args(argv=None):
     p.add_argument("--train-limit", type=non_negative_int, default=0, help="0 = all 367 frames")
     p.add_argument("--val-limit", type=non_negative_int, default=0, help="0 = all 101 frames")
     p.add_argument("--data", default=None, help="camvid_jpeg.npz or its folder")
-    p.add_argument("--method", choices=("ours", *METHODS), default="ours",
+    p.add_argument("--method", choices=("ours", *BASELINE_METHODS), default="ours",
                    help="ours (PruningCallback), or a baseline's channel choice "
-                        "(krp.baselines.apply_baseline, no gated fit: the stripped "
-                        "network fine-tunes for --prune-epochs + --epochs)")
+                        "(no gated fit: the stripped network fine-tunes for "
+                        "--prune-epochs + --epochs)")
     p.add_argument("--min-keep", type=fraction, default=0.25,
                    help="PruningCallback(min_keep): every channel group keeps this "
                         "fraction of its channels (0: down to one)")
     p.add_argument("--callback", type=json.loads, default={},
                    help='more PruningCallback arguments as JSON, e.g. \'{"cost_exponent": 1}\'')
-    recipe.add_job_arguments(p, target=0.9, prune_epochs=8, epochs=24, lr=2e-3,
-                             latency_runs=50, verbose=2,
-                             run_name="<dense name without _dense>_<metric><kept %>")
+    add_job_arguments(p, target=0.9, prune_epochs=8, epochs=24, lr=2e-3,
+                      latency_runs=50, verbose=2,
+                      run_name="<dense name without _dense>_<metric><kept %>")
     args = p.parse_args(argv)
     method = "" if args.method == "ours" else f"_{args.method}"
     args.run_name = args.run_name or (
@@ -147,103 +150,67 @@ def load_dense(path):
     return keras.saving.load_model(path, compile=False)
 
 
-def trainer(student, teacher, args, steps=None):
-    """The recipe's trainer with this job's loss, metric and optimizer."""
-    return recipe.trainer(student, teacher, args.lr, steps=steps, loss=segmentation_loss(),
-                          metrics=[mean_iou_metric()], temperature=args.temperature,
-                          optimizer=args.optimizer)
-
-
-def prune(dense, batches, check_images, args, checkpoints):
-    """add_gates + a fit with PruningCallback; returns the stripped model.
-
-    The stripped model is saved in `checkpoints`, so a resumed job goes
-    straight on to the fine-tune.
-    """
-    stripped_file = checkpoints / "stripped.keras"
-    if stripped_file.is_file():
-        return keras.saving.load_model(stripped_file, compile=False), None
-    gated = krp.add_gates(dense, metric=args.metric)
-    if args.method == "ours":
-        model = trainer(gated, dense if args.distill else None, args)
-        callbacks = [EpochSync(batches), *recipe.pruning_callbacks(
-            args.target, args.metric, batches, checkpoints / "prune",
-            **{"lambda_rate": None, "min_keep": args.min_keep, **args.callback})]
-        model.fit(batches, epochs=args.prune_epochs, shuffle=False, verbose=args.verbose,
-                  callbacks=callbacks)
-    else:
-        apply_baseline(gated, args.method, args.target, args.metric, seed=args.seed)
-    small = krp.strip_pruning(gated)
-    difference = recipe.check_strip(gated, small, check_images)
-    stripped_file.parent.mkdir(parents=True, exist_ok=True)
-    small.save(stripped_file)
-    return small, difference
-
-
-def fine_tune(small, dense, batches, args, checkpoints):
-    """The stripped (dense, smaller) network trained on, cosine to 0."""
-    gated_epochs = args.prune_epochs if args.method == "ours" else 0
-    epochs = args.epochs + args.prune_epochs - gated_epochs  # same epochs for every method
-    if epochs == 0:
-        return small
-    model = trainer(small, dense if args.distill else None, args,
-                    steps=epochs * len(batches))
-    model.fit(batches, epochs=epochs, shuffle=False, verbose=args.verbose,
-              callbacks=[EpochSync(batches, first_epoch=gated_epochs),
-                         keras.callbacks.BackupAndRestore(str(checkpoints / "fine_tune"))])
-    return small
-
-
 def main(argv=None):
     """Runs the job; returns the summary dict (also written as JSON)."""
     args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    start = time.time()
-    dense = load_dense(args.dense)
-    size = tuple(dense.inputs[0].shape[1:3])
-    images, labels = load_camvid(args.data, "train", limit=args.train_limit or None)
-    val_images, val_labels = load_camvid(args.data, "val", limit=args.val_limit or None,
-                                         size=size)
-    batches = SegmentationBatches(images, labels, args.batch_size, size, args.seed,
-                                  max_zoom=args.max_zoom)
-    checkpoints = Path(args.checkpoint_dir) / args.run_name
-    dense_scores = evaluate_segmentation(dense, val_images, val_labels)
-    small, strip_difference = prune(dense, batches, val_images[:4], args, checkpoints)
-    before_fine_tune = evaluate_segmentation(small, val_images, val_labels)
-    small = fine_tune(small, dense, batches, args, checkpoints)
-    pruned_scores = evaluate_segmentation(small, val_images, val_labels)
-    summary = {
-        "run_name": args.run_name, "size": list(size), "val_images": len(val_images),
-        "train_images": len(images),
-        "dense_mean_iou": dense_scores["mean_iou"],
-        "pruned_mean_iou": pruned_scores["mean_iou"],
-        "pruned_mean_iou_before_fine_tune": before_fine_tune["mean_iou"],
-        "dense_pixel_accuracy": dense_scores["pixel_accuracy"],
-        "pruned_pixel_accuracy": pruned_scores["pixel_accuracy"],
-        "dense_class_iou": dense_scores["class_iou"],
-        "pruned_class_iou": pruned_scores["class_iou"],
-        "strip_max_difference": strip_difference,  # None when resumed after strip
-        "dense_flops": krp.count_flops(dense), "pruned_flops": krp.count_flops(small),
-        "dense_params": krp.count_params(dense), "pruned_params": krp.count_params(small),
-    }
-    summary.update(job_records.export_and_time(
-        dense, small, val_images[:1], str(Path(args.saved_model_dir) / args.run_name),
-        args.latency_runs))
-    summary.update(
-        remaining_flops=summary["pruned_flops"] / summary["dense_flops"],
-        remaining_params=summary["pruned_params"] / summary["dense_params"],
-        wall_time_s_last_run=round(time.time() - start), args=vars(args),
-        backend=keras.backend.backend(), keras_version=keras.__version__,
-        device=job_records.device_name(), date=time.strftime("%Y-%m-%d"),
-        command="python examples/prune_camvid.py " + " ".join(
-            sys.argv[1:] if argv is None else argv))
-    frames = f"{len(val_images)} val frames, {size[0]}x{size[1]}"
-    job_records.print_before_after(f"{args.run_name}: before / after", summary, [
-        (f"val mIoU ({frames})", "mean_iou"),
-        ("val pixel accuracy (void ignored)", "pixel_accuracy")])
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    job_records.write_summary(summary, Path(args.run_dir) / args.run_name / "summary.json")
-    return summary
+    with reproducible(args.seed):
+        start = time.time()
+        dense = load_dense(args.dense)
+        size = tuple(dense.inputs[0].shape[1:3])
+        images, labels = load_camvid(args.data, "train", limit=args.train_limit or None)
+        val_images, val_labels = load_camvid(args.data, "val", limit=args.val_limit or None,
+                                             size=size)
+        batches = SegmentationBatches(images, labels, args.batch_size, size, args.seed,
+                                      max_zoom=args.max_zoom)
+        checkpoints = Path(args.checkpoint_dir) / args.run_name
+        fits = {"teacher": dense if args.distill else None, "lr": args.lr,
+                "checkpoints": checkpoints, "verbose": args.verbose,
+                "loss": segmentation_loss(), "metrics": [mean_iou_metric()],
+                "temperature": args.temperature, "optimizer": args.optimizer}
+
+        # Prune (ours: a gated fit with a floor per channel group; a baseline:
+        # its masks), then strip, checked against the gated model.
+        pruned = prune_and_strip(
+            dense, batches, args.target, args.metric, method=args.method,
+            epochs=args.prune_epochs, check_images=val_images[:4], seed=args.seed,
+            callback_options={"lambda_rate": None, "min_keep": args.min_keep, **args.callback},
+            **fits)
+        before_fine_tune = segmentation_scores(pruned.stripped, val_images, val_labels)
+
+        # Fine-tune the stripped network; every method trains the same epochs.
+        gated_epochs = args.prune_epochs if args.method == "ours" else 0
+        fine_tune(pruned.stripped, batches, args.epochs + args.prune_epochs - gated_epochs,
+                  epochs_before=gated_epochs, **fits)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+
+        # Measure, export and record.
+        dense_scores = segmentation_scores(dense, val_images, val_labels)
+        pruned_scores = segmentation_scores(pruned.stripped, val_images, val_labels)
+        summary = {
+            "run_name": args.run_name, "size": list(size), "val_images": len(val_images),
+            "train_images": len(images),
+            "dense_mean_iou": dense_scores["mean_iou"],
+            "pruned_mean_iou": pruned_scores["mean_iou"],
+            "pruned_mean_iou_before_fine_tune": before_fine_tune["mean_iou"],
+            "dense_pixel_accuracy": dense_scores["pixel_accuracy"],
+            "pruned_pixel_accuracy": pruned_scores["pixel_accuracy"],
+            "dense_class_iou": dense_scores["class_iou"],
+            "pruned_class_iou": pruned_scores["class_iou"],
+            "strip_max_difference": pruned.strip_check["max_difference"],
+            **cost_summary(dense, pruned.stripped),
+            **export_and_time(dense, pruned.stripped, val_images[:1],
+                              str(Path(args.saved_model_dir) / args.run_name),
+                              args.latency_runs),
+            **run_record(start, args.seed, "examples/prune_camvid.py",
+                         sys.argv[1:] if argv is None else argv),
+            "args": vars(args),
+        }
+        frames = f"{len(val_images)} val frames, {size[0]}x{size[1]}"
+        print_before_after(f"{args.run_name}: before / after", summary, [
+            (f"val mIoU ({frames})", "mean_iou"),
+            ("val pixel accuracy (void ignored)", "pixel_accuracy")])
+        write_summary(summary, Path(args.run_dir) / args.run_name / "summary.json")
+        return summary
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ for each validation); the first epoch adds ~10-20 s of XLA compilation.
 5-9 minutes an epoch: a GPU run.
 
 Data: CamVid 11 classes (367 train / 101 val frames of 360x480) from the
-offline archive (`keras_relaxprune_apps.datasets.load_camvid`). Size: 176x240
+offline archive (`load_camvid`). Size: 176x240
 by default: half resolution (180x240) rounded down to a multiple of 8, which
 the U-Net's three 2x down-samplings need; every frame (train and val) is
 resized whole to it (bilinear for images, nearest for labels), so the
 aspect ratio changes by 2% and no border is cut. Validation mIoU and pixel
 accuracy are measured at that size, on all 101 val frames.
 
-Model: `keras_relaxprune_apps.models.small_unet`, widths 16-32-64-128 by
+Model: `small_unet`, widths 16-32-64-128 by
 default (3.0 GFLOPs a frame at 176x240, 0.48 M params), with its
 preprocessing inside (`Rescaling(1/255)` + CamVid `Normalization`), so it
 takes raw 0-255 RGB and outputs per-pixel logits for the 11 classes.
@@ -59,31 +59,30 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
-import numpy as np
 
 import keras_relaxprune as krp
-from keras_relaxprune_apps import job_records
-from keras_relaxprune_apps.batches import AugmentedBatches, EpochSync
-from keras_relaxprune_apps.datasets import (
-    CAMVID_IGNORE_LABEL,
+from keras_relaxprune_apps import (
     CAMVID_NUM_CLASSES,
     DATA_DIR_ENV,
+    EpochSync,
+    SegmentationBatches,
     load_camvid,
-)
-from keras_relaxprune_apps.models import small_unet
-from keras_relaxprune_apps.option_types import (
+    mean_iou_metric,
     non_negative,
     non_negative_int,
     number_type,
     positive,
     positive_int,
+    reproducible,
+    run_record,
+    save_trained,
+    segmentation_loss,
+    segmentation_scores,
+    small_unet,
 )
 
 # This repository keeps its offline archives in ../shared/data (README).
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-EVAL_BATCH = 8
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -116,112 +115,6 @@ def parse_args(argv=None):
     return args
 
 
-class SegmentationBatches(AugmentedBatches):
-    """Seeded, augmented segmentation batches resized from full-resolution frames.
-
-    Each image is zoomed by a random factor in `[1, max_zoom]` (a random
-    window of `1/zoom` of the frame's height and width) and resized to
-    `size`, bilinearly for the image and with nearest neighbour for the
-    labels (class ids stay valid), then flipped left-right with probability
-    0.5. With `augment=False` the whole frame is resized, exactly as
-    `load_camvid(size=size)` does. The order and augmentation depend only
-    on `(seed, epoch, batch)`; `EpochSync` sets the epoch, also after a
-    resume. The last partial batch is dropped.
-
-    Args:
-        images: uint8 frames `(N, H, W, 3)`, raw pixels.
-        labels: uint8 class ids `(N, H, W)`.
-        batch_size: frames per batch.
-        size: `(height, width)` of the batches.
-        seed: seed of the order and the augmentation.
-        max_zoom: largest zoom factor. Defaults to 1.5.
-        augment: apply zoom and flips. Defaults to `True`.
-
-    Example:
-
-    ```python
-    images, labels = load_camvid(split="train")
-    batches = SegmentationBatches(images, labels, 8, (176, 240), seed=0)
-    model.fit(batches, epochs=120, shuffle=False, callbacks=[EpochSync(batches)])
-    ```
-    """
-
-    def __init__(self, images, labels, batch_size, size, seed, max_zoom=1.5,
-                 augment=True, **kwargs):
-        # The order per epoch, the length and `set_epoch` are AugmentedBatches'.
-        super().__init__(images, labels, batch_size, seed, augment=augment, **kwargs)
-        self.size, self.max_zoom = tuple(size), float(max_zoom)
-
-    def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        picks = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-        pairs = [self._augment(self.images[i], self.labels[i], rng) for i in picks]
-        images, labels = (np.stack(part) for part in zip(*pairs))
-        return images.astype("float32"), labels.astype("int32")
-
-    def _augment(self, image, label, rng):
-        from PIL import Image
-
-        height, width = label.shape
-        zoom = rng.uniform(1.0, self.max_zoom) if self.augment else 1.0
-        box_h, box_w = height / zoom, width / zoom
-        top, left = rng.uniform(0, height - box_h), rng.uniform(0, width - box_w)
-        box = (left, top, left + box_w, top + box_h)
-        target = (self.size[1], self.size[0])  # Pillow sizes are (width, height).
-        image = np.asarray(Image.fromarray(image).resize(target, Image.BILINEAR, box=box))
-        label = np.asarray(Image.fromarray(label).resize(target, Image.NEAREST, box=box))
-        if self.augment and rng.random() < 0.5:
-            image, label = image[:, ::-1], label[:, ::-1]
-        return image, label
-
-
-def mean_iou_metric():
-    """Keras' MeanIoU over the 11 classes, void pixels (label 11) ignored."""
-    return keras.metrics.MeanIoU(num_classes=CAMVID_NUM_CLASSES,
-                                 ignore_class=CAMVID_IGNORE_LABEL, sparse_y_true=True,
-                                 sparse_y_pred=False, name="mean_iou")
-
-
-def segmentation_loss():
-    """Per-pixel cross-entropy on logits; void pixels carry no loss."""
-    return keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True, ignore_class=CAMVID_IGNORE_LABEL)
-
-
-def evaluate_segmentation(model, images, labels, batch_size=EVAL_BATCH):
-    """Mean IoU (Keras `MeanIoU`), per-class IoU and pixel accuracy, void ignored.
-
-    Args:
-        model: takes raw 0-255 frames, returns per-pixel logits.
-        images: uint8 or float frames `(N, H, W, 3)`.
-        labels: class ids `(N, H, W)`, `CAMVID_IGNORE_LABEL` for void.
-        batch_size: frames per forward pass. Defaults to 8.
-
-    Returns:
-        A dict with `mean_iou`, `pixel_accuracy` (over non-void pixels) and
-        `class_iou` (one value per class, `None` for a class neither in the
-        labels nor in the predictions).
-    """
-    metric = mean_iou_metric()
-    correct = valid = 0
-    for start in range(0, len(images), batch_size):
-        logits = model.predict_on_batch(
-            np.asarray(images[start:start + batch_size], "float32"))
-        truth = np.asarray(labels[start:start + batch_size])
-        metric.update_state(truth, logits)
-        known = truth != CAMVID_IGNORE_LABEL
-        correct += int(np.sum((np.argmax(logits, axis=-1) == truth) & known))
-        valid += int(np.sum(known))
-    confusion = keras.ops.convert_to_numpy(metric.total_cm).astype("float64")
-    hits = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - hits
-    return {
-        "mean_iou": float(metric.result()),
-        "pixel_accuracy": correct / max(valid, 1),
-        "class_iou": [float(h / u) if u else None for h, u in zip(hits, union)],
-    }
-
-
 def build(args, steps_per_epoch):
     model = small_unet((*args.size, 3), num_classes=CAMVID_NUM_CLASSES,
                        widths=tuple(args.widths), include_preprocessing=True,
@@ -238,34 +131,34 @@ def build(args, steps_per_epoch):
     return model
 
 
-
 def main(argv=None):
     """Trains (or resumes) the dense U-Net and writes it with its record."""
     args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    start = time.time()
-    images, labels = load_camvid(args.data, "train", limit=args.train_limit or None)
-    val_images, val_labels = load_camvid(args.data, "val", limit=args.val_limit or None,
-                                         size=args.size)
-    batches = SegmentationBatches(images, labels, args.batch_size, args.size, args.seed,
-                                  max_zoom=args.max_zoom)
-    model = build(args, len(batches))
-    backup = Path(args.checkpoint_dir) / args.name / "backup"
-    model.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
-              validation_data=(val_images.astype("float32"), val_labels.astype("int32")),
-              validation_freq=args.validation_freq,
-              callbacks=[EpochSync(batches), keras.callbacks.BackupAndRestore(str(backup))])
-    scores = evaluate_segmentation(model, val_images, val_labels)
-    return job_records.save_trained(model, args.out_dir, args.name, {
-        "val_mean_iou": scores["mean_iou"],
-        "val_pixel_accuracy": scores["pixel_accuracy"], "val_class_iou": scores["class_iou"],
-        "val_images": len(val_images), "train_images": len(images),
-        "size": list(args.size), "widths": list(args.widths),
-        "flops": krp.count_flops(model), "params": krp.count_params(model),
-        "epochs": args.epochs,
-        **job_records.run_record("examples/train_dense_camvid.py",
-                            sys.argv[1:] if argv is None else argv, start, args.seed),
-    })
+    # Seeded only: Keras turns XLA off under op determinism, and a long run wants XLA.
+    with reproducible(args.seed, deterministic_ops=False):
+        start = time.time()
+        images, labels = load_camvid(args.data, "train", limit=args.train_limit or None)
+        val_images, val_labels = load_camvid(args.data, "val", limit=args.val_limit or None,
+                                             size=args.size)
+        batches = SegmentationBatches(images, labels, args.batch_size, args.size, args.seed,
+                                      max_zoom=args.max_zoom)
+        model = build(args, len(batches))
+        backup = Path(args.checkpoint_dir) / args.name / "backup"
+        model.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
+                  validation_data=(val_images.astype("float32"), val_labels.astype("int32")),
+                  validation_freq=args.validation_freq,
+                  callbacks=[EpochSync(batches), keras.callbacks.BackupAndRestore(str(backup))])
+        scores = segmentation_scores(model, val_images, val_labels)
+        return save_trained(model, args.out_dir, args.name, {
+            "val_mean_iou": scores["mean_iou"],
+            "val_pixel_accuracy": scores["pixel_accuracy"], "val_class_iou": scores["class_iou"],
+            "val_images": len(val_images), "train_images": len(images),
+            "size": list(args.size), "widths": list(args.widths),
+            "flops": krp.count_flops(model), "params": krp.count_params(model),
+            "epochs": args.epochs,
+            **run_record(start, args.seed, "examples/train_dense_camvid.py",
+                         sys.argv[1:] if argv is None else argv),
+        })
 
 
 if __name__ == "__main__":

@@ -40,20 +40,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 
-from keras_relaxprune_apps import job_records
-from keras_relaxprune_apps.batches import AugmentedBatches, EpochSync
-from keras_relaxprune_apps.datasets import DATA_DIR_ENV, load_cifar10
-
-# This repository keeps its offline archives in ../shared/data (README).
-os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-from keras_relaxprune_apps.models import cifar_resnet
-from keras_relaxprune_apps.option_types import (
+from keras_relaxprune_apps import (
+    DATA_DIR_ENV,
+    AugmentedBatches,
+    EpochSync,
+    cifar_resnet,
     fraction,
+    load_cifar10,
     non_negative,
     non_negative_int,
     positive,
     positive_int,
+    reproducible,
+    run_record,
+    save_trained,
 )
+
+# This repository keeps its offline archives in ../shared/data (README).
+os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 NUM_CLASSES = 10
 
@@ -108,28 +112,28 @@ def build(args, steps_per_epoch):
 def main(argv=None):
     """Trains (or resumes) the dense model and writes it with its record."""
     args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    start = time.time()
-    (x, y), (xt, yt) = load_cifar10(args.data, train_limit=args.train_limit or None,
-                                    test_limit=args.test_limit or None, seed=args.seed)
-    batches = AugmentedBatches(x, y, args.batch_size, args.seed, num_classes=NUM_CLASSES)
-    test = (xt.astype("float32"), keras.utils.to_categorical(yt, NUM_CLASSES))
-    model = build(args, len(batches))
-    backup = Path(args.checkpoint_dir) / args.name / "backup"
-    model.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
-              validation_data=test, validation_freq=args.validation_freq,
-              callbacks=[EpochSync(batches),
-                         keras.callbacks.BackupAndRestore(str(backup))])
-    accuracy = float(model.evaluate(*test, batch_size=500, verbose=0,
-                                    return_dict=True)["accuracy"])
-    return job_records.save_trained(model, args.out_dir, args.name, {
-        "test_accuracy": accuracy,
-        "test_images": len(xt), "train_images": len(x), "epochs": args.epochs,
-        "width": args.width,
-        **job_records.run_record("examples/train_dense_cifar10.py",
-                            sys.argv[1:] if argv is None else argv, start, args.seed),
-    })
-
+    # Seeded only: Keras turns XLA off under op determinism, and a long run wants XLA.
+    with reproducible(args.seed, deterministic_ops=False):
+        start = time.time()
+        (x, y), (xt, yt) = load_cifar10(args.data, train_limit=args.train_limit or None,
+                                        test_limit=args.test_limit or None, seed=args.seed)
+        batches = AugmentedBatches(x, y, args.batch_size, args.seed, num_classes=NUM_CLASSES)
+        test = (xt.astype("float32"), keras.utils.to_categorical(yt, NUM_CLASSES))
+        model = build(args, len(batches))
+        backup = Path(args.checkpoint_dir) / args.name / "backup"
+        model.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
+                  validation_data=test, validation_freq=args.validation_freq,
+                  callbacks=[EpochSync(batches),
+                             keras.callbacks.BackupAndRestore(str(backup))])
+        accuracy = float(model.evaluate(*test, batch_size=500, verbose=0,
+                                        return_dict=True)["accuracy"])
+        return save_trained(model, args.out_dir, args.name, {
+            "test_accuracy": accuracy,
+            "test_images": len(xt), "train_images": len(x), "epochs": args.epochs,
+            "width": args.width,
+            **run_record(start, args.seed, "examples/train_dense_cifar10.py",
+                         sys.argv[1:] if argv is None else argv),
+        })
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Seeded, augmented training batches that resume exactly after a restart."""
+"""Seeded, augmented training batches (classification, segmentation) that resume exactly."""
 
 import keras
 import numpy as np
@@ -63,6 +63,65 @@ class AugmentedBatches(keras.utils.PyDataset):
         if self.num_classes:
             labels = np.eye(self.num_classes, dtype="float32")[labels]
         return batch.astype("float32"), labels
+
+
+class SegmentationBatches(AugmentedBatches):
+    """Seeded, augmented segmentation batches resized from full-resolution frames.
+
+    Each image is zoomed by a random factor in `[1, max_zoom]` (a random
+    window of `1/zoom` of the frame's height and width) and resized to
+    `size`, bilinearly for the image and with nearest neighbour for the
+    labels (class ids stay valid), then flipped left-right with probability
+    0.5. With `augment=False` the whole frame is resized, exactly as
+    `load_camvid(size=size)` does. The order and augmentation depend only
+    on `(seed, epoch, batch)`; `EpochSync` sets the epoch, also after a
+    resume. The last partial batch is dropped.
+
+    Args:
+        images: uint8 frames `(N, H, W, 3)`, raw pixels.
+        labels: uint8 class ids `(N, H, W)`.
+        batch_size: frames per batch.
+        size: `(height, width)` of the batches.
+        seed: seed of the order and the augmentation.
+        max_zoom: largest zoom factor. Defaults to 1.5.
+        augment: apply zoom and flips. Defaults to `True`.
+
+    Example:
+
+    ```python
+    images, labels = load_camvid(split="train")
+    batches = SegmentationBatches(images, labels, 8, (176, 240), seed=0)
+    model.fit(batches, epochs=120, shuffle=False, callbacks=[EpochSync(batches)])
+    ```
+    """
+
+    def __init__(self, images, labels, batch_size, size, seed, max_zoom=1.5,
+                 augment=True, **kwargs):
+        # The order per epoch, the length and `set_epoch` are AugmentedBatches'.
+        super().__init__(images, labels, batch_size, seed, augment=augment, **kwargs)
+        self.size, self.max_zoom = tuple(size), float(max_zoom)
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        picks = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        pairs = [self._augment(self.images[i], self.labels[i], rng) for i in picks]
+        images, labels = (np.stack(part) for part in zip(*pairs))
+        return images.astype("float32"), labels.astype("int32")
+
+    def _augment(self, image, label, rng):
+        from PIL import Image
+
+        height, width = label.shape
+        zoom = rng.uniform(1.0, self.max_zoom) if self.augment else 1.0
+        box_h, box_w = height / zoom, width / zoom
+        top, left = rng.uniform(0, height - box_h), rng.uniform(0, width - box_w)
+        box = (left, top, left + box_w, top + box_h)
+        target = (self.size[1], self.size[0])  # Pillow sizes are (width, height).
+        image = np.asarray(Image.fromarray(image).resize(target, Image.BILINEAR, box=box))
+        label = np.asarray(Image.fromarray(label).resize(target, Image.NEAREST, box=box))
+        if self.augment and rng.random() < 0.5:
+            image, label = image[:, ::-1], label[:, ::-1]
+        return image, label
 
 
 class EpochSync(keras.callbacks.Callback):

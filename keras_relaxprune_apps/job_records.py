@@ -14,44 +14,74 @@ import keras
 import numpy as np
 
 
-def device_name():
+def device_name(accelerators=True):
     """What a job ran on, for its record: the accelerators, else the CPU.
+
+    Args:
+        accelerators: name the accelerators where there are any; `False`
+            names the CPU (for what runs there, e.g. TFLite). Defaults to `True`.
 
     Returns:
         `"1 x NVIDIA H200"` (the device kind where the JAX backend names
-        it), the devices Keras lists on other backends,
-        or `"CPU (2 cores, x86_64)"`.
+        it), the devices Keras lists on other backends, or the CPU's model
+        name, its logical cores and architecture, e.g.
+        `"CPU (Intel(R) Xeon(R) Platinum 8481C, 2 cores, x86_64)"`.
+
+    Example:
+
+    >>> device_name()  # doctest: +SKIP
+    'CPU (AMD EPYC 7B13, 2 cores, x86_64)'
     """
-    accelerators = [d for d in keras.distribution.list_devices() if "cpu" not in d.lower()]
-    if not accelerators:
-        return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    found = [d for d in keras.distribution.list_devices() if "cpu" not in d.lower()]
+    if not found or not accelerators:
+        model = _cpu_model()
+        return f"CPU ({model + ', ' if model else ''}{os.cpu_count()} cores, " \
+               f"{platform.machine()})"
     if keras.backend.backend() == "jax":
         import jax
 
-        return f"{len(accelerators)} x " + ", ".join(sorted({d.device_kind for d in jax.devices()}))
-    return f"{len(accelerators)} x " + ", ".join(accelerators)
+        return f"{len(found)} x " + ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return f"{len(found)} x " + ", ".join(found)
 
 
-def run_record(script, argv, start, seed):
-    """The facts every job record carries: how to rerun it and where it ran.
+def _cpu_model():
+    """The CPU's model name from `/proc/cpuinfo`, else `platform.processor()`."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def run_record(start, seed, script=None, argv=()):
+    """The facts every job record carries: where it ran and how to run it again.
 
     Args:
-        script: the job's path, as a user types it (`"examples/x.py"`).
-        argv: the job's arguments (a list).
         start: `time.time()` when the job (this run of it) started.
         seed: the job's random seed.
+        script: the job's path as a user types it (`"examples/x.py"`), or
+            `None` for a job called from Python.
+        argv: the job's arguments (a list).
 
     Returns:
-        A dict: `seed`, `backend`, `keras_version`, `device`, `command`,
-        `wall_time_s_last_run` and `date`.
+        A dict: `seed`, `backend`, `keras_version`, `device`, `date`,
+        `wall_time_s` (of this run: a resumed job counts from its restart)
+        and, with a `script`, the `command`.
+
+    Example:
+
+    >>> run_record(start, 0, "examples/prune_cifar10.py", [])["command"]  # doctest: +SKIP
+    'python examples/prune_cifar10.py'
     """
     import time
 
-    return {"seed": seed, "backend": keras.backend.backend(),
-            "keras_version": keras.__version__, "device": device_name(),
-            "command": " ".join(["python", script, *argv]),
-            "wall_time_s_last_run": round(time.time() - start),
-            "date": time.strftime("%Y-%m-%d")}
+    record = {"seed": seed, "backend": keras.backend.backend(),
+              "keras_version": keras.__version__, "device": device_name(),
+              "date": time.strftime("%Y-%m-%d"), "wall_time_s": round(time.time() - start)}
+    if script is not None:
+        record["command"] = " ".join(["python", script, *argv])
+    return record
 
 
 def save_trained(model, out_dir, name, record):
@@ -101,14 +131,13 @@ def export_and_time(dense, small, sample, out, latency_runs=100, pruned_from=Non
 
     >>> export_and_time(dense, small, x_test[:1], "saved_models/small")  # doctest: +SKIP
     """
-    from keras_relaxprune.exporting.export import export
+    from keras_relaxprune import export
+    from keras_relaxprune.exporting.latency import tflite_latency
 
     if keras.backend.backend() != "tensorflow" or not latency_runs:  # TF writes the others
         written = export(small, out, formats=("keras",))
         return {"exported": {k: str(v) for k, v in written.items()},
                 "pruned_keras_bytes": os.path.getsize(written["keras"])}
-    from keras_relaxprune.exporting.latency import tflite_latency
-
     written = export(small, out, pruned_from=pruned_from)
     sample = np.asarray(sample, "float32")
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +164,8 @@ def print_before_after(title, summary, quality_rows=()):
             `flops`, `params`, `keras_bytes`, `tflite_bytes` and
             `tflite_latency_ms` (rows whose values are missing are left out).
         quality_rows: `(label, key)` pairs of fractions shown as
-            percentages without a ratio, e.g. `("test accuracy", "accuracy")`.
+            percentages, their last column the change in percentage points,
+            e.g. `("test accuracy", "accuracy")`.
 
     Example:
 
@@ -146,11 +176,12 @@ def print_before_after(title, summary, quality_rows=()):
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("", "dense", "pruned + stripped", "ratio"):
+    for column in ("", "dense", "pruned + stripped", "ratio / change"):
         table.add_column(column, justify="right" if column else "left")
     for label, key in quality_rows:
-        table.add_row(label, f"{summary[f'dense_{key}']:.2%}",
-                      f"{summary[f'pruned_{key}']:.2%}", "")
+        before, after = summary[f"dense_{key}"], summary[f"pruned_{key}"]
+        table.add_row(label, f"{before:.2%}", f"{after:.2%}",
+                      f"{100 * (after - before):+.2f} pt")
     rows = (("FLOPs", "flops", ","), ("params", "params", ","),
             (".keras bytes", "keras_bytes", ","), (".tflite bytes", "tflite_bytes", ","),
             ("TFLite batch-1 latency (ms)", "tflite_latency_ms", ".3f"))

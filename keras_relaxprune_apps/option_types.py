@@ -44,6 +44,7 @@ def number_type(low=None, high=None, low_open=False, high_open=False, whole=Fals
             raise argparse.ArgumentTypeError(f"must be {expected}, got {text}")
         return value
 
+    parse.__doc__ = f"An `argparse` type: the option's text as {expected}."
     return parse
 
 

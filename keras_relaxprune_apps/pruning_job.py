@@ -1,12 +1,14 @@
 """One pruning job, end to end: data, dense model, prune, strip, fine-tune, export.
 
-`run_pruning_job` is what `relaxprune run` calls. It follows the main job's
-recipe (`examples/prune_cifar10.py`): one gated epoch in which the budget
-ramps and closes (adaptive lambda, equal pushes, BN-gamma gate prior,
-BatchNormalization re-estimated), `strip_pruning` checked against the gated
-model, a fine-tune of the stripped network with the learning rate cosine to
-0, the dense network teaching through `keras.distillation.Distiller` in both
-fits, then the export and one before/after table.
+`run_pruning_job` is what `relaxprune run` calls. It takes the main job's
+steps (`job_steps`, as `examples/prune_cifar10.py` does): one gated epoch
+in which the budget ramps and closes (the recipe's `PruningCallback`
+options: adaptive lambda, pushes growing with the square root of a
+channel's FLOPs, BN-gamma gate prior, BatchNormalization re-estimated),
+`strip_pruning` checked against the gated model, a fine-tune of the
+stripped network with the learning rate cosine to 0, the dense network
+teaching through `keras.distillation.Distiller` in both fits, then the
+export and one before/after table.
 
 Datasets: `"cifar10"`, `"camvid"` (11 classes, label 11 = void, ignored),
 `"tfds:NAME"` (a TensorFlow Datasets image classification set with
@@ -23,22 +25,18 @@ there between the fits: the same call after a kill resumes where it
 stopped. The folder is removed when the job ends.
 """
 
-import json
 import os
 import shutil
 import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from keras_relaxprune.errors import InvalidArgumentError
-from keras_relaxprune_apps import job_records, recipe
+from keras_relaxprune_apps import evaluation, job_records, job_steps
 from keras_relaxprune_apps.job_data import CAMVID_SIZE, FOLDER_SIZE, load_job_data
 from keras_relaxprune_apps.job_settings import WHERE, checked_settings, claim_checkpoints
 
-EVAL_BATCH = 250
-SEGMENTATION_EVAL_BATCH = 8  # per-pixel logits of a whole split do not fit in memory
 DENSE_LR = 0.1  # dense training of a named model: SGD-Nesterov, cosine to 0
 DENSE_WEIGHT_DECAY = 5e-3  # decoupled; L2 5e-4 under momentum 0.9
 
@@ -92,10 +90,10 @@ def run_pruning_job(dataset, model, out, target=0.5, metric="flops", prune_epoch
     """
     settings = checked_settings(locals())
     start = time.time()
-    keras.utils.set_random_seed(settings["seed"])
     claim_checkpoints(settings)
-    dense, data = _dense_model_and_data(settings)
-    summary = _prune_and_measure(dense, data, settings)
+    with job_steps.reproducible(settings["seed"]):
+        dense, data = _dense_model_and_data(settings)
+        summary = _prune_and_measure(dense, data, settings)
     shutil.rmtree(settings["checkpoints"], ignore_errors=True)
     _record(summary, settings, start)
     return summary
@@ -105,8 +103,7 @@ def _record(summary, settings, start):
     """Adds the run's facts and settings to `summary`, prints its table and
     writes it to `out/summary.json` (the CLI says where)."""
     summary.update(
-        wall_time_s=round(time.time() - start), backend=keras.backend.backend(),
-        keras_version=keras.__version__, date=time.strftime("%Y-%m-%d"),
+        job_records.run_record(start, settings["seed"]),
         settings={k: v for k, v in settings.items()
                   if k not in ("model_object", "checkpoints")})
     print_table(summary)
@@ -241,69 +238,35 @@ def _train_dense(model, data, s):
 
 def _prune_and_measure(dense, data, s):
     """add_gates + PruningCallback, strip, fine-tune, evaluate, export."""
-    import keras_relaxprune as krp
-    from keras_relaxprune_apps.batches import EpochSync
-
     count_shape = _count_shape(dense, data)
     teacher = dense if s["distill"] else None
-    was_trainable = dense.trainable  # the Distiller freezes its teacher
     batches = _batches(data, s)
     loss, metrics = _loss_and_metrics(data)
-    gated, small, strip_difference = _pruned(dense, teacher, batches, data, s, count_shape)
-    before_fine_tune = evaluate(small, data)
-    if s["epochs"]:
-        trainer = recipe.trainer(small, teacher, s["lr"], steps=s["epochs"] * len(batches),
-                                 loss=loss, metrics=metrics)
-        trainer.fit(batches, epochs=s["epochs"], shuffle=False, verbose=s["verbose"],
-                    callbacks=[EpochSync(batches, s["dense_epochs"] + s["prune_epochs"]),
-                               keras.callbacks.BackupAndRestore(
-                                   str(s["checkpoints"] / "fine_tune_fit"))])
-    dense.trainable = was_trainable
+    fits = {"teacher": teacher, "lr": s["lr"], "checkpoints": s["checkpoints"],
+            "verbose": s["verbose"], "loss": loss, "metrics": metrics}
+    pruned = job_steps.prune_and_strip(
+        dense, batches, s["target"], s["metric"], check_images=data.test_images[:16],
+        epochs=s["prune_epochs"], epochs_before=s["dense_epochs"],
+        gate_options={"input_shape": count_shape}, **fits)
+    before_fine_tune = evaluate(pruned.stripped, data)
+    job_steps.fine_tune(pruned.stripped, batches, s["epochs"],
+                        epochs_before=s["dense_epochs"] + s["prune_epochs"], **fits)
     quality = "accuracy" if data.task == "classification" else "miou"
     summary = {
         "dataset": data.name, "model": s["model"], "task": data.task,
         "quality_metric": quality, "test_images": len(data.test_images),
         "train_images": len(data.images), "image_size": list(data.images.shape[1:3]),
-        f"dense_{quality}": evaluate(dense, data), f"pruned_{quality}": evaluate(small, data),
+        f"dense_{quality}": evaluate(dense, data),
+        f"pruned_{quality}": evaluate(pruned.stripped, data),
         f"pruned_{quality}_before_fine_tune": before_fine_tune,
-        "strip_max_difference": strip_difference, "distilled": s["distill"],
-        "target": s["target"], "metric": s["metric"],
-        "dense_flops": krp.count_flops(dense, input_shape=count_shape),
-        "pruned_flops": krp.count_flops(small, input_shape=_count_shape(small, data)),
-        "dense_params": krp.count_params(dense), "pruned_params": krp.count_params(small),
+        "strip_max_difference": pruned.strip_check["max_difference"],
+        "distilled": s["distill"], "target": s["target"], "metric": s["metric"],
+        **job_steps.cost_summary(dense, pruned.stripped, input_shape=count_shape),
     }
-    summary.update(remaining_flops=summary["pruned_flops"] / summary["dense_flops"],
-                   remaining_params=summary["pruned_params"] / summary["dense_params"])
-    summary.update(job_records.export_and_time(dense, small, data.test_images[:1], s["out"],
-                                          s["latency_runs"], pruned_from=gated))
+    summary.update(job_records.export_and_time(dense, pruned.stripped, data.test_images[:1],
+                                               s["out"], s["latency_runs"],
+                                               pruned_from=pruned.gated))
     return summary
-
-
-def _pruned(dense, teacher, batches, data, s, count_shape):
-    """The gated fit and strip: `(gated, stripped, max difference)`, kept in
-    the checkpoints folder so that a resumed job goes on to the fine-tune."""
-    import keras_relaxprune as krp
-    from keras_relaxprune_apps.batches import EpochSync
-
-    folder = s["checkpoints"]
-    files = folder / "gated.keras", folder / "stripped.keras", folder / "strip.json"
-    if all(path.is_file() for path in files):
-        gated, small = (keras.saving.load_model(path, compile=False) for path in files[:2])
-        return gated, small, json.loads(files[2].read_text())["max_difference"]
-    gated = krp.add_gates(dense, metric=s["metric"], input_shape=count_shape)
-    loss, metrics = _loss_and_metrics(data)
-    trainer = recipe.trainer(gated, teacher, s["lr"], loss=loss, metrics=metrics)
-    trainer.fit(batches, epochs=s["prune_epochs"], shuffle=False, verbose=s["verbose"],
-                callbacks=[EpochSync(batches, first_epoch=s["dense_epochs"]),
-                           *recipe.pruning_callbacks(s["target"], s["metric"], batches,
-                                                     folder / "prune_fit")])
-    small = krp.strip_pruning(gated)
-    difference = recipe.check_strip(gated, small, data.test_images[:16])
-    folder.mkdir(parents=True, exist_ok=True)
-    gated.save(files[0])
-    small.save(files[1])
-    files[2].write_text(json.dumps({"max_difference": difference}))
-    return gated, small, difference
 
 
 def _count_shape(model, data):
@@ -315,17 +278,9 @@ def _count_shape(model, data):
 def evaluate(model, data):
     """Test accuracy (classification) or mean IoU (segmentation) of `model`."""
     if data.task == "classification":
-        logits = model.predict(data.test_images.astype("float32"), batch_size=EVAL_BATCH,
-                               verbose=0)
-        return float(np.mean(np.argmax(logits, axis=-1) == data.test_labels))
-    iou = keras.metrics.MeanIoU(num_classes=data.num_classes, ignore_class=data.ignore_class,
-                                sparse_y_true=True, sparse_y_pred=False)
-    step = SEGMENTATION_EVAL_BATCH
-    for start in range(0, len(data.test_images), step):
-        images = data.test_images[start:start + step].astype("float32")
-        logits = model.predict(images, verbose=0)
-        iou.update_state(data.test_labels[start:start + step], logits)
-    return float(iou.result())
+        return evaluation.accuracy(model, data.test_images, data.test_labels)
+    return evaluation.segmentation_scores(model, data.test_images, data.test_labels,
+                                          data.num_classes, data.ignore_class)["mean_iou"]
 
 
 def print_table(summary):

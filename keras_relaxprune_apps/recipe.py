@@ -13,7 +13,7 @@ shares (`add_job_arguments`). What a job records and shows is
 import keras
 import numpy as np
 
-from keras_relaxprune.errors import StripError
+import keras_relaxprune as krp
 from keras_relaxprune_apps.option_types import (
     non_negative_int,
     open_fraction,
@@ -121,7 +121,7 @@ def trainer(student, teacher=None, lr=FINE_TUNE_LR, steps=None, loss=None,
             metrics=("accuracy",),
             temperature=DISTILL_TEMPERATURE,
             student_loss_weight=DISTILL_STUDENT_LOSS_WEIGHT, optimizer="sgd",
-            weight_decay=0.0):
+            weight_decay=0.0, jit_compile=True):
     """A compiled model that trains `student`, distilled from `teacher` if given.
 
     The optimizer is `optimizer_for(lr, steps, optimizer, weight_decay)`,
@@ -136,6 +136,7 @@ def trainer(student, teacher=None, lr=FINE_TUNE_LR, steps=None, loss=None,
             `SparseCategoricalCrossentropy(from_logits=True)`.
         metrics: compiled metrics. Defaults to `("accuracy",)`.
         temperature, student_loss_weight: as in `distiller_for`.
+        jit_compile: compile the steps with XLA. Defaults to `True`.
 
     Returns:
         The compiled `student` (without a teacher) or `Distiller` (built
@@ -155,7 +156,7 @@ def trainer(student, teacher=None, lr=FINE_TUNE_LR, steps=None, loss=None,
     if teacher is not None:
         model = distiller_for(student, teacher, temperature, student_loss_weight)
     model.compile(optimizer=optimizer_for(lr, steps, optimizer, weight_decay), loss=loss,
-                  metrics=list(metrics), jit_compile=True)
+                  metrics=list(metrics), jit_compile=jit_compile)
     shape = tuple(student.inputs[0].shape[1:])
     if teacher is not None and None not in shape:
         model(keras.ops.zeros((1, *shape), "float32"))  # built: BackupAndRestore saves it
@@ -186,7 +187,7 @@ def check_strip(gated, small, images, tolerance=STRIP_TOLERANCE):
     difference = float(np.max(np.abs(gated.predict(images, verbose=0)
                                      - small.predict(images, verbose=0))))
     if not difference <= tolerance:
-        raise StripError(
+        raise krp.StripError(
             f"strip_pruning: the stripped model differs from the gated one by "
             f"{difference:.2e} (> {tolerance:g}); please report this model.")
     return difference
@@ -238,7 +239,7 @@ def add_job_arguments(parser, target=0.5, prune_epochs=1, epochs=2, lr=FINE_TUNE
     parser.add_argument("--verbose", type=int, default=verbose, help="fit verbosity")
 
 
-def pruning_callbacks(target, metric, calibration_data, backup_dir, **options):
+def pruning_callbacks(target, metric, calibration_data, backup_dir=None, **options):
     """The callbacks of the recipe's gated fit, in the order that resumes right.
 
     `PruningCallback(target, metric, calibration_data, **recipe_options(metric))`
@@ -250,11 +251,11 @@ def pruning_callbacks(target, metric, calibration_data, backup_dir, **options):
         target: fraction of the cost to remove, in (0, 1).
         metric: `"flops"` or `"params"`.
         calibration_data: training batches for BN re-estimation.
-        backup_dir: the `BackupAndRestore` folder.
+        backup_dir: the `BackupAndRestore` folder, or `None` for no backup.
         **options: more `PruningCallback` arguments (e.g. `calibration_steps`).
 
     Returns:
-        A list of the two callbacks.
+        A list of the callbacks (the backup last).
 
     Example:
 
@@ -263,8 +264,9 @@ def pruning_callbacks(target, metric, calibration_data, backup_dir, **options):
         EpochSync(batches), *pruning_callbacks(0.5, "flops", batches, "ckpt/prune")])
     ```
     """
-    from keras_relaxprune.budget.callback import PruningCallback
-
-    return [PruningCallback(target=target, metric=metric, calibration_data=calibration_data,
-                            **{**recipe_options(metric), **options}),
-            keras.callbacks.BackupAndRestore(str(backup_dir))]
+    callbacks = [krp.PruningCallback(target=target, metric=metric,
+                                     calibration_data=calibration_data,
+                                     **{**recipe_options(metric), **options})]
+    if backup_dir is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+    return callbacks

@@ -5,8 +5,8 @@ from keras_relaxprune_apps import datasets
 
 CIFAR = datasets._find_archive(datasets.CIFAR10_ARCHIVE)
 CAMVID = datasets._find_archive(datasets.CAMVID_ARCHIVE)
-needs_cifar = pytest.mark.skipif(CIFAR is None, reason="cifar10_jpeg.npz not found")
-needs_camvid = pytest.mark.skipif(CAMVID is None, reason="camvid_jpeg.npz not found")
+needs_cifar = pytest.mark.usefixtures("cifar_available")  # skips, or fails in CI
+needs_camvid = pytest.mark.usefixtures("camvid_available")  # skips, or fails in CI
 
 
 @pytest.fixture
@@ -234,3 +234,32 @@ def test_augment_forced_flip_and_determinism():
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError):
         datasets.augment_crop_flip(images[0], 0)
+
+
+# --- the real TFDS download path (issue 40, item 11) ---------------------------------
+
+class _NetworkReached(Exception):
+    """Raised in place of the first HTTP request."""
+
+
+def test_cifar10_tfds_download_path_gets_as_far_as_the_network(no_data_anywhere, monkeypatch):
+    """Without prepared data, `tfds.load` builds the dataset: every module it
+    imports on the way (`importlib_resources` for the builder's checksums)
+    must be installed by the `data` extra; the first request is stopped."""
+    pytest.importorskip(
+        "tensorflow_datasets",
+        reason="tensorflow-datasets is not installed: pip install -e '.[data]'")
+    import requests
+
+    def refuse(self, method, url, *args, **kwargs):
+        raise _NetworkReached(url)
+
+    monkeypatch.setattr(requests.Session, "request", refuse)
+    with pytest.raises(Exception) as caught:
+        datasets.load_cifar10(no_data_anywhere / "tfds", source="tfds")
+    chain, error = [], caught.value
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    assert any(isinstance(e, _NetworkReached) for e in chain), repr(caught.value)
+    assert not any(isinstance(e, ImportError) for e in chain), repr(caught.value)

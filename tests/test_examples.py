@@ -116,7 +116,7 @@ def test_main_job_exports_files_that_load_and_match_the_report(calibrated_dense_
     assert summary["dense_flops"] == krp.count_flops(dense)
     assert 1 - target - 0.01 <= summary["remaining_flops"] <= 1 - target
     # The reported accuracy is the exported model's on the same test images.
-    from keras_relaxprune_apps.datasets import load_cifar10
+    from keras_relaxprune_apps import load_cifar10
 
     _, (xt, yt) = load_cifar10(train_limit=256, test_limit=100, seed=0)
     logits = small.predict(xt.astype("float32"), verbose=0)
@@ -278,16 +278,18 @@ def test_comparison_cell_distils_with_the_weight_temperature_and_decay_asked(
         calibrated_dense_file, tmp_path, monkeypatch):
     """`--student-loss-weight`, `--temperature` and `--weight-decay` reach the
     `Distiller` of both fits (the gated and the stripped one) and the record."""
+    from keras_relaxprune_apps import recipe
+
     module = load_script(BENCHMARKS / "pretrained_pruning.py")
     distillers = []
-    trainer = module.recipe.trainer
+    trainer = recipe.trainer
 
     def recording_trainer(*args, **kwargs):
         model = trainer(*args, **kwargs)
         distillers.append(model)
         return model
 
-    monkeypatch.setattr(module.recipe, "trainer", recording_trainer)
+    monkeypatch.setattr(recipe, "trainer", recording_trainer)
     record = module.main([
         "--dense", str(calibrated_dense_file), "--distill", "--target", "0.5",
         "--student-loss-weight", "0.1", "--temperature", "2", "--epochs", "2",
