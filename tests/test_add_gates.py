@@ -94,3 +94,19 @@ def test_add_gates_refuses_quantized_lora_and_channels_first_layers():
     first = keras.Model(inputs, x)
     with pytest.raises(UnsupportedLayerError, match="'cf'.*channels_first"):
         krp.add_gates(first)
+
+
+def test_added_layers_take_names_free_in_the_model():
+    """A gate is "<producer>_gate" and the budget "pruning_budget" unless a
+    user layer has that name: then the first free "<name>_1", "<name>_2"..."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, padding="same", name="pruning_budget")(inputs)
+    x = layers.ReLU(name="conv_gate")(x)
+    x = layers.Conv2D(8, 3, padding="same", name="conv")(x)
+    x = layers.ReLU(name="conv_gate_1")(x)
+    x = layers.Conv2D(8, 3, padding="same", name="last")(x)
+    model = keras.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling2D()(x)))
+    names = [[layer.name for layer in krp.add_gates(model).layers[1:]] for _ in range(2)]
+    assert names[0] == names[1]  # deterministic (the input layer aside)
+    added = set(names[0]) - {layer.name for layer in model.layers}
+    assert added == {"pruning_budget_1", "pruning_budget_gate", "conv_gate_2", "last_gate"}

@@ -10,6 +10,7 @@ from keras_relaxprune.errors import (
     UnsupportedLayerError,
 )
 from keras_relaxprune.graph.flat_graph import LayerCloner, as_functional, rebuild, safe_name
+from keras_relaxprune.graph.names import NewLayerNames, graph_names, unique_name
 from keras_relaxprune.graph.tracing import analyze, require_prunable
 from keras_relaxprune.layer_support import find_support, takes_producer_gate
 from keras_relaxprune.layers.channel_gate import INITIAL_GATE, INITIAL_SCALE, ChannelGate
@@ -66,10 +67,13 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
     graph = analyze(model, exclude=exclude, strict=strict, warn=True)
     _refuse_unstrippable_layers(graph)
     require_prunable(graph, model.name)
+    # Names of the layers added, free in the model (a user layer may be
+    # called "pruning_budget" or "conv2d_gate").
+    taken = graph_names(graph.flat)
     budget = PruningBudget(metric=metric, cost_input_shape=_shape_list(input_shape),
-                           name="pruning_budget")
-    gated = _gated_copy(graph, _gate_sites(graph, initial_gate, initial_scale), budget,
-                        name=f"{model.name}_gated")
+                           name=unique_name("pruning_budget", taken))
+    sites = _gate_sites(graph, initial_gate, initial_scale, taken)
+    gated = _gated_copy(graph, sites, budget, name=f"{model.name}_gated")
     link_budget(gated)
     return gated
 
@@ -86,12 +90,13 @@ def _require_spatial_size(model, input_shape):
 def _gated_copy(graph, sites, budget, name):
     """The graph rebuilt with copied layers, each gate site's gate after its
     node and the budget layer on the first input."""
-    cloner = LayerCloner()
+    cloner, names = LayerCloner(), NewLayerNames(graph.flat)
 
     def call_node(index, flat, args, kwargs):
         outputs = cloner.clone(flat)(*args, **kwargs)
         if index in sites:
             outputs = sites[index](outputs)
+        names.settle(index, keras.tree.flatten(outputs))
         return outputs
 
     gated = rebuild(
@@ -154,7 +159,7 @@ def _refuse_unstrippable_layers(graph):
                 "(`keras.config.set_image_data_format('channels_last')`).")
 
 
-def _gate_sites(graph, initial_gate, initial_scale):
+def _gate_sites(graph, initial_gate, initial_scale, taken):
     """Node index -> the ChannelGate to call on that node's output.
 
     A gate follows every layer that can make a pruned channel non-zero
@@ -162,14 +167,15 @@ def _gate_sites(graph, initial_gate, initial_scale):
     BatchNormalization (beta) on the group's path. When such a layer feeds
     only a BatchNormalization, the gate goes after that instead. So a
     pruned channel is exactly zero after every gate, and stays zero through
-    activations with f(0) = 0.
+    activations with f(0) = 0. Each gate is named after its group's first
+    producer, with a name not in `taken` (added to it).
     """
     consumers = graph.flat.consumers()
     gates, sites = {}, {}
 
     def gate_of(root):
         if root not in gates:
-            name = safe_name(graph.groups.producers[root][0]) + "_gate"
+            name = unique_name(safe_name(graph.groups.producers[root][0]) + "_gate", taken)
             gates[root] = ChannelGate(initial_gate, initial_scale, name=name,
                                       channels=graph.groups.size[root])
         return gates[root]

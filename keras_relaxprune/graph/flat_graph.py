@@ -256,6 +256,11 @@ def copy_state(original, copy):
         if type(source).load_own_variables is not keras.layers.Layer.load_own_variables:
             store = {}
             source.save_own_variables(store)
+            # Values, not the variables: a JAX copy sharing the original's
+            # buffers loses them when either model's `predict` donates them.
+            store = {key: value.numpy().copy()
+                     if isinstance(value, keras.Variable) else value
+                     for key, value in store.items()}
             target.load_own_variables(store)
         if hasattr(source, "save_assets") and hasattr(target, "load_assets"):
             with tempfile.TemporaryDirectory() as folder:

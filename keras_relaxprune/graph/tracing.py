@@ -312,7 +312,7 @@ def _is_shared(operation, calls):
 
 def _widths_match(tracer, node, out_maps):
     """Guards against a rule that returned a map of the wrong width."""
-    return all(map_length(out_map) == tracer.shape(key)[-1]
+    return all(out_map is None or map_length(out_map) == tracer.shape(key)[-1]
                for key, out_map in zip(node.outputs, out_maps))
 
 
@@ -329,7 +329,9 @@ def _exclusion_predicate(exclude):
 
 def _report_barriers(graph, strict, warn):
     """Warns about (or, strict, refuses) barriers that protect channels."""
-    harmful = [b for b in graph.barriers if _protects_something(graph, b)]
+    # A layer called at several places is one barrier per call: named once.
+    unique = {str(b): b for b in graph.barriers}.values()
+    harmful = [b for b in unique if _protects_something(graph, b)]
     if harmful and strict:
         first = harmful[0]
         raise UnsupportedLayerError(
