@@ -3,7 +3,7 @@
 import model_zoo
 import numpy as np
 import pytest
-from helpers import gates
+from helpers import gates, random_masks
 
 import keras_relaxprune as krp
 
@@ -72,3 +72,13 @@ def test_unknown_spatial_size_needs_input_shape():
     with pytest.raises(ValueError, match="input_shape"):
         krp.count_flops(model)
     assert krp.count_flops(model, input_shape=(16, 16, 3)) == krp.count_flops(model_zoo.unet())
+
+
+@pytest.mark.parametrize("name", sorted(model_zoo.ALL))
+def test_stripped_count_agrees_with_keras(name):
+    model = model_zoo.ALL[name]()
+    gated = krp.add_gates(model)
+    random_masks(gated, 0)
+    small = krp.strip_pruning(gated)
+    assert krp.count_params(small) == small.count_params() == krp.count_params(gated)
+    assert krp.count_params(small) < model.count_params()

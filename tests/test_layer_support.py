@@ -166,6 +166,7 @@ def test_per_layer_facts_are_read_from_the_records():
     assert support.changes_zero(layers.Activation("sigmoid"))
     assert support.changes_zero(layers.Resizing(4, 4))
     assert not support.changes_zero(layers.ReLU()) and not support.changes_zero(layers.Add())
+    assert support.changes_zero(layers.ReLU(threshold=0.5, negative_slope=0.1))
     assert support.is_multiply(layers.Multiply()) and not support.is_multiply(layers.Add())
     assert support.takes_producer_gate(layers.BatchNormalization())
     assert support.is_batch_normalization(layers.BatchNormalization())
@@ -184,3 +185,65 @@ def test_raw_products_are_multiplies_and_other_raw_merges_are_not():
     answers = {node.class_name: support.is_multiply(node.operation)
                for node in flatten(model).nodes}
     assert answers == {"Multiply": True, "Add": False, "Subtract": False}
+
+
+# --- Flatten and TimeDistributed records (issue 40, item 10) ---------------------------
+
+def test_a_flatten_map_is_its_input_map_once_per_position():
+    """Flatten of a 3x2 map of C channels: six tied copies of the conv's group."""
+    from keras_relaxprune.graph.channel_maps import map_length
+
+    inputs = keras.Input((3, 2, 4))
+    conv = keras.layers.Conv2D(5, 1, name="conv")(inputs)
+    flat = keras.layers.Flatten()(conv)
+    model = keras.Model(inputs, keras.layers.Dense(2)(flat))
+    graph = analyze(model)
+    conv_map = graph.out_maps(0)[0]
+    flat_node = next(i for i, node in enumerate(graph.flat.nodes)
+                     if node.class_name == "Flatten")
+    flat_map = graph.out_maps(flat_node)[0]
+    assert map_length(flat_map) == 30 and flat_map == tuple(conv_map) * 6
+    assert graph.groups.whole_group(flat_map) == graph.groups.find(conv_map[0].group)
+    assert not graph.barriers
+
+
+def test_the_flatten_removal_rule_keeps_feature_p_times_c_plus_c():
+    from keras_relaxprune.layer_support.flatten import tiled_channels
+
+    x = LiveChannels(None, np.array([0, 2]), np.array([np.nan, 0.5, np.nan]))
+    live, const = tiled_channels(x, 2)
+    assert live.tolist() == [0, 2, 3, 5]
+    np.testing.assert_array_equal(const, [np.nan, 0.5, np.nan] * 2)
+
+
+def test_time_distributed_follows_only_the_layers_it_knows():
+    from keras_relaxprune.layer_support.time_distributed import wrapped_support
+
+    layers = keras.layers
+    assert wrapped_support(layers.TimeDistributed(layers.Conv2D(4, 3))) is find_support(
+        layers.Conv2D(4, 3))
+    assert wrapped_support(layers.TimeDistributed(layers.Flatten())) is find_support(
+        layers.Flatten())
+    assert wrapped_support(layers.TimeDistributed(layers.LayerNormalization())) is None
+    assert wrapped_support(layers.TimeDistributed(layers.BatchNormalization())) is None
+
+
+def _named_relu(x):
+    return keras.ops.relu(x) + 0.1
+
+
+_named_relu.__name__ = "relu"
+
+
+@pytest.mark.parametrize("activation, known", [
+    (None, "linear"), ("relu", "relu"), ("swish", "silu"),
+    (keras.layers.LeakyReLU(0.1), "leaky_relu"), (keras.layers.ReLU(), "relu"),
+    (keras.layers.ReLU(max_value=6.0), None), (keras.layers.Activation("relu"), "relu"),
+    (keras.layers.ELU(0.5), "elementwise"),
+    (_named_relu, None), ("softmax", None),
+])
+def test_activations_are_known_by_object_not_name(activation, known):
+    from keras_relaxprune.layer_support.activations import known_activation
+
+    layer = keras.layers.Dense(2, activation=activation)
+    assert known_activation(layer.activation) == known

@@ -215,3 +215,44 @@ def test_a_kernel_reading_only_split_parts_before_a_barrier_is_protected():
     model = keras.Model(inputs, layers.Dense(3, name="head")(layers.Concatenate()(pooled)))
     reasons = _reasons(analyze(model), "conv")
     assert "'part_reader' (Conv2D) reads only parts" in reasons and "'barrier'" in reasons
+
+
+# What a node makes of a removed channel (0), found by running it on zeros.
+ZERO_MAPS = {
+    "add_scalar": (lambda t: t + 1.0, "uniform"),
+    "maximum_scalar": (lambda t: keras.ops.maximum(t, 0.5), "uniform"),
+    "relu_threshold": (lambda t: layers.ReLU(threshold=0.5, negative_slope=0.1)(t), "uniform"),
+    "exp": (keras.ops.exp, "uniform"),
+    "divide_by_it": (lambda t: 2.0 / t, "varying"),  # not finite: no constant at all
+    "divide_scalar": (lambda t: t / 2.0, None),
+    "power": (lambda t: t ** 2, None),
+    "plain_relu": (lambda t: layers.ReLU()(t), None),
+    "where": (lambda t: keras.ops.where(t > 0, t, 0.0), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ZERO_MAPS))
+def test_value_made_from_zero_runs_the_layer_on_zeros(name):
+    from keras_relaxprune.layer_support.removed_constants import value_made_from_zero
+
+    function, expected = ZERO_MAPS[name]
+    inputs = keras.Input((6, 6, 4))
+    model = keras.Model(inputs, function(layers.Conv2D(4, 3, name="producer")(inputs)))
+    graph = analyze(model)
+    traced = {key for key, channel_map in graph.maps.items()
+              if channel_map and any(s.group is not None for s in channel_map)}
+    made = [value_made_from_zero(node, graph.flat, traced) for node in graph.flat.nodes]
+    assert [m for m in made if m is not None] == ([expected] if expected else [])
+
+
+@pytest.mark.parametrize("padding, protected", [("same", True), ("valid", False)])
+def test_an_offset_before_a_conv_is_protected_only_where_padding_breaks_it(padding, protected):
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, padding="same", name="producer")(inputs)
+    x = layers.Conv2D(4, 3, padding=padding, name="reader")(keras.ops.maximum(x, 0.5))
+    model = keras.Model(inputs, _head(x))
+    graph = analyze(model)
+    reasons = _reasons(graph, "producer")
+    assert ("'reader' (Conv2D) cannot take exactly" in reasons) == protected
+    if not protected:
+        _strips_exactly(krp.add_gates(model))

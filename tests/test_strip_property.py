@@ -4,10 +4,11 @@ Random DAGs on 8x8 maps are drawn from a wide vocabulary (`OPS`: plain,
 grouped, depthwise, separable, transposed and subclassed convolutions,
 fused and layer activations, softmax, normalisations, merges with
 broadcasting, channel and spatial concatenation, slices and splits, padding,
-cropping, resizing, squeeze-excite and spatial attention, shared layers and
-a shared nested model). Each one is gated, given random kernels, biases,
-BN/LN statistics, gate logits and keep masks, stripped, and compared
-with the gated model (outputs to 1e-4, `count_flops`/`count_params` equal).
+cropping, resizing, squeeze-excite and spatial attention, shared layers, a
+shared nested model, and weightless layers reused at several places).
+Each one is gated, given random kernels, biases, BN/LN statistics, gate
+logits and keep masks, stripped, and compared with the gated model
+(outputs to 1e-4, `count_flops`/`count_params` equal).
 
 Two parts:
 
@@ -118,6 +119,11 @@ OPS = (
     "zeropad", "resize", "resize_pad", "resize_pad_fill", "upsample", "crop",
     # reshapes that keep the channel axis
     "reshape",
+    # f(0) != 0 before what follows (a padded conv): x + c, ops.maximum(x, c),
+    # ReLU(threshold, negative_slope), exp
+    "offset",
+    # one weightless layer instance called at several places
+    "reused_act", "reused_concat", "reused_reshape",
 )
 
 # Ops that draw wrong cases: left out of the CI draw, kept in the sweep,
@@ -126,6 +132,23 @@ KNOWN_BUGS = {
     # Every op strips exactly in the sweeps so far (see the module docstring);
     # an op that draws wrong cases goes here, with what goes wrong, until fixed.
 }
+
+# --- Flatten -> Dense (issue 40, item 10): positions flattened into features,
+# a Dense over them, its output as a 1x1 map (or spread back over H x W).
+OPS += ("flatten_dense",)
+
+
+def _flatten_dense(x, width, variant, name):
+    height, wide = _spatial(x)
+    if height * wide * x.shape[-1] > 512:
+        return None
+    y = _dense(width, name=name)(layers.Flatten(name=f"{name}_flat")(x))
+    y = layers.Reshape((1, 1, width), name=f"{name}_1x1")(y)
+    if variant % 2:
+        return [y]
+    return [layers.UpSampling2D((height, wide), name=f"{name}_spread")(y)]
+# --- end of Flatten -> Dense
+
 
 CI_OPS = tuple(op for op in OPS if op not in KNOWN_BUGS)
 
@@ -284,6 +307,8 @@ def _step(op, x, tensors, pick, width, variant, name):
         s = layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
         s = layers.Reshape((1, 1, channels), name=f"{name}_1x1")(s)
         return [layers.Multiply(name=name)([x, s]) if variant >= 2 else x * s]
+    if op in ("reused_act", "reused_concat", "reused_reshape"):
+        return _reused(op, x, tensors, pick, variant, name)
     if op == "crop":
         if min(height, wide) < 5:
             return None
@@ -301,7 +326,39 @@ def _step(op, x, tensors, pick, width, variant, name):
         size = (8, 6) if variant % 2 else (6, 8)
         fill = 0.5 if op == "resize_pad_fill" else 0.0
         return [layers.Resizing(*size, pad_to_aspect_ratio=True, fill_value=fill, name=name)(x)]
+    if op == "offset":  # a removed channel's 0 becomes a constant
+        if variant == 0:
+            return [x + 0.5]
+        if variant == 1:
+            return [ops.maximum(x, 0.25)]
+        if variant == 2:
+            return [layers.ReLU(threshold=0.3, negative_slope=0.1, name=name)(x)]
+        return [ops.exp(ops.minimum(x, 2.0))]
+    if op == "flatten_dense":  # issue 40, item 10 (see _flatten_dense)
+        return _flatten_dense(x, width, variant, name)
     raise ValueError(f"unknown op {op!r}")
+
+
+def _reused(op, x, tensors, pick, variant, name):
+    """One Activation, Concatenate or Reshape (flattening the positions, a
+    second one restoring them) called on `x` and on a partner of its shape."""
+    other = _partner(tensors, x, pick, _same_shape(x))
+    if other is None:
+        other = _conv(x.shape[-1], 1, name=f"{name}_other")(x)
+    if op == "reused_act":
+        act = layers.Activation(("relu", "sigmoid")[variant % 2], name=name)
+        a, b = act(x), act(other)
+    elif op == "reused_concat":
+        cat = layers.Concatenate(name=name)
+        a, b = cat([x, other]), cat([other, x])
+    else:
+        height, wide = _spatial(x)
+        flat = layers.Reshape((height * wide, x.shape[-1]), name=f"{name}_flat")
+        back = layers.Reshape((height, wide, x.shape[-1]), name=name)
+        a, b = back(flat(x)), back(flat(other))
+    if variant >= 2:
+        return [a, b]
+    return [layers.Add(name=f"{name}_add")([a, b])]
 
 
 def _build(steps):

@@ -1,7 +1,8 @@
 """Channels kept whole because of a pattern, decided when the graph is traced.
 
 After tracing, some groups could be pruned by the channel rules alone but
-would not strip exactly: a gate that cannot be folded (after a swish or a
+would not strip exactly: an activation not known (by object) to act on
+each channel alone, a gate that cannot be folded (after a swish or a
 sigmoid read by something other than a convolution), part of a group
 renormalised (no gate can follow it), or a removed channel turned into a
 non-zero value on its way to padding. `protect_patterns` protects them up
@@ -14,21 +15,24 @@ removed channel's constant is `removed_constant_fate`, the very answer
 
 import warnings
 
-import keras
 import numpy as np
 
 from keras_relaxprune.layer_support import (
     BROKEN,
     CARRIED,
     LayerSupport,
-    changes_zero,
     collapses_to_bias,
     find_support,
     is_multiply,
     removed_constant_fate,
     takes_producer_gate,
 )
-from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
+from keras_relaxprune.layer_support.activations import (
+    activation_name,
+    acts_per_channel,
+    commutes_with_scale,
+)
+from keras_relaxprune.layer_support.removed_constants import VARYING, value_made_from_zero
 from keras_relaxprune.layers.channel_gate import ChannelGate
 
 _NONE = LayerSupport(channels=None)
@@ -37,12 +41,26 @@ _NONE = LayerSupport(channels=None)
 def protect_patterns(tracer, warn=False):
     """Runs every pattern check on a traced graph; warns about new protections."""
     traced = {root: len(reasons) for root, reasons in tracer.groups.reasons.items()}
+    _protect_unknown_activations(tracer)
     _protect_unfoldable_gates(tracer)
     _protect_partly_renormalised_groups(tracer)
     _protect_constants_before_padding(tracer)
     _protect_parts_that_may_all_die(tracer)
     if warn:
         _report_protections(tracer.groups, traced)
+
+
+def _protect_unknown_activations(tracer):
+    """A layer whose activation is not known by object to act on each
+    channel alone (softmax, a custom function, even one named "relu") may
+    mix its channels: they are protected, with a warning."""
+    for node in tracer.flat.nodes:
+        if not hasattr(node.operation, "activation") or find_support(node.operation) is None:
+            continue
+        if not acts_per_channel(node.operation):
+            tracer.protect(tracer.maps.get(node.outputs[0]), (
+                f"{node.name}: activation '{activation_name(node.operation)}' is not known "
+                "to act on each channel alone"))
 
 
 def _readers(flat, consumers, key):
@@ -121,35 +139,41 @@ def _protect_partly_renormalised_groups(tracer):
 
 def _protect_constants_before_padding(tracer):
     """A removed channel is 0 after its gate; a layer with f(0) != 0 (an
-    `Activation("sigmoid")`, a `Rescaling` offset, a `Resizing` that pads
-    with a non-zero fill) makes it a non-zero constant. Dense layers and
-    1x1 or 'valid' convolutions fold such a constant into their bias, but a
-    padded or transposed convolution, or padding, sees it differ at the
-    borders: where one can reach such a reader, the group is protected up
-    front, not refused by `strip_pruning` after training."""
+    activation such as sigmoid or exp, `x + c`, `ops.maximum(x, c)`,
+    `ReLU(threshold=...)`, a `Rescaling` offset, a `Resizing` that pads with
+    a non-zero fill) makes it a non-zero constant. Dense layers and 1x1 or
+    'valid' convolutions fold such a constant into their bias, but a padded
+    or transposed convolution, or padding, sees it differ at the borders:
+    where one can reach such a reader, the group is protected up front, not
+    refused by `strip_pruning` after training.
+
+    One pass in graph order: each node is asked what it makes of a removed
+    channel (`value_made_from_zero`); from each node that turns it into a
+    value, the constant is followed through the layers that carry it
+    (`removed_constant_fate`) to the first that cannot take it."""
     flat, consumers = tracer.flat, tracer.flat.consumers()
     for node in flat.nodes:
-        if not changes_zero(node.operation) or len(node.inputs) != 1:
-            continue
-        in_map = tracer.maps.get(node.inputs[0]) or ()
-        if not any(s.group is not None for s in in_map):
-            continue
-        made = _value_made_from_zero(tracer, node)
+        in_maps = [tracer.maps.get(key) or () for key in node.inputs]
+        traced = {key for key, in_map in zip(node.inputs, in_maps)
+                  if any(s.group is not None for s in in_map)}
+        made = value_made_from_zero(node, flat, traced)
         if made is None:
             continue
         # A value that differs between positions (a padding fill) is no
         # constant any reader could take; a uniform one is, except at padding.
-        blocking = node if made == "varying" else _reader_that_cannot_absorb(
+        blocking = node if made == VARYING else _reader_that_cannot_absorb(
             flat, consumers, node.outputs[0])
-        if blocking is node:
-            tracer.protect(in_map, (
-                f"'{node.name}' ({node.class_name}) writes values of its own where a "
-                "removed channel is 0, so the channel is no constant it could drop"))
-        elif blocking is not None:
-            tracer.protect(in_map, (
-                f"'{node.name}' ({node.class_name}) turns a removed channel's 0 into "
-                f"another value, which '{blocking.name}' ({blocking.class_name}) cannot "
-                "take exactly (padding, a concatenation along space, or a barrier)"))
+        for in_map in in_maps:
+            if blocking is node:
+                tracer.protect(in_map, (
+                    f"'{node.name}' ({node.class_name}) writes values of its own where a "
+                    "removed channel is 0, so the channel is no constant it could drop"))
+            elif blocking is not None:
+                tracer.protect(in_map, (
+                    f"'{node.name}' ({node.class_name}) turns a removed channel's 0 into "
+                    f"another value, which '{blocking.name}' ({blocking.class_name}) "
+                    "cannot take exactly (padding, a concatenation along space, or a "
+                    "barrier)"))
 
 
 def _protect_parts_that_may_all_die(tracer):
@@ -186,23 +210,6 @@ def _keeps_a_live_input(groups, in_map):
         mask = covered.setdefault(root, np.zeros(groups.size[root], bool))
         mask[segment.start:segment.stop] = True
     return any(mask.all() for mask in covered.values())
-
-
-def _value_made_from_zero(tracer, node):
-    """What the node makes of an all-zero input: None (all zero), "uniform"
-    (one non-zero value per channel) or "varying" (values differ between
-    positions, e.g. a padding fill)."""
-    shape = [1] + [4 if size is None else size for size in tracer.shape(node.inputs[0])[1:]]
-    zeros = keras.ops.zeros(shape, "float32")
-    args, kwargs = node.fill_in({node.inputs[0]: zeros})
-    try:
-        out = keras.ops.convert_to_numpy(node.operation(*args, **kwargs))
-    except Exception:
-        return "varying"
-    if not np.any(out != 0):
-        return None
-    per_channel = out.reshape(-1, out.shape[-1])
-    return "uniform" if np.all(per_channel == per_channel[:1]) else "varying"
 
 
 def _reader_that_cannot_absorb(flat, consumers, key, seen=None):

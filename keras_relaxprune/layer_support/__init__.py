@@ -6,9 +6,13 @@ Importing this package registers every built-in family:
   (the producers of prunable channels);
 - `depthwise`: DepthwiseConv1D/2D;
 - `batch_normalization`: BatchNormalization;
-- `elementwise`: activation layers and ops, Identity;
-- `spatial`: pooling, resampling, padding, dropout and noise, Flatten;
-- `merge`: Add, Subtract, Multiply, Average, Maximum, Minimum and ops;
+- `elementwise`: activation layers and ops (`ops.abs`, `ops.clip`, ...), Identity;
+- `spatial`: pooling, resampling, padding, dropout and noise, `ops.mean`
+  over positions and `ops.reshape`;
+- `flatten`: Flatten (channels tiled once per position);
+- `time_distributed`: TimeDistributed, by the record of the layer it wraps;
+- `merge`: Add, Subtract, Multiply, Average, Maximum, Minimum and ops, and
+  ops of a tensor and scalars (`x / 2.0`, `x ** 2`, `x > 0`, `ops.where`);
 - `concatenation`: Concatenate and `ops.concatenate`;
 - `channel_slicing`: `ops.split` and `x[..., a:b]`;
 - `channel_mixing`: LayerNormalization, GroupNormalization, Softmax (protected)
@@ -33,8 +37,10 @@ from keras_relaxprune.layer_support import (  # noqa: F401 (registers the famili
     convolution,
     depthwise,
     elementwise,
+    flatten,
     merge,
     spatial,
+    time_distributed,
 )
 from keras_relaxprune.layer_support.batch_normalization import has_moving_statistics
 from keras_relaxprune.layer_support.elementwise import (

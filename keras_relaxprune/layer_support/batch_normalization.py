@@ -1,5 +1,7 @@
 """BatchNormalization over the channel axis: per-channel statistics, sliced."""
 
+import math
+
 import keras
 import numpy as np
 from keras import layers
@@ -9,7 +11,7 @@ from keras_relaxprune.layer_support.record import GateFold, register_layer
 
 
 def _normalizes_channels(node, rank):
-    return node.operation.axis in (-1, rank - 1)
+    return _normalizes_channels_of(node.operation, rank)
 
 
 def batch_norm_channels(tracer, node, in_maps):
@@ -20,9 +22,23 @@ def batch_norm_channels(tracer, node, in_maps):
 
 
 def normalization_cost(shapes, layer, cin, cout):
+    """One vector per weight over the `cout` channels, one FLOP per output
+    element. A BN over another axis (`axis=1` on a channels-last map, a
+    barrier) keeps its weights whatever the channels."""
+    if not _normalizes_channels_of(layer, len(shapes.in_shape)):
+        return own_weight_count(layer), 0, shapes.out_positions * cout
     # A BN without gamma gets one when stripped if a gate folds into it.
     vectors = len(layer.weights) + bool(shapes.gate_follows and not getattr(layer, "scale", True))
     return vectors * cout, 0, shapes.out_positions * cout
+
+
+def own_weight_count(layer):
+    """The number of weights `layer` holds (what `count_params` counts)."""
+    return sum(math.prod(w.shape) for w in layer.weights)
+
+
+def _normalizes_channels_of(layer, rank):
+    return layer.axis in (-1, rank - 1)
 
 
 def remove_batch_norm_channels(stripper, node, ins, args, kwargs):

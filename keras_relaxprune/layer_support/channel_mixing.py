@@ -4,7 +4,7 @@ over channels, softmax): their input channels are protected, never pruned."""
 import numpy as np
 from keras import layers
 
-from keras_relaxprune.layer_support.batch_normalization import normalization_cost
+from keras_relaxprune.layer_support.batch_normalization import own_weight_count
 from keras_relaxprune.layer_support.elementwise import remove_elementwise
 from keras_relaxprune.layer_support.record import register_layer
 
@@ -24,8 +24,15 @@ def rescaling_channels(tracer, node, in_maps):
     return [in_maps[0]]
 
 
+def mixing_cost(shapes, layer, cin, cout):
+    """Its own weights (its channels are never removed; a LayerNormalization
+    over several axes holds a gamma over all of them), one FLOP per output
+    element."""
+    return own_weight_count(layer), 0, shapes.out_positions * cout
+
+
 register_layer(layers.LayerNormalization, channels=channel_mixing_channels,
-               cost=normalization_cost)
+               cost=mixing_cost)
 register_layer(layers.GroupNormalization, layers.UnitNormalization, layers.Softmax,
                channels=channel_mixing_channels)
 # A scalar Rescaling is elementwise; a per-channel one protects its channels.

@@ -26,8 +26,6 @@ from keras_relaxprune.errors import StripError
 from keras_relaxprune.graph.live_channels import LiveChannels
 from keras_relaxprune.layer_support.activations import (
     activation_flops,
-    activation_name,
-    acts_per_channel,
 )
 from keras_relaxprune.layer_support.collapse import constant_output, emits_constant
 from keras_relaxprune.layer_support.record import GateFold, kernel_axes, register_layer
@@ -59,11 +57,8 @@ def producer_channels(tracer, node, in_maps):
             f"'{node.name}' ({node.class_name}, groups={groups}) removes channel j "
             f"of all its {groups} input groups together, and these channels do not "
             "line up across them"))
-    out_map = tracer.new_group(node, tracer.out_channels(node) // groups) * groups
-    if not acts_per_channel(layer):
-        tracer.protect(out_map, f"{node.name}: activation '{activation_name(layer)}' "
-                                "is not known to act on each channel alone")
-    return [out_map]
+    # An unknown fused activation protects the group (`protection.py`, with a warning).
+    return [tracer.new_group(node, tracer.out_channels(node) // groups) * groups]
 
 
 def conv_groups(layer):

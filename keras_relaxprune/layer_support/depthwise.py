@@ -10,8 +10,6 @@ from keras_relaxprune.errors import StripError
 from keras_relaxprune.graph.live_channels import LiveChannels
 from keras_relaxprune.layer_support.activations import (
     activation_flops,
-    activation_name,
-    acts_per_channel,
     apply_activation,
 )
 from keras_relaxprune.layer_support.convolution import bias_params, channels_first
@@ -27,9 +25,7 @@ def depthwise_channels(tracer, node, in_maps):
         return tracer.barrier(node, "channels_first data format")
     if layer.depth_multiplier != 1:
         return tracer.barrier(node, "depth_multiplier > 1")
-    if not acts_per_channel(layer):
-        tracer.protect(in_maps[0], f"{node.name}: activation '{activation_name(layer)}' "
-                                   "is not known to act on each channel alone")
+    # An unknown fused activation protects the group (`protection.py`, with a warning).
     return [in_maps[0]]
 
 

@@ -7,7 +7,6 @@ from keras import layers
 
 from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.graph.live_channels import LiveChannels
-from keras_relaxprune.layer_support.activations import activation_name, acts_per_channel
 from keras_relaxprune.layer_support.record import register_layer
 
 
@@ -27,10 +26,7 @@ def one_flop_per_output(shapes, layer, cin, cout):
 
 
 def activation_channels(tracer, node, in_maps):
-    if not acts_per_channel(node.operation):
-        name = activation_name(node.operation)
-        tracer.protect(in_maps[0], f"{node.name}: activation '{name}' is not known "
-                                   "to act on each channel alone")
+    # An unknown activation protects the channels (`protection.py`, with a warning).
     return [in_maps[0]]
 
 
@@ -63,9 +59,17 @@ def remove_elementwise(stripper, node, ins, args, kwargs):
     return [LiveChannels(value, x.live, const)]
 
 
-register_layer(layers.ReLU, layers.LeakyReLU, layers.ELU,
+register_layer(layers.LeakyReLU, layers.ELU,
                channels=pass_through, cost=one_flop_per_output, remove=remove_elementwise)
-# Ops and `Activation` may compute any function, sigmoid(0) = 0.5 included.
+def relu_changes_zero(layer):
+    """`ReLU(threshold=0.5, negative_slope=0.1)` maps 0 to -0.05."""
+    return float(layer.threshold) > 0 and float(layer.negative_slope) != 0
+
+
+register_layer(layers.ReLU, channels=pass_through, cost=one_flop_per_output,
+               remove=remove_elementwise, changes_zero=relu_changes_zero)
+# Ops and `Activation` may compute any function, sigmoid(0) = 0.5 and
+# exp(0) = 1 included (`removed_constants.value_made_from_zero` tells).
 register_layer(*internals.ELEMENTWISE_OPS, channels=pass_through, cost=one_flop_per_output,
                remove=remove_elementwise, changes_zero=True)
 register_layer(layers.Activation, channels=activation_channels, cost=one_flop_per_output,

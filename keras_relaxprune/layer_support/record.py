@@ -117,8 +117,11 @@ class LayerSupport:
             (`removed_constants.ABSORBED`, `CARRIED` or `BROKEN`; `rank` is
             its output's). None: `CARRIED`.
         changes_zero: a removed channel's 0 may come out of it as another
-            value (sigmoid(0) = 0.5, a `Rescaling` offset, a `Resizing`
-            fill), with no gate after it to zero it again.
+            value (sigmoid(0) = 0.5, `x + c`, a `Rescaling` offset, a
+            `Resizing` fill), with no gate after it to zero it again; or
+            `changes_zero(layer) -> bool` deciding per layer. `add_gates`
+            runs such a layer on zeros to see what it makes
+            (`removed_constants.value_made_from_zero`).
         multiplies_inputs: an elementwise product: a removed (zero) channel
             stays zero whatever it meets, and a per-channel scale of a
             full-width factor scales the product alike.
@@ -140,7 +143,7 @@ class LayerSupport:
     kernel_axes: tuple | None = None
     collapses_to_bias: bool = False
     constant_input: typing.Callable | None = None
-    changes_zero: bool = False
+    changes_zero: bool | typing.Callable = False
     multiplies_inputs: bool = False
     takes_producer_gate: bool = False
     is_batch_normalization: bool = False
@@ -223,7 +226,11 @@ def collapses_to_bias(operation):
 
 def changes_zero(operation):
     """Whether a removed channel's 0 may come out of it as another value."""
-    return _field(operation, "changes_zero")
+    support = find_support(operation)
+    if support is None or not support.changes_zero:
+        return False
+    rule = support.changes_zero
+    return bool(rule(operation)) if callable(rule) else True
 
 
 def is_multiply(operation):

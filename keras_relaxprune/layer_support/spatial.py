@@ -1,8 +1,11 @@
-"""Layers that move, pool, pad or drop positions but never mix channels."""
+"""Layers that move, pool, pad or drop positions but never mix channels
+(Flatten, which lays positions side by side, is in `flatten`)."""
 
+import keras
 import numpy as np
 from keras import layers
 
+from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.graph.live_channels import LiveChannels
 from keras_relaxprune.layer_support.elementwise import one_flop_per_output, pass_through
 from keras_relaxprune.layer_support.record import register_layer
@@ -31,13 +34,6 @@ REGULARIZATION = (
 )
 
 ZERO_PADDING = (layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D)
-
-
-def flatten_channels(tracer, node, in_maps):
-    spatial = tracer.shape(node.inputs[0])[1:-1]
-    if all(size == 1 for size in spatial):
-        return [in_maps[0]]
-    return tracer.barrier(node, "flattens spatial positions into channels")
 
 
 def remove_spatial(stripper, node, ins, args, kwargs):
@@ -86,6 +82,35 @@ def remove_reshape(stripper, node, ins, args, kwargs):
     return [LiveChannels(value, x.live, x.const)]
 
 
+def mean_channels(tracer, node, in_maps):
+    """`ops.mean` over positions only (`axis=(1, 2)`, like a global average
+    pooling) passes channels through; over the channel axis it mixes them."""
+    rank = len(tracer.shape(node.inputs[0]))
+    axis = node.operation.axis
+    axes = range(rank) if axis is None else np.atleast_1d(axis)
+    if any(int(a) % rank in (0, rank - 1) for a in axes):
+        return tracer.barrier(node, "averages over the channel or batch axis")
+    return [in_maps[0]]
+
+
+def remove_reshape_op(stripper, node, ins, args, kwargs):
+    """`ops.reshape` to the recorded output shape with the last axis as wide
+    as the live channels (the batch axis left to the reshape)."""
+    (x,) = ins
+    if x.is_constant:
+        return [LiveChannels(None, x.live, x.const)]
+    out_shape = tuple(stripper.graph.flat.tensors[node.outputs[0]].shape)
+    value = keras.ops.reshape(x.value, (-1, *out_shape[1:-1], len(x.live)))
+    return [LiveChannels(value, x.live, x.const)]
+
+
+def reshape_op_channels(tracer, node, in_maps):
+    """Like `reshape_channels`, for a reshape whose other sizes are known."""
+    if any(size is None for size in tracer.shape(node.outputs[0])[1:]):
+        return tracer.barrier(node, "reshapes to a shape not known when traced")
+    return reshape_channels(tracer, node, in_maps)
+
+
 register_layer(*POOLING, channels=pass_through, cost=one_flop_per_output,
                remove=remove_spatial)
 register_layer(*RESAMPLING, *REGULARIZATION, channels=pass_through, remove=remove_spatial)
@@ -94,5 +119,8 @@ register_layer(layers.Resizing, channels=pass_through, remove=remove_spatial,
                changes_zero=True, constant_input=resizing_constant_input)
 register_layer(*ZERO_PADDING, channels=pass_through, remove=remove_zero_padding,
                constant_input=always_broken)
-register_layer(layers.Flatten, channels=flatten_channels, remove=remove_spatial)
 register_layer(layers.Reshape, channels=reshape_channels, remove=remove_reshape)
+# The raw ops spelled like the layers: `ops.mean(x, axis=(1, 2))` and `ops.reshape`.
+register_layer(*internals.MEAN_OPS, channels=mean_channels, cost=one_flop_per_output,
+               remove=remove_spatial)
+register_layer(*internals.RESHAPE_OPS, channels=reshape_op_channels, remove=remove_reshape_op)
