@@ -59,20 +59,28 @@ def parse_args(argv=None):
     p.add_argument("--models", default="mobilenet_v2,resnet50")
     p.add_argument("--mobilenet-size", type=positive_int, default=64, help="input pixels")
     p.add_argument("--resnet-size", type=positive_int, default=128, help="input pixels")
-    p.add_argument("--targets", default="0.5",
-                   help="remaining FLOPs fractions closing aims at, comma-separated")
+    p.add_argument(
+        "--targets",
+        default="0.5",
+        help="remaining FLOPs fractions closing aims at, comma-separated",
+    )
     p.add_argument("--round-to", type=positive_int, default=1)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--steps", type=positive_int, default=5, help="timed training steps")
     p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed training steps")
     p.add_argument("--repeats", type=positive_int, default=3, help="timed closings per case")
-    p.add_argument("--compare-with", default=None,
-                   help="a previous budget_closing.py to time beside this one")
+    p.add_argument(
+        "--compare-with", default=None, help="a previous budget_closing.py to time beside this one"
+    )
     p.add_argument("--compare-models", default="mobilenet_v2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--note", default="", help="free text for the report")
-    p.add_argument("--output", default=os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "results", "closing_speed_cpu.md"))
+    p.add_argument(
+        "--output",
+        default=os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "results", "closing_speed_cpu.md"
+        ),
+    )
     return p.parse_args(argv)
 
 
@@ -111,8 +119,7 @@ def time_step(gated, args, size):
     rng = np.random.default_rng(args.seed)
     x = rng.normal(size=(args.batch_size, size, size, 3)).astype("float32")
     y = rng.integers(0, 10, size=args.batch_size).astype("int32")
-    gated.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss="sparse_categorical_crossentropy")
+    gated.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     for _ in range(args.warmup):
         gated.train_on_batch(x, y)
     times = []
@@ -129,19 +136,23 @@ def measure_model(name, args, previous):
     gated = krp.add_gates(model)
     graph = analyze(gated)
     roots = graph.gated_groups()
-    row = {"model": name, "size": size, "groups": len(roots),
-           "channels": sum(graph.groups.size[root] for root in roots)}
+    row = {
+        "model": name,
+        "size": size,
+        "groups": len(roots),
+        "channels": sum(graph.groups.size[root] for root in roots),
+    }
     compare = previous is not None and name in args.compare_models.split(",")
     for state in ("tied", "random"):
         set_gates(graph, state, args.seed)
         for target in _targets(args):
-            row[state, target] = time_closing(budget_closing, graph, target, args,
-                                              args.repeats)
+            row[state, target] = time_closing(budget_closing, graph, target, args, args.repeats)
             if compare:
-                print(f"{name}, {state} gates, target {target}: timing the "
-                      "previous closing...", flush=True)
-                row[state, target, "previous"] = time_closing(
-                    previous, graph, target, args, 1)
+                print(
+                    f"{name}, {state} gates, target {target}: timing the previous closing...",
+                    flush=True,
+                )
+                row[state, target, "previous"] = time_closing(previous, graph, target, args, 1)
     set_gates(graph, "tied", args.seed)
     row["step"] = time_step(gated, args, size)
     print(f"{name}: {row}", flush=True)
@@ -182,7 +193,8 @@ def report(args, rows, wall):
                     f"| {row['model']} | {row['size']} px | {row['groups']} | "
                     f"{row['channels']} | {state} | {target} | {seconds:.3f} | "
                     f"{fraction:.4f} | {row['step']:.3f} | "
-                    f"{seconds / row['step']:.3f} | {previous} |")
+                    f"{seconds / row['step']:.3f} | {previous} |"
+                )
     return "\n".join(lines) + "\n"
 
 

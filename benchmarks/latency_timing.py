@@ -15,7 +15,6 @@ def say(*parts):
     print(*parts, flush=True)  # the log is read while a long run goes on
 
 
-
 def interleaved(runners, runs, rounds, label):
     """Seconds per call of each runner: `{name: {"median": s, "p10": s}}`.
 
@@ -36,11 +35,12 @@ def interleaved(runners, runs, rounds, label):
                 runners[name]()
                 times[name].append(time.perf_counter() - start)
         if (round_index + 1) % max(1, rounds // 5) == 0 or round_index + 1 == rounds:
-            medians = ", ".join(f"{n} {1000 * statistics.median(t):.1f}"
-                                for n, t in times.items())
+            medians = ", ".join(f"{n} {1000 * statistics.median(t):.1f}" for n, t in times.items())
             say(f"  {label} after round {round_index + 1}/{rounds}, medians (ms): {medians}")
-    return {name: {"median": statistics.median(t), "p10": float(np.percentile(t, 10))}
-            for name, t in times.items()}
+    return {
+        name: {"median": statistics.median(t), "p10": float(np.percentile(t, 10))}
+        for name, t in times.items()
+    }
 
 
 def tflite_runners(models, sample, workdir):
@@ -50,8 +50,7 @@ def tflite_runners(models, sample, workdir):
     runners = {}
     for index, (name, model) in enumerate(models.items()):
         start = time.perf_counter()
-        path = krp.export(model, os.path.join(workdir, f"m{index}"),
-                          formats=("tflite",))["tflite"]
+        path = krp.export(model, os.path.join(workdir, f"m{index}"), formats=("tflite",))["tflite"]
         interpreter = Interpreter(model_path=path, num_threads=2)
         tensor = interpreter.get_input_details()[0]["index"]
         interpreter.resize_tensor_input(tensor, sample.shape)
@@ -61,9 +60,11 @@ def tflite_runners(models, sample, workdir):
         output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
         # A wrong conversion would make every latency meaningless.
         reference = keras.ops.convert_to_numpy(model(sample, training=False))
-        say(f"  tflite {name}: {os.path.getsize(path) / 2**20:.1f} MiB, vs Keras "
+        say(
+            f"  tflite {name}: {os.path.getsize(path) / 2**20:.1f} MiB, vs Keras "
             f"max abs diff {np.max(np.abs(output - reference)):.1e} "
-            f"({time.perf_counter() - start:.0f} s)")
+            f"({time.perf_counter() - start:.0f} s)"
+        )
         for _ in range(2):  # warm-up: first invokes allocate and pack weights
             interpreter.invoke()
         runners[name] = interpreter.invoke

@@ -55,8 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--steps", type=positive_int, default=30, help="timed steps per round")
     p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed steps per round")
-    p.add_argument("--rounds", type=positive_int, default=3,
-                   help="alternating dense/gated rounds")
+    p.add_argument("--rounds", type=positive_int, default=3, help="alternating dense/gated rounds")
     p.add_argument("--target", type=open_fraction, default=0.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend-note", default="", help="free text for the report")
@@ -95,16 +94,18 @@ class FixedBatch(keras.utils.PyDataset):
 
 
 def compiled(model):
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss="sparse_categorical_crossentropy", jit_compile=True)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        jit_compile=True,
+    )
     return model
 
 
 def time_round(model, data, args, callbacks=()):
     """Per-step times of one `fit` of warmup + steps steps."""
     timer = StepTimer(skip=args.warmup)
-    history = model.fit(data, epochs=1, verbose=0, shuffle=False,
-                        callbacks=[*callbacks, timer])
+    history = model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[*callbacks, timer])
     return timer.times, history.history
 
 
@@ -137,8 +138,7 @@ def report(args, times, rounds, remaining, flops):
     ratio = gated / dense
     lines = [
         f"date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}",
-        f"backend: {keras.backend.backend()} (keras {keras.__version__}), "
-        f"device: {device_name()}",
+        f"backend: {keras.backend.backend()} (keras {keras.__version__}), device: {device_name()}",
         f"note: {args.backend_note or '-'}",
         f"command: {shlex.join(['python', *sys.argv])}",
         f"model: ResNet-{args.depth}, batch {args.batch_size}, jit_compile=True, "

@@ -84,14 +84,26 @@ class ReferenceRecipe(krp.PruningCallback):
     """
 
     def __init__(self, lambda_=2.0, **kwargs):
-        super().__init__(target=0.5, lambda_=lambda_, final_scale=REFERENCE_SCALE,
-                         lambda_rate=0.0, cost_exponent=1.0, **kwargs)
+        super().__init__(
+            target=0.5,
+            lambda_=lambda_,
+            final_scale=REFERENCE_SCALE,
+            lambda_rate=0.0,
+            cost_exponent=1.0,
+            **kwargs,
+        )
 
     def _configure(self, budget):
         super()._configure(budget)
-        for name, value in {"remaining_target": 0.0, "begin_step": 0.0, "end_step": 1.0,
-                            "initial_scale": REFERENCE_SCALE, "final_scale": REFERENCE_SCALE,
-                            "initial_threshold": 0.0, "final_threshold": 0.0}.items():
+        for name, value in {
+            "remaining_target": 0.0,
+            "begin_step": 0.0,
+            "end_step": 1.0,
+            "initial_scale": REFERENCE_SCALE,
+            "final_scale": REFERENCE_SCALE,
+            "initial_threshold": 0.0,
+            "final_threshold": 0.0,
+        }.items():
             getattr(budget, name).assign(value)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -127,43 +139,82 @@ def parse_args(argv=None):
     p.add_argument("--test-limit", type=non_negative_int, default=0, help="0 = all 10,000")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=positive, default=FINE_TUNE_LR)
-    p.add_argument("--prune-lr", type=positive, default=None,
-                   help="with --prune-epochs: the constant rate of the gated fit "
-                        "(default --lr)")
-    p.add_argument("--weight-decay", type=non_negative, default=0.0,
-                   help="decoupled weight decay of the kernels in every fit "
-                        "(the dense recipe: 5e-3)")
-    p.add_argument("--label-smoothing", type=fraction, default=0.0,
-                   help="label smoothing of the label loss in every fit (the dense "
-                        "recipe: 0.1; 0: sparse labels)")
+    p.add_argument(
+        "--prune-lr",
+        type=positive,
+        default=None,
+        help="with --prune-epochs: the constant rate of the gated fit (default --lr)",
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=non_negative,
+        default=0.0,
+        help="decoupled weight decay of the kernels in every fit (the dense recipe: 5e-3)",
+    )
+    p.add_argument(
+        "--label-smoothing",
+        type=fraction,
+        default=0.0,
+        help="label smoothing of the label loss in every fit (the dense "
+        "recipe: 0.1; 0: sparse labels)",
+    )
     p.add_argument("--schedule", choices=("constant", "cosine"), default="cosine")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prune-epochs", type=non_negative_int, default=0,
-                   help="ours: prune for this many of --epochs with gates, then strip and "
-                        "fine-tune the small network for the rest (0: all epochs gated)")
-    p.add_argument("--prune-steps", type=non_negative_int, default=0,
-                   help="ours: prune for this many steps with gates (a fraction of an "
-                        "epoch), then strip and fine-tune the small network for --epochs "
-                        "epochs shortened so the run's steps add up to --epochs full ones")
+    p.add_argument(
+        "--prune-epochs",
+        type=non_negative_int,
+        default=0,
+        help="ours: prune for this many of --epochs with gates, then strip and "
+        "fine-tune the small network for the rest (0: all epochs gated)",
+    )
+    p.add_argument(
+        "--prune-steps",
+        type=non_negative_int,
+        default=0,
+        help="ours: prune for this many steps with gates (a fraction of an "
+        "epoch), then strip and fine-tune the small network for --epochs "
+        "epochs shortened so the run's steps add up to --epochs full ones",
+    )
     p.add_argument("--distill", action="store_true")
-    p.add_argument("--student-loss-weight", type=fraction,
-                   default=DISTILL_STUDENT_LOSS_WEIGHT,
-                   help="with --distill: weight of the label loss (the rest: distillation)")
-    p.add_argument("--temperature", type=positive, default=DISTILL_TEMPERATURE,
-                   help="with --distill: the distillation temperature")
-    p.add_argument("--recalibrate", type=non_negative_int, default=0,
-                   help="BN recalibration batches before the final evaluation")
-    p.add_argument("--callback", default="{}",
-                   help="extra PruningCallback arguments as JSON")
-    p.add_argument("--diagnose", type=non_negative_int, default=0,
-                   help="each epoch: inference accuracy on this many test images")
+    p.add_argument(
+        "--student-loss-weight",
+        type=fraction,
+        default=DISTILL_STUDENT_LOSS_WEIGHT,
+        help="with --distill: weight of the label loss (the rest: distillation)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=positive,
+        default=DISTILL_TEMPERATURE,
+        help="with --distill: the distillation temperature",
+    )
+    p.add_argument(
+        "--recalibrate",
+        type=non_negative_int,
+        default=0,
+        help="BN recalibration batches before the final evaluation",
+    )
+    p.add_argument("--callback", default="{}", help="extra PruningCallback arguments as JSON")
+    p.add_argument(
+        "--diagnose",
+        type=non_negative_int,
+        default=0,
+        help="each epoch: inference accuracy on this many test images",
+    )
     p.add_argument("--name", default=None)
-    p.add_argument("--backup", default=None,
-                   help="folder that makes a killed run resumable (removed at the end)")
+    p.add_argument(
+        "--backup",
+        default=None,
+        help="folder that makes a killed run resumable (removed at the end)",
+    )
     p.add_argument("--out", default="benchmarks/results/pretrained")
-    p.add_argument("--save", type=keras_file, default=None,
-                   help="also write the fine-tuned stripped network to this .keras "
-                        "file (without its optimizer)")
+    p.add_argument(
+        "--save",
+        type=keras_file,
+        default=None,
+        help="also write the fine-tuned stripped network to this .keras "
+        "file (without its optimizer)",
+    )
     p.add_argument("--verbose", type=int, default=2)
     return p.parse_args(argv)
 
@@ -185,20 +236,42 @@ class FirstBatches(keras.utils.PyDataset):
         self.batches.set_epoch(epoch)
 
 
-def fine_tune(model, dense, batches, callbacks, args, epochs, first_epoch=0,
-              schedule=None, lr=None, steps_per_epoch=None, backup=None, data_epoch=0):
+def fine_tune(
+    model,
+    dense,
+    batches,
+    callbacks,
+    args,
+    epochs,
+    first_epoch=0,
+    schedule=None,
+    lr=None,
+    steps_per_epoch=None,
+    backup=None,
+    data_epoch=0,
+):
     """One `fit` of `model` (as a Distiller's student with `--distill`) from
     epoch `first_epoch` to `epochs`, the data order `data_epoch` epochs on;
     its steps. With `backup` (a folder) the fit is backed up every epoch and
     resumes from there."""
     data = FirstBatches(batches, steps_per_epoch) if steps_per_epoch else batches
-    return train(model, data, epochs, teacher=dense if args.distill else None,
-                 lr=args.lr if lr is None else lr,
-                 cosine=(schedule or args.schedule) == "cosine", initial_epoch=first_epoch,
-                 epochs_before=data_epoch, callbacks=callbacks, backup_dir=backup,
-                 verbose=args.verbose, temperature=args.temperature,
-                 student_loss_weight=args.student_loss_weight,
-                 weight_decay=args.weight_decay, loss=label_loss(args))
+    return train(
+        model,
+        data,
+        epochs,
+        teacher=dense if args.distill else None,
+        lr=args.lr if lr is None else lr,
+        cosine=(schedule or args.schedule) == "cosine",
+        initial_epoch=first_epoch,
+        epochs_before=data_epoch,
+        callbacks=callbacks,
+        backup_dir=backup,
+        verbose=args.verbose,
+        temperature=args.temperature,
+        student_loss_weight=args.student_loss_weight,
+        weight_decay=args.weight_decay,
+        loss=label_loss(args),
+    )
 
 
 def label_loss(args):
@@ -206,8 +279,9 @@ def label_loss(args):
     categorical one on one-hot labels (`AugmentedBatches(num_classes=...)`)."""
     if not args.label_smoothing:
         return None  # the recipe's sparse cross-entropy
-    return keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                label_smoothing=args.label_smoothing)
+    return keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=args.label_smoothing
+    )
 
 
 class Diagnose(keras.callbacks.Callback):
@@ -223,9 +297,12 @@ class Diagnose(keras.callbacks.Callback):
         return accuracy(self.gated, self.images, self.labels)
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, "flops": krp.count_flops(self.gated),
-               "train_accuracy": float((logs or {}).get("accuracy", np.nan)),
-               "inference_accuracy": self._accuracy()}
+        row = {
+            "epoch": epoch + 1,
+            "flops": krp.count_flops(self.gated),
+            "train_accuracy": float((logs or {}).get("accuracy", np.nan)),
+            "inference_accuracy": self._accuracy(),
+        }
         krp.recalibrate_batchnorm(self.gated, self.train_images[:2560].astype("float32"))
         row["inference_accuracy_recalibrated"] = self._accuracy()
         self.rows.append(row)
@@ -239,8 +316,11 @@ class StrippedBackup:
 
     def __init__(self, folder, args):
         self.folder = Path(folder) if folder else None
-        self.settings = {k: v for k, v in sorted(vars(args).items())
-                         if k not in ("backup", "out", "name", "verbose")}
+        self.settings = {
+            k: v
+            for k, v in sorted(vars(args).items())
+            if k not in ("backup", "out", "name", "verbose")
+        }
 
     def fine_tune_folder(self):
         return self.folder / "fine_tune" if self.folder else None
@@ -251,9 +331,11 @@ class StrippedBackup:
             return None, None
         state = json.loads((self.folder / "stripped.json").read_text())
         if state.pop("settings") != self.settings:
-            print(f"pretrained_pruning.py: error: {self.folder} holds another run's "
-                  "backup (other settings); remove it or pass another --backup",
-                  file=sys.stderr)
+            print(
+                f"pretrained_pruning.py: error: {self.folder} holds another run's "
+                "backup (other settings); remove it or pass another --backup",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
         model = keras.saving.load_model(self.folder / "stripped.keras", compile=False)
         print(f"resumed: the stripped network from {self.folder}", flush=True)
@@ -264,7 +346,8 @@ class StrippedBackup:
             self.folder.mkdir(parents=True, exist_ok=True)
             model.save(self.folder / "stripped.keras")
             (self.folder / "stripped.json").write_text(
-                json.dumps({**state, "settings": self.settings}))
+                json.dumps({**state, "settings": self.settings})
+            )
 
     def remove(self):
         if self.folder:
@@ -287,10 +370,16 @@ def prune_and_strip(args, dense, batches, x, xt, yt):
     it starts at) and holds the steps trained so far and the accuracy right
     after the strip (ours with two fits)."""
     reference = args.method == "reference"
-    gated = krp.add_gates(dense, metric=args.metric,
-                          initial_scale=REFERENCE_SCALE if reference else 50.0)
-    state = {"steps": 0, "stripped_accuracy": None, "first_epoch": 0, "data_epoch": 0,
-             "steps_per_epoch": None}
+    gated = krp.add_gates(
+        dense, metric=args.metric, initial_scale=REFERENCE_SCALE if reference else 50.0
+    )
+    state = {
+        "steps": 0,
+        "stripped_accuracy": None,
+        "first_epoch": 0,
+        "data_epoch": 0,
+        "steps_per_epoch": None,
+    }
     if args.method not in ("ours", "reference"):
         apply_baseline(gated, args.method, args.target, args.metric, seed=args.seed)
         return krp.strip_pruning(gated), state, None
@@ -298,20 +387,29 @@ def prune_and_strip(args, dense, batches, x, xt, yt):
     options = json.loads(args.callback)
     if args.recalibrate:  # the callback re-estimates BN when fit ends
         options.update(calibration_data=batches, calibration_steps=args.recalibrate)
-    callbacks.append(ReferenceRecipe(metric=args.metric, **options) if reference else
-                     krp.PruningCallback(target=args.target, metric=args.metric, **options))
+    callbacks.append(
+        ReferenceRecipe(metric=args.metric, **options)
+        if reference
+        else krp.PruningCallback(target=args.target, metric=args.metric, **options)
+    )
     diagnose = None
     if args.diagnose:
-        diagnose = Diagnose(gated, xt[:args.diagnose].astype("float32"),
-                            yt[:args.diagnose], x)
+        diagnose = Diagnose(gated, xt[: args.diagnose].astype("float32"), yt[: args.diagnose], x)
         callbacks.append(diagnose)
     gated_epochs = 1 if args.prune_steps else args.prune_epochs or args.epochs
     # Pruned in a first fit at a constant rate, then fine-tuned stripped.
     two_fits = gated_epochs < args.epochs or bool(args.prune_steps)
-    state["steps"] = fine_tune(gated, dense, batches, callbacks, args, gated_epochs,
-                               schedule="constant" if two_fits else None,
-                               lr=args.prune_lr if two_fits else None,
-                               steps_per_epoch=args.prune_steps or None)
+    state["steps"] = fine_tune(
+        gated,
+        dense,
+        batches,
+        callbacks,
+        args,
+        gated_epochs,
+        schedule="constant" if two_fits else None,
+        lr=args.prune_lr if two_fits else None,
+        steps_per_epoch=args.prune_steps or None,
+    )
     small = krp.strip_pruning(gated)
     if not two_fits:
         state["first_epoch"] = args.epochs
@@ -334,25 +432,41 @@ def cell_record(args, argv, small, dense, data, state, steps, start, diagnose):
     costs = cost_summary(dense, small)
     return {
         "method": args.method + ("+distill" if args.distill else ""),
-        "target": args.target, "metric": args.metric,
+        "target": args.target,
+        "metric": args.metric,
         "test_accuracy": accuracy(small, xt, yt),
         "dense_test_accuracy": accuracy(dense, xt, yt),
         "test_images": len(yt),
         "remaining_flops": costs["remaining_flops"],
         "remaining_params": costs["remaining_params"],
-        "flops": costs["pruned_flops"], "params": costs["pruned_params"],
-        "dense_flops": costs["dense_flops"], "dense_params": costs["dense_params"],
-        "epochs": args.epochs, "prune_epochs": args.prune_epochs,
-        "prune_steps": args.prune_steps, "train_steps": steps, "train_images": len(x),
-        "lr": args.lr, "weight_decay": args.weight_decay,
-        "prune_lr": args.prune_lr, "schedule": args.schedule,
+        "flops": costs["pruned_flops"],
+        "params": costs["pruned_params"],
+        "dense_flops": costs["dense_flops"],
+        "dense_params": costs["dense_params"],
+        "epochs": args.epochs,
+        "prune_epochs": args.prune_epochs,
+        "prune_steps": args.prune_steps,
+        "train_steps": steps,
+        "train_images": len(x),
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "prune_lr": args.prune_lr,
+        "schedule": args.schedule,
         "label_smoothing": args.label_smoothing,
         "callback": json.loads(args.callback),
-        "recalibrate": args.recalibrate, "dense": args.dense,
-        "distillation": ({"student_loss_weight": args.student_loss_weight,
-                          "temperature": args.temperature} if args.distill else None),
-        **run_record(start, args.seed, "benchmarks/pretrained_pruning.py",
-                     argv if argv is not None else sys.argv[1:]),
+        "recalibrate": args.recalibrate,
+        "dense": args.dense,
+        "distillation": (
+            {"student_loss_weight": args.student_loss_weight, "temperature": args.temperature}
+            if args.distill
+            else None
+        ),
+        **run_record(
+            start,
+            args.seed,
+            "benchmarks/pretrained_pruning.py",
+            argv if argv is not None else sys.argv[1:],
+        ),
         "stripped_test_accuracy_before_fine_tune": state["stripped_accuracy"],
         "diagnose": diagnose.rows if diagnose else None,
     }
@@ -363,8 +477,9 @@ def main(argv=None):
     # Seeded only: Keras turns XLA off under op determinism, and a long run wants XLA.
     with reproducible(args.seed, deterministic_ops=False):
         start = time.time()
-        (x, y), (xt, yt) = load_cifar10(train_limit=args.train_limit or None,
-                                        test_limit=args.test_limit or None, seed=args.seed)
+        (x, y), (xt, yt) = load_cifar10(
+            train_limit=args.train_limit or None, test_limit=args.test_limit or None, seed=args.seed
+        )
         dense = keras.saving.load_model(args.dense, compile=False)
         one_hot = dense.output_shape[-1] if args.label_smoothing else None  # classes
         batches = AugmentedBatches(x, y, args.batch_size, args.seed, num_classes=one_hot)
@@ -376,16 +491,25 @@ def main(argv=None):
             backup.save(small, **state)
         steps = state["steps"]
         if state["first_epoch"] < args.epochs:  # the stripped network's fine-tune
-            steps += fine_tune(small, dense, batches, [], args, args.epochs,
-                               first_epoch=state["first_epoch"], data_epoch=state["data_epoch"],
-                               steps_per_epoch=state["steps_per_epoch"],
-                               backup=backup.fine_tune_folder())
+            steps += fine_tune(
+                small,
+                dense,
+                batches,
+                [],
+                args,
+                args.epochs,
+                first_epoch=state["first_epoch"],
+                data_epoch=state["data_epoch"],
+                steps_per_epoch=state["steps_per_epoch"],
+                backup=backup.fine_tune_folder(),
+            )
         if args.recalibrate and args.method not in ("ours", "reference"):
             krp.recalibrate_batchnorm(small, batches, steps=args.recalibrate)
-        record = cell_record(args, argv, small, dense, (x, xt, yt), state, steps,
-                            start, diagnose)
-        name = args.name or (f"{Path(args.dense).stem}_{record['method']}_"
-                             f"{args.metric}{round(100 * args.target)}_e{args.epochs}_s{args.seed}")
+        record = cell_record(args, argv, small, dense, (x, xt, yt), state, steps, start, diagnose)
+        name = args.name or (
+            f"{Path(args.dense).stem}_{record['method']}_"
+            f"{args.metric}{round(100 * args.target)}_e{args.epochs}_s{args.seed}"
+        )
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         if resumed:  # the wall time is the last part's

@@ -37,9 +37,15 @@ from pathlib import Path
 from keras_relaxprune_apps import FINE_TUNE_LR, non_negative_int, positive_int, recipe_options
 
 BUDGETS = (("flops", 0.5), ("flops", 0.75), ("flops", 0.9), ("params", 0.9))
-METHODS = (("ours", False), ("ours", True), ("l1_norm", False),
-           ("network_slimming", False), ("uniform", False), ("random", False),
-           ("reference", False))
+METHODS = (
+    ("ours", False),
+    ("ours", True),
+    ("l1_norm", False),
+    ("network_slimming", False),
+    ("uniform", False),
+    ("random", False),
+    ("reference", False),
+)
 # The reference recipe has no target: its lambda sets how much it removes.
 # One lambda per budget row spreads its points along the Pareto plot.
 REFERENCE_LAMBDA = {0.5: 1.0, 0.75: 4.0, 0.9: 16.0}
@@ -54,11 +60,16 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--test-limit", type=non_negative_int, default=0, help="0 = all 10,000")
     p.add_argument("--recalibrate", type=non_negative_int, default=50)
-    p.add_argument("--methods", nargs="+", default=None,
-                   help="cells to run, in this order, budget by budget (e.g. ours+distill "
-                        "uniform); default every method, the baselines first")
-    p.add_argument("--budgets", nargs="+", default=None,
-                   help="e.g. flops50 params90 (default: all four)")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help="cells to run, in this order, budget by budget (e.g. ours+distill "
+        "uniform); default every method, the baselines first",
+    )
+    p.add_argument(
+        "--budgets", nargs="+", default=None, help="e.g. flops50 params90 (default: all four)"
+    )
     p.add_argument("--out", default="benchmarks/results/resnet20_cpu")
     p.add_argument("--report-only", action="store_true")
     return p.parse_args(argv)
@@ -73,11 +84,16 @@ def grid_cells(args):
     """(method, distill, metric, target) in the order they run."""
     budgets = BUDGETS
     if args.budgets:
-        budgets = [b for name in args.budgets for b in BUDGETS
-                   if f"{b[0]}{round(100 * b[1])}" == name]
+        budgets = [
+            b for name in args.budgets for b in BUDGETS if f"{b[0]}{round(100 * b[1])}" == name
+        ]
     if args.methods:
-        methods = [m for name in args.methods for m in METHODS
-                   if m[0] + ("+distill" if m[1] else "") == name]
+        methods = [
+            m
+            for name in args.methods
+            for m in METHODS
+            if m[0] + ("+distill" if m[1] else "") == name
+        ]
         return [m + b for b in budgets for m in methods]
     # The baselines first: their cells do not depend on our method.
     methods = sorted(METHODS, key=lambda m: m[0] in ("ours", "reference"))
@@ -92,17 +108,40 @@ def run_grid(args):
             name = cell_name(args, method, distill, metric, target, seed)
             if (Path(args.out) / f"{name}.json").exists():
                 continue
-            argv = ["--dense", args.dense, "--method", method, "--target", str(target),
-                    "--metric", metric, "--epochs", str(args.epochs),
-                    "--train-limit", str(args.train_limit), "--seed", str(seed),
-                    "--test-limit", str(args.test_limit),
-                    "--prune-epochs", str(args.prune_epochs),
-                    "--recalibrate", str(args.recalibrate),
-                    "--out", args.out, "--name", name,
-                    "--backup", str(Path("checkpoints") / Path(args.out).name / name),
-                    "--callback", json.dumps(
-                        {"lambda_": REFERENCE_LAMBDA[target]} if method == "reference"
-                        else recipe_options(metric))]
+            argv = [
+                "--dense",
+                args.dense,
+                "--method",
+                method,
+                "--target",
+                str(target),
+                "--metric",
+                metric,
+                "--epochs",
+                str(args.epochs),
+                "--train-limit",
+                str(args.train_limit),
+                "--seed",
+                str(seed),
+                "--test-limit",
+                str(args.test_limit),
+                "--prune-epochs",
+                str(args.prune_epochs),
+                "--recalibrate",
+                str(args.recalibrate),
+                "--out",
+                args.out,
+                "--name",
+                name,
+                "--backup",
+                str(Path("checkpoints") / Path(args.out).name / name),
+                "--callback",
+                json.dumps(
+                    {"lambda_": REFERENCE_LAMBDA[target]}
+                    if method == "reference"
+                    else recipe_options(metric)
+                ),
+            ]
             run_one(argv + (["--distill"] if distill else []))
 
 
@@ -128,8 +167,11 @@ def label(record):
 def epochs(record):
     """`3`, or `3 (1 gated + 2 stripped)` where the gates trained for part."""
     gated = record.get("prune_epochs") or 0
-    if not gated or gated >= record["epochs"] or not record["method"].startswith(
-            ("ours", "reference")):
+    if (
+        not gated
+        or gated >= record["epochs"]
+        or not record["method"].startswith(("ours", "reference"))
+    ):
         return str(record["epochs"])
     return f"{record['epochs']} ({gated} gated + {record['epochs'] - gated} stripped)"
 
@@ -149,15 +191,18 @@ def fine_tune_label(record):
 
 
 def write_table(records, out):
-    rows = ["| method | budget | FLOPs kept | params kept | test accuracy | dense | "
-            "epochs | train images | seed | backend | device |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| method | budget | FLOPs kept | params kept | test accuracy | dense | "
+        "epochs | train images | seed | backend | device |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in sorted(records, key=lambda r: (r["metric"], r["target"], -r["test_accuracy"])):
         rows.append(
             f"| {label(r)} | {r['metric']} -{r['target']:.0%} | "
             f"{r['remaining_flops']:.1%} | {r['remaining_params']:.1%} | "
             f"{r['test_accuracy']:.2%} | {r['dense_test_accuracy']:.2%} | {fine_tune_label(r)} | "
-            f"{r['train_images']} | {r['seed']} | {r['backend']} | {r['device']} |")
+            f"{r['train_images']} | {r['seed']} | {r['backend']} | {r['device']} |"
+        )
     Path(out, "table.md").write_text("\n".join(rows) + "\n")
     return rows
 
@@ -169,8 +214,21 @@ def seeds_per_cell(records):
     weight decay or label smoothing), each fine-tune is a cell of its own,
     named in brackets.
     """
-    several = len({(r["epochs"], r.get("lr"), r.get("prune_lr"), r.get("weight_decay") or 0,
-                    r.get("label_smoothing") or 0) for r in records}) > 1
+    several = (
+        len(
+            {
+                (
+                    r["epochs"],
+                    r.get("lr"),
+                    r.get("prune_lr"),
+                    r.get("weight_decay") or 0,
+                    r.get("label_smoothing") or 0,
+                )
+                for r in records
+            }
+        )
+        > 1
+    )
     cells = {}
     for r in records:
         name = label(r) + (f" [{fine_tune_label(r)}]" if several else "")
@@ -184,15 +242,20 @@ def mean(runs, key):
 
 def write_means(records, out):
     """`<out>/mean_over_seeds.md`: per method and budget, the seeds' mean, min and max."""
-    rows = ["| method | budget | seeds | mean test accuracy | min | max |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| method | budget | seeds | mean test accuracy | min | max |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for (metric, target, method), runs in sorted(
-            seeds_per_cell(records).items(),
-            key=lambda item: (item[0][:2], -mean(item[1], "test_accuracy"))):
+        seeds_per_cell(records).items(),
+        key=lambda item: (item[0][:2], -mean(item[1], "test_accuracy")),
+    ):
         accuracies = [r["test_accuracy"] for r in runs]
-        rows.append(f"| {method} | {metric} -{target:.0%} | {len(runs)} | "
-                    f"{mean(runs, 'test_accuracy'):.2%} | {min(accuracies):.2%} | "
-                    f"{max(accuracies):.2%} |")
+        rows.append(
+            f"| {method} | {metric} -{target:.0%} | {len(runs)} | "
+            f"{mean(runs, 'test_accuracy'):.2%} | {min(accuracies):.2%} | "
+            f"{max(accuracies):.2%} |"
+        )
     Path(out, "mean_over_seeds.md").write_text("\n".join(rows) + "\n")
     return rows
 
@@ -207,13 +270,18 @@ def plot_pareto(records, out):
     cells = {key: runs for key, runs in seeds_per_cell(records).items() if key[0] == "flops"}
     for method in sorted({key[2] for key in cells}):
         # One point per budget: the mean over its seeds.
-        points = sorted((mean(runs, "remaining_flops"), mean(runs, "test_accuracy"))
-                        for key, runs in cells.items() if key[2] == method)
-        axis.plot([100 * p[0] for p in points], [100 * p[1] for p in points],
-                  marker="o", label=method)
+        points = sorted(
+            (mean(runs, "remaining_flops"), mean(runs, "test_accuracy"))
+            for key, runs in cells.items()
+            if key[2] == method
+        )
+        axis.plot(
+            [100 * p[0] for p in points], [100 * p[1] for p in points], marker="o", label=method
+        )
     if records:
-        axis.axhline(100 * records[0]["dense_test_accuracy"], color="grey",
-                     linestyle="--", label="dense")
+        axis.axhline(
+            100 * records[0]["dense_test_accuracy"], color="grey", linestyle="--", label="dense"
+        )
     axis.set_xlabel("FLOPs kept (%)")
     axis.set_ylabel("test accuracy (%)")
     axis.grid(alpha=0.3)

@@ -70,9 +70,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from latency_timing import interleaved, say, tflite_runners, xla_runners
 from speedup_variants import build_dense, build_variants
 
-SPEEDUP_GOAL = 0.8    # speed-up >= 0.8 x FLOPs factor ...
-FACTOR_LIMIT = 4.0    # ... where DECISIONS.md says it holds (TFLite, <= ~4x)
-UNIFORM_GOAL = 1.10   # elsewhere: stripped <= 1.10 x uniform latency
+SPEEDUP_GOAL = 0.8  # speed-up >= 0.8 x FLOPs factor ...
+FACTOR_LIMIT = 4.0  # ... where DECISIONS.md says it holds (TFLite, <= ~4x)
+UNIFORM_GOAL = 1.10  # elsewhere: stripped <= 1.10 x uniform latency
 KEEP_FRACTION = number_type(0.0, 1.0, low_open=True)  # remaining FLOPs, (0, 1]
 
 # Timed runs per model (all rounds together) and XLA batch, per model family.
@@ -88,23 +88,42 @@ DEFAULTS = {
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="resnet50",
-                   help="resnet50 or cifar_resnet<depth> (e.g. cifar_resnet56)")
-    p.add_argument("--keep", type=KEEP_FRACTION, nargs="+", default=None,
-                   help="remaining FLOPs fractions; default 0.5 0.25 0.1 (0.5 with --quick)")
-    p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="XLA batch; default 32 (ResNet-50), 128 (CIFAR), 256 on JAX")
+    p.add_argument(
+        "--model", default="resnet50", help="resnet50 or cifar_resnet<depth> (e.g. cifar_resnet56)"
+    )
+    p.add_argument(
+        "--keep",
+        type=KEEP_FRACTION,
+        nargs="+",
+        default=None,
+        help="remaining FLOPs fractions; default 0.5 0.25 0.1 (0.5 with --quick)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="XLA batch; default 32 (ResNet-50), 128 (CIFAR), 256 on JAX",
+    )
     p.add_argument("--tflite-runs", type=positive_int, default=None)
     p.add_argument("--xla-runs", type=positive_int, default=None)
-    p.add_argument("--rounds", type=positive_int, default=None,
-                   help="interleaved rounds the runs are split into")
+    p.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=None,
+        help="interleaved rounds the runs are split into",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--round-to", type=positive_int, default=1,
-                   help="N > 1 adds the pattern random+round<N>: the random widths "
-                        "rounded to multiples of N by close_budget (default 1: off)")
+    p.add_argument(
+        "--round-to",
+        type=positive_int,
+        default=1,
+        help="N > 1 adds the pattern random+round<N>: the random widths "
+        "rounded to multiples of N by close_budget (default 1: off)",
+    )
     p.add_argument("--no-tflite", action="store_true")
-    p.add_argument("--quick", action="store_true",
-                   help="tiny test mode: cifar_resnet8, keep 0.5, few runs")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny test mode: cifar_resnet8, keep 0.5, few runs"
+    )
     p.add_argument("--note", default="", help="free text for the report")
     args = p.parse_args(argv)
     return _resolve(args)
@@ -131,6 +150,7 @@ def _resolve(args):
 
 # Report -------------------------------------------------------------------
 
+
 def goal(runtime, keep, factor, speedup, versus_uniform, is_baseline):
     """(which goal applies, met?) following DECISIONS.md's measured limits.
 
@@ -153,13 +173,25 @@ def make_rows(args, variants, latencies):
     rows = []
     for variant in variants:
         for runtime, seconds in latencies.items():
-            row = {**variant, "model": args.model, "runtime": runtime,
-                   "batch": 1 if runtime == "tflite" else args.batch_size,
-                   "flops_factor": 1.0 / variant["flops_fraction"]}
+            row = {
+                **variant,
+                "model": args.model,
+                "runtime": runtime,
+                "batch": 1 if runtime == "tflite" else args.batch_size,
+                "flops_factor": 1.0 / variant["flops_fraction"],
+            }
             for stat, suffix in (("median", ""), ("p10", "_p10")):
-                row.update({key + suffix: value for key, value in
-                            ratios(runtime, variant, row["flops_factor"],
-                                   {k: v[stat] for k, v in seconds.items()}).items()})
+                row.update(
+                    {
+                        key + suffix: value
+                        for key, value in ratios(
+                            runtime,
+                            variant,
+                            row["flops_factor"],
+                            {k: v[stat] for k, v in seconds.items()},
+                        ).items()
+                    }
+                )
             rows.append(row)
     return rows
 
@@ -168,41 +200,71 @@ def ratios(runtime, variant, factor, seconds):
     dense, small = seconds["dense"], seconds[variant["name"]]
     uniform = seconds[variant["baseline"]]
     speedup = dense / small
-    name, met = goal(runtime, variant["keep"], factor, speedup, small / uniform,
-                     variant["name"] == variant["baseline"])
+    name, met = goal(
+        runtime,
+        variant["keep"],
+        factor,
+        speedup,
+        small / uniform,
+        variant["name"] == variant["baseline"],
+    )
     return {
-        "dense_ms": 1000 * dense, "stripped_ms": 1000 * small,
-        "uniform_ms": 1000 * uniform, "speedup": speedup,
+        "dense_ms": 1000 * dense,
+        "stripped_ms": 1000 * small,
+        "uniform_ms": 1000 * uniform,
+        "speedup": speedup,
         "speedup_over_factor": speedup / factor,
-        "stripped_over_uniform": small / uniform, "goal": name, "met": met,
+        "stripped_over_uniform": small / uniform,
+        "goal": name,
+        "met": met,
     }
 
 
 COLUMNS = (
-    ("model", "{}"), ("keep", "{:g}"), ("pattern", "{}"), ("flops_fraction", "{:.3f}"),
-    ("flops_factor", "{:.2f}"), ("params", "{:,}"), ("max_abs_diff", "{:.1e}"),
-    ("logit_rel_diff", "{:.1e}"), ("runtime", "{}"), ("batch", "{}"), ("dense_ms", "{:.2f}"),
+    ("model", "{}"),
+    ("keep", "{:g}"),
+    ("pattern", "{}"),
+    ("flops_fraction", "{:.3f}"),
+    ("flops_factor", "{:.2f}"),
+    ("params", "{:,}"),
+    ("max_abs_diff", "{:.1e}"),
+    ("logit_rel_diff", "{:.1e}"),
+    ("runtime", "{}"),
+    ("batch", "{}"),
+    ("dense_ms", "{:.2f}"),
     ("stripped_ms", "{:.2f}"),
-    ("uniform_ms", "{:.2f}"), ("speedup", "{:.2f}"), ("speedup_over_factor", "{:.2f}"),
-    ("stripped_over_uniform", "{:.3f}"), ("goal", "{}"), ("met", "{}"),
+    ("uniform_ms", "{:.2f}"),
+    ("speedup", "{:.2f}"),
+    ("speedup_over_factor", "{:.2f}"),
+    ("stripped_over_uniform", "{:.3f}"),
+    ("goal", "{}"),
+    ("met", "{}"),
 )
 P10_COLUMNS = (
-    ("model", "{}"), ("keep", "{:g}"), ("pattern", "{}"), ("runtime", "{}"),
-    ("dense_ms_p10", "{:.2f}"), ("stripped_ms_p10", "{:.2f}"), ("uniform_ms_p10", "{:.2f}"),
-    ("speedup_p10", "{:.2f}"), ("speedup_over_factor_p10", "{:.2f}"),
-    ("stripped_over_uniform_p10", "{:.3f}"), ("goal_p10", "{}"), ("met_p10", "{}"),
+    ("model", "{}"),
+    ("keep", "{:g}"),
+    ("pattern", "{}"),
+    ("runtime", "{}"),
+    ("dense_ms_p10", "{:.2f}"),
+    ("stripped_ms_p10", "{:.2f}"),
+    ("uniform_ms_p10", "{:.2f}"),
+    ("speedup_p10", "{:.2f}"),
+    ("speedup_over_factor_p10", "{:.2f}"),
+    ("stripped_over_uniform_p10", "{:.3f}"),
+    ("goal_p10", "{}"),
+    ("met_p10", "{}"),
 )
 
 
 def table(rows, columns):
     """A markdown table of the rows."""
+
     def cell(row, key, form):
         if key.startswith("met"):
             return {True: "met", False: "NOT met", None: "-"}[row[key]]
         return form.format(row[key])
 
-    lines = ["| " + " | ".join(key for key, _ in columns) + " |",
-             "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(key for key, _ in columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(cell(row, k, f) for k, f in columns) + " |")
     return "\n".join(lines)
@@ -220,15 +282,17 @@ def environment(args):
         import jax
 
         versions.append(f"jax {jax.__version__} on {jax.devices()[0].device_kind}")
-    return "\n".join([
-        f"date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}",
-        f"command: {shlex.join(['python', *sys.argv])}",
-        f"backend: {backend} ({', '.join(versions)})",
-        f"device: {device_name(accelerators=False)}; {args.note or '-'}",
-        f"runs per model: tflite {args.tflite_runs if args.tflite else 0} (batch 1, "
-        f"2 threads), xla {args.xla_runs} (batch {args.batch_size}), in "
-        f"{args.rounds} interleaved rounds; medians",
-    ])
+    return "\n".join(
+        [
+            f"date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}",
+            f"command: {shlex.join(['python', *sys.argv])}",
+            f"backend: {backend} ({', '.join(versions)})",
+            f"device: {device_name(accelerators=False)}; {args.note or '-'}",
+            f"runs per model: tflite {args.tflite_runs if args.tflite else 0} (batch 1, "
+            f"2 threads), xla {args.xla_runs} (batch {args.batch_size}), in "
+            f"{args.rounds} interleaved rounds; medians",
+        ]
+    )
 
 
 def main(argv=None):
@@ -251,8 +315,7 @@ def main(argv=None):
     latencies["xla"] = interleaved(runners, args.xla_runs, args.rounds, "xla")
     rows = make_rows(args, variants, latencies)
     say("\nMedians:\n" + table(rows, COLUMNS))
-    say("\nThe same ratios from 10th percentiles (the quiet machine):\n"
-        + table(rows, P10_COLUMNS))
+    say("\nThe same ratios from 10th percentiles (the quiet machine):\n" + table(rows, P10_COLUMNS))
     say(f"wall time: {time.perf_counter() - started:.0f} s")
     return rows
 

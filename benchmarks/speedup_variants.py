@@ -17,16 +17,15 @@ from keras_relaxprune.budget.closing import close_budget
 from keras_relaxprune.graph.tracing import analyze
 from keras_relaxprune_apps import cifar_resnet
 
-OPEN_LOGIT = 10.0     # sigmoid(50 * 10) == 1.0 in float32: gates fully open
+OPEN_LOGIT = 10.0  # sigmoid(50 * 10) == 1.0 in float32: gates fully open
 
 
 def build_dense(name):
     """The dense model and, for CIFAR ResNets, a builder of narrowed ones."""
     if name == "resnet50":
-        model = keras.applications.ResNet50(
-            weights=None, input_shape=(224, 224, 3), classes=1000)
+        model = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3), classes=1000)
         return model, None
-    depth = int(name[len("cifar_resnet"):])
+    depth = int(name[len("cifar_resnet") :])
     return cifar_resnet(depth), lambda width: cifar_resnet(depth, width=width)
 
 
@@ -51,6 +50,7 @@ def fit_masks(gated, dense_flops, target, base):
     The fraction only grows with the scale but moves in channel-sized
     steps, so bisection keeps the best fraction it has seen, not the last.
     """
+
     def fraction(scale):
         apply_ratios(gated, np.minimum(1.0, scale * base))
         return krp.count_flops(gated) / dense_flops
@@ -119,8 +119,10 @@ def group_widths(gated):
     """`[(kept, size), ...]` of the gated channel groups (graph order)."""
     graph = analyze(gated)
     keep = graph.keep_vectors()
-    return [(int(round(float(np.sum(keep[root])))), int(keep[root].size))
-            for root in graph.gated_groups()]
+    return [
+        (int(round(float(np.sum(keep[root])))), int(keep[root].size))
+        for root in graph.gated_groups()
+    ]
 
 
 def stripped(dense, target, base, check_x, round_to=None):
@@ -136,13 +138,17 @@ def stripped(dense, target, base, check_x, round_to=None):
     else:
         fraction = project_rounded(gated, dense_flops, target, base, round_to)
         if fraction > target + 1e-9:
-            say(f"  NOTE: round_to={round_to} cannot reach FLOPs fraction {target:.4f}: "
+            say(
+                f"  NOTE: round_to={round_to} cannot reach FLOPs fraction {target:.4f}: "
                 f"every group keeps at least min({round_to}, size) channels; "
-                f"landed at {fraction:.4f}")
+                f"landed at {fraction:.4f}"
+            )
     small = krp.strip_pruning(gated)
     if krp.count_flops(small) != krp.count_flops(gated):
-        say(f"  WARNING: count_flops(stripped) {krp.count_flops(small):,} != "
-            f"hard count of the gated model {krp.count_flops(gated):,}")
+        say(
+            f"  WARNING: count_flops(stripped) {krp.count_flops(small):,} != "
+            f"hard count of the gated model {krp.count_flops(gated):,}"
+        )
     return small, fraction, output_diff(gated, small, check_x), group_widths(gated)
 
 
@@ -168,43 +174,54 @@ def build_variants(args, dense, builder, check_x):
     # One seeded draw for all keeps: the random pattern differs only in scale.
     random_base = np.random.default_rng(args.seed).uniform(0.3, 1.0, size=groups)
     models, variants = {"dense": dense}, []
-    say(f"{args.model}: {dense_flops:,} FLOPs, {dense.count_params():,} params, "
-        f"{groups} channel groups")
+    say(
+        f"{args.model}: {dense_flops:,} FLOPs, {dense.count_params():,} params, "
+        f"{groups} channel groups"
+    )
     for keep in args.keep:
         target, baseline = keep, f"{keep:g}/uniform"
         if builder is not None:
             width, target = uniform_width(builder, dense_flops, keep)
             baseline = f"{keep:g}/baseline"
             models[baseline] = builder(width)
-            say(f"keep {keep:g}: baseline cifar_resnet(width={width}) has FLOPs "
-                f"fraction {target:.4f}; the stripped models target it")
+            say(
+                f"keep {keep:g}: baseline cifar_resnet(width={width}) has FLOPs "
+                f"fraction {target:.4f}; the stripped models target it"
+            )
         patterns = [("uniform", np.ones(groups), None), ("random", random_base, None)]
         if args.round_to > 1:
             patterns.append((f"random+round{args.round_to}", random_base, args.round_to))
         for pattern, base, round_to in patterns:
             start = time.perf_counter()
-            small, fraction, diff, group_kept = stripped(
-                dense, target, base, check_x, round_to)
+            small, fraction, diff, group_kept = stripped(dense, target, base, check_x, round_to)
             name = f"{keep:g}/{pattern}"
             models[name] = small
-            variants.append({
-                "name": name, "keep": keep, "pattern": pattern, "baseline": baseline,
-                "target": target, "round_to": round_to or 1,
-                "flops_fraction": fraction, "params": small.count_params(),
-                "max_abs_diff": diff[0], "logit_rel_diff": diff[1],
-                "group_widths": group_kept,
-            })
-            say(f"keep {keep:g} {pattern}: FLOPs fraction {fraction:.4f}, params "
+            variants.append(
+                {
+                    "name": name,
+                    "keep": keep,
+                    "pattern": pattern,
+                    "baseline": baseline,
+                    "target": target,
+                    "round_to": round_to or 1,
+                    "flops_fraction": fraction,
+                    "params": small.count_params(),
+                    "max_abs_diff": diff[0],
+                    "logit_rel_diff": diff[1],
+                    "group_widths": group_kept,
+                }
+            )
+            say(
+                f"keep {keep:g} {pattern}: FLOPs fraction {fraction:.4f}, params "
                 f"{small.count_params():,}, widths {widths(small)}, max abs diff "
                 f"{diff[0]:.2e}, logits relative {diff[1]:.1e} "
-                f"({time.perf_counter() - start:.0f} s)")
-            say(f"  group widths (kept/size): "
-                f"{' '.join(f'{k}/{n}' for k, n in group_kept)}")
+                f"({time.perf_counter() - start:.0f} s)"
+            )
+            say(f"  group widths (kept/size): {' '.join(f'{k}/{n}' for k, n in group_kept)}")
     return models, variants
 
 
 def widths(model):
     """Output channels of the convolutions, compressed (for the log)."""
-    counts = [layer.filters for layer in model.layers
-              if isinstance(layer, keras.layers.Conv2D)]
+    counts = [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     return f"{len(counts)} convs, min {min(counts)}, max {max(counts)}, first 8 {counts[:8]}"

@@ -46,30 +46,42 @@ DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 # scalars are the every-N-steps ones: a few epochs give smooth curves.
 _SCALARS = "(remaining_flops|relaxed_flops|target|alive_channels|gate_temperature|threshold)$"
 VIEWS = {
-    "tensorboard_pruning.png": "#scalars&tagFilter=" + urllib.parse.quote(
-        "pruning_steps/" + _SCALARS, safe="") + "&_smoothingWeight=0",
+    "tensorboard_pruning.png": "#scalars&tagFilter="
+    + urllib.parse.quote("pruning_steps/" + _SCALARS, safe="")
+    + "&_smoothingWeight=0",
     "tensorboard_gates.png": "#histograms&tagFilter=gates%2F",
 }
 
 
 def train(log_dir, args):
     """Dense warm-up, then pruning with both callbacks; returns the gated model."""
-    (x, y), (x_test, y_test) = load_cifar10(train_limit=args.train_limit,
-                                            test_limit=500, seed=0)
+    (x, y), (x_test, y_test) = load_cifar10(train_limit=args.train_limit, test_limit=500, seed=0)
     keras.utils.set_random_seed(0)
     dense = cifar_resnet(depth=args.depth, width=args.width, include_preprocessing=True)
-    dense.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    dense.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     dense.fit(x, y, batch_size=64, epochs=args.dense_epochs, verbose=2)
     gated = krp.add_gates(dense)
-    gated.compile(optimizer=keras.optimizers.Adam(2e-3),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    gated.fit(x, y, batch_size=64, epochs=args.epochs, verbose=2,
-              validation_data=(x_test, y_test), callbacks=[
-                  keras.callbacks.TensorBoard(log_dir, write_graph=False),
-                  krp.PruningCallback(target=args.target, verbose=1,
-                                      log_every_n_steps=5),
-              ])
+    gated.compile(
+        optimizer=keras.optimizers.Adam(2e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    gated.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=args.epochs,
+        verbose=2,
+        validation_data=(x_test, y_test),
+        callbacks=[
+            keras.callbacks.TensorBoard(log_dir, write_graph=False),
+            krp.PruningCallback(target=args.target, verbose=1, log_every_n_steps=5),
+        ],
+    )
     return gated
 
 
@@ -82,9 +94,20 @@ def free_port():
 def serve(log_dir, port):
     """Starts `tensorboard` on a local port; returns (process, base URL)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", log_dir,
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            log_dir,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}/"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + 90
@@ -123,30 +146,54 @@ def keep_outliers_in_scale(chromium, port, profile):
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         with tempfile.TemporaryDirectory() as scratch:
-            screenshot(chromium, f"http://127.0.0.1:{port}/",
-                       os.path.join(scratch, "seed.png"), "200,200", profile)
+            screenshot(
+                chromium,
+                f"http://127.0.0.1:{port}/",
+                os.path.join(scratch, "seed.png"),
+                "200,200",
+                profile,
+            )
         server.shutdown()
 
 
 def screenshot(chromium, url, path, size, profile):
     """Loads `url` in headless Chromium (local only) and saves a PNG."""
     subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", f"--user-data-dir={profile}",
-         # Time for the dashboard to fetch its data and draw the charts.
-         "--virtual-time-budget=20000", "--run-all-compositor-stages-before-draw",
-         f"--screenshot={path}", f"--window-size={size}", url],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=180)
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            # Time for the dashboard to fetch its data and draw the charts.
+            "--virtual-time-budget=20000",
+            "--run-all-compositor-stages-before-draw",
+            f"--screenshot={path}",
+            f"--window-size={size}",
+            url,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=180,
+    )
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=DOCS, help="directory of the images")
     parser.add_argument("--log-dir", default=None, help="keep the logs here")
-    parser.add_argument("--reuse-logs", action="store_true",
-                        help="photograph the logs already in --log-dir, no training")
+    parser.add_argument(
+        "--reuse-logs",
+        action="store_true",
+        help="photograph the logs already in --log-dir, no training",
+    )
     parser.add_argument("--train-limit", type=positive_int, default=3000)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--width", type=positive_int, default=16)
@@ -172,8 +219,13 @@ def main(argv=None):
     process, base = serve(log_dir, port)
     try:
         for name, fragment in VIEWS.items():
-            screenshot(args.chromium, base + fragment, os.path.join(args.out, name),
-                       args.window_size, profile)
+            screenshot(
+                args.chromium,
+                base + fragment,
+                os.path.join(args.out, name),
+                args.window_size,
+                profile,
+            )
             print("wrote", os.path.join(args.out, name))
     finally:
         process.terminate()

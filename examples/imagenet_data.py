@@ -17,9 +17,14 @@ RESIZE_RATIO = 256 / 224  # validation: resize to 256, centre crop 224
 def crop_window(shape):
     """Inception-style random crop window: 8-100% of the area, aspect 3/4-4/3."""
     begin, size, _ = tf.image.sample_distorted_bounding_box(
-        shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
-        min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3),
-        area_range=(0.08, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
+        shape,
+        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        min_object_covered=0.0,
+        aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(0.08, 1.0),
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
     return begin, size
 
 
@@ -48,7 +53,7 @@ def center_crop(image, size):
     resized = tf.cast(tf.round(shape * scale), tf.int32)
     image = tf.image.resize(tf.cast(image, tf.float32), resized, antialias=True)
     top, left = (resized[0] - size) // 2, (resized[1] - size) // 2
-    return image[top:top + size, left:left + size]
+    return image[top : top + size, left : left + size]
 
 
 def load_imagenet(args):
@@ -67,37 +72,56 @@ def load_imagenet(args):
 
         builder = tfds.builder("imagenet2012", data_dir=args.tfds_data_dir)
         builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir))
+            download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir)
+        )
         encoded = {"image": tfds.decode.SkipDecoding()}
         # Encoded JPEGs (about 110 kB each) in the shuffle buffer, not pixels.
         train = builder.as_dataset(
-            split="train", shuffle_files=True, as_supervised=True, decoders=encoded,
-            read_config=tfds.ReadConfig(shuffle_seed=args.seed)).shuffle(10_000, seed=args.seed)
-        train = train.map(lambda jpeg, label: (random_resized_crop_jpeg(jpeg, size), label),
-                          num_parallel_calls=auto)
+            split="train",
+            shuffle_files=True,
+            as_supervised=True,
+            decoders=encoded,
+            read_config=tfds.ReadConfig(shuffle_seed=args.seed),
+        ).shuffle(10_000, seed=args.seed)
+        train = train.map(
+            lambda jpeg, label: (random_resized_crop_jpeg(jpeg, size), label),
+            num_parallel_calls=auto,
+        )
         val = builder.as_dataset(split="validation", as_supervised=True).map(
-            lambda image, label: (center_crop(image, size), label), num_parallel_calls=auto)
+            lambda image, label: (center_crop(image, size), label), num_parallel_calls=auto
+        )
         splits = builder.info.splits
-        return (train, val, splits["train"].num_examples,
-                splits["validation"].num_examples,
-                builder.info.features["label"].num_classes)
-    root = Path(args.data[len("folder:"):])
+        return (
+            train,
+            val,
+            splits["train"].num_examples,
+            splits["validation"].num_examples,
+            builder.info.features["label"].num_classes,
+        )
+    root = Path(args.data[len("folder:") :])
     val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
     if not (root / "train").is_dir() or val_dir is None:
         raise SystemExit(f"error: {root} needs train/ and val/ folders of class folders.")
     # Decoded to the centre square, RESIZE_RATIO x the input size: the val
     # images are then exactly `center_crop`'s resize, ready to crop.
     side = round(size * RESIZE_RATIO)
-    common = {"label_mode": "int", "batch_size": None, "image_size": (side, side),
-              "crop_to_aspect_ratio": True, "seed": args.seed, "verbose": False}
+    common = {
+        "label_mode": "int",
+        "batch_size": None,
+        "image_size": (side, side),
+        "crop_to_aspect_ratio": True,
+        "seed": args.seed,
+        "verbose": False,
+    }
     train = keras.utils.image_dataset_from_directory(root / "train", shuffle=True, **common)
     val = keras.utils.image_dataset_from_directory(
-        val_dir, shuffle=False, class_names=train.class_names, **common)
+        val_dir, shuffle=False, class_names=train.class_names, **common
+    )
     sizes = (len(train.file_paths), len(val.file_paths), len(train.class_names))
-    train = train.map(lambda image, label: (random_resized_crop(image, size), label),
-                      num_parallel_calls=auto)
-    val = val.map(lambda image, label: (center_crop(image, size), label),
-                  num_parallel_calls=auto)
+    train = train.map(
+        lambda image, label: (random_resized_crop(image, size), label), num_parallel_calls=auto
+    )
+    val = val.map(lambda image, label: (center_crop(image, size), label), num_parallel_calls=auto)
     return (train, val, *sizes)
 
 

@@ -105,28 +105,50 @@ STRIP_RELATIVE_TOLERANCE = 1e-4  # of the largest logit (`strip_tolerance`)
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", choices=("imagenet", "none"), default="imagenet",
-                   help="ImageNet weights (downloaded by Keras) or random ones")
+    p.add_argument(
+        "--weights",
+        choices=("imagenet", "none"),
+        default="imagenet",
+        help="ImageNet weights (downloaded by Keras) or random ones",
+    )
     p.add_argument("--data", default="tfds", help="tfds or folder:PATH")
-    p.add_argument("--tfds-data-dir", default=None,
-                   help="TensorFlow Datasets data_dir (default ~/tensorflow_datasets)")
-    p.add_argument("--manual-dir", default=None,
-                   help="folder holding ILSVRC2012_img_{train,val}.tar")
+    p.add_argument(
+        "--tfds-data-dir",
+        default=None,
+        help="TensorFlow Datasets data_dir (default ~/tensorflow_datasets)",
+    )
+    p.add_argument(
+        "--manual-dir", default=None, help="folder holding ILSVRC2012_img_{train,val}.tar"
+    )
     p.add_argument("--image-size", type=positive_int, default=224)
-    p.add_argument("--steps-per-epoch", type=non_negative_int, default=0,
-                   help="cap on the steps of an epoch; 0 = one pass over the training set")
-    p.add_argument("--val-steps", type=non_negative_int, default=0,
-                   help="validation batches evaluated; 0 = the whole split")
+    p.add_argument(
+        "--steps-per-epoch",
+        type=non_negative_int,
+        default=0,
+        help="cap on the steps of an epoch; 0 = one pass over the training set",
+    )
+    p.add_argument(
+        "--val-steps",
+        type=non_negative_int,
+        default=0,
+        help="validation batches evaluated; 0 = the whole split",
+    )
     p.add_argument("--batch-size", type=positive_int, default=256, help="global, over all devices")
-    p.add_argument("--calibration-steps", type=non_negative_int, default=50,
-                   help="training batches that re-estimate BatchNormalization statistics")
-    p.add_argument("--distribute", action="store_true",
-                   help="data parallel over the local GPUs")
-    p.add_argument("--no-jit-compile", dest="jit_compile", action="store_false",
-                   help="train without XLA (starts faster; on CPU XLA's compile of "
-                        "ResNet-50 outlasts a few-step test)")
-    add_job_arguments(p, prune_epochs=2, epochs=10,
-                             run_name="resnet50_imagenet_<metric><kept %>")
+    p.add_argument(
+        "--calibration-steps",
+        type=non_negative_int,
+        default=50,
+        help="training batches that re-estimate BatchNormalization statistics",
+    )
+    p.add_argument("--distribute", action="store_true", help="data parallel over the local GPUs")
+    p.add_argument(
+        "--no-jit-compile",
+        dest="jit_compile",
+        action="store_false",
+        help="train without XLA (starts faster; on CPU XLA's compile of "
+        "ResNet-50 outlasts a few-step test)",
+    )
+    add_job_arguments(p, prune_epochs=2, epochs=10, run_name="resnet50_imagenet_<metric><kept %>")
     args = p.parse_args(argv)
     if args.data != "tfds" and not args.data.startswith("folder:"):
         p.error("--data must be tfds or folder:PATH")
@@ -156,8 +178,9 @@ def dense_resnet50(weights, image_size, classes=IMAGENET_CLASSES):
         A functional model `(image_size, image_size, 3)` -> `(classes,)` logits.
     """
     shape = (224, 224, 3) if weights == "imagenet" else (image_size, image_size, 3)
-    source = keras.applications.ResNet50(weights=weights, input_shape=shape, classes=classes,
-                                         classifier_activation=None)
+    source = keras.applications.ResNet50(
+        weights=weights, input_shape=shape, classes=classes, classifier_activation=None
+    )
     return raw_rgb_resnet50(source, image_size)
 
 
@@ -173,11 +196,15 @@ def raw_rgb_resnet50(source, image_size):
         A model with `source`'s weights: `model(x) == source(preprocess_input(x))`.
     """
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    centred = keras.layers.Normalization(mean=IMAGENET_MEAN_RGB, variance=(1.0, 1.0, 1.0),
-                                         name="imagenet_mean")(inputs)
+    centred = keras.layers.Normalization(
+        mean=IMAGENET_MEAN_RGB, variance=(1.0, 1.0, 1.0), name="imagenet_mean"
+    )(inputs)
     model = keras.applications.ResNet50(
-        weights=None, input_tensor=centred, classes=source.output.shape[-1],
-        classifier_activation=None)
+        weights=None,
+        input_tensor=centred,
+        classes=source.output.shape[-1],
+        classifier_activation=None,
+    )
     for layer in source.layers:
         if layer.weights:
             model.get_layer(layer.name).set_weights(layer.get_weights())
@@ -198,8 +225,9 @@ def distribution_scope(distribute):
     if keras.backend.backend() == "jax":
         keras.distribution.set_distribution(keras.distribution.DataParallel())
         return contextlib.nullcontext()
-    raise SystemExit(f"error: --distribute is written for TensorFlow and JAX, "
-                     f"not {keras.backend.backend()}.")
+    raise SystemExit(
+        f"error: --distribute is written for TensorFlow and JAX, not {keras.backend.backend()}."
+    )
 
 
 def strip_tolerance(gated, images):
@@ -226,25 +254,45 @@ def prune_and_evaluate(train, val, num_classes, steps, check_images, args, check
     """The dense model, pruned, stripped and fine-tuned; top-1/top-k of both."""
     top_k = (1, min(5, num_classes))
     val_steps = args.val_steps or None
-    dense = dense_resnet50(None if args.weights == "none" else "imagenet",
-                           args.image_size, num_classes)
+    dense = dense_resnet50(
+        None if args.weights == "none" else "imagenet", args.image_size, num_classes
+    )
     dense_top1, dense_top5 = accuracy(dense, val, top_k=top_k, steps=val_steps)
-    fits = {"teacher": dense if args.distill else None, "lr": args.lr,
-            "checkpoints": checkpoints, "steps_per_epoch": steps,
-            "verbose": args.verbose, "jit_compile": args.jit_compile}
+    fits = {
+        "teacher": dense if args.distill else None,
+        "lr": args.lr,
+        "checkpoints": checkpoints,
+        "steps_per_epoch": steps,
+        "verbose": args.verbose,
+        "jit_compile": args.jit_compile,
+    }
     pruned = prune_and_strip(
-        dense, train, args.target, args.metric, epochs=args.prune_epochs,
-        check_images=check_images, strip_tolerance=strip_tolerance,
+        dense,
+        train,
+        args.target,
+        args.metric,
+        epochs=args.prune_epochs,
+        check_images=check_images,
+        strip_tolerance=strip_tolerance,
         calibration_data=train.take(args.calibration_steps),
-        callback_options={"calibration_steps": args.calibration_steps}, **fits)
+        callback_options={"calibration_steps": args.calibration_steps},
+        **fits,
+    )
     before_fine_tune = accuracy(pruned.stripped, val, steps=val_steps)
     fine_tune(pruned.stripped, train, args.epochs, **fits)
     pruned_top1, pruned_top5 = accuracy(pruned.stripped, val, top_k=top_k, steps=val_steps)
-    return dense, pruned.stripped, {
-        "dense_top1_accuracy": dense_top1, "dense_top5_accuracy": dense_top5,
-        "pruned_top1_accuracy": pruned_top1, "pruned_top5_accuracy": pruned_top5,
-        "pruned_top1_accuracy_before_fine_tune": before_fine_tune,
-        "strip_check": pruned.strip_check}
+    return (
+        dense,
+        pruned.stripped,
+        {
+            "dense_top1_accuracy": dense_top1,
+            "dense_top5_accuracy": dense_top5,
+            "pruned_top1_accuracy": pruned_top1,
+            "pruned_top5_accuracy": pruned_top5,
+            "pruned_top1_accuracy_before_fine_tune": before_fine_tune,
+            "strip_check": pruned.strip_check,
+        },
+    )
 
 
 def measure_and_export(dense, small, sample, args, run_name):
@@ -253,10 +301,12 @@ def measure_and_export(dense, small, sample, args, run_name):
         if args.distribute:
             dense = plain_copy(dense, Path(tmp) / "dense.keras")
             small = plain_copy(small, Path(tmp) / "pruned.keras")
-        return {**cost_summary(dense, small),
-                **export_and_time(dense, small, sample,
-                                  str(Path(args.saved_model_dir) / run_name),
-                                  args.latency_runs)}
+        return {
+            **cost_summary(dense, small),
+            **export_and_time(
+                dense, small, sample, str(Path(args.saved_model_dir) / run_name), args.latency_runs
+            ),
+        }
 
 
 def main(argv=None):
@@ -266,11 +316,14 @@ def main(argv=None):
     with reproducible(args.seed, deterministic_ops=False):
         start = time.time()
         run_name = args.run_name or (
-            f"resnet50_imagenet_{args.metric}{round(100 * (1 - args.target))}")
+            f"resnet50_imagenet_{args.metric}{round(100 * (1 - args.target))}"
+        )
         train, val, num_train, num_val, num_classes = load_imagenet(args)
         if args.weights == "imagenet" and num_classes != IMAGENET_CLASSES:
-            raise SystemExit(f"error: ImageNet weights need the {IMAGENET_CLASSES} ImageNet "
-                             f"classes; {args.data} has {num_classes}.")
+            raise SystemExit(
+                f"error: ImageNet weights need the {IMAGENET_CLASSES} ImageNet "
+                f"classes; {args.data} has {num_classes}."
+            )
         train, val = batched(train, val, args.batch_size)
         steps = num_train // args.batch_size
         steps = min(steps, args.steps_per_epoch) if args.steps_per_epoch else steps
@@ -278,19 +331,35 @@ def main(argv=None):
         checkpoints = Path(args.checkpoint_dir) / run_name
         with distribution_scope(args.distribute):
             dense, small, quality = prune_and_evaluate(
-                train, val, num_classes, steps, check_images, args, checkpoints)
+                train, val, num_classes, steps, check_images, args, checkpoints
+            )
         shutil.rmtree(checkpoints, ignore_errors=True)
         val_images = min(num_val, args.val_steps * args.batch_size) if args.val_steps else num_val
-        summary = {"run_name": run_name, "data": args.data, "weights": args.weights,
-                   "train_images": num_train, "steps_per_epoch": steps,
-                   "val_images": val_images, **quality,
-                   **measure_and_export(dense, small, check_images[:1], args, run_name),
-                   **run_record(start, args.seed, "examples/imagenet_resnet50.py",
-                                sys.argv[1:] if argv is None else argv),
-                   "args": vars(args)}
-        print_before_after(f"{run_name}: before / after", summary, [
-            (f"top-1 accuracy ({val_images} val images)", "top1_accuracy"),
-            (f"top-{min(5, num_classes)} accuracy", "top5_accuracy")])
+        summary = {
+            "run_name": run_name,
+            "data": args.data,
+            "weights": args.weights,
+            "train_images": num_train,
+            "steps_per_epoch": steps,
+            "val_images": val_images,
+            **quality,
+            **measure_and_export(dense, small, check_images[:1], args, run_name),
+            **run_record(
+                start,
+                args.seed,
+                "examples/imagenet_resnet50.py",
+                sys.argv[1:] if argv is None else argv,
+            ),
+            "args": vars(args),
+        }
+        print_before_after(
+            f"{run_name}: before / after",
+            summary,
+            [
+                (f"top-1 accuracy ({val_images} val images)", "top1_accuracy"),
+                (f"top-{min(5, num_classes)} accuracy", "top5_accuracy"),
+            ],
+        )
         write_summary(summary, Path(args.run_dir) / run_name / "summary.json")
         return summary
 

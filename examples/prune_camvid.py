@@ -113,40 +113,69 @@ DEFAULT_DENSE = "saved_models/unet_camvid_dense.keras"
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dense", default=DEFAULT_DENSE,
-                   help="trained dense U-Net .keras (raw 0-255 input, per-pixel logits)")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
-                   help="Adam, or SGD with Nesterov momentum 0.9")
+    p.add_argument(
+        "--dense",
+        default=DEFAULT_DENSE,
+        help="trained dense U-Net .keras (raw 0-255 input, per-pixel logits)",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=("adam", "sgd"),
+        default="adam",
+        help="Adam, or SGD with Nesterov momentum 0.9",
+    )
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--max-zoom", type=number_type(1.0), default=1.5)
     p.add_argument("--temperature", type=positive, default=2.0, help="distillation")
     p.add_argument("--train-limit", type=non_negative_int, default=0, help="0 = all 367 frames")
     p.add_argument("--val-limit", type=non_negative_int, default=0, help="0 = all 101 frames")
     p.add_argument("--data", default=None, help="camvid_jpeg.npz or its folder")
-    p.add_argument("--method", choices=("ours", *BASELINE_METHODS), default="ours",
-                   help="ours (PruningCallback), or a baseline's channel choice "
-                        "(no gated fit: the stripped network fine-tunes for "
-                        "--prune-epochs + --epochs)")
-    p.add_argument("--min-keep", type=fraction, default=0.25,
-                   help="PruningCallback(min_keep): every channel group keeps this "
-                        "fraction of its channels (0: down to one)")
-    p.add_argument("--callback", type=json.loads, default={},
-                   help='more PruningCallback arguments as JSON, e.g. \'{"cost_exponent": 1}\'')
-    add_job_arguments(p, target=0.9, prune_epochs=8, epochs=24, lr=2e-3,
-                      latency_runs=50, verbose=2,
-                      run_name="<dense name without _dense>_<metric><kept %>")
+    p.add_argument(
+        "--method",
+        choices=("ours", *BASELINE_METHODS),
+        default="ours",
+        help="ours (PruningCallback), or a baseline's channel choice "
+        "(no gated fit: the stripped network fine-tunes for "
+        "--prune-epochs + --epochs)",
+    )
+    p.add_argument(
+        "--min-keep",
+        type=fraction,
+        default=0.25,
+        help="PruningCallback(min_keep): every channel group keeps this "
+        "fraction of its channels (0: down to one)",
+    )
+    p.add_argument(
+        "--callback",
+        type=json.loads,
+        default={},
+        help="more PruningCallback arguments as JSON, e.g. '{\"cost_exponent\": 1}'",
+    )
+    add_job_arguments(
+        p,
+        target=0.9,
+        prune_epochs=8,
+        epochs=24,
+        lr=2e-3,
+        latency_runs=50,
+        verbose=2,
+        run_name="<dense name without _dense>_<metric><kept %>",
+    )
     args = p.parse_args(argv)
     method = "" if args.method == "ours" else f"_{args.method}"
     args.run_name = args.run_name or (
         f"{Path(args.dense).stem.replace('_dense', '')}{method}_{args.metric}"
-        f"{round(100 * (1 - args.target))}")
+        f"{round(100 * (1 - args.target))}"
+    )
     return args
 
 
 def load_dense(path):
     if not Path(path).is_file():
-        raise SystemExit(f"error: no dense model at {path}; train it with "
-                         "`python examples/train_dense_camvid.py`.")
+        raise SystemExit(
+            f"error: no dense model at {path}; train it with "
+            "`python examples/train_dense_camvid.py`."
+        )
     return keras.saving.load_model(path, compile=False)
 
 
@@ -158,36 +187,58 @@ def main(argv=None):
         dense = load_dense(args.dense)
         size = tuple(dense.inputs[0].shape[1:3])
         images, labels = load_camvid(args.data, "train", limit=args.train_limit or None)
-        val_images, val_labels = load_camvid(args.data, "val", limit=args.val_limit or None,
-                                             size=size)
-        batches = SegmentationBatches(images, labels, args.batch_size, size, args.seed,
-                                      max_zoom=args.max_zoom)
+        val_images, val_labels = load_camvid(
+            args.data, "val", limit=args.val_limit or None, size=size
+        )
+        batches = SegmentationBatches(
+            images, labels, args.batch_size, size, args.seed, max_zoom=args.max_zoom
+        )
         checkpoints = Path(args.checkpoint_dir) / args.run_name
-        fits = {"teacher": dense if args.distill else None, "lr": args.lr,
-                "checkpoints": checkpoints, "verbose": args.verbose,
-                "loss": segmentation_loss(), "metrics": [mean_iou_metric()],
-                "temperature": args.temperature, "optimizer": args.optimizer}
+        fits = {
+            "teacher": dense if args.distill else None,
+            "lr": args.lr,
+            "checkpoints": checkpoints,
+            "verbose": args.verbose,
+            "loss": segmentation_loss(),
+            "metrics": [mean_iou_metric()],
+            "temperature": args.temperature,
+            "optimizer": args.optimizer,
+        }
 
         # Prune (ours: a gated fit with a floor per channel group; a baseline:
         # its masks), then strip, checked against the gated model.
         pruned = prune_and_strip(
-            dense, batches, args.target, args.metric, method=args.method,
-            epochs=args.prune_epochs, check_images=val_images[:4], seed=args.seed,
+            dense,
+            batches,
+            args.target,
+            args.metric,
+            method=args.method,
+            epochs=args.prune_epochs,
+            check_images=val_images[:4],
+            seed=args.seed,
             callback_options={"lambda_rate": None, "min_keep": args.min_keep, **args.callback},
-            **fits)
+            **fits,
+        )
         before_fine_tune = segmentation_scores(pruned.stripped, val_images, val_labels)
 
         # Fine-tune the stripped network; every method trains the same epochs.
         gated_epochs = args.prune_epochs if args.method == "ours" else 0
-        fine_tune(pruned.stripped, batches, args.epochs + args.prune_epochs - gated_epochs,
-                  epochs_before=gated_epochs, **fits)
+        fine_tune(
+            pruned.stripped,
+            batches,
+            args.epochs + args.prune_epochs - gated_epochs,
+            epochs_before=gated_epochs,
+            **fits,
+        )
         shutil.rmtree(checkpoints, ignore_errors=True)
 
         # Measure, export and record.
         dense_scores = segmentation_scores(dense, val_images, val_labels)
         pruned_scores = segmentation_scores(pruned.stripped, val_images, val_labels)
         summary = {
-            "run_name": args.run_name, "size": list(size), "val_images": len(val_images),
+            "run_name": args.run_name,
+            "size": list(size),
+            "val_images": len(val_images),
             "train_images": len(images),
             "dense_mean_iou": dense_scores["mean_iou"],
             "pruned_mean_iou": pruned_scores["mean_iou"],
@@ -198,17 +249,27 @@ def main(argv=None):
             "pruned_class_iou": pruned_scores["class_iou"],
             "strip_max_difference": pruned.strip_check["max_difference"],
             **cost_summary(dense, pruned.stripped),
-            **export_and_time(dense, pruned.stripped, val_images[:1],
-                              str(Path(args.saved_model_dir) / args.run_name),
-                              args.latency_runs),
-            **run_record(start, args.seed, "examples/prune_camvid.py",
-                         sys.argv[1:] if argv is None else argv),
+            **export_and_time(
+                dense,
+                pruned.stripped,
+                val_images[:1],
+                str(Path(args.saved_model_dir) / args.run_name),
+                args.latency_runs,
+            ),
+            **run_record(
+                start, args.seed, "examples/prune_camvid.py", sys.argv[1:] if argv is None else argv
+            ),
             "args": vars(args),
         }
         frames = f"{len(val_images)} val frames, {size[0]}x{size[1]}"
-        print_before_after(f"{args.run_name}: before / after", summary, [
-            (f"val mIoU ({frames})", "mean_iou"),
-            ("val pixel accuracy (void ignored)", "pixel_accuracy")])
+        print_before_after(
+            f"{args.run_name}: before / after",
+            summary,
+            [
+                (f"val mIoU ({frames})", "mean_iou"),
+                ("val pixel accuracy (void ignored)", "pixel_accuracy"),
+            ],
+        )
         write_summary(summary, Path(args.run_dir) / args.run_name / "summary.json")
         return summary
 

@@ -71,14 +71,20 @@ DEFAULT_DENSE = "saved_models/resnet20_cifar10_dense.keras"
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dense", default=DEFAULT_DENSE,
-                   help="trained dense .keras model (raw 0-255 input, logits out)")
-    p.add_argument("--train-limit", type=non_negative_int, default=0,
-                   help="class-balanced training subset; 0 = all 50,000")
+    p.add_argument(
+        "--dense",
+        default=DEFAULT_DENSE,
+        help="trained dense .keras model (raw 0-255 input, logits out)",
+    )
+    p.add_argument(
+        "--train-limit",
+        type=non_negative_int,
+        default=0,
+        help="class-balanced training subset; 0 = all 50,000",
+    )
     p.add_argument("--test-limit", type=non_negative_int, default=0, help="0 = all 10,000")
     p.add_argument("--batch-size", type=positive_int, default=128)
-    add_job_arguments(p, epochs=4, latency_runs=200,
-                      run_name="resnet<N>_cifar10_<metric><kept %>")
+    add_job_arguments(p, epochs=4, latency_runs=200, run_name="resnet<N>_cifar10_<metric><kept %>")
     return p.parse_args(argv)
 
 
@@ -89,17 +95,33 @@ def load_dense(path, args):
     if path != DEFAULT_DENSE:
         raise SystemExit(f"error: no dense model at {path}.")
     stand_in = Path(args.checkpoint_dir) / "resnet20_cifar10_dense_short.keras"
-    print(f"note: {DEFAULT_DENSE} is not there; using a short stand-in "
-          f"({stand_in}: 3 epochs on 10k images, far from converged). Train the "
-          "real one with `python examples/train_dense_cifar10.py`.")
+    print(
+        f"note: {DEFAULT_DENSE} is not there; using a short stand-in "
+        f"({stand_in}: 3 epochs on 10k images, far from converged). Train the "
+        "real one with `python examples/train_dense_cifar10.py`."
+    )
     if not stand_in.is_file():
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from train_dense_cifar10 import main as train_dense
 
-        train_dense(["--epochs", "3", "--train-limit", "10000",
-                     "--name", stand_in.stem, "--out-dir", str(stand_in.parent),
-                     "--checkpoint-dir", args.checkpoint_dir,
-                     "--validation-freq", "3", "--verbose", str(args.verbose)])
+        train_dense(
+            [
+                "--epochs",
+                "3",
+                "--train-limit",
+                "10000",
+                "--name",
+                stand_in.stem,
+                "--out-dir",
+                str(stand_in.parent),
+                "--checkpoint-dir",
+                args.checkpoint_dir,
+                "--validation-freq",
+                "3",
+                "--verbose",
+                str(args.verbose),
+            ]
+        )
     return keras.saving.load_model(stand_in, compile=False)
 
 
@@ -111,42 +133,65 @@ def main(argv=None):
         dense = load_dense(args.dense, args)
         run_name = args.run_name or (
             f"{Path(args.dense).stem.replace('_dense', '')}_{args.metric}"
-            f"{round(100 * (1 - args.target))}")
-        (x, y), (x_test, y_test) = load_cifar10(train_limit=args.train_limit or None,
-                                                test_limit=args.test_limit or None,
-                                                seed=args.seed)
+            f"{round(100 * (1 - args.target))}"
+        )
+        (x, y), (x_test, y_test) = load_cifar10(
+            train_limit=args.train_limit or None, test_limit=args.test_limit or None, seed=args.seed
+        )
         batches = AugmentedBatches(x, y, args.batch_size, args.seed)
         checkpoints = Path(args.checkpoint_dir) / run_name
-        fits = {"teacher": dense if args.distill else None, "lr": args.lr,
-                "checkpoints": checkpoints, "verbose": args.verbose}
+        fits = {
+            "teacher": dense if args.distill else None,
+            "lr": args.lr,
+            "checkpoints": checkpoints,
+            "verbose": args.verbose,
+        }
 
         # Prune: the gated fit ramps the budget over the epoch and closes it; then
         # strip, checked against the gated model.
-        pruned = prune_and_strip(dense, batches, args.target, args.metric,
-                                 epochs=args.prune_epochs, check_images=batches[0][0][:256],
-                                 **fits)
+        pruned = prune_and_strip(
+            dense,
+            batches,
+            args.target,
+            args.metric,
+            epochs=args.prune_epochs,
+            check_images=batches[0][0][:256],
+            **fits,
+        )
         before_fine_tune = accuracy(pruned.stripped, x_test, y_test)
 
         # Fine-tune the stripped (smaller, faster) network, learning rate cosine to 0.
-        fine_tune(pruned.stripped, batches, args.epochs, epochs_before=args.prune_epochs,
-                  **fits)
+        fine_tune(pruned.stripped, batches, args.epochs, epochs_before=args.prune_epochs, **fits)
         shutil.rmtree(checkpoints, ignore_errors=True)
 
         # Measure, export and record.
         summary = {
-            "run_name": run_name, "test_images": len(y_test),
+            "run_name": run_name,
+            "test_images": len(y_test),
             "dense_accuracy": accuracy(dense, x_test, y_test),
             "pruned_accuracy": accuracy(pruned.stripped, x_test, y_test),
             "pruned_accuracy_before_fine_tune": before_fine_tune,
             **cost_summary(dense, pruned.stripped),
-            **export_and_time(dense, pruned.stripped, x_test[:1],
-                              str(Path(args.saved_model_dir) / run_name), args.latency_runs),
-            **run_record(start, args.seed, "examples/prune_cifar10.py",
-                         sys.argv[1:] if argv is None else argv),
+            **export_and_time(
+                dense,
+                pruned.stripped,
+                x_test[:1],
+                str(Path(args.saved_model_dir) / run_name),
+                args.latency_runs,
+            ),
+            **run_record(
+                start,
+                args.seed,
+                "examples/prune_cifar10.py",
+                sys.argv[1:] if argv is None else argv,
+            ),
             "args": vars(args),
         }
-        print_before_after(f"{run_name}: before / after", summary,
-                           [(f"test accuracy ({len(y_test)} images)", "accuracy")])
+        print_before_after(
+            f"{run_name}: before / after",
+            summary,
+            [(f"test accuracy ({len(y_test)} images)", "accuracy")],
+        )
         write_summary(summary, Path(args.run_dir) / run_name / "summary.json")
         return summary
 

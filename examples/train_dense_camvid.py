@@ -84,19 +84,35 @@ from keras_relaxprune_apps import (
 # This repository keeps its offline archives in ../shared/data (README).
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=positive_int, default=120)
-    p.add_argument("--size", type=positive_int, nargs=2, default=(176, 240), metavar=("H", "W"),
-                   help="training and evaluation size; divisible by 2**(levels-1)")
-    p.add_argument("--widths", type=positive_int, nargs="+", default=(16, 32, 64, 128),
-                   help="U-Net channels per level")
+    p.add_argument(
+        "--size",
+        type=positive_int,
+        nargs=2,
+        default=(176, 240),
+        metavar=("H", "W"),
+        help="training and evaluation size; divisible by 2**(levels-1)",
+    )
+    p.add_argument(
+        "--widths",
+        type=positive_int,
+        nargs="+",
+        default=(16, 32, 64, 128),
+        help="U-Net channels per level",
+    )
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--lr", type=positive, default=2e-3, help="peak AdamW learning rate")
     p.add_argument("--warmup-epochs", type=non_negative_int, default=2)
     p.add_argument("--weight-decay", type=non_negative, default=1e-2)
-    p.add_argument("--max-zoom", type=number_type(1.0), default=1.5,
-                   help="random zoom in [1, max-zoom]; 1 turns it off")
+    p.add_argument(
+        "--max-zoom",
+        type=number_type(1.0),
+        default=1.5,
+        help="random zoom in [1, max-zoom]; 1 turns it off",
+    )
     p.add_argument("--train-limit", type=non_negative_int, default=0, help="0 = all 367 frames")
     p.add_argument("--val-limit", type=non_negative_int, default=0, help="0 = all 101 frames")
     p.add_argument("--seed", type=int, default=0)
@@ -110,24 +126,37 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     divisor = 2 ** (len(args.widths) - 1)
     if args.size[0] % divisor or args.size[1] % divisor:
-        p.error(f"--size {args.size[0]} {args.size[1]}: {len(args.widths)} levels "
-                f"need multiples of {divisor}")
+        p.error(
+            f"--size {args.size[0]} {args.size[1]}: {len(args.widths)} levels "
+            f"need multiples of {divisor}"
+        )
     return args
 
 
 def build(args, steps_per_epoch):
-    model = small_unet((*args.size, 3), num_classes=CAMVID_NUM_CLASSES,
-                       widths=tuple(args.widths), include_preprocessing=True,
-                       name="unet_camvid")
+    model = small_unet(
+        (*args.size, 3),
+        num_classes=CAMVID_NUM_CLASSES,
+        widths=tuple(args.widths),
+        include_preprocessing=True,
+        name="unet_camvid",
+    )
     warmup = min(args.warmup_epochs, max(args.epochs - 1, 0)) * steps_per_epoch
     total = args.epochs * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=args.lr / 10 if warmup else args.lr, warmup_target=args.lr,
-        warmup_steps=warmup, decay_steps=max(total - warmup, 1))
+        initial_learning_rate=args.lr / 10 if warmup else args.lr,
+        warmup_target=args.lr,
+        warmup_steps=warmup,
+        decay_steps=max(total - warmup, 1),
+    )
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay)
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    model.compile(optimizer=optimizer, loss=segmentation_loss(),
-                  metrics=[mean_iou_metric()], jit_compile=args.jit)
+    model.compile(
+        optimizer=optimizer,
+        loss=segmentation_loss(),
+        metrics=[mean_iou_metric()],
+        jit_compile=args.jit,
+    )
     return model
 
 
@@ -138,27 +167,47 @@ def main(argv=None):
     with reproducible(args.seed, deterministic_ops=False):
         start = time.time()
         images, labels = load_camvid(args.data, "train", limit=args.train_limit or None)
-        val_images, val_labels = load_camvid(args.data, "val", limit=args.val_limit or None,
-                                             size=args.size)
-        batches = SegmentationBatches(images, labels, args.batch_size, args.size, args.seed,
-                                      max_zoom=args.max_zoom)
+        val_images, val_labels = load_camvid(
+            args.data, "val", limit=args.val_limit or None, size=args.size
+        )
+        batches = SegmentationBatches(
+            images, labels, args.batch_size, args.size, args.seed, max_zoom=args.max_zoom
+        )
         model = build(args, len(batches))
         backup = Path(args.checkpoint_dir) / args.name / "backup"
-        model.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
-                  validation_data=(val_images.astype("float32"), val_labels.astype("int32")),
-                  validation_freq=args.validation_freq,
-                  callbacks=[EpochSync(batches), keras.callbacks.BackupAndRestore(str(backup))])
+        model.fit(
+            batches,
+            epochs=args.epochs,
+            shuffle=False,
+            verbose=args.verbose,
+            validation_data=(val_images.astype("float32"), val_labels.astype("int32")),
+            validation_freq=args.validation_freq,
+            callbacks=[EpochSync(batches), keras.callbacks.BackupAndRestore(str(backup))],
+        )
         scores = segmentation_scores(model, val_images, val_labels)
-        return save_trained(model, args.out_dir, args.name, {
-            "val_mean_iou": scores["mean_iou"],
-            "val_pixel_accuracy": scores["pixel_accuracy"], "val_class_iou": scores["class_iou"],
-            "val_images": len(val_images), "train_images": len(images),
-            "size": list(args.size), "widths": list(args.widths),
-            "flops": krp.count_flops(model), "params": krp.count_params(model),
-            "epochs": args.epochs,
-            **run_record(start, args.seed, "examples/train_dense_camvid.py",
-                         sys.argv[1:] if argv is None else argv),
-        })
+        return save_trained(
+            model,
+            args.out_dir,
+            args.name,
+            {
+                "val_mean_iou": scores["mean_iou"],
+                "val_pixel_accuracy": scores["pixel_accuracy"],
+                "val_class_iou": scores["class_iou"],
+                "val_images": len(val_images),
+                "train_images": len(images),
+                "size": list(args.size),
+                "widths": list(args.widths),
+                "flops": krp.count_flops(model),
+                "params": krp.count_params(model),
+                "epochs": args.epochs,
+                **run_record(
+                    start,
+                    args.seed,
+                    "examples/train_dense_camvid.py",
+                    sys.argv[1:] if argv is None else argv,
+                ),
+            },
+        )
 
 
 if __name__ == "__main__":

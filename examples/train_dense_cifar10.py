@@ -65,9 +65,13 @@ NUM_CLASSES = 10
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--depth", type=int, default=20, help="ResNet depth, 6n+2")
-    p.add_argument("--width", type=positive_int, default=16,
-                   help="channels of the first stage (doubled per stage); 8 is a "
-                        "quarter of the FLOPs, the size of a 75%% FLOPs cut")
+    p.add_argument(
+        "--width",
+        type=positive_int,
+        default=16,
+        help="channels of the first stage (doubled per stage); 8 is a "
+        "quarter of the FLOPs, the size of a 75%% FLOPs cut",
+    )
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=positive, default=0.1, help="peak learning rate")
@@ -90,22 +94,29 @@ def parse_args(argv=None):
 
 
 def build(args, steps_per_epoch):
-    model = cifar_resnet(args.depth, width=args.width, include_preprocessing=True,
-                         classifier_activation=None)
+    model = cifar_resnet(
+        args.depth, width=args.width, include_preprocessing=True, classifier_activation=None
+    )
     warmup = args.warmup_epochs * steps_per_epoch
     total = args.epochs * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=args.lr / 10, warmup_target=args.lr,
-        warmup_steps=warmup, decay_steps=max(total - warmup, 1))
-    optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
-                                     weight_decay=args.weight_decay)
+        initial_learning_rate=args.lr / 10,
+        warmup_target=args.lr,
+        warmup_steps=warmup,
+        decay_steps=max(total - warmup, 1),
+    )
+    optimizer = keras.optimizers.SGD(
+        schedule, momentum=0.9, nesterov=True, weight_decay=args.weight_decay
+    )
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=args.label_smoothing),
+            from_logits=True, label_smoothing=args.label_smoothing
+        ),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        jit_compile=args.jit)
+        jit_compile=args.jit,
+    )
     return model
 
 
@@ -115,25 +126,46 @@ def main(argv=None):
     # Seeded only: Keras turns XLA off under op determinism, and a long run wants XLA.
     with reproducible(args.seed, deterministic_ops=False):
         start = time.time()
-        (x, y), (xt, yt) = load_cifar10(args.data, train_limit=args.train_limit or None,
-                                        test_limit=args.test_limit or None, seed=args.seed)
+        (x, y), (xt, yt) = load_cifar10(
+            args.data,
+            train_limit=args.train_limit or None,
+            test_limit=args.test_limit or None,
+            seed=args.seed,
+        )
         batches = AugmentedBatches(x, y, args.batch_size, args.seed, num_classes=NUM_CLASSES)
         test = (xt.astype("float32"), keras.utils.to_categorical(yt, NUM_CLASSES))
         model = build(args, len(batches))
         backup = Path(args.checkpoint_dir) / args.name / "backup"
-        model.fit(batches, epochs=args.epochs, shuffle=False, verbose=args.verbose,
-                  validation_data=test, validation_freq=args.validation_freq,
-                  callbacks=[EpochSync(batches),
-                             keras.callbacks.BackupAndRestore(str(backup))])
-        accuracy = float(model.evaluate(*test, batch_size=500, verbose=0,
-                                        return_dict=True)["accuracy"])
-        return save_trained(model, args.out_dir, args.name, {
-            "test_accuracy": accuracy,
-            "test_images": len(xt), "train_images": len(x), "epochs": args.epochs,
-            "width": args.width,
-            **run_record(start, args.seed, "examples/train_dense_cifar10.py",
-                         sys.argv[1:] if argv is None else argv),
-        })
+        model.fit(
+            batches,
+            epochs=args.epochs,
+            shuffle=False,
+            verbose=args.verbose,
+            validation_data=test,
+            validation_freq=args.validation_freq,
+            callbacks=[EpochSync(batches), keras.callbacks.BackupAndRestore(str(backup))],
+        )
+        accuracy = float(
+            model.evaluate(*test, batch_size=500, verbose=0, return_dict=True)["accuracy"]
+        )
+        return save_trained(
+            model,
+            args.out_dir,
+            args.name,
+            {
+                "test_accuracy": accuracy,
+                "test_images": len(xt),
+                "train_images": len(x),
+                "epochs": args.epochs,
+                "width": args.width,
+                **run_record(
+                    start,
+                    args.seed,
+                    "examples/train_dense_cifar10.py",
+                    sys.argv[1:] if argv is None else argv,
+                ),
+            },
+        )
 
 
 if __name__ == "__main__":

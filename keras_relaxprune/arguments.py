@@ -41,8 +41,7 @@ def _is_bool(value):
     return isinstance(value, (bool, np.bool_))
 
 
-def real(where, name, value, expected, low=None, high=None, low_open=False,
-         high_open=False):
+def real(where, name, value, expected, low=None, high=None, low_open=False, high_open=False):
     """`value` as a finite float within the given bounds.
 
     `expected` says what to pass (e.g. "a fraction strictly between 0 and 1").
@@ -51,16 +50,19 @@ def real(where, name, value, expected, low=None, high=None, low_open=False,
     if _is_bool(plain) or not isinstance(plain, numbers.Real):
         raise ArgumentTypeError(
             f"{where}: {name}={shown(value)} is a {type(value).__name__}, not a "
-            f"number; pass {expected}.")
+            f"number; pass {expected}."
+        )
     number = float(plain)
     if not math.isfinite(number):
         raise InvalidArgumentError(
-            f"{where}: {name}={shown(value)} is not a finite number; pass {expected}.")
+            f"{where}: {name}={shown(value)} is not a finite number; pass {expected}."
+        )
     too_low = low is not None and (number <= low if low_open else number < low)
     too_high = high is not None and (number >= high if high_open else number > high)
     if too_low or too_high:
         raise InvalidArgumentError(
-            f"{where}: {name}={shown(value)} is out of range; pass {expected}.")
+            f"{where}: {name}={shown(value)} is out of range; pass {expected}."
+        )
     return number
 
 
@@ -71,19 +73,22 @@ def integer(where, name, value, expected, low=None, high=None, bool_ok=False):
     if bool_ok and _is_bool(plain):
         plain = int(plain)
     whole = isinstance(plain, numbers.Integral) or (
-        isinstance(plain, numbers.Real) and math.isfinite(plain)
-        and float(plain).is_integer())
+        isinstance(plain, numbers.Real) and math.isfinite(plain) and float(plain).is_integer()
+    )
     if _is_bool(plain) or not isinstance(plain, numbers.Real):
         raise ArgumentTypeError(
             f"{where}: {name}={shown(value)} is a {type(value).__name__}, not a "
-            f"whole number; pass {expected}.")
+            f"whole number; pass {expected}."
+        )
     if not whole:
         raise InvalidArgumentError(
-            f"{where}: {name}={shown(value)} is not a whole number; pass {expected}.")
+            f"{where}: {name}={shown(value)} is not a whole number; pass {expected}."
+        )
     number = int(plain)
     if (low is not None and number < low) or (high is not None and number > high):
         raise InvalidArgumentError(
-            f"{where}: {name}={shown(value)} is out of range; pass {expected}.")
+            f"{where}: {name}={shown(value)} is out of range; pass {expected}."
+        )
     return number
 
 
@@ -91,15 +96,14 @@ def boolean(where, name, value):
     """`value` as a bool; strings such as `"yes"` are refused, not truthy."""
     if not _is_bool(_plain(value)):
         raise ArgumentTypeError(
-            f"{where}: {name}={shown(value)} is a {type(value).__name__}; pass "
-            "True or False.")
+            f"{where}: {name}={shown(value)} is a {type(value).__name__}; pass True or False."
+        )
     return bool(value)
 
 
 def choice(where, name, value, options):
     """`value`, which must be one of `options` (`None` only if listed)."""
-    if any(value is option or (
-            isinstance(value, str) and value == option) for option in options):
+    if any(value is option or (isinstance(value, str) and value == option) for option in options):
         return value
     names = [option for option in options if isinstance(option, str)]
     listed = ", ".join(repr(option) for option in options)
@@ -108,28 +112,29 @@ def choice(where, name, value, options):
         close = difflib.get_close_matches(value.lower(), names, n=1, cutoff=0.6)
         guess = f" (did you mean {close[0]!r}?)" if close else ""
     raise InvalidArgumentError(
-        f"{where}: {name}={shown(value)} is not a known {name}{guess}; pass one "
-        f"of {listed}.")
+        f"{where}: {name}={shown(value)} is not a known {name}{guess}; pass one of {listed}."
+    )
 
 
 def ordered_pair(where, name, value, expected, low=0.0, high=1.0):
     """`(start, end)` as floats with `low <= start <= end < high`."""
     if isinstance(value, (str, bytes)) or not _is_sequence(value):
-        kind = "single number" if isinstance(_plain(value), numbers.Real) else (
-            type(value).__name__)
+        kind = (
+            "single number" if isinstance(_plain(value), numbers.Real) else (type(value).__name__)
+        )
         raise ArgumentTypeError(
-            f"{where}: {name}={shown(value)} is a {kind}, not a pair; pass "
-            f"{expected}.")
+            f"{where}: {name}={shown(value)} is a {kind}, not a pair; pass {expected}."
+        )
     if len(value) != 2:
         raise InvalidArgumentError(
-            f"{where}: {name}={shown(value)} has {len(value)} values, not 2; pass "
-            f"{expected}.")
-    start, end = (real(where, name, v, expected, low=low, high=high, high_open=True)
-                  for v in value)
+            f"{where}: {name}={shown(value)} has {len(value)} values, not 2; pass {expected}."
+        )
+    start, end = (real(where, name, v, expected, low=low, high=high, high_open=True) for v in value)
     if start > end:
         raise InvalidArgumentError(
             f"{where}: {name}={shown(value)} starts above where it ends "
-            f"({start:g} > {end:g}); pass {expected}.")
+            f"({start:g} > {end:g}); pass {expected}."
+        )
     return start, end
 
 
@@ -138,12 +143,14 @@ def path(where, name, value):
     if not isinstance(value, (str, os.PathLike)):
         raise ArgumentTypeError(
             f"{where}: {name}={shown(value)} is a {type(value).__name__}, not a "
-            "path; pass a directory name such as 'saved_models/resnet20'.")
+            "path; pass a directory name such as 'saved_models/resnet20'."
+        )
     text = os.fspath(value)
     if not isinstance(text, str) or not text.strip():
         raise InvalidArgumentError(
             f"{where}: {name}={shown(value)} is empty; pass a directory name such "
-            "as 'saved_models/resnet20'.")
+            "as 'saved_models/resnet20'."
+        )
     return text
 
 
@@ -156,7 +163,8 @@ def batches(where, name, value):
     raise ArgumentTypeError(
         f"{where}: {name}={shown(value)} is a {type(value).__name__}; pass training "
         "inputs: a NumPy array, a keras.utils.PyDataset, a tf.data.Dataset or an "
-        "iterable of batches.")
+        "iterable of batches."
+    )
 
 
 class Checks:
@@ -194,13 +202,15 @@ def model(where, name, value):
     if isinstance(value, (str, os.PathLike)):
         fix = f"pass the loaded model, keras.saving.load_model({shown(os.fspath(value))})"
     elif isinstance(value, keras.layers.Layer):
-        fix = ("pass the functional or Sequential keras.Model built from it, e.g. "
-               "keras.Sequential([keras.Input(shape), layer])")
+        fix = (
+            "pass the functional or Sequential keras.Model built from it, e.g. "
+            "keras.Sequential([keras.Input(shape), layer])"
+        )
     else:
         fix = "pass a functional or Sequential keras.Model"
     raise UnsupportedModelError(
-        f"{where}: {name}={shown(value)} is a {type(value).__name__}, not a Keras "
-        f"model; {fix}.")
+        f"{where}: {name}={shown(value)} is a {type(value).__name__}, not a Keras model; {fix}."
+    )
 
 
 def models_in(value):
@@ -222,16 +232,18 @@ def input_shape(where, name, value, of_model, cli=False):
     if value is None:
         return None
     inputs = [tuple(x.shape)[1:] for x in of_model.inputs]
-    several = _is_sequence(value) and len(value) > 0 and all(
-        _is_sequence(item) for item in value)
+    several = _is_sequence(value) and len(value) > 0 and all(_is_sequence(item) for item in value)
     shapes = list(value) if several else [value]
     if len(shapes) != len(inputs):
         raise InvalidArgumentError(
             f"{where}: {name}={shown(value)} gives {len(shapes)} shape(s), but model "
             f"'{of_model.name}' has {len(inputs)} inputs; pass one shape per input, "
-            f"e.g. {_example(inputs, cli, several=True)}.")
-    checked = [_one_shape(where, name, value, shape, expected, of_model, cli)
-               for shape, expected in zip(shapes, inputs)]
+            f"e.g. {_example(inputs, cli, several=True)}."
+        )
+    checked = [
+        _one_shape(where, name, value, shape, expected, of_model, cli)
+        for shape, expected in zip(shapes, inputs)
+    ]
     return checked if several or len(checked) > 1 else checked[0]
 
 
@@ -240,25 +252,29 @@ def _one_shape(where, name, value, shape, expected, of_model, cli):
     if isinstance(shape, (str, bytes)) or not _is_sequence(shape):
         raise ArgumentTypeError(
             f"{where}: {name}={shown(value)} is not a shape; pass the size of one "
-            f"sample without the batch, e.g. {example}.")
+            f"sample without the batch, e.g. {example}."
+        )
     sizes = []
     for size in shape:
         plain = _plain(size)
         if _is_bool(plain) or not isinstance(plain, numbers.Integral) or plain < 1:
             raise InvalidArgumentError(
                 f"{where}: {name}={shown(value)} has the size {shown(size)}; pass "
-                f"positive whole numbers, e.g. {example}.")
+                f"positive whole numbers, e.g. {example}."
+            )
         sizes.append(int(plain))
     if len(sizes) != len(expected):
         batch = "leave the batch size out and " if len(sizes) == len(expected) + 1 else ""
         raise InvalidArgumentError(
             f"{where}: {name}={shown(value)} has {len(sizes)} dimensions, but model "
             f"'{of_model.name}' takes {len(expected)}: {_shape_text(expected)} per "
-            f"sample; {batch}pass e.g. {example}.")
+            f"sample; {batch}pass e.g. {example}."
+        )
     if expected and expected[-1] is not None and sizes[-1] != expected[-1]:
         raise InvalidArgumentError(
             f"{where}: {name}={shown(value)} has {sizes[-1]} channels (last axis), "
-            f"but model '{of_model.name}' takes {expected[-1]}; pass e.g. {example}.")
+            f"but model '{of_model.name}' takes {expected[-1]}; pass e.g. {example}."
+        )
     return tuple(sizes)
 
 
@@ -276,8 +292,7 @@ def _shape_text(shape):
 
 
 def _is_sequence(value):
-    return isinstance(value, (list, tuple)) or (
-        isinstance(value, np.ndarray) and value.ndim == 1)
+    return isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 1)
 
 
 def layer_names(where, name, value, of_model):
@@ -288,15 +303,20 @@ def layer_names(where, name, value, of_model):
     if not isinstance(names, (list, tuple, set, frozenset)):
         raise ArgumentTypeError(
             f"{where}: {name}={shown(value)} is a {type(value).__name__}; pass a "
-            "list of layer names, or a predicate f(layer) -> bool.")
+            "list of layer names, or a predicate f(layer) -> bool."
+        )
     not_names = [item for item in names if not isinstance(item, str)]
     if not_names:
         item = not_names[0]
-        fix = (f"pass its name, {item.name!r}" if isinstance(getattr(item, "name", None), str)
-               else "pass layer names (str)")
+        fix = (
+            f"pass its name, {item.name!r}"
+            if isinstance(getattr(item, "name", None), str)
+            else "pass layer names (str)"
+        )
         raise ArgumentTypeError(
             f"{where}: {name} holds {shown(item)}, a {type(item).__name__}, not a "
-            f"layer name; {fix}.")
+            f"layer name; {fix}."
+        )
     known = _layer_names_of(of_model)
     unknown = sorted(set(names) - set(known))
     if unknown:
@@ -309,7 +329,8 @@ def layer_names(where, name, value, of_model):
             f"have: {unknown}{guess}. Its layers include {few}"
             f"{', ...' if len(known) > 6 else ''} ({len(known)} in all); pass names "
             "from `[layer.name for layer in model.layers]`, or a predicate "
-            "f(layer) -> bool.")
+            "f(layer) -> bool."
+        )
     return value
 
 

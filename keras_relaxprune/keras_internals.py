@@ -43,26 +43,78 @@ FUNCTIONAL = _lookup("keras.src.models.functional", "Functional")
 # Raw-op classes that functional graphs record for `keras.ops.*` calls.
 _NN = "keras.src.ops.nn"
 _NUMPY = "keras.src.ops.numpy"
-ELEMENTWISE_OPS = _op_classes(_NN, (
-    "Relu", "Relu6", "Sigmoid", "Silu", "Gelu", "Elu", "Selu", "LeakyRelu",
-    "HardSigmoid", "HardSilu", "Softplus", "Celu", "HardTanh", "Softsign", "LogSigmoid",
-    "SoftShrink", "HardShrink", "TanhShrink", "SparsePlus", "SparseSigmoid", "Squareplus",
-    "Threshold",
-)) + _op_classes(_NUMPY, (
-    "Tanh", "Abs", "Absolute", "Negative", "Square", "Sqrt", "Exp", "Expm1", "Log1p", "Clip",
-    "Sign", "Floor", "Ceil", "Round", "Sin", "Cos", "Arctan", "Sinh", "Arcsinh",
-)) + _op_classes("keras.src.ops.math", ("Erf",))
+ELEMENTWISE_OPS = (
+    _op_classes(
+        _NN,
+        (
+            "Relu",
+            "Relu6",
+            "Sigmoid",
+            "Silu",
+            "Gelu",
+            "Elu",
+            "Selu",
+            "LeakyRelu",
+            "HardSigmoid",
+            "HardSilu",
+            "Softplus",
+            "Celu",
+            "HardTanh",
+            "Softsign",
+            "LogSigmoid",
+            "SoftShrink",
+            "HardShrink",
+            "TanhShrink",
+            "SparsePlus",
+            "SparseSigmoid",
+            "Squareplus",
+            "Threshold",
+        ),
+    )
+    + _op_classes(
+        _NUMPY,
+        (
+            "Tanh",
+            "Abs",
+            "Absolute",
+            "Negative",
+            "Square",
+            "Sqrt",
+            "Exp",
+            "Expm1",
+            "Log1p",
+            "Clip",
+            "Sign",
+            "Floor",
+            "Ceil",
+            "Round",
+            "Sin",
+            "Cos",
+            "Arctan",
+            "Sinh",
+            "Arcsinh",
+        ),
+    )
+    + _op_classes("keras.src.ops.math", ("Erf",))
+)
 # Elementwise ops of a tensor and scalars (`x / 2.0`, `x ** 2`, `x > 0`, `where`).
-SCALAR_OPS = _op_classes(_NUMPY, (
-    "TrueDivide", "Power", "Greater", "GreaterEqual", "Less", "LessEqual",
-))
+SCALAR_OPS = _op_classes(
+    _NUMPY,
+    (
+        "TrueDivide",
+        "Power",
+        "Greater",
+        "GreaterEqual",
+        "Less",
+        "LessEqual",
+    ),
+)
 WHERE_OPS = _op_classes(_NUMPY, ("Where",))
 MEAN_OPS = _op_classes(_NUMPY, ("Mean",))
 RESHAPE_OPS = _op_classes(_NUMPY, ("Reshape",))
 ADD_OPS = _op_classes(_NUMPY, ("Add",))
 MULTIPLY_OPS = _op_classes(_NUMPY, ("Multiply",))
-MERGE_OPS = ADD_OPS + _op_classes(
-    _NUMPY, ("Subtract", "Multiply", "Divide", "Maximum", "Minimum"))
+MERGE_OPS = ADD_OPS + _op_classes(_NUMPY, ("Subtract", "Multiply", "Divide", "Maximum", "Minimum"))
 CONCATENATE_OPS = _op_classes(_NUMPY, ("Concatenate",))
 SPLIT_OPS = _op_classes(_NUMPY, ("Split",))
 GET_ITEM_OPS = _op_classes(_NUMPY, ("GetItem",))
@@ -158,7 +210,8 @@ def fellow_callbacks(callback):
                 return []
             owner = frame.f_locals.get("self")
             if isinstance(owner, keras.callbacks.CallbackList) and any(
-                    each is callback for each in owner.callbacks):
+                each is callback for each in owner.callbacks
+            ):
                 return list(owner.callbacks)
         return []
     finally:
@@ -176,8 +229,11 @@ def missing_internals():
         node = graph_nodes(model)[-1]
         missing += [f"Node.{a}" for a in _NODE_ATTRIBUTES if not hasattr(node, a)]
         arguments = getattr(node, "arguments", None)
-        missing += [f"Node.arguments.{a}" for a in ("args", "kwargs", "keras_tensors", "fill_in")
-                    if not hasattr(arguments, a)]
+        missing += [
+            f"Node.arguments.{a}"
+            for a in ("args", "kwargs", "keras_tensors", "fill_in")
+            if not hasattr(arguments, a)
+        ]
     if not hasattr(keras.layers.Layer, "_flatten_layers"):
         missing.append("Layer._flatten_layers")
     optimizer = keras.optimizers.AdamW(weight_decay=0.1)

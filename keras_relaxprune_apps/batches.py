@@ -34,8 +34,7 @@ class AugmentedBatches(keras.utils.PyDataset):
     ```
     """
 
-    def __init__(self, images, labels, batch_size, seed, num_classes=None,
-                 augment=True, **kwargs):
+    def __init__(self, images, labels, batch_size, seed, num_classes=None, augment=True, **kwargs):
         super().__init__(**kwargs)
         if len(images) < batch_size:
             raise ValueError(f"{len(images)} training images < batch size {batch_size}.")
@@ -47,18 +46,16 @@ class AugmentedBatches(keras.utils.PyDataset):
     def set_epoch(self, epoch):
         """Selects the order and augmentation of epoch `epoch`."""
         self.epoch = int(epoch)
-        self._order = np.random.default_rng([self.seed, self.epoch]).permutation(
-            len(self.images))
+        self._order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
 
     def __len__(self):
         return len(self.images) // self.batch_size
 
     def __getitem__(self, index):
-        picks = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        picks = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         batch = self.images[picks]
         if self.augment:
-            batch = augment_crop_flip(batch, np.random.default_rng(
-                [self.seed, self.epoch, index]))
+            batch = augment_crop_flip(batch, np.random.default_rng([self.seed, self.epoch, index]))
         labels = self.labels[picks]
         if self.num_classes:
             labels = np.eye(self.num_classes, dtype="float32")[labels]
@@ -95,15 +92,16 @@ class SegmentationBatches(AugmentedBatches):
     ```
     """
 
-    def __init__(self, images, labels, batch_size, size, seed, max_zoom=1.5,
-                 augment=True, **kwargs):
+    def __init__(
+        self, images, labels, batch_size, size, seed, max_zoom=1.5, augment=True, **kwargs
+    ):
         # The order per epoch, the length and `set_epoch` are AugmentedBatches'.
         super().__init__(images, labels, batch_size, seed, augment=augment, **kwargs)
         self.size, self.max_zoom = tuple(size), float(max_zoom)
 
     def __getitem__(self, index):
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        picks = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        picks = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         pairs = [self._augment(self.images[i], self.labels[i], rng) for i in picks]
         images, labels = (np.stack(part) for part in zip(*pairs))
         return images.astype("float32"), labels.astype("int32")

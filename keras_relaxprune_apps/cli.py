@@ -27,8 +27,10 @@ FORMATS = ("keras", "saved_model", "tflite")
 # Read by TensorFlow's C++ logging and glog when TensorFlow is loaded.
 QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "2"}
 # Warnings from the library and from this package are ours.
-_PACKAGES = tuple(os.path.dirname(os.path.abspath(path)) + os.sep for path in (
-    __file__, importlib.util.find_spec("keras_relaxprune").origin))
+_PACKAGES = tuple(
+    os.path.dirname(os.path.abspath(path)) + os.sep
+    for path in (__file__, importlib.util.find_spec("keras_relaxprune").origin)
+)
 
 
 class CommandLineError(Exception):
@@ -45,20 +47,36 @@ def _parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     count = commands.add_parser("count", help="params and FLOPs of a .keras model")
     count.add_argument("model", metavar="MODEL")
-    count.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="SIZE",
-                       help="size of one sample without the batch, e.g. 360 480 3")
+    count.add_argument(
+        "--input-shape",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SIZE",
+        help="size of one sample without the batch, e.g. 360 480 3",
+    )
     report = commands.add_parser("report", help="per-layer table of a gated model")
     report.add_argument("model", metavar="MODEL")
     report.add_argument("--dense", default=None, help="compare with this dense model")
     report.add_argument("--json", action="store_true", help="print JSON, not a table")
-    report.add_argument("--out", default=None, metavar="DIR", help=(
-        "also write pruning_report.json/.md, channels_kept.png and "
-        "cost_per_stage.png into DIR (e.g. next to an exported model)"))
+    report.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help=(
+            "also write pruning_report.json/.md, channels_kept.png and "
+            "cost_per_stage.png into DIR (e.g. next to an exported model)"
+        ),
+    )
     strip = commands.add_parser("strip", help="strip a gated model and export it")
     strip.add_argument("model", metavar="MODEL")
     strip.add_argument("out_dir", metavar="OUT_DIR")
-    strip.add_argument("--threshold", type=float, default=None,
-                       help="also remove channels whose gate is below this value in [0, 1)")
+    strip.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="also remove channels whose gate is below this value in [0, 1)",
+    )
     strip.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     _add_run_parser(commands)
     return parser
@@ -66,40 +84,94 @@ def _parser():
 
 def _add_run_parser(commands):
     run = commands.add_parser(
-        "run", help="prune a model on a dataset end to end",
+        "run",
+        help="prune a model on a dataset end to end",
         description="Prune, strip, fine-tune and export a model on a dataset; prints "
-                    "a before/after table and writes OUT/summary.json.")
-    run.add_argument("--dataset", required=True, metavar="SPEC", help=(
-        "cifar10, camvid, tfds:NAME or folder:PATH (class subfolders, or train/ "
-        "with test/ or val/)"))
-    run.add_argument("--model", required=True, metavar="MODEL", help=(
-        "resnet20, resnet56, unet (untrained: needs --dense-epochs) or a trained "
-        ".keras file (raw 0-255 RGB in, logits out)"))
-    run.add_argument("--out", required=True, metavar="DIR",
-                     help="export directory, e.g. saved_models/resnet20_flops50")
-    run.add_argument("--target", type=float, default=0.5,
-                     help="fraction of the cost to remove, in (0, 1) (default 0.5)")
+        "a before/after table and writes OUT/summary.json.",
+    )
+    run.add_argument(
+        "--dataset",
+        required=True,
+        metavar="SPEC",
+        help=(
+            "cifar10, camvid, tfds:NAME or folder:PATH (class subfolders, or train/ "
+            "with test/ or val/)"
+        ),
+    )
+    run.add_argument(
+        "--model",
+        required=True,
+        metavar="MODEL",
+        help=(
+            "resnet20, resnet56, unet (untrained: needs --dense-epochs) or a trained "
+            ".keras file (raw 0-255 RGB in, logits out)"
+        ),
+    )
+    run.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="export directory, e.g. saved_models/resnet20_flops50",
+    )
+    run.add_argument(
+        "--target",
+        type=float,
+        default=0.5,
+        help="fraction of the cost to remove, in (0, 1) (default 0.5)",
+    )
     run.add_argument("--metric", choices=("flops", "params"), default="flops")
-    run.add_argument("--prune-epochs", type=int, default=1,
-                     help="epochs in which the budget ramps and closes (default 1)")
-    run.add_argument("--epochs", type=int, default=2,
-                     help="fine-tune epochs of the stripped model (default 2)")
-    run.add_argument("--dense-epochs", type=int, default=0,
-                     help="train the dense model first for this many epochs (default 0)")
+    run.add_argument(
+        "--prune-epochs",
+        type=int,
+        default=1,
+        help="epochs in which the budget ramps and closes (default 1)",
+    )
+    run.add_argument(
+        "--epochs", type=int, default=2, help="fine-tune epochs of the stripped model (default 2)"
+    )
+    run.add_argument(
+        "--dense-epochs",
+        type=int,
+        default=0,
+        help="train the dense model first for this many epochs (default 0)",
+    )
     run.add_argument("--train-limit", type=int, default=None, metavar="K")
     run.add_argument("--test-limit", type=int, default=None, metavar="K")
     run.add_argument("--batch-size", type=int, default=128)
-    run.add_argument("--lr", type=float, default=0.01,
-                     help="SGD-Nesterov: constant while pruning, then cosine to 0")
-    run.add_argument("--no-distill", dest="distill", action="store_false",
-                     help="train on labels only, without the dense model as teacher")
+    run.add_argument(
+        "--lr",
+        type=float,
+        default=0.01,
+        help="SGD-Nesterov: constant while pruning, then cosine to 0",
+    )
+    run.add_argument(
+        "--no-distill",
+        dest="distill",
+        action="store_false",
+        help="train on labels only, without the dense model as teacher",
+    )
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                     help="resize images (default: the model's input size)")
-    run.add_argument("--latency-runs", type=int, default=100,
-                     help="timed TFLite invocations per model (default 100)")
-    run.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
-                     help="fit verbosity: 0 silent, 1 progress bars, 2 one line per epoch")
+    run.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="resize images (default: the model's input size)",
+    )
+    run.add_argument(
+        "--latency-runs",
+        type=int,
+        default=100,
+        help="timed TFLite invocations per model (default 100)",
+    )
+    run.add_argument(
+        "--verbose",
+        type=int,
+        default=1,
+        choices=(0, 1, 2),
+        help="fit verbosity: 0 silent, 1 progress bars, 2 one line per epoch",
+    )
 
 
 def main(argv=None):
@@ -133,8 +205,13 @@ def _count(args):
     from keras_relaxprune import arguments
 
     model = load_model_file(args.model, "MODEL")
-    input_shape = None if args.input_shape is None else arguments.input_shape(
-        "count", "--input-shape", tuple(args.input_shape), model, cli=True)
+    input_shape = (
+        None
+        if args.input_shape is None
+        else arguments.input_shape(
+            "count", "--input-shape", tuple(args.input_shape), model, cli=True
+        )
+    )
     flops = krp.count_flops(model, input_shape=input_shape)
     _print(json.dumps({"params": krp.count_params(model), "flops": flops}))
 
@@ -160,9 +237,19 @@ def _strip(args):
     from keras_relaxprune import arguments
     from keras_relaxprune.errors import InvalidArgumentError
 
-    threshold = None if args.threshold is None else arguments.real(
-        "strip", "--threshold", args.threshold,
-        "a gate value in [0, 1), e.g. --threshold 0.05", low=0.0, high=1.0, high_open=True)
+    threshold = (
+        None
+        if args.threshold is None
+        else arguments.real(
+            "strip",
+            "--threshold",
+            args.threshold,
+            "a gate value in [0, 1), e.g. --threshold 0.05",
+            low=0.0,
+            high=1.0,
+            high_open=True,
+        )
+    )
     _check_directory(args.out_dir, "OUT_DIR")
     model = load_model_file(args.model, "MODEL")
     if not any(isinstance(layer, krp.ChannelGate) for layer in arguments.models_in(model)):
@@ -170,22 +257,39 @@ def _strip(args):
             f"MODEL '{args.model}' has no ChannelGate layer: it is not a gated model "
             "(one made by add_gates), so there is nothing to strip. Pass the gated "
             "model saved after training; to export a dense model as it is, call "
-            "krp.export(model, OUT_DIR) in Python.")
+            "krp.export(model, OUT_DIR) in Python."
+        )
     small = krp.strip_pruning(model, threshold=threshold)
     written = krp.export(small, args.out_dir, formats=tuple(args.formats), pruned_from=model)
-    _print(json.dumps({"params": krp.count_params(small),
-                       "flops": krp.count_flops(small), "written": written}))
+    _print(
+        json.dumps(
+            {"params": krp.count_params(small), "flops": krp.count_flops(small), "written": written}
+        )
+    )
 
 
 def _run(args):
     from keras_relaxprune_apps.pruning_job import run_pruning_job
 
     summary = run_pruning_job(
-        args.dataset, args.model, args.out, target=args.target, metric=args.metric,
-        prune_epochs=args.prune_epochs, epochs=args.epochs, dense_epochs=args.dense_epochs,
-        train_limit=args.train_limit, test_limit=args.test_limit,
-        batch_size=args.batch_size, lr=args.lr, distill=args.distill, seed=args.seed,
-        image_size=args.image_size, latency_runs=args.latency_runs, verbose=args.verbose)
+        args.dataset,
+        args.model,
+        args.out,
+        target=args.target,
+        metric=args.metric,
+        prune_epochs=args.prune_epochs,
+        epochs=args.epochs,
+        dense_epochs=args.dense_epochs,
+        train_limit=args.train_limit,
+        test_limit=args.test_limit,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        distill=args.distill,
+        seed=args.seed,
+        image_size=args.image_size,
+        latency_runs=args.latency_runs,
+        verbose=args.verbose,
+    )
     _print(f"summary: {summary['summary_path']}")
 
 
@@ -198,7 +302,8 @@ def _check_directory(path, what):
         from keras_relaxprune.errors import InvalidArgumentError
 
         raise InvalidArgumentError(
-            f"{what} '{path}' is a file; pass a directory (created if needed).")
+            f"{what} '{path}' is a file; pass a directory (created if needed)."
+        )
 
 
 def _print(text):
@@ -208,7 +313,8 @@ def _print(text):
 def _fail(error, status=2):
     text = " ".join(str(error).split())
     known = isinstance(error, (str, CommandLineError)) or type(error).__module__.startswith(
-        "keras_relaxprune")
+        "keras_relaxprune"
+    )
     if not known:
         text = f"{type(error).__name__}: {text}"
     print(f"relaxprune: error: {text}", file=sys.stderr, flush=True)

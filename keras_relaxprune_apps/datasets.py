@@ -101,8 +101,9 @@ def _download_cifar10():
 
 def _tfds_installed():
     # `tfds.load` builds `tf.data` pipelines, so it needs TensorFlow as well.
-    return all(importlib.util.find_spec(name) is not None
-               for name in ("tensorflow_datasets", "tensorflow"))
+    return all(
+        importlib.util.find_spec(name) is not None for name in ("tensorflow_datasets", "tensorflow")
+    )
 
 
 def _load_tfds_cifar10(data_dir=None):
@@ -114,8 +115,12 @@ def _load_tfds_cifar10(data_dir=None):
             "load_cifar10(source='tfds') needs TensorFlow Datasets: "
             "`pip install tensorflow-datasets` (or keras-relaxprune[data])."
         ) from error
-    splits = tfds.load("cifar10", split=["train", "test"], as_supervised=True,
-                       data_dir=None if data_dir is None else str(data_dir))
+    splits = tfds.load(
+        "cifar10",
+        split=["train", "test"],
+        as_supervised=True,
+        data_dir=None if data_dir is None else str(data_dir),
+    )
     out = []
     for dataset in splits:
         # Batches, not `batch_size=-1`: that needs a known cardinality.
@@ -132,11 +137,13 @@ def _cifar10_source(source, path):
         return "tfds" if _tfds_installed() else "keras"
     if source not in CIFAR10_SOURCES:
         raise ValueError(
-            f"load_cifar10: source={source!r}; expected one of {CIFAR10_SOURCES} "
-            "or None.")
+            f"load_cifar10: source={source!r}; expected one of {CIFAR10_SOURCES} or None."
+        )
     if source == "keras" and path is not None:
-        raise ValueError("load_cifar10: source='keras' takes no `path` (Keras "
-                         "caches its download in ~/.keras/datasets).")
+        raise ValueError(
+            "load_cifar10: source='keras' takes no `path` (Keras "
+            "caches its download in ~/.keras/datasets)."
+        )
     return source
 
 
@@ -192,7 +199,8 @@ def load_cifar10(path=None, train_limit=None, test_limit=None, seed=0, source=No
         raise FileNotFoundError(
             f"{CIFAR10_ARCHIVE} not found (searched: {_searched()}). Put it in a "
             f"directory and set the environment variable {DATA_DIR_ENV} to it, "
-            "pass `path=`, or use source='tfds' or source='keras'.")
+            "pass `path=`, or use source='tfds' or source='keras'."
+        )
     splits = _load_cifar10_archive(str(archive), limits, seed)
     # Copies keep in-place edits by a caller out of the shared cache.
     return tuple((x.copy(), y.copy()) for x, y in splits)

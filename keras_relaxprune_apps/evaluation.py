@@ -41,8 +41,10 @@ def accuracy(model, images, labels=None, top_k=1, steps=None, batch_size=EVAL_BA
     hits, seen = np.zeros(len(ks)), 0
     batches = images
     if labels is not None:
-        batches = ((images[i:i + batch_size], labels[i:i + batch_size])
-                   for i in range(0, len(images), batch_size))
+        batches = (
+            (images[i : i + batch_size], labels[i : i + batch_size])
+            for i in range(0, len(images), batch_size)
+        )
     for step, (x, y) in enumerate(batches):
         if steps is not None and step >= steps:
             break
@@ -50,8 +52,11 @@ def accuracy(model, images, labels=None, top_k=1, steps=None, batch_size=EVAL_BA
         y = np.asarray(y).reshape(-1)
         true_logit = logits[np.arange(len(y)), y][:, None]
         for index, k in enumerate(ks):
-            ranked = (np.argmax(logits, axis=-1) == y if k == 1
-                      else np.sum(logits > true_logit, axis=-1) < k)
+            ranked = (
+                np.argmax(logits, axis=-1) == y
+                if k == 1
+                else np.sum(logits > true_logit, axis=-1) < k
+            )
             hits[index] += int(np.sum(ranked))
         seen += len(y)
     scores = tuple(float(h / max(seen, 1)) for h in hits)
@@ -69,8 +74,13 @@ def mean_iou_metric(num_classes=CAMVID_NUM_CLASSES, ignore_class=CAMVID_IGNORE_L
     Returns:
         A `keras.metrics.MeanIoU` named `"mean_iou"`.
     """
-    return keras.metrics.MeanIoU(num_classes=num_classes, ignore_class=ignore_class,
-                                 sparse_y_true=True, sparse_y_pred=False, name="mean_iou")
+    return keras.metrics.MeanIoU(
+        num_classes=num_classes,
+        ignore_class=ignore_class,
+        sparse_y_true=True,
+        sparse_y_pred=False,
+        name="mean_iou",
+    )
 
 
 def segmentation_loss(ignore_class=CAMVID_IGNORE_LABEL):
@@ -83,12 +93,17 @@ def segmentation_loss(ignore_class=CAMVID_IGNORE_LABEL):
     Returns:
         A `keras.losses.SparseCategoricalCrossentropy(from_logits=True)`.
     """
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True,
-                                                      ignore_class=ignore_class)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_class)
 
 
-def segmentation_scores(model, images, labels, num_classes=CAMVID_NUM_CLASSES,
-                        ignore_class=CAMVID_IGNORE_LABEL, batch_size=SEGMENTATION_EVAL_BATCH):
+def segmentation_scores(
+    model,
+    images,
+    labels,
+    num_classes=CAMVID_NUM_CLASSES,
+    ignore_class=CAMVID_IGNORE_LABEL,
+    batch_size=SEGMENTATION_EVAL_BATCH,
+):
     """Mean IoU (Keras `MeanIoU`), per-class IoU and pixel accuracy of a segmenter.
 
     Args:
@@ -113,9 +128,10 @@ def segmentation_scores(model, images, labels, num_classes=CAMVID_NUM_CLASSES,
     metric = mean_iou_metric(num_classes, ignore_class)
     correct = valid = 0
     for start in range(0, len(images), batch_size):
-        logits = keras.ops.convert_to_numpy(model.predict_on_batch(
-            np.asarray(images[start:start + batch_size], "float32")))
-        truth = np.asarray(labels[start:start + batch_size])
+        logits = keras.ops.convert_to_numpy(
+            model.predict_on_batch(np.asarray(images[start : start + batch_size], "float32"))
+        )
+        truth = np.asarray(labels[start : start + batch_size])
         metric.update_state(truth, logits)
         known = truth != ignore_class
         correct += int(np.sum((np.argmax(logits, axis=-1) == truth) & known))

@@ -42,10 +42,12 @@ def dataset_spec(spec):
         if kind == "folder" and not os.path.isdir(rest):
             raise InvalidArgumentError(
                 f"{WHERE}: dataset='{text}': the folder '{rest}' does not exist; pass "
-                "folder:PATH to a folder of class subfolders (or with train/ and test/).")
+                "folder:PATH to a folder of class subfolders (or with train/ and test/)."
+            )
         return kind, rest
     raise InvalidArgumentError(
-        f"{WHERE}: dataset={arguments.shown(spec)} is not a dataset; pass {DATASETS}.")
+        f"{WHERE}: dataset={arguments.shown(spec)} is not a dataset; pass {DATASETS}."
+    )
 
 
 def load_job_data(dataset, image_size=None, train_limit=None, test_limit=None, seed=0):
@@ -70,8 +72,12 @@ def load_job_data(dataset, image_size=None, train_limit=None, test_limit=None, s
     ((500, 32, 32, 3), 10)
     """
     kind, argument = dataset if isinstance(dataset, tuple) else dataset_spec(dataset)
-    loaders = {"cifar10": _load_cifar10, "camvid": _load_camvid, "tfds": _load_tfds,
-               "folder": _load_folder}
+    loaders = {
+        "cifar10": _load_cifar10,
+        "camvid": _load_camvid,
+        "tfds": _load_tfds,
+        "folder": _load_folder,
+    }
     name = kind if argument is None else f"{kind}:{argument}"
     try:
         data = loaders[kind](argument, image_size, (train_limit, test_limit), seed)
@@ -81,11 +87,13 @@ def load_job_data(dataset, image_size=None, train_limit=None, test_limit=None, s
         detail = " ".join(str(error).split()) or type(error).__name__
         raise InvalidArgumentError(
             f"{WHERE}: dataset='{name}' could not be loaded ({type(error).__name__}: "
-            f"{detail[:300]}).") from error
+            f"{detail[:300]})."
+        ) from error
     if len(data.test_images) == 0:
         raise InvalidArgumentError(
             f"{WHERE}: dataset='{name}' has no test images; add a test/ folder or more "
-            "images per class.")
+            "images per class."
+        )
     return data
 
 
@@ -93,8 +101,15 @@ def _load_cifar10(_, size, limits, seed):
     from keras_relaxprune_apps.datasets import load_cifar10
 
     (x, y), (xt, yt) = load_cifar10(train_limit=limits[0], test_limit=limits[1], seed=seed)
-    return JobData("cifar10", "classification", 10, _resized(x, size), y.astype("int32"),
-                   _resized(xt, size), yt.astype("int32"))
+    return JobData(
+        "cifar10",
+        "classification",
+        10,
+        _resized(x, size),
+        y.astype("int32"),
+        _resized(xt, size),
+        yt.astype("int32"),
+    )
 
 
 def _load_camvid(_, size, limits, seed):
@@ -102,9 +117,16 @@ def _load_camvid(_, size, limits, seed):
 
     x, y = datasets.load_camvid(split="train", limit=limits[0], size=size)
     xt, yt = datasets.load_camvid(split="val", limit=limits[1], size=size)
-    return JobData("camvid", "segmentation", datasets.CAMVID_NUM_CLASSES, x,
-                   y.astype("int32"), xt, yt.astype("int32"),
-                   ignore_class=datasets.CAMVID_IGNORE_LABEL)
+    return JobData(
+        "camvid",
+        "segmentation",
+        datasets.CAMVID_NUM_CLASSES,
+        x,
+        y.astype("int32"),
+        xt,
+        yt.astype("int32"),
+        ignore_class=datasets.CAMVID_IGNORE_LABEL,
+    )
 
 
 def _load_tfds(name, size, limits, seed):
@@ -113,7 +135,8 @@ def _load_tfds(name, size, limits, seed):
     except ImportError:
         raise InvalidArgumentError(
             f"{WHERE}: dataset='tfds:{name}' needs TensorFlow Datasets; install it with "
-            "`pip install keras-relaxprune[data]`.") from None
+            "`pip install keras-relaxprune[data]`."
+        ) from None
     try:
         builder = tfds.builder(name)
         builder.download_and_prepare()
@@ -121,21 +144,26 @@ def _load_tfds(name, size, limits, seed):
         detail = " ".join(str(error).split())[:200]
         raise InvalidArgumentError(
             f"{WHERE}: dataset='tfds:{name}' could not be prepared ({type(error).__name__}: "
-            f"{detail}); check the name in tfds.list_builders() and the network.") from error
+            f"{detail}); check the name in tfds.list_builders() and the network."
+        ) from error
     splits = builder.info.splits
     if "train" not in splits:
         raise InvalidArgumentError(
             f"{WHERE}: dataset='tfds:{name}' has no 'train' split (it has "
-            f"{sorted(splits)}); pass a classification dataset such as tfds:cifar10.")
+            f"{sorted(splits)}); pass a classification dataset such as tfds:cifar10."
+        )
     test = next((s for s in ("test", "validation") if s in splits), None)
     train_split, test_split = ("train", test) if test else ("train[:90%]", "train[90%:]")
     if "label" not in builder.info.features:
         raise InvalidArgumentError(
             f"{WHERE}: dataset='tfds:{name}' has no 'label' feature; pass an image "
-            "classification dataset such as tfds:cifar10.")
+            "classification dataset such as tfds:cifar10."
+        )
     labels = builder.info.features["label"]
-    arrays = [_tfds_arrays(builder, split, size, limit, name)
-              for split, limit in ((train_split, limits[0]), (test_split, limits[1]))]
+    arrays = [
+        _tfds_arrays(builder, split, size, limit, name)
+        for split, limit in ((train_split, limits[0]), (test_split, limits[1]))
+    ]
     (x, y), (xt, yt) = arrays
     return JobData(f"tfds:{name}", "classification", int(labels.num_classes), x, y, xt, yt)
 
@@ -148,7 +176,8 @@ def _tfds_arrays(builder, split, size, limit, name):
     except Exception as error:
         raise InvalidArgumentError(
             f"{WHERE}: dataset='tfds:{name}' has no (image, label) pairs "
-            f"({type(error).__name__}); pass an image classification dataset.") from error
+            f"({type(error).__name__}); pass an image classification dataset."
+        ) from error
     if limit:
         dataset = dataset.take(limit)
 
@@ -162,29 +191,46 @@ def _tfds_arrays(builder, split, size, limit, name):
     if len({image.shape for image, _ in pairs}) > 1:
         raise InvalidArgumentError(
             f"{WHERE}: dataset='tfds:{name}' has images of different sizes; pass "
-            "image_size (--image-size H W).")
-    return (np.stack([image for image, _ in pairs]),
-            np.array([label for _, label in pairs], dtype="int32"))
+            "image_size (--image-size H W)."
+        )
+    return (
+        np.stack([image for image, _ in pairs]),
+        np.array([label for _, label in pairs], dtype="int32"),
+    )
 
 
 def _load_folder(path, size, limits, seed):
     root = Path(path)
     train_dir = root / "train" if (root / "train").is_dir() else root
-    test_dir = next((root / n for n in ("test", "val", "validation")
-                     if train_dir != root and (root / n).is_dir()), None)
-    common = {"image_size": size, "batch_size": 64, "seed": seed, "label_mode": "int",
-              "verbose": False}
+    test_dir = next(
+        (
+            root / n
+            for n in ("test", "val", "validation")
+            if train_dir != root and (root / n).is_dir()
+        ),
+        None,
+    )
+    common = {
+        "image_size": size,
+        "batch_size": 64,
+        "seed": seed,
+        "label_mode": "int",
+        "verbose": False,
+    }
     if test_dir is None:
         train, test = keras.utils.image_dataset_from_directory(
-            train_dir, validation_split=0.2, subset="both", **common)
+            train_dir, validation_split=0.2, subset="both", **common
+        )
     else:
         train = keras.utils.image_dataset_from_directory(train_dir, **common)
         test = keras.utils.image_dataset_from_directory(
-            test_dir, class_names=train.class_names, shuffle=False, **common)
+            test_dir, class_names=train.class_names, shuffle=False, **common
+        )
     if len(train.class_names) < 2:
         raise InvalidArgumentError(
             f"{WHERE}: dataset='folder:{path}' has {len(train.class_names)} class "
-            f"folder(s) in '{train_dir}'; pass a folder with one subfolder per class.")
+            f"folder(s) in '{train_dir}'; pass a folder with one subfolder per class."
+        )
     (x, y), (xt, yt) = (_numpy(d, limit) for d, limit in zip((train, test), limits))
     return JobData(f"folder:{path}", "classification", len(train.class_names), x, y, xt, yt)
 
@@ -201,6 +247,10 @@ def _numpy(dataset, limit):
 def _resized(images, size):
     if size is None or tuple(images.shape[1:3]) == tuple(size):
         return images
-    parts = [keras.ops.convert_to_numpy(keras.ops.image.resize(
-        images[i:i + 500].astype("float32"), size)) for i in range(0, len(images), 500)]
+    parts = [
+        keras.ops.convert_to_numpy(
+            keras.ops.image.resize(images[i : i + 500].astype("float32"), size)
+        )
+        for i in range(0, len(images), 500)
+    ]
     return np.clip(np.round(np.concatenate(parts)), 0, 255).astype("uint8")

@@ -35,8 +35,7 @@ def device_name(accelerators=True):
     found = [d for d in keras.distribution.list_devices() if "cpu" not in d.lower()]
     if not found or not accelerators:
         model = _cpu_model()
-        return f"CPU ({model + ', ' if model else ''}{os.cpu_count()} cores, " \
-               f"{platform.machine()})"
+        return f"CPU ({model + ', ' if model else ''}{os.cpu_count()} cores, {platform.machine()})"
     if keras.backend.backend() == "jax":
         import jax
 
@@ -48,8 +47,9 @@ def _cpu_model():
     """The CPU's model name from `/proc/cpuinfo`, else `platform.processor()`."""
     try:
         with open("/proc/cpuinfo") as info:
-            return next(line.split(":", 1)[1].strip() for line in info
-                        if line.startswith("model name"))
+            return next(
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         return platform.processor()
 
@@ -76,9 +76,14 @@ def run_record(start, seed, script=None, argv=()):
     """
     import time
 
-    record = {"seed": seed, "backend": keras.backend.backend(),
-              "keras_version": keras.__version__, "device": device_name(),
-              "date": time.strftime("%Y-%m-%d"), "wall_time_s": round(time.time() - start)}
+    record = {
+        "seed": seed,
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "device": device_name(),
+        "date": time.strftime("%Y-%m-%d"),
+        "wall_time_s": round(time.time() - start),
+    }
     if script is not None:
         record["command"] = " ".join(["python", script, *argv])
     return record
@@ -136,18 +141,23 @@ def export_and_time(dense, small, sample, out, latency_runs=100, pruned_from=Non
 
     if keras.backend.backend() != "tensorflow" or not latency_runs:  # TF writes the others
         written = export(small, out, formats=("keras",))
-        return {"exported": {k: str(v) for k, v in written.items()},
-                "pruned_keras_bytes": os.path.getsize(written["keras"])}
+        return {
+            "exported": {k: str(v) for k, v in written.items()},
+            "pruned_keras_bytes": os.path.getsize(written["keras"]),
+        }
     written = export(small, out, pruned_from=pruned_from)
     sample = np.asarray(sample, "float32")
     with tempfile.TemporaryDirectory() as tmp:
         dense_files = export(dense, tmp, formats=("keras", "tflite"))
-        sizes = {"dense_keras_bytes": os.path.getsize(dense_files["keras"]),
-                 "dense_tflite_bytes": os.path.getsize(dense_files["tflite"])}
+        sizes = {
+            "dense_keras_bytes": os.path.getsize(dense_files["keras"]),
+            "dense_tflite_bytes": os.path.getsize(dense_files["tflite"]),
+        }
         dense_latency = tflite_latency(dense_files["tflite"], sample, runs=latency_runs)
     pruned_latency = tflite_latency(written["tflite"], sample, runs=latency_runs)
     return {
-        "exported": {k: str(v) for k, v in written.items()}, **sizes,
+        "exported": {k: str(v) for k, v in written.items()},
+        **sizes,
         "pruned_keras_bytes": os.path.getsize(written["keras"]),
         "pruned_tflite_bytes": os.path.getsize(written["tflite"]),
         "dense_tflite_latency_ms": 1000 * dense_latency["median_s"],
@@ -180,17 +190,19 @@ def print_before_after(title, summary, quality_rows=()):
         table.add_column(column, justify="right" if column else "left")
     for label, key in quality_rows:
         before, after = summary[f"dense_{key}"], summary[f"pruned_{key}"]
-        table.add_row(label, f"{before:.2%}", f"{after:.2%}",
-                      f"{100 * (after - before):+.2f} pt")
-    rows = (("FLOPs", "flops", ","), ("params", "params", ","),
-            (".keras bytes", "keras_bytes", ","), (".tflite bytes", "tflite_bytes", ","),
-            ("TFLite batch-1 latency (ms)", "tflite_latency_ms", ".3f"))
+        table.add_row(label, f"{before:.2%}", f"{after:.2%}", f"{100 * (after - before):+.2f} pt")
+    rows = (
+        ("FLOPs", "flops", ","),
+        ("params", "params", ","),
+        (".keras bytes", "keras_bytes", ","),
+        (".tflite bytes", "tflite_bytes", ","),
+        ("TFLite batch-1 latency (ms)", "tflite_latency_ms", ".3f"),
+    )
     for name, key, form in rows:
         before, after = summary.get(f"dense_{key}"), summary.get(f"pruned_{key}")
         if before is None or after is None:
             continue
-        table.add_row(name, format(before, form), format(after, form),
-                      f"{after / before:.2f}x")
+        table.add_row(name, format(before, form), format(after, form), f"{after / before:.2f}x")
     Console().print(table)
 
 

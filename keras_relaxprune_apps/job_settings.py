@@ -16,9 +16,21 @@ WHERE = "run_pruning_job"
 NAMED_MODELS = ("resnet20", "resnet56", "unet")
 
 
-_RESUMABLE = ("dataset", "model", "target", "metric", "prune_epochs", "epochs",
-              "dense_epochs", "train_limit", "batch_size", "lr", "distill", "seed",
-              "image_size")
+_RESUMABLE = (
+    "dataset",
+    "model",
+    "target",
+    "metric",
+    "prune_epochs",
+    "epochs",
+    "dense_epochs",
+    "train_limit",
+    "batch_size",
+    "lr",
+    "distill",
+    "seed",
+    "image_size",
+)
 
 
 def claim_checkpoints(s):
@@ -30,7 +42,8 @@ def claim_checkpoints(s):
     if record.is_file() and json.loads(record.read_text()) != job:
         raise InvalidArgumentError(
             f"{WHERE}: '{s['checkpoints']}' holds the checkpoints of another job "
-            f"({record}); delete that folder or pass another out.")
+            f"({record}); delete that folder or pass another out."
+        )
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(job))
 
@@ -39,34 +52,50 @@ def checked_settings(given):
     """The arguments of `run_pruning_job`, checked before any work."""
     check = arguments.Checks(WHERE)
     s = dict(given)
-    s["target"] = check.real("target", s["target"], "a fraction strictly between 0 and "
-                             "1, e.g. 0.5 to remove half", low=0.0, high=1.0,
-                             low_open=True, high_open=True)
+    s["target"] = check.real(
+        "target",
+        s["target"],
+        "a fraction strictly between 0 and 1, e.g. 0.5 to remove half",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        high_open=True,
+    )
     s["metric"] = check.choice("metric", s["metric"], ("flops", "params"))
-    for name, low in (("prune_epochs", 1), ("epochs", 0), ("dense_epochs", 0),
-                      ("batch_size", 1), ("latency_runs", 1), ("seed", 0)):
+    for name, low in (
+        ("prune_epochs", 1),
+        ("epochs", 0),
+        ("dense_epochs", 0),
+        ("batch_size", 1),
+        ("latency_runs", 1),
+        ("seed", 0),
+    ):
         s[name] = check.integer(name, s[name], f"a whole number >= {low}", low=low)
     for name in ("train_limit", "test_limit"):
         if s[name] is not None:
-            s[name] = check.integer(name, s[name], "a number of images >= 1, or None "
-                                    "for all", low=1) if s[name] else None
-    s["lr"] = check.real("lr", s["lr"], "a learning rate > 0, e.g. 0.01", low=0.0,
-                         low_open=True)
-    s["verbose"] = check.integer("verbose", s["verbose"], "0, 1 or 2", low=0, high=2,
-                                 bool_ok=True)
+            s[name] = (
+                check.integer(name, s[name], "a number of images >= 1, or None for all", low=1)
+                if s[name]
+                else None
+            )
+    s["lr"] = check.real("lr", s["lr"], "a learning rate > 0, e.g. 0.01", low=0.0, low_open=True)
+    s["verbose"] = check.integer("verbose", s["verbose"], "0, 1 or 2", low=0, high=2, bool_ok=True)
     s["distill"] = arguments.boolean(WHERE, "distill", s["distill"])
     if s["image_size"] is not None:
         pair = tuple(s["image_size"]) if isinstance(s["image_size"], (list, tuple)) else ()
         if len(pair) != 2:
             raise InvalidArgumentError(
                 f"{WHERE}: image_size={arguments.shown(s['image_size'])} is not a "
-                "(height, width) pair; pass two sizes, e.g. 32 32.")
-        s["image_size"] = tuple(check.integer("image_size", v, "two sizes >= 1, "
-                                              "e.g. 32 32", low=1) for v in pair)
+                "(height, width) pair; pass two sizes, e.g. 32 32."
+            )
+        s["image_size"] = tuple(
+            check.integer("image_size", v, "two sizes >= 1, e.g. 32 32", low=1) for v in pair
+        )
     s["out"] = check.path("out", s["out"])
     if os.path.exists(s["out"]) and not os.path.isdir(s["out"]):
         raise InvalidArgumentError(
-            f"{WHERE}: out='{s['out']}' is a file; pass a directory (created if needed).")
+            f"{WHERE}: out='{s['out']}' is a file; pass a directory (created if needed)."
+        )
     s["dataset"] = dataset_spec(s["dataset"])
     s["model_object"], s["model"] = model_spec(s["model"])
     return s
@@ -79,12 +108,14 @@ def model_spec(spec):
     if not isinstance(spec, (str, os.PathLike)):
         raise ArgumentTypeError(
             f"{WHERE}: model={arguments.shown(spec)} is a {type(spec).__name__}; pass "
-            f"one of {', '.join(NAMED_MODELS)}, a .keras file or a keras.Model.")
+            f"one of {', '.join(NAMED_MODELS)}, a .keras file or a keras.Model."
+        )
     text = os.fspath(spec)
     if text in NAMED_MODELS:
         return None, text
     if os.path.splitext(text)[1].lower() not in (".keras", ".h5", ".hdf5"):
         raise InvalidArgumentError(
             f"{WHERE}: model='{text}' is neither a model name nor a .keras file; pass "
-            f"one of {', '.join(NAMED_MODELS)} or the path of a trained .keras model.")
+            f"one of {', '.join(NAMED_MODELS)} or the path of a trained .keras model."
+        )
     return load_model_file(text, "model"), text

@@ -97,9 +97,22 @@ def _deterministic_ops(enabled):
     return enabled
 
 
-def train(model, batches, epochs, *, teacher=None, lr=recipe.FINE_TUNE_LR, cosine=False,
-          initial_epoch=0, epochs_before=0, steps_per_epoch=None, callbacks=(),
-          backup_dir=None, verbose=1, **trainer_options):
+def train(
+    model,
+    batches,
+    epochs,
+    *,
+    teacher=None,
+    lr=recipe.FINE_TUNE_LR,
+    cosine=False,
+    initial_epoch=0,
+    epochs_before=0,
+    steps_per_epoch=None,
+    callbacks=(),
+    backup_dir=None,
+    verbose=1,
+    **trainer_options,
+):
     """One fit of the recipe: `model` trained, distilled from `teacher` if given.
 
     Args:
@@ -133,8 +146,7 @@ def train(model, batches, epochs, *, teacher=None, lr=recipe.FINE_TUNE_LR, cosin
     ```
     """
     steps = (epochs - initial_epoch) * (steps_per_epoch or len(batches))
-    trainer = recipe.trainer(model, teacher, lr, steps=steps if cosine else None,
-                             **trainer_options)
+    trainer = recipe.trainer(model, teacher, lr, steps=steps if cosine else None, **trainer_options)
     callbacks = list(callbacks)
     if hasattr(batches, "set_epoch"):
         callbacks.insert(0, EpochSync(batches, first_epoch=epochs_before))
@@ -142,9 +154,15 @@ def train(model, batches, epochs, *, teacher=None, lr=recipe.FINE_TUNE_LR, cosin
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
     was_trainable = teacher.trainable if teacher is not None else None
     try:
-        trainer.fit(batches, epochs=epochs, initial_epoch=initial_epoch,
-                    steps_per_epoch=steps_per_epoch, shuffle=False, verbose=verbose,
-                    callbacks=callbacks)
+        trainer.fit(
+            batches,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            shuffle=False,
+            verbose=verbose,
+            callbacks=callbacks,
+        )
     finally:
         if teacher is not None:  # the Distiller freezes its teacher
             teacher.trainable = was_trainable
@@ -161,12 +179,28 @@ class PrunedModels:
     strip_check: dict
 
 
-def prune_and_strip(dense, batches, target, metric="flops", *, check_images, epochs=1,
-                    method="ours", teacher=None, lr=recipe.FINE_TUNE_LR, checkpoints=None,
-                    epochs_before=0, steps_per_epoch=None, callback_options=None,
-                    calibration_data=None, gate_options=None,
-                    strip_tolerance=recipe.STRIP_TOLERANCE, seed=0, verbose=1,
-                    **trainer_options):
+def prune_and_strip(
+    dense,
+    batches,
+    target,
+    metric="flops",
+    *,
+    check_images,
+    epochs=1,
+    method="ours",
+    teacher=None,
+    lr=recipe.FINE_TUNE_LR,
+    checkpoints=None,
+    epochs_before=0,
+    steps_per_epoch=None,
+    callback_options=None,
+    calibration_data=None,
+    gate_options=None,
+    strip_tolerance=recipe.STRIP_TOLERANCE,
+    seed=0,
+    verbose=1,
+    **trainer_options,
+):
     """Prunes `dense` to the budget and strips it, checked against the gated model.
 
     `method="ours"`: `krp.add_gates` and one gated fit (`train`) with
@@ -219,19 +253,32 @@ def prune_and_strip(dense, batches, target, metric="flops", *, check_images, epo
     gated = krp.add_gates(dense, metric=metric, **(gate_options or {}))
     if method == "ours":
         callbacks = recipe.pruning_callbacks(
-            target, metric, batches if calibration_data is None else calibration_data,
-            None if folder is None else folder / "gated_fit", **(callback_options or {}))
-        train(gated, batches, epochs, teacher=teacher, lr=lr, epochs_before=epochs_before,
-              steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
-              **trainer_options)
+            target,
+            metric,
+            batches if calibration_data is None else calibration_data,
+            None if folder is None else folder / "gated_fit",
+            **(callback_options or {}),
+        )
+        train(
+            gated,
+            batches,
+            epochs,
+            teacher=teacher,
+            lr=lr,
+            epochs_before=epochs_before,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+            **trainer_options,
+        )
     else:
         apply_baseline(gated, method, target, metric, seed=seed)
     stripped = krp.strip_pruning(gated)
-    tolerance = (strip_tolerance(gated, check_images) if callable(strip_tolerance)
-                 else strip_tolerance)
+    tolerance = (
+        strip_tolerance(gated, check_images) if callable(strip_tolerance) else strip_tolerance
+    )
     difference = recipe.check_strip(gated, stripped, check_images, tolerance)
-    pruned = PrunedModels(gated, stripped, {"max_difference": difference,
-                                            "tolerance": tolerance})
+    pruned = PrunedModels(gated, stripped, {"max_difference": difference, "tolerance": tolerance})
     if folder is not None:
         _save_pruned(folder, pruned)
     return pruned
@@ -245,14 +292,25 @@ def _save_pruned(folder, pruned):
 
 
 def _load_pruned(folder):
-    gated, stripped = (keras.saving.load_model(folder / name, compile=False)
-                       for name in CHECKPOINT_FILES[:2])
+    gated, stripped = (
+        keras.saving.load_model(folder / name, compile=False) for name in CHECKPOINT_FILES[:2]
+    )
     return PrunedModels(gated, stripped, json.loads((folder / CHECKPOINT_FILES[2]).read_text()))
 
 
-def fine_tune(stripped, batches, epochs, *, teacher=None, lr=recipe.FINE_TUNE_LR,
-              checkpoints=None, epochs_before=0, steps_per_epoch=None, verbose=1,
-              **trainer_options):
+def fine_tune(
+    stripped,
+    batches,
+    epochs,
+    *,
+    teacher=None,
+    lr=recipe.FINE_TUNE_LR,
+    checkpoints=None,
+    epochs_before=0,
+    steps_per_epoch=None,
+    verbose=1,
+    **trainer_options,
+):
     """Trains the stripped network on, the learning rate cosine to 0.
 
     Args:
@@ -281,9 +339,19 @@ def fine_tune(stripped, batches, epochs, *, teacher=None, lr=recipe.FINE_TUNE_LR
     if epochs == 0:
         return 0
     backup = None if checkpoints is None else Path(checkpoints) / "fine_tune_fit"
-    return train(stripped, batches, epochs, teacher=teacher, lr=lr, cosine=True,
-                 epochs_before=epochs_before, steps_per_epoch=steps_per_epoch,
-                 backup_dir=backup, verbose=verbose, **trainer_options)
+    return train(
+        stripped,
+        batches,
+        epochs,
+        teacher=teacher,
+        lr=lr,
+        cosine=True,
+        epochs_before=epochs_before,
+        steps_per_epoch=steps_per_epoch,
+        backup_dir=backup,
+        verbose=verbose,
+        **trainer_options,
+    )
 
 
 def cost_summary(dense, stripped, input_shape=None):
@@ -304,14 +372,25 @@ def cost_summary(dense, stripped, input_shape=None):
     >>> cost_summary(dense, pruned.stripped)["remaining_flops"]  # doctest: +SKIP
     0.4991
     """
-    costs = {"dense_flops": krp.count_flops(dense, input_shape=input_shape),
-             "pruned_flops": krp.count_flops(stripped, input_shape=input_shape),
-             "dense_params": krp.count_params(dense),
-             "pruned_params": krp.count_params(stripped)}
-    costs.update(remaining_flops=costs["pruned_flops"] / costs["dense_flops"],
-                 remaining_params=costs["pruned_params"] / costs["dense_params"])
+    costs = {
+        "dense_flops": krp.count_flops(dense, input_shape=input_shape),
+        "pruned_flops": krp.count_flops(stripped, input_shape=input_shape),
+        "dense_params": krp.count_params(dense),
+        "pruned_params": krp.count_params(stripped),
+    }
+    costs.update(
+        remaining_flops=costs["pruned_flops"] / costs["dense_flops"],
+        remaining_params=costs["pruned_params"] / costs["dense_params"],
+    )
     return costs
 
 
-__all__ = ["BASELINE_METHODS", "PrunedModels", "cost_summary", "fine_tune", "prune_and_strip",
-           "reproducible", "train"]
+__all__ = [
+    "BASELINE_METHODS",
+    "PrunedModels",
+    "cost_summary",
+    "fine_tune",
+    "prune_and_strip",
+    "reproducible",
+    "train",
+]

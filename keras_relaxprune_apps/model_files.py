@@ -46,7 +46,8 @@ def load_model_file(path, what):
             hint = " It uses a custom class: import the module that registers it."
         raise ModelFileError(
             f"{what} '{path}' could not be loaded as a Keras model "
-            f"({type(error).__name__}: {detail}).{hint}") from error
+            f"({type(error).__name__}: {detail}).{hint}"
+        ) from error
 
 
 def file_problem(path):
@@ -54,8 +55,10 @@ def file_problem(path):
     if not os.path.exists(path):
         return "does not exist"
     if os.path.isdir(path):
-        return ("is a directory; pass a .keras file written by model.save('model.keras') "
-                "(a SavedModel directory cannot be loaded as a Keras model)")
+        return (
+            "is a directory; pass a .keras file written by model.save('model.keras') "
+            "(a SavedModel directory cannot be loaded as a Keras model)"
+        )
     size = os.path.getsize(path)
     if size == 0:
         return "is empty (0 bytes): the save did not finish, or it is not a model"
@@ -64,20 +67,27 @@ def file_problem(path):
     extension = os.path.splitext(path)[1].lower()
     if extension == ".keras":
         if not head.startswith(_ZIP):
-            return (f"is not a .keras file: a .keras file is a zip archive, this one "
-                    f"({size} bytes) starts with {head!r}")
+            return (
+                f"is not a .keras file: a .keras file is a zip archive, this one "
+                f"({size} bytes) starts with {head!r}"
+            )
         try:
             with zipfile.ZipFile(path) as archive:
                 if "config.json" not in archive.namelist():
                     return "is a zip archive but not a saved Keras model (no config.json)"
         except zipfile.BadZipFile:
-            return (f"is truncated or corrupt: it starts as a zip archive but its "
-                    f"directory is missing ({size} bytes); save or copy it again")
+            return (
+                f"is truncated or corrupt: it starts as a zip archive but its "
+                f"directory is missing ({size} bytes); save or copy it again"
+            )
         return None
     if extension in (".h5", ".hdf5"):
         if not head.startswith(_HDF5):
-            return (f"is not an HDF5 file (the legacy .h5 format): its {size} bytes "
-                    f"start with {head!r}")
+            return (
+                f"is not an HDF5 file (the legacy .h5 format): its {size} bytes start with {head!r}"
+            )
         return None
-    return (f"has the extension '{extension}'; pass a .keras file (or a legacy .h5 "
-            "file) written by model.save")
+    return (
+        f"has the extension '{extension}'; pass a .keras file (or a legacy .h5 "
+        "file) written by model.save"
+    )

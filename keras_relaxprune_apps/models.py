@@ -11,9 +11,15 @@ from keras import layers
 
 
 def _conv_bn(x, filters, kernel, strides=1, name=None, activation=True):
-    x = layers.Conv2D(filters, kernel, strides=strides, padding="same",
-                      use_bias=False, kernel_initializer="he_normal",
-                      name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        filters,
+        kernel,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name=f"{name}_conv",
+    )(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x) if activation else x
 
@@ -46,8 +52,7 @@ CAMVID_STD = (0.3068, 0.3112, 0.3069)
 
 def _standardize(x, mean, std):
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(x)
-    return layers.Normalization(mean=mean, variance=[s * s for s in std],
-                                name="standardize")(x)
+    return layers.Normalization(mean=mean, variance=[s * s for s in std], name="standardize")(x)
 
 
 def cifar_preprocessing(x):
@@ -55,9 +60,16 @@ def cifar_preprocessing(x):
     return _standardize(x, CIFAR10_MEAN, CIFAR10_STD)
 
 
-def cifar_resnet(depth=20, num_classes=10, width=16, input_shape=(32, 32, 3),
-                 bottleneck=False, name=None, include_preprocessing=False,
-                 classifier_activation="softmax"):
+def cifar_resnet(
+    depth=20,
+    num_classes=10,
+    width=16,
+    input_shape=(32, 32, 3),
+    bottleneck=False,
+    name=None,
+    include_preprocessing=False,
+    classifier_activation="softmax",
+):
     """CIFAR ResNet-`depth` (6n+2 basic, or 9n+2 bottleneck), option B.
 
     Args:
@@ -90,13 +102,17 @@ def cifar_resnet(depth=20, num_classes=10, width=16, input_shape=(32, 32, 3),
             strides = 2 if stage > 0 and index == 0 else 1
             x = block(x, width * 2**stage, strides, f"stage{stage + 1}_block{index + 1}")
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = layers.Dense(num_classes, activation=classifier_activation,
-                           name="classifier")(x)
+    outputs = layers.Dense(num_classes, activation=classifier_activation, name="classifier")(x)
     return keras.Model(inputs, outputs, name=name or f"resnet{depth}")
 
 
-def small_unet(input_shape=(None, None, 3), num_classes=11, widths=(16, 32, 64),
-               name="unet", include_preprocessing=False):
+def small_unet(
+    input_shape=(None, None, 3),
+    num_classes=11,
+    widths=(16, 32, 64),
+    name="unet",
+    include_preprocessing=False,
+):
     """A small U-Net: conv blocks, max-pool down, Conv2DTranspose up, concat skips.
 
     Args:

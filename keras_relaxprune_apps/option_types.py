@@ -36,8 +36,7 @@ def number_type(low=None, high=None, low_open=False, high_open=False, whole=Fals
         try:
             value = int(text) if whole else float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"must be {expected}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
         too_low = low is not None and (value <= low if low_open else value < low)
         too_high = high is not None and (value >= high if high_open else value > high)
         if not math.isfinite(value) or too_low or too_high:

@@ -41,10 +41,25 @@ DENSE_LR = 0.1  # dense training of a named model: SGD-Nesterov, cosine to 0
 DENSE_WEIGHT_DECAY = 5e-3  # decoupled; L2 5e-4 under momentum 0.9
 
 
-def run_pruning_job(dataset, model, out, target=0.5, metric="flops", prune_epochs=1,
-                    epochs=2, dense_epochs=0, train_limit=None, test_limit=None,
-                    batch_size=128, lr=0.01, distill=True, seed=0, image_size=None,
-                    latency_runs=100, verbose=1):
+def run_pruning_job(
+    dataset,
+    model,
+    out,
+    target=0.5,
+    metric="flops",
+    prune_epochs=1,
+    epochs=2,
+    dense_epochs=0,
+    train_limit=None,
+    test_limit=None,
+    batch_size=128,
+    lr=0.01,
+    distill=True,
+    seed=0,
+    image_size=None,
+    latency_runs=100,
+    verbose=1,
+):
     """Prunes a model on a dataset, strips, fine-tunes and exports it.
 
     Args:
@@ -104,8 +119,8 @@ def _record(summary, settings, start):
     writes it to `out/summary.json` (the CLI says where)."""
     summary.update(
         job_records.run_record(start, settings["seed"]),
-        settings={k: v for k, v in settings.items()
-                  if k not in ("model_object", "checkpoints")})
+        settings={k: v for k, v in settings.items() if k not in ("model_object", "checkpoints")},
+    )
     print_table(summary)
     job_records.write_summary(summary, Path(settings["out"]) / "summary.json", announce=False)
 
@@ -117,7 +132,8 @@ def _dense_model_and_data(s):
         raise InvalidArgumentError(
             f"{WHERE}: model='{s['model']}' is built untrained and dense_epochs=0; pass "
             f"a trained .keras model, or dense_epochs=N (--dense-epochs N) to train it "
-            "first.")
+            "first."
+        )
     if dense is None:
         _check_named_model_fits_dataset(s["model"], s["dataset"][0])
     size = _image_size(s, dense)
@@ -128,7 +144,8 @@ def _dense_model_and_data(s):
     if len(data.images) < s["batch_size"]:
         raise InvalidArgumentError(
             f"{WHERE}: batch_size={s['batch_size']} is larger than the "
-            f"{len(data.images)} training images; pass batch_size <= {len(data.images)}.")
+            f"{len(data.images)} training images; pass batch_size <= {len(data.images)}."
+        )
     if s["dense_epochs"]:
         trained = s["checkpoints"] / "dense.keras"
         if trained.is_file():
@@ -150,7 +167,8 @@ def _image_size(s, model):
     if given and fixed and given != fixed:
         raise InvalidArgumentError(
             f"{WHERE}: image_size={given} differs from the model's input size {fixed}; "
-            f"leave it out or pass {fixed[0]} {fixed[1]}.")
+            f"leave it out or pass {fixed[0]} {fixed[1]}."
+        )
     kind = s["dataset"][0]
     default = {"camvid": CAMVID_SIZE, "folder": FOLDER_SIZE}.get(kind)
     return given or fixed or default
@@ -160,11 +178,13 @@ def _check_named_model_fits_dataset(name, kind):
     if name == "unet" and kind != "camvid":
         raise InvalidArgumentError(
             f"{WHERE}: model='unet' segments images; pass dataset='camvid', or a "
-            "classification model (resnet20, resnet56) for this dataset.")
+            "classification model (resnet20, resnet56) for this dataset."
+        )
     if name != "unet" and kind == "camvid":
         raise InvalidArgumentError(
             f"{WHERE}: model='{name}' classifies images; for dataset='camvid' pass "
-            "model='unet' or a segmentation .keras model.")
+            "model='unet' or a segmentation .keras model."
+        )
 
 
 def _named_model(name, data):
@@ -177,12 +197,22 @@ def _named_model(name, data):
         if shape[0] % 8 or shape[1] % 8:
             raise InvalidArgumentError(
                 f"{WHERE}: model='unet' needs sizes divisible by 8, not {shape[:2]}; pass "
-                "image_size, e.g. --image-size 176 240.")
-        return small_unet(input_shape=shape, num_classes=data.num_classes,
-                          widths=(16, 32, 64, 128), include_preprocessing=True)
-    return cifar_resnet(int(name[len("resnet"):]), num_classes=data.num_classes,
-                        input_shape=shape, include_preprocessing=True,
-                        classifier_activation=None, name=name)
+                "image_size, e.g. --image-size 176 240."
+            )
+        return small_unet(
+            input_shape=shape,
+            num_classes=data.num_classes,
+            widths=(16, 32, 64, 128),
+            include_preprocessing=True,
+        )
+    return cifar_resnet(
+        int(name[len("resnet") :]),
+        num_classes=data.num_classes,
+        input_shape=shape,
+        include_preprocessing=True,
+        classifier_activation=None,
+        name=name,
+    )
 
 
 def _check_model_fits_data(model, data):
@@ -190,7 +220,8 @@ def _check_model_fits_data(model, data):
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise InvalidArgumentError(
             f"{WHERE}: model '{model.name}' has {len(model.inputs)} inputs and "
-            f"{len(model.outputs)} outputs; pass a model with one image input and one output.")
+            f"{len(model.outputs)} outputs; pass a model with one image input and one output."
+        )
     rank = len(model.outputs[0].shape)
     expected = 2 if data.task == "classification" else 4
     channels = model.outputs[0].shape[-1]
@@ -199,7 +230,8 @@ def _check_model_fits_data(model, data):
             f"{WHERE}: model '{model.name}' outputs shape {tuple(model.outputs[0].shape)}, "
             f"but '{data.name}' ({data.task}) needs "
             f"{'(None, C)' if expected == 2 else '(None, H, W, C)'} logits with "
-            f"C = {data.num_classes} classes; pass a model made for this dataset.")
+            f"C = {data.num_classes} classes; pass a model made for this dataset."
+        )
 
 
 def _batches(data, s):
@@ -207,13 +239,13 @@ def _batches(data, s):
     from keras_relaxprune_apps.batches import AugmentedBatches
 
     augment = data.task == "classification" and data.images.shape[1:3] == (32, 32)
-    return AugmentedBatches(data.images, data.labels, s["batch_size"], s["seed"],
-                            augment=augment)
+    return AugmentedBatches(data.images, data.labels, s["batch_size"], s["seed"], augment=augment)
 
 
 def _loss_and_metrics(data):
     loss = keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True, ignore_class=data.ignore_class)
+        from_logits=True, ignore_class=data.ignore_class
+    )
     return loss, (["accuracy"] if data.task == "classification" else [])
 
 
@@ -222,17 +254,24 @@ def _train_dense(model, data, s):
     from keras_relaxprune_apps.batches import EpochSync
 
     batches = _batches(data, s)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        DENSE_LR, s["dense_epochs"] * len(batches))
-    optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
-                                     weight_decay=DENSE_WEIGHT_DECAY)
+    schedule = keras.optimizers.schedules.CosineDecay(DENSE_LR, s["dense_epochs"] * len(batches))
+    optimizer = keras.optimizers.SGD(
+        schedule, momentum=0.9, nesterov=True, weight_decay=DENSE_WEIGHT_DECAY
+    )
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     loss, metrics = _loss_and_metrics(data)
     trainer = keras.Model(model.inputs, model.outputs)  # leaves `model` uncompiled
     trainer.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=True)
-    trainer.fit(batches, epochs=s["dense_epochs"], shuffle=False, verbose=s["verbose"],
-                callbacks=[EpochSync(batches), keras.callbacks.BackupAndRestore(
-                    str(s["checkpoints"] / "dense_fit"))])
+    trainer.fit(
+        batches,
+        epochs=s["dense_epochs"],
+        shuffle=False,
+        verbose=s["verbose"],
+        callbacks=[
+            EpochSync(batches),
+            keras.callbacks.BackupAndRestore(str(s["checkpoints"] / "dense_fit")),
+        ],
+    )
     krp.recalibrate_batchnorm(model, batches, steps=50)
 
 
@@ -242,30 +281,61 @@ def _prune_and_measure(dense, data, s):
     teacher = dense if s["distill"] else None
     batches = _batches(data, s)
     loss, metrics = _loss_and_metrics(data)
-    fits = {"teacher": teacher, "lr": s["lr"], "checkpoints": s["checkpoints"],
-            "verbose": s["verbose"], "loss": loss, "metrics": metrics}
+    fits = {
+        "teacher": teacher,
+        "lr": s["lr"],
+        "checkpoints": s["checkpoints"],
+        "verbose": s["verbose"],
+        "loss": loss,
+        "metrics": metrics,
+    }
     pruned = job_steps.prune_and_strip(
-        dense, batches, s["target"], s["metric"], check_images=data.test_images[:16],
-        epochs=s["prune_epochs"], epochs_before=s["dense_epochs"],
-        gate_options={"input_shape": count_shape}, **fits)
+        dense,
+        batches,
+        s["target"],
+        s["metric"],
+        check_images=data.test_images[:16],
+        epochs=s["prune_epochs"],
+        epochs_before=s["dense_epochs"],
+        gate_options={"input_shape": count_shape},
+        **fits,
+    )
     before_fine_tune = evaluate(pruned.stripped, data)
-    job_steps.fine_tune(pruned.stripped, batches, s["epochs"],
-                        epochs_before=s["dense_epochs"] + s["prune_epochs"], **fits)
+    job_steps.fine_tune(
+        pruned.stripped,
+        batches,
+        s["epochs"],
+        epochs_before=s["dense_epochs"] + s["prune_epochs"],
+        **fits,
+    )
     quality = "accuracy" if data.task == "classification" else "miou"
     summary = {
-        "dataset": data.name, "model": s["model"], "task": data.task,
-        "quality_metric": quality, "test_images": len(data.test_images),
-        "train_images": len(data.images), "image_size": list(data.images.shape[1:3]),
+        "dataset": data.name,
+        "model": s["model"],
+        "task": data.task,
+        "quality_metric": quality,
+        "test_images": len(data.test_images),
+        "train_images": len(data.images),
+        "image_size": list(data.images.shape[1:3]),
         f"dense_{quality}": evaluate(dense, data),
         f"pruned_{quality}": evaluate(pruned.stripped, data),
         f"pruned_{quality}_before_fine_tune": before_fine_tune,
         "strip_max_difference": pruned.strip_check["max_difference"],
-        "distilled": s["distill"], "target": s["target"], "metric": s["metric"],
+        "distilled": s["distill"],
+        "target": s["target"],
+        "metric": s["metric"],
         **job_steps.cost_summary(dense, pruned.stripped, input_shape=count_shape),
     }
-    summary.update(job_records.export_and_time(dense, pruned.stripped, data.test_images[:1],
-                                               s["out"], s["latency_runs"],
-                                               pruned_from=pruned.gated))
+    summary.update(
+        job_records.export_and_time(
+            dense,
+            pruned.stripped,
+            data.test_images[:1],
+            s["out"],
+            s["latency_runs"],
+            pruned_from=pruned.gated,
+        )
+    )
     return summary
 
 
@@ -279,8 +349,9 @@ def evaluate(model, data):
     """Test accuracy (classification) or mean IoU (segmentation) of `model`."""
     if data.task == "classification":
         return evaluation.accuracy(model, data.test_images, data.test_labels)
-    return evaluation.segmentation_scores(model, data.test_images, data.test_labels,
-                                          data.num_classes, data.ignore_class)["mean_iou"]
+    return evaluation.segmentation_scores(
+        model, data.test_images, data.test_labels, data.num_classes, data.ignore_class
+    )["mean_iou"]
 
 
 def print_table(summary):
@@ -289,4 +360,6 @@ def print_table(summary):
     label = "test accuracy" if quality == "accuracy" else "test mIoU"
     job_records.print_before_after(
         f"{os.path.basename(summary['model'])} on {summary['dataset']}: before / after",
-        summary, [(f"{label} ({summary['test_images']} images)", quality)])
+        summary,
+        [(f"{label} ({summary['test_images']} images)", quality)],
+    )

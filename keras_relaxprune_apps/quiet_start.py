@@ -25,8 +25,10 @@ def _is_the_command():
     argv = list(getattr(sys, "orig_argv", ()))
     for index, arg in enumerate(argv[1:], start=1):
         if arg == "-m":
-            return argv[index + 1:index + 2] in (["keras_relaxprune_apps.cli"],
-                                                 ["keras_relaxprune_apps"])
+            return argv[index + 1 : index + 2] in (
+                ["keras_relaxprune_apps.cli"],
+                ["keras_relaxprune_apps"],
+            )
         if arg.startswith("-m"):
             return arg[2:] in ("keras_relaxprune_apps.cli", "keras_relaxprune_apps")
     return False

@@ -85,8 +85,12 @@ def optimizer_for(lr=FINE_TUNE_LR, steps=None, optimizer="sgd", weight_decay=0.0
     return chosen
 
 
-def distiller_for(student, teacher, temperature=DISTILL_TEMPERATURE,
-                  student_loss_weight=DISTILL_STUDENT_LOSS_WEIGHT):
+def distiller_for(
+    student,
+    teacher,
+    temperature=DISTILL_TEMPERATURE,
+    student_loss_weight=DISTILL_STUDENT_LOSS_WEIGHT,
+):
     """A `keras.distillation.Distiller` in which `teacher`'s logits teach `student`.
 
     `LogitsDistillation` gets an explicit `keras.losses.KLDivergence`: Keras
@@ -111,17 +115,28 @@ def distiller_for(student, teacher, temperature=DISTILL_TEMPERATURE,
     ```
     """
     return keras.distillation.Distiller(
-        teacher=teacher, student=student,
+        teacher=teacher,
+        student=student,
         distillation_losses=keras.distillation.LogitsDistillation(
-            temperature=temperature, loss=keras.losses.KLDivergence()),
-        student_loss_weight=student_loss_weight)
+            temperature=temperature, loss=keras.losses.KLDivergence()
+        ),
+        student_loss_weight=student_loss_weight,
+    )
 
 
-def trainer(student, teacher=None, lr=FINE_TUNE_LR, steps=None, loss=None,
-            metrics=("accuracy",),
-            temperature=DISTILL_TEMPERATURE,
-            student_loss_weight=DISTILL_STUDENT_LOSS_WEIGHT, optimizer="sgd",
-            weight_decay=0.0, jit_compile=True):
+def trainer(
+    student,
+    teacher=None,
+    lr=FINE_TUNE_LR,
+    steps=None,
+    loss=None,
+    metrics=("accuracy",),
+    temperature=DISTILL_TEMPERATURE,
+    student_loss_weight=DISTILL_STUDENT_LOSS_WEIGHT,
+    optimizer="sgd",
+    weight_decay=0.0,
+    jit_compile=True,
+):
     """A compiled model that trains `student`, distilled from `teacher` if given.
 
     The optimizer is `optimizer_for(lr, steps, optimizer, weight_decay)`,
@@ -155,8 +170,12 @@ def trainer(student, teacher=None, lr=FINE_TUNE_LR, steps=None, loss=None,
     model = student
     if teacher is not None:
         model = distiller_for(student, teacher, temperature, student_loss_weight)
-    model.compile(optimizer=optimizer_for(lr, steps, optimizer, weight_decay), loss=loss,
-                  metrics=list(metrics), jit_compile=jit_compile)
+    model.compile(
+        optimizer=optimizer_for(lr, steps, optimizer, weight_decay),
+        loss=loss,
+        metrics=list(metrics),
+        jit_compile=jit_compile,
+    )
     shape = tuple(student.inputs[0].shape[1:])
     if teacher is not None and None not in shape:
         model(keras.ops.zeros((1, *shape), "float32"))  # built: BackupAndRestore saves it
@@ -184,17 +203,27 @@ def check_strip(gated, small, images, tolerance=STRIP_TOLERANCE):
     1.1e-06
     """
     images = np.asarray(images, "float32")
-    difference = float(np.max(np.abs(gated.predict(images, verbose=0)
-                                     - small.predict(images, verbose=0))))
+    difference = float(
+        np.max(np.abs(gated.predict(images, verbose=0) - small.predict(images, verbose=0)))
+    )
     if not difference <= tolerance:
         raise krp.StripError(
             f"strip_pruning: the stripped model differs from the gated one by "
-            f"{difference:.2e} (> {tolerance:g}); please report this model.")
+            f"{difference:.2e} (> {tolerance:g}); please report this model."
+        )
     return difference
 
 
-def add_job_arguments(parser, target=0.5, prune_epochs=1, epochs=2, lr=FINE_TUNE_LR,
-                      latency_runs=100, verbose=1, run_name="<model>_<metric><kept %>"):
+def add_job_arguments(
+    parser,
+    target=0.5,
+    prune_epochs=1,
+    epochs=2,
+    lr=FINE_TUNE_LR,
+    latency_runs=100,
+    verbose=1,
+    run_name="<model>_<metric><kept %>",
+):
     """Adds the command-line options every pruning job shares to `parser`.
 
     `--target`, `--metric`, `--prune-epochs`, `--epochs`, `--lr`,
@@ -217,25 +246,48 @@ def add_job_arguments(parser, target=0.5, prune_epochs=1, epochs=2, lr=FINE_TUNE
     0.9
     """
     kept = f"{1 - target:.0%}".replace("%", "%%")
-    parser.add_argument("--target", type=open_fraction, default=target,
-                        help=f"fraction of the cost to remove ({target} leaves {kept})")
+    parser.add_argument(
+        "--target",
+        type=open_fraction,
+        default=target,
+        help=f"fraction of the cost to remove ({target} leaves {kept})",
+    )
     parser.add_argument("--metric", choices=("flops", "params"), default="flops")
-    parser.add_argument("--prune-epochs", type=positive_int, default=prune_epochs,
-                        help="epochs of the gated fit in which the budget ramps and closes")
-    parser.add_argument("--epochs", type=non_negative_int, default=epochs,
-                        help="epochs of the stripped model's fine-tune")
-    parser.add_argument("--lr", type=positive, default=lr,
-                        help="constant while pruning, then the fine-tune's cosine peak")
-    parser.add_argument("--no-distill", dest="distill", action="store_false",
-                        help="train on labels only (default: the dense model teaches)")
+    parser.add_argument(
+        "--prune-epochs",
+        type=positive_int,
+        default=prune_epochs,
+        help="epochs of the gated fit in which the budget ramps and closes",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=non_negative_int,
+        default=epochs,
+        help="epochs of the stripped model's fine-tune",
+    )
+    parser.add_argument(
+        "--lr",
+        type=positive,
+        default=lr,
+        help="constant while pruning, then the fine-tune's cosine peak",
+    )
+    parser.add_argument(
+        "--no-distill",
+        dest="distill",
+        action="store_false",
+        help="train on labels only (default: the dense model teaches)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--run-name", default=None,
-                        help=f"default {run_name}".replace("%", "%%"))
+    parser.add_argument("--run-name", default=None, help=f"default {run_name}".replace("%", "%%"))
     parser.add_argument("--checkpoint-dir", default="checkpoints")
     parser.add_argument("--run-dir", default="runs")
     parser.add_argument("--saved-model-dir", default="saved_models")
-    parser.add_argument("--latency-runs", type=non_negative_int, default=latency_runs,
-                        help="timed TFLite runs per model; 0: write the .keras file only")
+    parser.add_argument(
+        "--latency-runs",
+        type=non_negative_int,
+        default=latency_runs,
+        help="timed TFLite runs per model; 0: write the .keras file only",
+    )
     parser.add_argument("--verbose", type=int, default=verbose, help="fit verbosity")
 
 
@@ -264,9 +316,14 @@ def pruning_callbacks(target, metric, calibration_data, backup_dir=None, **optio
         EpochSync(batches), *pruning_callbacks(0.5, "flops", batches, "ckpt/prune")])
     ```
     """
-    callbacks = [krp.PruningCallback(target=target, metric=metric,
-                                     calibration_data=calibration_data,
-                                     **{**recipe_options(metric), **options})]
+    callbacks = [
+        krp.PruningCallback(
+            target=target,
+            metric=metric,
+            calibration_data=calibration_data,
+            **{**recipe_options(metric), **options},
+        )
+    ]
     if backup_dir is not None:
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
     return callbacks

@@ -37,10 +37,19 @@ def _fit(scope):
     y = np.random.default_rng(1).integers(0, 3, 64)
     with scope():
         gated = krp.add_gates(_net())
-        gated.compile(optimizer=keras.optimizers.SGD(0.05),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    gated.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False,
-              callbacks=[krp.PruningCallback(target=0.5)])
+        gated.compile(
+            optimizer=keras.optimizers.SGD(0.05),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+    gated.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=3,
+        verbose=0,
+        shuffle=False,
+        callbacks=[krp.PruningCallback(target=0.5)],
+    )
     return gated, x
 
 
@@ -67,12 +76,15 @@ def _record(gated, x, out_dir, name):
     return {
         "masks": [keras.ops.convert_to_numpy(g.keep_mask).tolist() for g in gates],
         "logits": [keras.ops.convert_to_numpy(g.logits).tolist() for g in gates],
-        "flops": krp.count_flops(gated), "dense_flops": krp.count_flops(_net()),
+        "flops": krp.count_flops(gated),
+        "dense_flops": krp.count_flops(_net()),
         "stripped_flops": krp.count_flops(small),
         "strip_error": float(np.abs(np.asarray(small(x[:8])) - np.asarray(gated(x[:8]))).max()),
         "reload_error": float(np.abs(np.asarray(reloaded(x[:8])) - np.asarray(small(x[:8]))).max()),
-        "replicas": {v.path: _replicas(v) for v in
-                     [gates[0].keep_mask, gates[0].scale, budget.step, budget.penalty_weight]},
+        "replicas": {
+            v.path: _replicas(v)
+            for v in [gates[0].keep_mask, gates[0].scale, budget.step, budget.penalty_weight]
+        },
     }
 
 
@@ -85,7 +97,8 @@ def main(out_dir):
 
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )
         one = tf.distribute.OneDeviceStrategy("/cpu:0").scope
         two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope
         result["devices"] = 2

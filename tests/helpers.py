@@ -12,8 +12,7 @@ def gate_inputs(gated):
     for layer in gated.layers:
         if isinstance(layer, ChannelGate):
             names = [
-                node.input_tensors[0]._keras_history.operation.name
-                for node in layer._inbound_nodes
+                node.input_tensors[0]._keras_history.operation.name for node in layer._inbound_nodes
             ]
             result[layer.name] = sorted(names)
     return result
@@ -66,8 +65,7 @@ def fit_strip_export(model, gated, shape, tmp_path, lowest=0.69, load=None):
     x = rng.random((16, *shape), "float32")
     y = rng.random((16, *keras.ops.shape(gated(x[:1]))[1:]), "float32")
     gated.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
-    gated.fit(x, y, batch_size=8, epochs=2, verbose=0,
-              callbacks=[krp.PruningCallback(target=0.3)])
+    gated.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[krp.PruningCallback(target=0.3)])
     remaining = krp.count_flops(gated) / krp.count_flops(model, input_shape=shape)
     assert lowest <= remaining <= 0.71
 
@@ -81,8 +79,9 @@ def fit_strip_export(model, gated, shape, tmp_path, lowest=0.69, load=None):
 
     paths = krp.export(small, tmp_path, formats=("keras",))
     loaded = (load or keras.saving.load_model)(paths["keras"])
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x[:4])), actual,
-                               rtol=1e-5, atol=1e-5 * scale)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(x[:4])), actual, rtol=1e-5, atol=1e-5 * scale
+    )
 
 
 def load_script(path):

@@ -22,8 +22,11 @@ from keras_relaxprune_apps.models import cifar_resnet
 
 
 def _masks(model):
-    return [keras.ops.convert_to_numpy(layer.keep_mask).tolist()
-            for layer in model.layers if isinstance(layer, krp.ChannelGate)]
+    return [
+        keras.ops.convert_to_numpy(layer.keep_mask).tolist()
+        for layer in model.layers
+        if isinstance(layer, krp.ChannelGate)
+    ]
 
 
 class _Record(keras.callbacks.Callback):
@@ -52,13 +55,20 @@ def main(mode, directory):
     dense = cifar_resnet(depth=8, width=8)
     gated = krp.add_gates(dense)
     gated.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
-    callbacks = [krp.PruningCallback(target=0.6),
-                 keras.callbacks.BackupAndRestore(os.path.join(directory, "backup")),
-                 _Record(os.path.join(directory, "epochs.json"), kill=mode == "kill")]
+    callbacks = [
+        krp.PruningCallback(target=0.6),
+        keras.callbacks.BackupAndRestore(os.path.join(directory, "backup")),
+        _Record(os.path.join(directory, "epochs.json"), kill=mode == "kill"),
+    ]
     gated.fit(x, y, batch_size=32, epochs=5, shuffle=False, verbose=0, callbacks=callbacks)
-    json.dump({"masks": _masks(gated), "flops": krp.count_flops(gated),
-               "dense_flops": krp.count_flops(dense)},
-              open(os.path.join(directory, "final.json"), "w"))
+    json.dump(
+        {
+            "masks": _masks(gated),
+            "flops": krp.count_flops(gated),
+            "dense_flops": krp.count_flops(dense),
+        },
+        open(os.path.join(directory, "final.json"), "w"),
+    )
 
 
 if __name__ == "__main__":

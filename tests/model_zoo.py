@@ -11,8 +11,9 @@ def resnet_basic():
 
 
 def resnet_bottleneck():
-    return cifar_resnet(depth=11, width=4, input_shape=(16, 16, 3), bottleneck=True,
-                        name="resnet_bottleneck")
+    return cifar_resnet(
+        depth=11, width=4, input_shape=(16, 16, 3), bottleneck=True, name="resnet_bottleneck"
+    )
 
 
 def unet():
@@ -99,7 +100,6 @@ def ops_and_nested_net():
     return keras.Model(inputs, layers.Dense(3, name="logits")(x), name="ops_and_nested")
 
 
-
 def two_conv_net(classes=10):
     """conv 8 -> BN -> ReLU -> conv 8 -> BN -> ReLU -> pooling -> Dense."""
     inputs = keras.Input((8, 8, 3))
@@ -111,6 +111,7 @@ def two_conv_net(classes=10):
     x = layers.ReLU()(x)
     x = layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, layers.Dense(classes, name="head")(x))
+
 
 ALL = {
     "ops_and_nested": ops_and_nested_net,

@@ -60,10 +60,14 @@ def test_unknown_metric_is_refused():
 
 
 def test_sequential_model_is_accepted():
-    model = keras.Sequential([
-        keras.Input((8, 8, 3)), layers.Conv2D(4, 3, name="c"),
-        layers.GlobalAveragePooling2D(), layers.Dense(2, name="d"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            layers.Conv2D(4, 3, name="c"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(2, name="d"),
+        ]
+    )
     gated = krp.add_gates(model)
     assert sum(gate_inputs(gated).values(), []) == ["c"]
 

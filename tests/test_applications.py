@@ -9,17 +9,21 @@ import keras_relaxprune as krp
 
 APPLICATIONS = {
     "MobileNetV2": lambda: keras.applications.MobileNetV2(
-        weights=None, input_shape=(64, 64, 3), alpha=0.35, classes=10,
-        classifier_activation=None),
+        weights=None, input_shape=(64, 64, 3), alpha=0.35, classes=10, classifier_activation=None
+    ),
     "ResNet50": lambda: keras.applications.ResNet50(
-        weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None),
+        weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None
+    ),
     # Squeeze-excitation convs with a fused swish: gates fold into the readers.
     "EfficientNetB0": lambda: keras.applications.EfficientNetB0(
-        weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None),
+        weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None
+    ),
     "DenseNet121": lambda: keras.applications.DenseNet121(
-        weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None),
+        weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None
+    ),
     "ConvNeXtTiny": lambda: keras.applications.ConvNeXtTiny(
-        weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None),
+        weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None
+    ),
 }
 
 

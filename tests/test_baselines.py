@@ -133,8 +133,14 @@ def test_callback_applies_the_gate_prior_once_at_the_start():
     gated.compile(optimizer=keras.optimizers.SGD(0.0), loss=keras.losses.MeanSquaredError())
     x = np.random.default_rng(0).normal(size=(32, 8, 8, 3)).astype("float32")
     y = np.zeros((32, 10), "float32")
-    gated.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[
-        krp.PruningCallback(target=0.5, gate_prior="l1_norm", lambda_=0.0)])
+    gated.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=1,
+        verbose=0,
+        callbacks=[krp.PruningCallback(target=0.5, gate_prior="l1_norm", lambda_=0.0)],
+    )
     # Learning rate 0: only the prior moved the gates, once (no longer equal).
     assert np.ptp(np.asarray(gates(gated)[0].logits.numpy())) > 1e-4
     with pytest.raises(PruningError, match="gate_prior"):

@@ -16,12 +16,13 @@ def _load_speedup():
 
 # TFLite timing needs TensorFlow; on JAX the script times XLA only, which the
 # GPU run exercises, so CI's JAX pass skips this (it is not backend_agnostic).
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="the speed-up benchmark's TFLite path needs TensorFlow")
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the speed-up benchmark's TFLite path needs TensorFlow",
+)
 def test_speedup_quick_rows():
     keep = 0.5
-    rows = _load_speedup().main(
-        ["--quick", "--keep", str(keep), "--round-to", str(ROUND_TO)])
+    rows = _load_speedup().main(["--quick", "--keep", str(keep), "--round-to", str(ROUND_TO)])
 
     runtimes = {row["runtime"] for row in rows}
     assert runtimes == {"tflite", "xla"}

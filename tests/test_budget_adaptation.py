@@ -26,8 +26,10 @@ def _data(n=64):
 
 
 def _fit(gated, callback, epochs=1, lr=1e-4):
-    gated.compile(optimizer=keras.optimizers.SGD(lr),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    gated.compile(
+        optimizer=keras.optimizers.SGD(lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     x, y = _data()
     gated.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[callback])
 
@@ -38,31 +40,44 @@ def test_lambda_grows_in_graph_while_the_relaxed_cost_lags():
     logged = {}
     for rate in (0.0, 2.0):
         gated = krp.add_gates(dense)
-        gated.compile(optimizer=keras.optimizers.SGD(1e-4),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        gated.compile(
+            optimizer=keras.optimizers.SGD(1e-4),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         x, y = _data()
         # A tiny learning rate: the gates cannot follow, the cost lags.
-        history = gated.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[
-            krp.PruningCallback(target=0.5, lambda_rate=rate, end_step=8)])
+        history = gated.fit(
+            x,
+            y,
+            batch_size=16,
+            epochs=3,
+            verbose=0,
+            callbacks=[krp.PruningCallback(target=0.5, lambda_rate=rate, end_step=8)],
+        )
         logged[rate] = history.history["pruning_lambda"]
     assert logged[0.0][0] == pytest.approx(2.0)
     assert logged[2.0][0] > 2.0 * 1.5
     assert logged[2.0][-1] == 0.0  # the budget closed: the regulariser is off
 
 
-@pytest.mark.parametrize("optimizer, rate", [
-    (lambda: keras.optimizers.SGD(1e-3, momentum=0.9, nesterov=True), 1.0),
-    (lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1e-3)), 1.0),
-    (lambda: keras.optimizers.Adam(1e-3), 0.0),
-    (lambda: keras.optimizers.AdamW(1e-3), 0.0)], ids=["sgd", "loss_scaled_sgd", "adam", "adamw"])
+@pytest.mark.parametrize(
+    "optimizer, rate",
+    [
+        (lambda: keras.optimizers.SGD(1e-3, momentum=0.9, nesterov=True), 1.0),
+        (lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1e-3)), 1.0),
+        (lambda: keras.optimizers.Adam(1e-3), 0.0),
+        (lambda: keras.optimizers.AdamW(1e-3), 0.0),
+    ],
+    ids=["sgd", "loss_scaled_sgd", "adam", "adamw"],
+)
 def test_lambda_adapts_by_default_with_sgd_only(optimizer, rate):
     """Adam normalises each step, so a growing lambda only winds up there."""
     gated = krp.add_gates(_net())
-    gated.compile(optimizer=optimizer(),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    gated.compile(
+        optimizer=optimizer(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     x, y = _data()
-    gated.fit(x, y, batch_size=16, epochs=1, verbose=0,
-              callbacks=[krp.PruningCallback(target=0.5)])
+    gated.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[krp.PruningCallback(target=0.5)])
     assert float(find_budget(gated).penalty_weight_rate.numpy()) == rate
 
 
@@ -72,11 +87,19 @@ def test_lambda_stays_within_its_bounds(end_step, bound):
     relaxed cost 0.99^2 is below a target still near 1): down to 0.1 x."""
     keras.utils.set_random_seed(0)
     gated = krp.add_gates(_net())
-    gated.compile(optimizer=keras.optimizers.SGD(1e-6),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    gated.compile(
+        optimizer=keras.optimizers.SGD(1e-6),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     x, y = _data()
-    history = gated.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[
-        krp.PruningCallback(target=0.5, lambda_rate=200.0, end_step=end_step)])
+    history = gated.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=2,
+        verbose=0,
+        callbacks=[krp.PruningCallback(target=0.5, lambda_rate=200.0, end_step=end_step)],
+    )
     assert history.history["pruning_lambda"][-1] == pytest.approx(bound, rel=1e-5)
 
 
@@ -86,8 +109,7 @@ def test_calibration_data_reestimates_batchnorm_when_the_budget_closes():
     x, _ = _data()
     bn = gated.get_layer("bn_a")
     before = np.asarray(bn.moving_mean.numpy()).copy()
-    _fit(gated, krp.PruningCallback(target=0.5, calibration_data=x, calibration_steps=2),
-         epochs=2)
+    _fit(gated, krp.PruningCallback(target=0.5, calibration_data=x, calibration_steps=2), epochs=2)
     # One batch: the 64 images fit in the default calibration batch of 128.
     features = keras.Model(gated.inputs, gated.get_layer("conv_a").output)(x)
     expected = np.asarray(features).reshape(-1, 8).mean(axis=0)
@@ -111,20 +133,24 @@ def _one_penalty_step(**options):
     """One SGD(1.0) step of the penalty alone; the gated model and its logits before."""
     keras.utils.set_random_seed(0)
     gated = krp.add_gates(_net())
-    gated.compile(optimizer=keras.optimizers.SGD(1.0),
-                  loss=lambda y, p: 0.0 * keras.ops.mean(p))
+    gated.compile(optimizer=keras.optimizers.SGD(1.0), loss=lambda y, p: 0.0 * keras.ops.mean(p))
     x, y = _data(16)
     before = [np.asarray(g.logits.numpy()).copy() for g in gates(gated)]
-    gated.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[
-        krp.PruningCallback(target=0.5, end_step=1, **options)])
+    gated.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=1,
+        verbose=0,
+        callbacks=[krp.PruningCallback(target=0.5, end_step=1, **options)],
+    )
     return gated, before
 
 
 @pytest.mark.parametrize("exponent", [1.0, 0.0])
 def test_cost_exponent_sets_how_hard_each_gate_is_pushed(exponent):
     gated, before = _one_penalty_step(final_scale=50.0, cost_exponent=exponent)
-    moves = [float(np.mean(b - np.asarray(g.logits.numpy())))
-             for b, g in zip(before, gates(gated))]
+    moves = [float(np.mean(b - np.asarray(g.logits.numpy()))) for b, g in zip(before, gates(gated))]
     assert all(m > 0 for m in moves)  # every gate pushed down
     ratio = moves[0] / moves[1]
     if exponent == 0.0:
@@ -133,20 +159,32 @@ def test_cost_exponent_sets_how_hard_each_gate_is_pushed(exponent):
         assert abs(ratio - 1.0) > 0.05  # in proportion to each channel's cost
 
 
-@pytest.mark.parametrize("options, applied", [
-    ({}, 0.5), ({"metric": "params"}, 0.0), ({"cost_exponent": 1.0}, 1.0),
-    ({"metric": "params", "cost_exponent": 0.5}, 0.5)],
-    ids=["flops_default", "params_default", "explicit", "explicit_params"])
+@pytest.mark.parametrize(
+    "options, applied",
+    [
+        ({}, 0.5),
+        ({"metric": "params"}, 0.0),
+        ({"cost_exponent": 1.0}, 1.0),
+        ({"metric": "params", "cost_exponent": 0.5}, 0.5),
+    ],
+    ids=["flops_default", "params_default", "explicit", "explicit_params"],
+)
 def test_the_cost_exponent_defaults_to_the_budget_metrics_measured_value(options, applied):
     """0.5 for FLOPs, 0 for params (README), unless the user sets it."""
     gated, _ = _one_penalty_step(**options)
     assert float(find_budget(gated).cost_exponent.numpy()) == applied
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"cost_exponent": 1.5}, "cost_exponent"), ({"cost_exponent": -0.1}, "cost_exponent"),
-    ({"cost_exponent": "flat"}, "cost_exponent"), ({"lambda_rate": -1.0}, "lambda_rate"),
-    ({"gate_prior": "gamma_l2"}, "gate_prior")])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"cost_exponent": 1.5}, "cost_exponent"),
+        ({"cost_exponent": -0.1}, "cost_exponent"),
+        ({"cost_exponent": "flat"}, "cost_exponent"),
+        ({"lambda_rate": -1.0}, "lambda_rate"),
+        ({"gate_prior": "gamma_l2"}, "gate_prior"),
+    ],
+)
 def test_bad_method_arguments_are_refused_with_the_argument_named(kwargs, name):
     with pytest.raises(krp.PruningError, match=name):
         krp.PruningCallback(target=0.5, **kwargs)
@@ -159,7 +197,11 @@ def test_the_penalty_moves_gates_the_annealed_temperature_saturates():
     for gate, logits in zip(gates(gated), before):
         assert float(gate.scale.numpy()) == pytest.approx(5000.0)  # the step's scale
         # Saturated at that step: sigmoid(5000 * logit) is 1 in float32 ...
-        assert np.all(keras.ops.convert_to_numpy(
-            keras.ops.sigmoid(5000.0 * keras.ops.convert_to_tensor(logits))) == 1.0)
+        assert np.all(
+            keras.ops.convert_to_numpy(
+                keras.ops.sigmoid(5000.0 * keras.ops.convert_to_tensor(logits))
+            )
+            == 1.0
+        )
         # ... yet every logit moved down.
         assert np.all(logits - np.asarray(gate.logits.numpy()) > 1e-4)

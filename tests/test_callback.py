@@ -38,24 +38,34 @@ def _mobilenet():
 
 def _fit(gated, data, epochs, callback, lr=3e-3):
     x, y = data
-    gated.compile(optimizer=keras.optimizers.Adam(lr),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return gated.fit(x, y, batch_size=50, epochs=epochs, callbacks=[callback],
-                     verbose=0, shuffle=True)
+    gated.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return gated.fit(
+        x, y, batch_size=50, epochs=epochs, callbacks=[callback], verbose=0, shuffle=True
+    )
 
 
 def _pretrained(build, data):
     keras.utils.set_random_seed(0)
     model = build()
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     model.fit(*data, batch_size=50, epochs=3, verbose=0)
     return model
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("build", "target"), [(_resnet, 0.5), (_resnet, 0.9), (_mobilenet, 0.9)],
-                         ids=["resnet8-0.5", "resnet8-0.9", "mobilenet_v2-0.9"])
+@pytest.mark.parametrize(
+    ("build", "target"),
+    [(_resnet, 0.5), (_resnet, 0.9), (_mobilenet, 0.9)],
+    ids=["resnet8-0.5", "resnet8-0.9", "mobilenet_v2-0.9"],
+)
 def test_budget_is_met_within_one_point_and_accuracy_stays(cifar, build, target):
     if build is _mobilenet and keras.backend.backend() == "jax":
         pytest.skip("MobileNetV2 takes minutes to compile on JAX; resnet8 covers JAX")
@@ -101,8 +111,13 @@ def test_params_budget_and_logged_schedules(cifar):
     history = _fit(gated, cifar, 3, callback).history
     remaining = krp.count_params(gated) / krp.count_params(dense)
     assert 0.39 <= remaining <= 0.41
-    for key in ("remaining_flops", "remaining_params", "pruning_target",
-                "pruning_lambda", "gate_temperature"):
+    for key in (
+        "remaining_flops",
+        "remaining_params",
+        "pruning_target",
+        "pruning_lambda",
+        "gate_temperature",
+    ):
         assert len(history[key]) == 3
     # The ramp and the temperature were driven in-graph, step by step.
     assert history["pruning_target"][0] > history["pruning_target"][1] == pytest.approx(0.4)
@@ -119,24 +134,32 @@ def _random_fit(epochs, **pruning):
     y = rng.integers(0, 10, 64)
     dense = cifar_resnet(depth=8, width=8, input_shape=(16, 16, 3))
     gated = krp.add_gates(dense)
-    gated.compile(optimizer=keras.optimizers.Adam(3e-2),
-                  loss="sparse_categorical_crossentropy")
+    gated.compile(optimizer=keras.optimizers.Adam(3e-2), loss="sparse_categorical_crossentropy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a short ramp, thin groups: expected here
-        history = gated.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[
-            krp.PruningCallback(target=0.5, lambda_=20.0, **pruning)])
+        history = gated.fit(
+            x,
+            y,
+            batch_size=16,
+            epochs=epochs,
+            verbose=0,
+            callbacks=[krp.PruningCallback(target=0.5, lambda_=20.0, **pruning)],
+        )
     return dense, gated, history.history
 
 
-@pytest.mark.parametrize(("epochs", "closing_epoch"), [(1, 0), (3, 1)],
-                         ids=["closes-at-fit-end", "closes-at-next-epoch"])
+@pytest.mark.parametrize(
+    ("epochs", "closing_epoch"), [(1, 0), (3, 1)], ids=["closes-at-fit-end", "closes-at-next-epoch"]
+)
 def test_the_epoch_before_the_closing_logs_the_closed_cost(epochs, closing_epoch):
     """The logs (progress bar, History) at the end of the epoch after which
     the budget closes give the cost the closing leaves, not the masks frozen
     by then: the closing reopens or removes channels to meet the budget."""
     dense, gated, history = _random_fit(epochs)
-    remaining = {"remaining_flops": krp.count_flops(gated) / krp.count_flops(dense),
-                 "remaining_params": krp.count_params(gated) / krp.count_params(dense)}
+    remaining = {
+        "remaining_flops": krp.count_flops(gated) / krp.count_flops(dense),
+        "remaining_params": krp.count_params(gated) / krp.count_params(dense),
+    }
     assert 0.49 <= remaining["remaining_flops"] <= 0.5
     for key, value in remaining.items():
         logged = history[key][closing_epoch:]
@@ -153,7 +176,8 @@ def test_an_open_budget_logs_the_masks_as_they_are_until_fit_ends():
     dense, gated, history = _random_fit(3, end_step=10**6)
     assert history["remaining_flops"][0] == pytest.approx(1.0)  # nothing frozen yet
     assert history["remaining_flops"][-1] == pytest.approx(
-        krp.count_flops(gated) / krp.count_flops(dense), rel=1e-6)
+        krp.count_flops(gated) / krp.count_flops(dense), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize(("round_to", "width"), [(1, "1 channel "), (8, "8 channels ")])
@@ -184,11 +208,11 @@ class _FrozenChannelsRecorder(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         model = self.model  # on JAX, reading `self.model` syncs the variables
-        budget = next(layer for layer in model.layers
-                      if isinstance(layer, krp.PruningBudget))
+        budget = next(layer for layer in model.layers if isinstance(layer, krp.PruningBudget))
         self.closed.append(float(keras.ops.convert_to_numpy(budget.masks_final)))
-        self.frozen.append(int(sum(np.sum(keras.ops.convert_to_numpy(g.keep_mask) == 0)
-                                   for g in gates(model))))
+        self.frozen.append(
+            int(sum(np.sum(keras.ops.convert_to_numpy(g.keep_mask) == 0) for g in gates(model)))
+        )
 
 
 def test_gates_freeze_in_graph_during_an_epoch(cifar):
@@ -201,10 +225,14 @@ def test_gates_freeze_in_graph_during_an_epoch(cifar):
     recorder = _FrozenChannelsRecorder()
     assert all(np.all(g.keep_mask.numpy() == 1) for g in gates(gated))
     x, y = cifar
-    gated.compile(optimizer=keras.optimizers.Adam(3e-2),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    gated.fit(x, y, batch_size=50, epochs=1, callbacks=[callback, recorder],
-              verbose=0, shuffle=True)
+    gated.compile(
+        optimizer=keras.optimizers.Adam(3e-2),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    gated.fit(
+        x, y, batch_size=50, epochs=1, callbacks=[callback, recorder], verbose=0, shuffle=True
+    )
     assert len(recorder.frozen) == math.ceil(800 / 50)
     assert recorder.closed == [0.0] * len(recorder.frozen)  # not closed yet
     assert recorder.frozen[-1] > 0  # frozen in-graph before the budget closed
@@ -223,8 +251,9 @@ def test_saved_gated_model_reloads_and_resumes_with_same_masks(cifar, tmp_path):
     gated.save(path)
     loaded = keras.saving.load_model(path)
     masks = [g.keep_mask.numpy() for g in gates(gated)]
-    np.testing.assert_array_equal([m.sum() for m in masks],
-                                  [g.keep_mask.numpy().sum() for g in gates(loaded)])
+    np.testing.assert_array_equal(
+        [m.sum() for m in masks], [g.keep_mask.numpy().sum() for g in gates(loaded)]
+    )
     x = cifar[0][:8]
     np.testing.assert_allclose(loaded(x), gated(x), rtol=1e-5, atol=1e-6)
     _fit(loaded, cifar, 1, krp.PruningCallback(target=0.7))
@@ -238,8 +267,14 @@ def test_gate_logits_get_no_weight_decay(cifar):
     gated = krp.add_gates(_resnet())
     optimizer = keras.optimizers.AdamW(1e-3, weight_decay=0.5)
     gated.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
-    gated.fit(cifar[0][:100], cifar[1][:100], batch_size=50, epochs=1, verbose=0,
-              callbacks=[krp.PruningCallback(target=0.5)])
+    gated.fit(
+        cifar[0][:100],
+        cifar[1][:100],
+        batch_size=50,
+        epochs=1,
+        verbose=0,
+        callbacks=[krp.PruningCallback(target=0.5)],
+    )
     assert not optimizer._use_weight_decay(gates(gated)[0].logits)
     kernel = next(w for w in gated.weights if "kernel" in w.path)
     assert optimizer._use_weight_decay(kernel)
@@ -260,8 +295,13 @@ def test_callback_on_model_without_gates_says_what_to_do(cifar):
     model = _resnet()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     with pytest.raises(krp.PruningError, match="add_gates"):
-        model.fit(cifar[0][:50], cifar[1][:50], epochs=1, verbose=0,
-                  callbacks=[krp.PruningCallback(target=0.5)])
+        model.fit(
+            cifar[0][:50],
+            cifar[1][:50],
+            epochs=1,
+            verbose=0,
+            callbacks=[krp.PruningCallback(target=0.5)],
+        )
 
 
 def test_unreachable_budget_names_smallest_fraction(cifar):
@@ -270,8 +310,13 @@ def test_unreachable_budget_names_smallest_fraction(cifar):
     gated = krp.add_gates(model, exclude=protected[:-6])
     gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     with pytest.raises(krp.BudgetError, match="smallest reachable fraction is 0\\.\\d+"):
-        gated.fit(cifar[0][:50], cifar[1][:50], epochs=1, verbose=0,
-                  callbacks=[krp.PruningCallback(target=0.95)])
+        gated.fit(
+            cifar[0][:50],
+            cifar[1][:50],
+            epochs=1,
+            verbose=0,
+            callbacks=[krp.PruningCallback(target=0.95)],
+        )
 
 
 def test_nan_loss_is_reported_clearly(cifar):
@@ -279,8 +324,9 @@ def test_nan_loss_is_reported_clearly(cifar):
     gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     x = np.full((50, 32, 32, 3), np.nan, "float32")
     with pytest.raises(krp.PruningError, match="loss became nan.*learning rate"):
-        gated.fit(x, cifar[1][:50], epochs=1, verbose=0,
-                  callbacks=[krp.PruningCallback(target=0.5)])
+        gated.fit(
+            x, cifar[1][:50], epochs=1, verbose=0, callbacks=[krp.PruningCallback(target=0.5)]
+        )
 
 
 def test_round_to_floor_counts_in_the_reachable_budget(cifar):
@@ -288,8 +334,13 @@ def test_round_to_floor_counts_in_the_reachable_budget(cifar):
     gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     # ResNet-8 width 8: every group at 8 channels is the whole network.
     with pytest.raises(krp.BudgetError, match="round_to"):
-        gated.fit(cifar[0][:50], cifar[1][:50], epochs=1, verbose=0,
-                  callbacks=[krp.PruningCallback(target=0.5, round_to=8)])
+        gated.fit(
+            cifar[0][:50],
+            cifar[1][:50],
+            epochs=1,
+            verbose=0,
+            callbacks=[krp.PruningCallback(target=0.5, round_to=8)],
+        )
 
 
 def test_min_keep_is_a_floor_in_the_fit_and_in_the_reachable_budget(cifar):
@@ -298,14 +349,25 @@ def test_min_keep_is_a_floor_in_the_fit_and_in_the_reachable_budget(cifar):
     keras.utils.set_random_seed(0)
     gated = krp.add_gates(_resnet())
     gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    gated.fit(cifar[0][:64], cifar[1][:64], epochs=2, batch_size=16, verbose=0,
-              callbacks=[krp.PruningCallback(target=0.6, min_keep=0.5)])
+    gated.fit(
+        cifar[0][:64],
+        cifar[1][:64],
+        epochs=2,
+        batch_size=16,
+        verbose=0,
+        callbacks=[krp.PruningCallback(target=0.6, min_keep=0.5)],
+    )
     assert krp.count_flops(gated) <= 0.4 * krp.count_flops(_resnet())
     for gate in gates(gated):
         assert np.sum(gate.keep_mask.numpy()) >= np.ceil(0.5 * gate.channels)
     with pytest.raises(krp.BudgetError, match="min_keep"):
-        gated.fit(cifar[0][:32], cifar[1][:32], epochs=1, verbose=0,
-                  callbacks=[krp.PruningCallback(target=0.9, min_keep=0.5)])
+        gated.fit(
+            cifar[0][:32],
+            cifar[1][:32],
+            epochs=1,
+            verbose=0,
+            callbacks=[krp.PruningCallback(target=0.9, min_keep=0.5)],
+        )
 
 
 def test_a_nan_batch_stops_the_fit_and_restores_the_last_good_epoch(cifar):
@@ -322,8 +384,10 @@ def test_a_nan_batch_stops_the_fit_and_restores_the_last_good_epoch(cifar):
         for epoch in range(3):
             for start in range(0, 64, 16):
                 bad = epoch == 1 and start == 32
-                yield (np.full_like(x[:16], np.nan) if bad else x[start:start + 16],
-                       y[start:start + 16])
+                yield (
+                    np.full_like(x[:16], np.nan) if bad else x[start : start + 16],
+                    y[start : start + 16],
+                )
 
     class Snapshot(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -331,8 +395,13 @@ def test_a_nan_batch_stops_the_fit_and_restores_the_last_good_epoch(cifar):
 
     # The NaN shows in the logs of that batch on TensorFlow, of the next on JAX.
     with pytest.raises(krp.PruningError, match=r"batch [34] of epoch 2.*restored"):
-        gated.fit(batches(), steps_per_epoch=4, epochs=3, verbose=0,
-                  callbacks=[krp.PruningCallback(target=0.5), Snapshot()])
+        gated.fit(
+            batches(),
+            steps_per_epoch=4,
+            epochs=3,
+            verbose=0,
+            callbacks=[krp.PruningCallback(target=0.5), Snapshot()],
+        )
     assert sorted(seen) == [0, 1]
     for now, then in zip(gated.get_weights(), seen[1]):
         np.testing.assert_array_equal(now, then)

@@ -21,7 +21,8 @@ FRAMES = 8
 
 needs_tensorflow = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
-    reason="the examples compile with XLA on TensorFlow and export SavedModel/TFLite")
+    reason="the examples compile with XLA on TensorFlow and export SavedModel/TFLite",
+)
 
 
 def _load(name):
@@ -34,8 +35,9 @@ def _val_frames():
 
 
 def _mean_iou(y_true, logits):
-    metric = keras.metrics.MeanIoU(num_classes=NUM_CLASSES, ignore_class=VOID,
-                                   sparse_y_true=True, sparse_y_pred=False)
+    metric = keras.metrics.MeanIoU(
+        num_classes=NUM_CLASSES, ignore_class=VOID, sparse_y_true=True, sparse_y_pred=False
+    )
     metric.update_state(y_true, logits)
     return float(metric.result())
 
@@ -72,7 +74,8 @@ def test_logits_distillation_is_a_per_pixel_kl():
     student = rng.normal(size=(2, 4, 5, NUM_CLASSES)).astype("float32") * 3
     temperature = 2.0
     loss = keras.distillation.LogitsDistillation(
-        temperature=temperature, loss=keras.losses.KLDivergence())
+        temperature=temperature, loss=keras.losses.KLDivergence()
+    )
     value = float(keras.ops.convert_to_numpy(loss.compute_loss(teacher, student)))
 
     def softmax(z):
@@ -89,12 +92,33 @@ def test_logits_distillation_is_a_per_pixel_kl():
 def dense_file(camvid_available, tmp_path_factory):
     """A tiny dense U-Net made by the dense trainer (1 epoch, 8 frames)."""
     out = tmp_path_factory.mktemp("dense")
-    record = _load("train_dense_camvid").main([
-        "--epochs", "1", "--size", *map(str, SIZE), "--widths", "8", "16",
-        "--train-limit", str(FRAMES), "--val-limit", str(FRAMES), "--batch-size", "4",
-        "--name", "tiny_unet_camvid_dense", "--validation-freq", "2",
-        "--checkpoint-dir", str(out / "checkpoints"), "--out-dir", str(out),
-        "--verbose", "0"])
+    record = _load("train_dense_camvid").main(
+        [
+            "--epochs",
+            "1",
+            "--size",
+            *map(str, SIZE),
+            "--widths",
+            "8",
+            "16",
+            "--train-limit",
+            str(FRAMES),
+            "--val-limit",
+            str(FRAMES),
+            "--batch-size",
+            "4",
+            "--name",
+            "tiny_unet_camvid_dense",
+            "--validation-freq",
+            "2",
+            "--checkpoint-dir",
+            str(out / "checkpoints"),
+            "--out-dir",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
     assert record["model"] == "tiny_unet_camvid_dense.keras"
     return out / record["model"]
 
@@ -105,8 +129,7 @@ def test_segmentation_batches_resize_like_the_loader(camvid_available):
     batches_module = _load("train_dense_camvid")
     images, labels = datasets.load_camvid(split="val", limit=4)
     resized, resized_labels = datasets.load_camvid(split="val", limit=4, size=SIZE)
-    plain = batches_module.SegmentationBatches(images, labels, 4, SIZE, seed=0,
-                                               augment=False)
+    plain = batches_module.SegmentationBatches(images, labels, 4, SIZE, seed=0, augment=False)
     x, y = plain[0]
     order = plain._order
     np.testing.assert_array_equal(x, resized[order].astype("float32"))
@@ -146,24 +169,56 @@ def test_pruning_job_exports_files_that_load_and_match_the_summary(dense_file, t
     describes; every export format agrees with the Keras file; `--callback`
     reaches `PruningCallback` (every pruned group keeps a multiple of 4)."""
     target = 0.5
-    summary = _load("prune_camvid").main([
-        "--dense", str(dense_file), "--target", str(target), "--prune-epochs", "1",
-        "--epochs", "1", "--train-limit", str(FRAMES), "--val-limit", str(FRAMES),
-        "--batch-size", "4", "--run-name", "smoke", "--latency-runs", "3",
-        "--checkpoint-dir", str(tmp_path / "checkpoints"),
-        "--run-dir", str(tmp_path / "runs"),
-        "--saved-model-dir", str(tmp_path / "saved_models"), "--verbose", "0",
-        "--callback", '{"round_to": 4}'])
+    summary = _load("prune_camvid").main(
+        [
+            "--dense",
+            str(dense_file),
+            "--target",
+            str(target),
+            "--prune-epochs",
+            "1",
+            "--epochs",
+            "1",
+            "--train-limit",
+            str(FRAMES),
+            "--val-limit",
+            str(FRAMES),
+            "--batch-size",
+            "4",
+            "--run-name",
+            "smoke",
+            "--latency-runs",
+            "3",
+            "--checkpoint-dir",
+            str(tmp_path / "checkpoints"),
+            "--run-dir",
+            str(tmp_path / "runs"),
+            "--saved-model-dir",
+            str(tmp_path / "saved_models"),
+            "--verbose",
+            "0",
+            "--callback",
+            '{"round_to": 4}',
+        ]
+    )
     small = keras.saving.load_model(summary["exported"]["keras"], compile=False)
-    widths = {layer.name: layer.filters for layer in small.layers
-              if hasattr(layer, "filters") and layer.name != "logits"}
+    widths = {
+        layer.name: layer.filters
+        for layer in small.layers
+        if hasattr(layer, "filters") and layer.name != "logits"
+    }
     assert widths and all(width % 4 == 0 for width in widths.values()), widths
     assert summary["pruned_flops"] == krp.count_flops(small)
     assert summary["pruned_params"] == krp.count_params(small)
     assert 1 - target - 0.01 <= summary["remaining_flops"] <= 1 - target
     assert summary["strip_max_difference"] < 1e-3
-    for key in ("dense_mean_iou", "pruned_mean_iou", "pruned_mean_iou_before_fine_tune",
-                "dense_pixel_accuracy", "pruned_pixel_accuracy"):
+    for key in (
+        "dense_mean_iou",
+        "pruned_mean_iou",
+        "pruned_mean_iou_before_fine_tune",
+        "dense_pixel_accuracy",
+        "pruned_pixel_accuracy",
+    ):
         assert 0.0 <= summary[key] <= 1.0, key
     images, labels = _val_frames()
     logits = small.predict(images, verbose=0)
@@ -171,8 +226,7 @@ def test_pruning_job_exports_files_that_load_and_match_the_summary(dense_file, t
     from keras_relaxprune.exporting.export import load_saved_model_fn, run_tflite
 
     x = images[:2]
-    np.testing.assert_allclose(run_tflite(summary["exported"]["tflite"], x),
-                               logits[:2], atol=1e-3)
+    np.testing.assert_allclose(run_tflite(summary["exported"]["tflite"], x), logits[:2], atol=1e-3)
     serve = load_saved_model_fn(summary["exported"]["saved_model"])
     np.testing.assert_allclose(np.asarray(serve(x)), logits[:2], atol=1e-3)
     assert summary["pruned_tflite_bytes"] < summary["dense_tflite_bytes"]
@@ -187,12 +241,36 @@ def test_pruning_job_runs_a_baseline_with_the_same_epochs(dense_file, tmp_path):
     """`--method l1_norm`: no gated fit; the baseline's masks meet the budget,
     the stripped network fine-tunes for --prune-epochs + --epochs, and the
     run name says which method made it."""
-    summary = _load("prune_camvid").main([
-        "--dense", str(dense_file), "--method", "l1_norm", "--target", "0.5",
-        "--prune-epochs", "1", "--epochs", "1", "--train-limit", str(FRAMES),
-        "--val-limit", str(FRAMES), "--batch-size", "4", "--latency-runs", "0",
-        "--checkpoint-dir", str(tmp_path / "checkpoints"), "--run-dir", str(tmp_path / "runs"),
-        "--saved-model-dir", str(tmp_path / "saved_models"), "--verbose", "0"])
+    summary = _load("prune_camvid").main(
+        [
+            "--dense",
+            str(dense_file),
+            "--method",
+            "l1_norm",
+            "--target",
+            "0.5",
+            "--prune-epochs",
+            "1",
+            "--epochs",
+            "1",
+            "--train-limit",
+            str(FRAMES),
+            "--val-limit",
+            str(FRAMES),
+            "--batch-size",
+            "4",
+            "--latency-runs",
+            "0",
+            "--checkpoint-dir",
+            str(tmp_path / "checkpoints"),
+            "--run-dir",
+            str(tmp_path / "runs"),
+            "--saved-model-dir",
+            str(tmp_path / "saved_models"),
+            "--verbose",
+            "0",
+        ]
+    )
     assert summary["run_name"] == "tiny_unet_camvid_l1_norm_flops50"
     assert 0.4 <= summary["remaining_flops"] <= 0.5  # one width ratio for all
     assert summary["strip_max_difference"] < 1e-3

@@ -87,8 +87,17 @@ def test_cli_report_out_writes_charts_and_report(pruned, tmp_path, capsys):
     dense, gated, _ = pruned
     dense.save(tmp_path / "dense.keras")
     gated.save(tmp_path / "gated.keras")
-    main(["report", str(tmp_path / "gated.keras"), "--dense",
-          str(tmp_path / "dense.keras"), "--json", "--out", str(tmp_path / "out")])
+    main(
+        [
+            "report",
+            str(tmp_path / "gated.keras"),
+            "--dense",
+            str(tmp_path / "dense.keras"),
+            "--json",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     printed = json.loads(capsys.readouterr().out)
     for name in REPORT_FILES.values():
         assert (tmp_path / "out" / name).is_file()

@@ -28,18 +28,27 @@ from keras_relaxprune_apps.cli import FORMATS, main
 # What TensorFlow prints while it is imported (TF 2.21, CPU).
 START_UP_LINE = re.compile(
     r"port\.cc:\d+\] oneDNN|cudart_stub\.cc|cuda_platform\.cc|cpu_feature_guard\.cc"
-    r"|^To enable the following instructions|before absl::InitializeLog\(\)")
-NOISE_LINE = re.compile(r"^[IWEF]\d{4} |^(WARNING|INFO|ERROR):(absl|tensorflow)|tensorflow",
-                        re.IGNORECASE)
+    r"|^To enable the following instructions|before absl::InitializeLog\(\)"
+)
+NOISE_LINE = re.compile(
+    r"^[IWEF]\d{4} |^(WARNING|INFO|ERROR):(absl|tensorflow)|tensorflow", re.IGNORECASE
+)
 
 
 def run_cli(*args, cwd=None):
     """`python -m keras_relaxprune_apps.cli ARGS` with the environment a user has."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_CPP_MIN_LOG_LEVEL", "GLOG_minloglevel")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "GLOG_minloglevel")
+    }
     env["KERAS_BACKEND"] = keras.backend.backend()
-    return subprocess.run([sys.executable, "-m", "keras_relaxprune_apps.cli", *map(str, args)],
-                          capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "keras_relaxprune_apps.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 def own_lines(done):
@@ -47,8 +56,9 @@ def own_lines(done):
     assert "Traceback" not in done.stderr, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert not [line for line in lines if START_UP_LINE.search(line)], done.stderr
-    noise = [line for line in lines if NOISE_LINE.search(line)
-             and not line.startswith("relaxprune: ")]
+    noise = [
+        line for line in lines if NOISE_LINE.search(line) and not line.startswith("relaxprune: ")
+    ]
     assert not noise, done.stderr
     return lines
 
@@ -88,8 +98,10 @@ def test_count_prints_json_only(saved):
     path, _, gated = saved
     done = run_cli("count", path / "gated.keras")
     assert done.returncode == 0 and own_lines(done) == []
-    assert json.loads(done.stdout) == {"params": krp.count_params(gated),
-                                       "flops": krp.count_flops(gated)}
+    assert json.loads(done.stdout) == {
+        "params": krp.count_params(gated),
+        "flops": krp.count_flops(gated),
+    }
 
 
 def test_wrong_input_rank_is_one_line_not_a_traceback(saved):
@@ -98,11 +110,14 @@ def test_wrong_input_rank_is_one_line_not_a_traceback(saved):
     assert_refused(done, r"--input-shape=\(32, 32\) has 2 dimensions.*16 16 3")
 
 
-@pytest.mark.parametrize("name, content, pattern", [
-    ("empty.keras", b"", r"'empty\.keras' is empty \(0 bytes\)"),
-    ("garbage.h5", b"<html>not found</html>", r"'garbage\.h5' is not an HDF5 file"),
-    ("truncated.keras", None, r"'truncated\.keras' is truncated or corrupt"),
-])
+@pytest.mark.parametrize(
+    "name, content, pattern",
+    [
+        ("empty.keras", b"", r"'empty\.keras' is empty \(0 bytes\)"),
+        ("garbage.h5", b"<html>not found</html>", r"'garbage\.h5' is not an HDF5 file"),
+        ("truncated.keras", None, r"'truncated\.keras' is truncated or corrupt"),
+    ],
+)
 def test_unreadable_model_file_is_named_with_what_is_wrong(saved, name, content, pattern):
     path, _, _ = saved
     if content is None:
@@ -142,8 +157,10 @@ def test_count_and_report_in_process(saved, capsys):
     assert main(["count", str(path / "gated.keras")]) == 0
     counted = json.loads(capsys.readouterr().out)
     assert counted == {"params": krp.count_params(gated), "flops": krp.count_flops(gated)}
-    assert main(["report", str(path / "gated.keras"), "--dense", str(path / "dense.keras"),
-                 "--json"]) == 0
+    assert (
+        main(["report", str(path / "gated.keras"), "--dense", str(path / "dense.keras"), "--json"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["totals"]["flops_before"] == krp.count_flops(dense)
 
@@ -159,8 +176,10 @@ def test_library_warnings_are_one_line_each_others_dropped(saved, capsys, monkey
     monkeypatch.setattr(krp, "strip_pruning", warn_then_refuse)
     assert main(["strip", str(path / "gated.keras"), str(path / "never")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err == ["relaxprune: warning: strip_pruning: first line",
-                   "relaxprune: error: strip_pruning: cannot"]
+    assert err == [
+        "relaxprune: warning: strip_pruning: first line",
+        "relaxprune: error: strip_pruning: cannot",
+    ]
 
 
 def test_bad_command_exits_with_status_2(capsys):

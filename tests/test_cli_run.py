@@ -15,7 +15,8 @@ from keras_relaxprune_apps.cli import main
 from keras_relaxprune_apps.models import cifar_resnet
 
 needs_tensorflow = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow", reason="the job exports SavedModel/TFLite")
+    keras.backend.backend() != "tensorflow", reason="the job exports SavedModel/TFLite"
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +26,10 @@ def tiny_dense_file(cifar_available, tmp_path_factory):
 
     keras.utils.set_random_seed(0)
     (x, y), _ = load_cifar10(train_limit=256, test_limit=10, seed=0)
-    model = cifar_resnet(depth=8, width=8, include_preprocessing=True,
-                         classifier_activation=None)
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True))
+    model = cifar_resnet(depth=8, width=8, include_preprocessing=True, classifier_activation=None)
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     model.fit(x.astype("float32"), y, batch_size=64, epochs=1, verbose=0)
     path = tmp_path_factory.mktemp("dense") / "tiny_dense.keras"
     model.save(path)
@@ -50,17 +51,38 @@ def image_folder(tmp_path_factory):
 
 @pytest.mark.slow
 @needs_tensorflow
-def test_run_prunes_cifar10_and_exports_what_the_summary_says(tiny_dense_file, tmp_path,
-                                                              capsys, monkeypatch):
+def test_run_prunes_cifar10_and_exports_what_the_summary_says(
+    tiny_dense_file, tmp_path, capsys, monkeypatch
+):
     """Also: a job killed after the strip resumes with the fine-tune (no
     second pruning fit) and removes its checkpoints when it ends."""
     from keras_relaxprune_apps import pruning_job
 
     out = tmp_path / "pruned"
-    args = ["--dataset", "cifar10", "--model", str(tiny_dense_file),
-            "--out", str(out), "--target", "0.5", "--prune-epochs", "1",
-            "--epochs", "1", "--train-limit", "256", "--test-limit", "100",
-            "--batch-size", "64", "--latency-runs", "5", "--verbose", "0"]
+    args = [
+        "--dataset",
+        "cifar10",
+        "--model",
+        str(tiny_dense_file),
+        "--out",
+        str(out),
+        "--target",
+        "0.5",
+        "--prune-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "100",
+        "--batch-size",
+        "64",
+        "--latency-runs",
+        "5",
+        "--verbose",
+        "0",
+    ]
 
     def killed(*_):
         raise KeyboardInterrupt
@@ -96,8 +118,9 @@ def test_run_prunes_cifar10_and_exports_what_the_summary_says(tiny_dense_file, t
 @pytest.fixture(scope="module")
 def untrained_two_class_file(tmp_path_factory):
     keras.utils.set_random_seed(0)
-    model = cifar_resnet(depth=8, width=8, num_classes=2, include_preprocessing=True,
-                         classifier_activation=None)
+    model = cifar_resnet(
+        depth=8, width=8, num_classes=2, include_preprocessing=True, classifier_activation=None
+    )
     path = tmp_path_factory.mktemp("untrained") / "two_classes.keras"
     model.save(path)
     return path
@@ -105,15 +128,33 @@ def untrained_two_class_file(tmp_path_factory):
 
 @pytest.mark.slow
 @needs_tensorflow
-def test_run_on_an_image_folder_trains_the_dense_model_first(image_folder,
-                                                             untrained_two_class_file,
-                                                             tmp_path, capsys):
+def test_run_on_an_image_folder_trains_the_dense_model_first(
+    image_folder, untrained_two_class_file, tmp_path, capsys
+):
     out = tmp_path / "folder_run"
-    status = main(["run", "--dataset", f"folder:{image_folder}",
-                   "--model", str(untrained_two_class_file), "--dense-epochs", "1",
-                   "--out", str(out), "--target", "0.5",
-                   "--epochs", "1", "--batch-size", "8", "--latency-runs", "3",
-                   "--verbose", "0"])
+    status = main(
+        [
+            "run",
+            "--dataset",
+            f"folder:{image_folder}",
+            "--model",
+            str(untrained_two_class_file),
+            "--dense-epochs",
+            "1",
+            "--out",
+            str(out),
+            "--target",
+            "0.5",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--latency-runs",
+            "3",
+            "--verbose",
+            "0",
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 0, captured.err
     summary = json.loads((out / "summary.json").read_text())
@@ -133,28 +174,36 @@ def refusal(capsys, *args):
     return status, captured.err.splitlines()
 
 
-@pytest.mark.parametrize("dataset, pattern", [
-    ("imagenet", r"dataset='imagenet' is not a dataset; pass cifar10, camvid, tfds:NAME"),
-    ("folder:/no/such/folder", r"the folder '/no/such/folder' does not exist"),
-    ("tfds:", r"dataset='tfds:' is not a dataset"),
-])
+@pytest.mark.parametrize(
+    "dataset, pattern",
+    [
+        ("imagenet", r"dataset='imagenet' is not a dataset; pass cifar10, camvid, tfds:NAME"),
+        ("folder:/no/such/folder", r"the folder '/no/such/folder' does not exist"),
+        ("tfds:", r"dataset='tfds:' is not a dataset"),
+    ],
+)
 def test_a_bad_dataset_is_one_line_and_status_2(dataset, pattern, tmp_path, capsys):
-    status, lines = refusal(capsys, "--dataset", dataset, "--model", "resnet20",
-                            "--out", tmp_path / "never")
+    status, lines = refusal(
+        capsys, "--dataset", dataset, "--model", "resnet20", "--out", tmp_path / "never"
+    )
     assert status == 2 and len(lines) == 1, lines
     assert lines[0].startswith("relaxprune: error: run_pruning_job: ")
     assert re.search(pattern, lines[0]), lines[0]
     assert not (tmp_path / "never").exists()
 
 
-@pytest.mark.parametrize("extra, pattern", [
-    (["--model", "missing.keras"], r"model 'missing\.keras' does not exist"),
-    (["--model", "resnet18"], r"neither a model name nor a \.keras file"),
-    (["--model", "resnet20", "--target", "1.5"], r"target=1\.5 is out of range"),
-    (["--model", "resnet20"], r"built untrained and dense_epochs=0.*--dense-epochs N"),
-])
-def test_a_bad_model_or_target_is_one_line_and_status_2(extra, pattern, cifar_available,
-                                                        tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "extra, pattern",
+    [
+        (["--model", "missing.keras"], r"model 'missing\.keras' does not exist"),
+        (["--model", "resnet18"], r"neither a model name nor a \.keras file"),
+        (["--model", "resnet20", "--target", "1.5"], r"target=1\.5 is out of range"),
+        (["--model", "resnet20"], r"built untrained and dense_epochs=0.*--dense-epochs N"),
+    ],
+)
+def test_a_bad_model_or_target_is_one_line_and_status_2(
+    extra, pattern, cifar_available, tmp_path, capsys, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     status, lines = refusal(capsys, "--dataset", "cifar10", "--out", "never", *extra)
     assert status == 2 and len(lines) == 1, lines
@@ -163,9 +212,13 @@ def test_a_bad_model_or_target_is_one_line_and_status_2(extra, pattern, cifar_av
 
 
 def test_python_dash_m_keras_relaxprune_shows_help():
-    done = subprocess.run([sys.executable, "-m", "keras_relaxprune_apps", "--help"],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "KERAS_BACKEND": keras.backend.backend()})
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_relaxprune_apps", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: relaxprune") and "run" in done.stdout
     assert "Traceback" not in done.stderr
@@ -177,8 +230,9 @@ class _FakeBuilder:
     def __init__(self, name):
         from types import SimpleNamespace
 
-        self.info = SimpleNamespace(splits={"train": 40, "test": 10},
-                                    features={"label": SimpleNamespace(num_classes=3)})
+        self.info = SimpleNamespace(
+            splits={"train": 40, "test": 10}, features={"label": SimpleNamespace(num_classes=3)}
+        )
 
     def download_and_prepare(self):
         pass
@@ -188,8 +242,7 @@ class _FakeBuilder:
 
         size = self.info.splits[split]
         images = np.arange(size * 28 * 28).reshape(size, 28, 28, 1) % 256
-        return tf.data.Dataset.from_tensor_slices(
-            (images.astype("uint8"), np.arange(size) % 3))
+        return tf.data.Dataset.from_tensor_slices((images.astype("uint8"), np.arange(size) % 3))
 
 
 @needs_tensorflow
@@ -211,10 +264,22 @@ def test_a_tfds_dataset_becomes_rgb_arrays_of_the_asked_size(monkeypatch):
 def test_checkpoints_of_another_job_are_not_resumed(tmp_path, cifar_available, capsys):
     from keras_relaxprune_apps.job_settings import claim_checkpoints
 
-    settings = {"dataset": ("cifar10", None), "model": "a.keras", "target": 0.5,
-                "metric": "flops", "prune_epochs": 1, "epochs": 2, "dense_epochs": 0,
-                "train_limit": None, "batch_size": 128, "lr": 0.01, "distill": True,
-                "seed": 0, "image_size": None, "out": str(tmp_path)}
+    settings = {
+        "dataset": ("cifar10", None),
+        "model": "a.keras",
+        "target": 0.5,
+        "metric": "flops",
+        "prune_epochs": 1,
+        "epochs": 2,
+        "dense_epochs": 0,
+        "train_limit": None,
+        "batch_size": 128,
+        "lr": 0.01,
+        "distill": True,
+        "seed": 0,
+        "image_size": None,
+        "out": str(tmp_path),
+    }
     claim_checkpoints(settings)
     claim_checkpoints(dict(settings))  # the same job resumes
     with pytest.raises(krp.errors.InvalidArgumentError, match="another job"):

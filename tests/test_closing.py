@@ -122,9 +122,11 @@ def test_closing_reaches_the_band_or_the_best_reachable_cost(make_net, round_to)
     reachable = _every_reachable_cost(graph, round_to)
     rng = np.random.default_rng(round_to)
     for tied in (True, False):
-        scores = {root: (np.zeros(size) if tied else rng.normal(size=size))
-                  for root in graph.gated_groups()
-                  for size in [graph.groups.size[root]]}
+        scores = {
+            root: (np.zeros(size) if tied else rng.normal(size=size))
+            for root in graph.gated_groups()
+            for size in [graph.groups.size[root]]
+        }
         for metric in ("flops", "params"):
             for target in np.arange(0.1, 1.0, 0.05):
                 costs = reachable[metric]
@@ -155,8 +157,7 @@ def _recording_builds(monkeypatch):
 
 
 def test_tied_gates_of_mobilenet_v2_close_with_few_cost_evaluations(monkeypatch):
-    model = keras.applications.MobileNetV2(
-        input_shape=(64, 64, 3), weights=None, classes=10)
+    model = keras.applications.MobileNetV2(input_shape=(64, 64, 3), weights=None, classes=10)
     graph = analyze(krp.add_gates(model))  # fresh gates: every value tied
     built = _recording_builds(monkeypatch)
     masks = close_budget(graph, "flops", 0.5)
@@ -240,7 +241,8 @@ def test_unreachable_target_leaves_every_group_at_its_floor():
     masks = close_budget(graph, "flops", floor / 2)
     assert all(keep.sum() == 1 for keep in masks.values())
     assert cost_fractions(graph, {**graph.keep_vectors(), **masks})["flops"] == (
-        pytest.approx(floor))
+        pytest.approx(floor)
+    )
 
 
 def test_closing_says_what_it_does(caplog, capsys):

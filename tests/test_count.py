@@ -14,14 +14,17 @@ MLP_PARAMS = (27 * 8 + 8) + (8 * 32 + 32) + (32 * 16 + 16) + (16 * 4 + 4)
 MLP_FLOPS = (
     (2 * 36 * 27 * 8 + 36 * 8)  # conv MACs x2 + fused relu
     + 8  # global max pool output
-    + (2 * 8 * 32 + 32) + (2 * 32 * 16 + 16) + 2 * 16 * 4
+    + (2 * 8 * 32 + 32)
+    + (2 * 32 * 16 + 16)
+    + 2 * 16 * 4
 )
 
 
 def _set_keep(gated, keep):
     for gate in gates(gated):
-        (layer_name,) = {n.input_tensors[0]._keras_history.operation.name
-                         for n in gate._inbound_nodes}
+        (layer_name,) = {
+            n.input_tensors[0]._keras_history.operation.name for n in gate._inbound_nodes
+        }
         mask = np.zeros(gate.channels, "float32")
         mask[: keep[layer_name]] = 1.0
         gate.keep_mask.assign(mask)

@@ -101,10 +101,14 @@ def test_cifar10_default_source_order(no_data_anywhere, monkeypatch):
     """No archive: TFDS when installed, else Keras; an explicit source wins."""
     calls = []
     monkeypatch.setattr(datasets, "_tfds_installed", lambda: True)
-    monkeypatch.setattr(datasets, "_load_tfds_cifar10",
-                        lambda data_dir: calls.append(("tfds", data_dir)) or _fake_cifar10())
-    monkeypatch.setattr(datasets, "_download_cifar10",
-                        lambda: calls.append(("keras", None)) or _fake_cifar10(1))
+    monkeypatch.setattr(
+        datasets,
+        "_load_tfds_cifar10",
+        lambda data_dir: calls.append(("tfds", data_dir)) or _fake_cifar10(),
+    )
+    monkeypatch.setattr(
+        datasets, "_download_cifar10", lambda: calls.append(("keras", None)) or _fake_cifar10(1)
+    )
     tfds_split = datasets.load_cifar10(train_limit=20, test_limit=10)
     keras_split = datasets.load_cifar10(train_limit=20, test_limit=10, source="keras")
     datasets.load_cifar10(path=no_data_anywhere, source="tfds")
@@ -140,10 +144,12 @@ def test_cifar10_tfds_runs_on_mock_data(no_data_anywhere, monkeypatch):
     """The real `tfds.load` path, on TFDS' generated stand-in data (offline)."""
     tfds = pytest.importorskip(
         "tensorflow_datasets",
-        reason="tensorflow-datasets is not installed: pip install -e '.[data]'")
+        reason="tensorflow-datasets is not installed: pip install -e '.[data]'",
+    )
     with tfds.testing.mock_data(num_examples=100):
         (x, y), (xt, yt) = datasets.load_cifar10(
-            source="tfds", train_limit=20, test_limit=10, seed=3)
+            source="tfds", train_limit=20, test_limit=10, seed=3
+        )
         again = datasets.load_cifar10(source="tfds", train_limit=20, test_limit=10, seed=3)
         other = datasets.load_cifar10(source="tfds", train_limit=20, test_limit=10, seed=4)
         # With no archive and TFDS installed, the default is TFDS.
@@ -238,6 +244,7 @@ def test_augment_forced_flip_and_determinism():
 
 # --- the real TFDS download path (issue 40, item 11) ---------------------------------
 
+
 class _NetworkReached(Exception):
     """Raised in place of the first HTTP request."""
 
@@ -248,7 +255,8 @@ def test_cifar10_tfds_download_path_gets_as_far_as_the_network(no_data_anywhere,
     must be installed by the `data` extra; the first request is stopped."""
     pytest.importorskip(
         "tensorflow_datasets",
-        reason="tensorflow-datasets is not installed: pip install -e '.[data]'")
+        reason="tensorflow-datasets is not installed: pip install -e '.[data]'",
+    )
     import requests
 
     def refuse(self, method, url, *args, **kwargs):

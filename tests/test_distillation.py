@@ -20,8 +20,13 @@ def _data(n=64, seed=0):
 
 def _teacher():
     keras.utils.set_random_seed(0)
-    return cifar_resnet(depth=8, width=8, input_shape=(16, 16, 3),
-                        include_preprocessing=True, classifier_activation=None)
+    return cifar_resnet(
+        depth=8,
+        width=8,
+        input_shape=(16, 16, 3),
+        include_preprocessing=True,
+        classifier_activation=None,
+    )
 
 
 def _distiller(teacher, student):
@@ -29,12 +34,17 @@ def _distiller(teacher, student):
     # "kl_divergence" string to a function, which LogitsDistillation then
     # applies to logits instead of softmax probabilities.
     distiller = keras.distillation.Distiller(
-        teacher=teacher, student=student,
+        teacher=teacher,
+        student=student,
         distillation_losses=keras.distillation.LogitsDistillation(
-            temperature=4.0, loss=keras.losses.KLDivergence()),
-        student_loss_weight=0.5)
-    distiller.compile(optimizer=keras.optimizers.Adam(1e-2),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            temperature=4.0, loss=keras.losses.KLDivergence()
+        ),
+        student_loss_weight=0.5,
+    )
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     return distiller
 
 
@@ -43,8 +53,9 @@ def test_distiller_with_pruning_callback_meets_budget_and_strips_exactly():
     gated = krp.add_gates(teacher)
     x, y = _data()
     distiller = _distiller(teacher, gated)
-    distiller.fit(x, y, batch_size=16, epochs=3, verbose=0,
-                  callbacks=[krp.PruningCallback(target=0.5)])
+    distiller.fit(
+        x, y, batch_size=16, epochs=3, verbose=0, callbacks=[krp.PruningCallback(target=0.5)]
+    )
     remaining = krp.count_flops(gated) / krp.count_flops(teacher)
     assert 0.49 <= remaining <= 0.50
     small = krp.strip_pruning(gated)
@@ -60,8 +71,11 @@ def test_distiller_loss_includes_the_budget_penalty():
     for wired in (True, False):
         gated = krp.add_gates(teacher)
         distiller = _distiller(teacher, gated)
-        callbacks = [krp.PruningCallback(target=0.9, lambda_=50.0, final_scale=50.0,
-                                         end_step=1)] if wired else []
+        callbacks = (
+            [krp.PruningCallback(target=0.9, lambda_=50.0, final_scale=50.0, end_step=1)]
+            if wired
+            else []
+        )
         distiller.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=callbacks)
         logits[wired] = np.mean([np.mean(g.logits.numpy()) for g in gates(gated)])
     assert logits[True] < logits[False] - 0.02
@@ -72,7 +86,8 @@ def test_the_distillation_loss_used_is_the_kl_of_softened_probabilities():
     rng = np.random.default_rng(0)
     teacher, student = rng.normal(size=(2, 8, 10)).astype("float32") * 3.0
     strategy = keras.distillation.LogitsDistillation(
-        temperature=4.0, loss=keras.losses.KLDivergence())
+        temperature=4.0, loss=keras.losses.KLDivergence()
+    )
     got = float(keras.ops.convert_to_numpy(strategy.compute_loss(teacher, student)))
 
     def softmax(z):

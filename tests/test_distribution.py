@@ -19,12 +19,16 @@ def result(tmp_path_factory):
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     if backend not in ("tensorflow", "jax"):
         pytest.skip(f"no two-device setup written for {backend}")
-    done = subprocess.run([sys.executable, SCRIPT, str(tmp_path_factory.mktemp("dist"))],
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "KERAS_BACKEND": backend})
+    done = subprocess.run(
+        [sys.executable, SCRIPT, str(tmp_path_factory.mktemp("dist"))],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "KERAS_BACKEND": backend},
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def test_two_devices_give_the_single_device_masks_and_budget(result):

@@ -25,11 +25,30 @@ def _load(name):
 def dense_file(cifar_available, tmp_path_factory):
     """A tiny dense model trained by the dense trainer (4 epochs, 512 images)."""
     out = tmp_path_factory.mktemp("dense")
-    record = _load("train_dense_cifar10").main([
-        "--depth", "8", "--epochs", "4", "--train-limit", "512", "--test-limit", "200",
-        "--batch-size", "64", "--name", "tiny_dense", "--validation-freq", "4",
-        "--checkpoint-dir", str(out / "checkpoints"), "--out-dir", str(out),
-        "--verbose", "0"])
+    record = _load("train_dense_cifar10").main(
+        [
+            "--depth",
+            "8",
+            "--epochs",
+            "4",
+            "--train-limit",
+            "512",
+            "--test-limit",
+            "200",
+            "--batch-size",
+            "64",
+            "--name",
+            "tiny_dense",
+            "--validation-freq",
+            "4",
+            "--checkpoint-dir",
+            str(out / "checkpoints"),
+            "--out-dir",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
     path = out / "tiny_dense.keras"
     assert record["model"] == "tiny_dense.keras" and path.is_file()
     assert json.loads((out / "tiny_dense.json").read_text())["epochs"] == 4
@@ -44,8 +63,7 @@ def calibrated_dense_file(dense_file):
     the way from their initial values, so in inference mode the trained file
     itself scores about chance; re-estimated, it predicts what it learned.
     """
-    (x, _), _ = _load("train_dense_cifar10").load_cifar10(
-        train_limit=512, test_limit=200, seed=0)
+    (x, _), _ = _load("train_dense_cifar10").load_cifar10(train_limit=512, test_limit=200, seed=0)
     model = keras.saving.load_model(dense_file, compile=False)
     krp.recalibrate_batchnorm(model, x.astype("float32"))
     path = dense_file.with_name("tiny_dense_calibrated.keras")
@@ -60,8 +78,7 @@ def test_dense_trainer_ships_a_model_that_takes_raw_pixels(dense_file):
     names = [type(layer).__name__ for layer in model.layers[:3]]
     assert names == ["InputLayer", "Rescaling", "Normalization"]
     assert model.layers[-1].get_config()["activation"] == "linear"  # logits
-    _, (xt, yt) = _load("train_dense_cifar10").load_cifar10(
-        train_limit=512, test_limit=200, seed=0)
+    _, (xt, yt) = _load("train_dense_cifar10").load_cifar10(train_limit=512, test_limit=200, seed=0)
     assert len(yt) == 200
     logits = model.predict(xt.astype("float32"), verbose=0)
     record = json.loads(dense_file.with_suffix(".json").read_text())
@@ -72,14 +89,34 @@ def test_dense_trainer_ships_a_model_that_takes_raw_pixels(dense_file):
 def test_dense_trainer_width_sets_the_channels_of_every_stage(cifar_available, tmp_path):
     """`--width 4` trains a ResNet whose stages have 4, 8 and 16 channels, a
     quarter of the default's FLOPs at width 8, and the record names the width."""
-    _load("train_dense_cifar10").main([
-        "--depth", "8", "--width", "4", "--epochs", "1", "--train-limit", "128",
-        "--test-limit", "50", "--batch-size", "64", "--name", "thin",
-        "--checkpoint-dir", str(tmp_path / "checkpoints"), "--out-dir", str(tmp_path),
-        "--verbose", "0"])
+    _load("train_dense_cifar10").main(
+        [
+            "--depth",
+            "8",
+            "--width",
+            "4",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "128",
+            "--test-limit",
+            "50",
+            "--batch-size",
+            "64",
+            "--name",
+            "thin",
+            "--checkpoint-dir",
+            str(tmp_path / "checkpoints"),
+            "--out-dir",
+            str(tmp_path),
+            "--verbose",
+            "0",
+        ]
+    )
     model = keras.saving.load_model(tmp_path / "thin.keras", compile=False)
-    widths = sorted({layer.filters for layer in model.layers
-                     if isinstance(layer, keras.layers.Conv2D)})
+    widths = sorted(
+        {layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)}
+    )
     assert widths == [4, 8, 16]
     assert json.loads((tmp_path / "thin.json").read_text())["width"] == 4
 
@@ -92,22 +129,41 @@ def test_dense_trainer_refuses_a_width_below_one(capsys):
     assert "--width: must be a whole number 1 or above, got 0" in capsys.readouterr().err
 
 
-def test_main_job_exports_files_that_load_and_match_the_report(calibrated_dense_file,
-                                                               tmp_path):
+def test_main_job_exports_files_that_load_and_match_the_report(calibrated_dense_file, tmp_path):
     """The summary's FLOPs, params and accuracies are those of the exported
     files, the budget is met, both accuracies are well above chance, every
     export format agrees with the Keras file, and summary.json holds the
     returned summary."""
     dense_file = calibrated_dense_file
     target = 0.5
-    summary = _load("prune_cifar10").main([
-        "--dense", str(dense_file), "--train-limit", "256", "--test-limit", "100",
-        "--batch-size", "64", "--epochs", "2", "--target", str(target),
-        "--run-name", "smoke", "--latency-runs", "5",
-        "--checkpoint-dir", str(tmp_path / "checkpoints"),
-        "--run-dir", str(tmp_path / "runs"),
-        "--saved-model-dir", str(tmp_path / "saved_models"), "--verbose", "0",
-    ])
+    summary = _load("prune_cifar10").main(
+        [
+            "--dense",
+            str(dense_file),
+            "--train-limit",
+            "256",
+            "--test-limit",
+            "100",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "2",
+            "--target",
+            str(target),
+            "--run-name",
+            "smoke",
+            "--latency-runs",
+            "5",
+            "--checkpoint-dir",
+            str(tmp_path / "checkpoints"),
+            "--run-dir",
+            str(tmp_path / "runs"),
+            "--saved-model-dir",
+            str(tmp_path / "saved_models"),
+            "--verbose",
+            "0",
+        ]
+    )
     dense = keras.saving.load_model(dense_file, compile=False)
     small = keras.saving.load_model(summary["exported"]["keras"], compile=False)
     # The reported reduction is the exported model's.
@@ -131,8 +187,9 @@ def test_main_job_exports_files_that_load_and_match_the_report(calibrated_dense_
     from keras_relaxprune.exporting.export import load_saved_model_fn, run_tflite
 
     x = xt[:4].astype("float32")
-    np.testing.assert_allclose(run_tflite(summary["exported"]["tflite"], x),
-                               small.predict(x, verbose=0), atol=1e-3)
+    np.testing.assert_allclose(
+        run_tflite(summary["exported"]["tflite"], x), small.predict(x, verbose=0), atol=1e-3
+    )
     serve = load_saved_model_fn(summary["exported"]["saved_model"])
     np.testing.assert_allclose(np.asarray(serve(x)), small.predict(x, verbose=0), atol=1e-3)
     assert summary["pruned_tflite_bytes"] < summary["dense_tflite_bytes"]
@@ -153,18 +210,41 @@ def test_comparison_cell_prunes_strips_and_records(calibrated_dense_file, tmp_pa
     prunes in a gated fit and fine-tunes stripped, a baseline fine-tunes
     stripped throughout; the record's cost is the budget's."""
     module = load_script(BENCHMARKS / "pretrained_pruning.py")
-    record = module.main([
-        "--dense", str(calibrated_dense_file), "--method", method, "--target", "0.5",
-        "--epochs", "2", "--prune-epochs", "1", "--train-limit", "256",
-        "--test-limit", "100", "--batch-size", "64", "--recalibrate", "4",
-        "--out", str(tmp_path), "--name", "cell", "--verbose", "0",
-        "--save", str(tmp_path / "small.keras")])
+    record = module.main(
+        [
+            "--dense",
+            str(calibrated_dense_file),
+            "--method",
+            method,
+            "--target",
+            "0.5",
+            "--epochs",
+            "2",
+            "--prune-epochs",
+            "1",
+            "--train-limit",
+            "256",
+            "--test-limit",
+            "100",
+            "--batch-size",
+            "64",
+            "--recalibrate",
+            "4",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "cell",
+            "--verbose",
+            "0",
+            "--save",
+            str(tmp_path / "small.keras"),
+        ]
+    )
     assert json.loads((tmp_path / "cell.json").read_text()) == json.loads(json.dumps(record))
     assert 0.49 <= record["remaining_flops"] <= 0.5
     saved = keras.saving.load_model(record["file"])  # the fine-tuned network
     assert getattr(saved, "optimizer", None) is None
-    assert (krp.count_flops(saved), krp.count_params(saved)) == (
-        record["flops"], record["params"])
+    assert (krp.count_flops(saved), krp.count_params(saved)) == (record["flops"], record["params"])
     assert record["test_images"] == 100 and record["epochs"] == 2
     assert 0.0 <= record["test_accuracy"] <= 1.0
     if method == "ours":
@@ -188,26 +268,45 @@ def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_
     """`--prune-steps`: the gated fit is that many steps, the stripped fine-tune
     the rest, so the run trains as many steps as `--epochs` full epochs."""
     module = load_script(BENCHMARKS / "pretrained_pruning.py")
-    record = module.main([
-        "--dense", str(calibrated_dense_file), "--target", "0.5", "--epochs", "2",
-        "--prune-steps", "2", "--train-limit", "256", "--test-limit", "100",
-        "--batch-size", "64", "--recalibrate", "2", "--out", str(tmp_path),
-        "--name", "cell", "--verbose", "0"])
+    record = module.main(
+        [
+            "--dense",
+            str(calibrated_dense_file),
+            "--target",
+            "0.5",
+            "--epochs",
+            "2",
+            "--prune-steps",
+            "2",
+            "--train-limit",
+            "256",
+            "--test-limit",
+            "100",
+            "--batch-size",
+            "64",
+            "--recalibrate",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "cell",
+            "--verbose",
+            "0",
+        ]
+    )
     assert 0.49 <= record["remaining_flops"] <= 0.5
     assert record["prune_steps"] == 2
     assert record["train_steps"] == 2 + 2 * 3  # 2 gated + 2 stripped epochs of 3 steps
     assert 0.0 <= record["stripped_test_accuracy_before_fine_tune"] <= 1.0
 
 
-def test_comparison_cell_fine_tunes_with_label_smoothing(
-        calibrated_dense_file, tmp_path, capsys):
+def test_comparison_cell_fine_tunes_with_label_smoothing(calibrated_dense_file, tmp_path, capsys):
     """`--label-smoothing`: one-hot labels and a smoothed categorical loss in
     the gated fit, the distillation and the stripped fine-tune; the accuracy
     the fits report is the categorical one. A value above 1 is refused at
     parsing, in one line naming the option."""
     module = load_script(BENCHMARKS / "pretrained_pruning.py")
-    loss = module.label_loss(module.parse_args(
-        ["--dense", "d.keras", "--label-smoothing", "0.1"]))
+    loss = module.label_loss(module.parse_args(["--dense", "d.keras", "--label-smoothing", "0.1"]))
     assert isinstance(loss, keras.losses.CategoricalCrossentropy)
     assert loss.get_config()["label_smoothing"] == 0.1
     assert module.label_loss(module.parse_args(["--dense", "d.keras"])) is None
@@ -221,30 +320,73 @@ def test_comparison_cell_fine_tunes_with_label_smoothing(
 
     def recording(model, dense, batches, callbacks, *args, **kwargs):
         seen = keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: accuracies.append(logs["accuracy"]))
+            on_epoch_end=lambda epoch, logs: accuracies.append(logs["accuracy"])
+        )
         return fine_tune(model, dense, batches, [*callbacks, seen], *args, **kwargs)
 
     module.fine_tune = recording
-    record = module.main([
-        "--dense", str(calibrated_dense_file), "--target", "0.5", "--epochs", "2",
-        "--prune-epochs", "1", "--distill", "--label-smoothing", "0.1",
-        "--train-limit", "256", "--test-limit", "100", "--batch-size", "64",
-        "--out", str(tmp_path), "--name", "cell", "--verbose", "0"])
+    record = module.main(
+        [
+            "--dense",
+            str(calibrated_dense_file),
+            "--target",
+            "0.5",
+            "--epochs",
+            "2",
+            "--prune-epochs",
+            "1",
+            "--distill",
+            "--label-smoothing",
+            "0.1",
+            "--train-limit",
+            "256",
+            "--test-limit",
+            "100",
+            "--batch-size",
+            "64",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "cell",
+            "--verbose",
+            "0",
+        ]
+    )
     assert record["label_smoothing"] == 0.1
     assert 0.49 <= record["remaining_flops"] <= 0.5
     assert len(accuracies) == 2 and all(0.0 < a <= 1.0 for a in accuracies)
 
 
 def test_comparison_cell_resumes_after_a_kill_where_it_stopped(
-        calibrated_dense_file, tmp_path, monkeypatch, capsys):
+    calibrated_dense_file, tmp_path, monkeypatch, capsys
+):
     """`--backup`: a cell killed in the stripped network's fine-tune goes on
     from its last finished epoch when run again (no second gated fit) and
     records what the uninterrupted cell records; the folder is removed. A
     run with other settings refuses the folder."""
     module = load_script(BENCHMARKS / "pretrained_pruning.py")
-    argv = ["--dense", str(calibrated_dense_file), "--target", "0.5", "--epochs", "3",
-            "--prune-epochs", "1", "--train-limit", "256", "--test-limit", "100",
-            "--batch-size", "64", "--recalibrate", "2", "--name", "cell", "--verbose", "0"]
+    argv = [
+        "--dense",
+        str(calibrated_dense_file),
+        "--target",
+        "0.5",
+        "--epochs",
+        "3",
+        "--prune-epochs",
+        "1",
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "100",
+        "--batch-size",
+        "64",
+        "--recalibrate",
+        "2",
+        "--name",
+        "cell",
+        "--verbose",
+        "0",
+    ]
     whole = module.main([*argv, "--out", str(tmp_path / "whole")])
     backup = tmp_path / "backup"
     fine_tune = module.fine_tune
@@ -269,13 +411,18 @@ def test_comparison_cell_resumes_after_a_kill_where_it_stopped(
     resumed = module.main([*argv, "--out", str(tmp_path / "cut"), "--backup", str(backup)])
     assert "resumed: the stripped network" in capsys.readouterr().out
     assert resumed["resumed"] and not backup.exists()
-    for key in ("test_accuracy", "train_steps", "remaining_flops",
-                "stripped_test_accuracy_before_fine_tune"):
+    for key in (
+        "test_accuracy",
+        "train_steps",
+        "remaining_flops",
+        "stripped_test_accuracy_before_fine_tune",
+    ):
         assert resumed[key] == whole[key], key
 
 
 def test_comparison_cell_distils_with_the_weight_temperature_and_decay_asked(
-        calibrated_dense_file, tmp_path, monkeypatch):
+    calibrated_dense_file, tmp_path, monkeypatch
+):
     """`--student-loss-weight`, `--temperature` and `--weight-decay` reach the
     `Distiller` of both fits (the gated and the stripped one) and the record."""
     from keras_relaxprune_apps import recipe
@@ -290,13 +437,39 @@ def test_comparison_cell_distils_with_the_weight_temperature_and_decay_asked(
         return model
 
     monkeypatch.setattr(recipe, "trainer", recording_trainer)
-    record = module.main([
-        "--dense", str(calibrated_dense_file), "--distill", "--target", "0.5",
-        "--student-loss-weight", "0.1", "--temperature", "2", "--epochs", "2",
-        "--weight-decay", "0.005",
-        "--prune-epochs", "1", "--train-limit", "128", "--test-limit", "50",
-        "--batch-size", "64", "--recalibrate", "2", "--out", str(tmp_path),
-        "--name", "cell", "--verbose", "0"])
+    record = module.main(
+        [
+            "--dense",
+            str(calibrated_dense_file),
+            "--distill",
+            "--target",
+            "0.5",
+            "--student-loss-weight",
+            "0.1",
+            "--temperature",
+            "2",
+            "--epochs",
+            "2",
+            "--weight-decay",
+            "0.005",
+            "--prune-epochs",
+            "1",
+            "--train-limit",
+            "128",
+            "--test-limit",
+            "50",
+            "--batch-size",
+            "64",
+            "--recalibrate",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "cell",
+            "--verbose",
+            "0",
+        ]
+    )
     assert len(distillers) == 2
     for distiller in distillers:
         assert isinstance(distiller, keras.distillation.Distiller)
@@ -307,10 +480,15 @@ def test_comparison_cell_distils_with_the_weight_temperature_and_decay_asked(
     assert record["distillation"] == {"student_loss_weight": 0.1, "temperature": 2.0}
 
 
-@pytest.mark.parametrize("option, value", [("--student-loss-weight", "1.5"),
-                                           ("--student-loss-weight", "-0.1"),
-                                           ("--temperature", "0"),
-                                           ("--weight-decay", "-1e-3")])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--student-loss-weight", "1.5"),
+        ("--student-loss-weight", "-0.1"),
+        ("--temperature", "0"),
+        ("--weight-decay", "-1e-3"),
+    ],
+)
 def test_comparison_cell_refuses_settings_out_of_range(option, value, capsys):
     """A weight outside [0, 1], a temperature not above 0 or a negative weight
     decay stops at the command line (exit 2, one line naming the option),
@@ -328,8 +506,7 @@ def test_the_reference_recipe_pushes_with_the_penalty_s_own_gradient():
     lambda stays fixed, whatever the callback's defaults."""
     module = load_script(BENCHMARKS / "pretrained_pruning.py")
     reference = module.ReferenceRecipe(lambda_=4.0, metric="flops")
-    assert (reference.cost_exponent, reference.lambda_rate, reference.lambda_) == (
-        1.0, 0.0, 4.0)
+    assert (reference.cost_exponent, reference.lambda_rate, reference.lambda_) == (1.0, 0.0, 4.0)
 
 
 def test_comparison_report_writes_the_table_and_the_plot(tmp_path):
@@ -337,19 +514,40 @@ def test_comparison_report_writes_the_table_and_the_plot(tmp_path):
     included), one row of seed statistics per method and budget, and the
     Pareto plot, without running a cell."""
     module = load_script(BENCHMARKS / "pruning_table.py")
-    base = {"metric": "flops", "target": 0.9, "remaining_params": 0.1,
-            "dense_test_accuracy": 0.87, "epochs": 3, "train_images": 50000,
-            "backend": "tensorflow", "device": "CPU"}
+    base = {
+        "metric": "flops",
+        "target": 0.9,
+        "remaining_params": 0.1,
+        "dense_test_accuracy": 0.87,
+        "epochs": 3,
+        "train_images": 50000,
+        "backend": "tensorflow",
+        "device": "CPU",
+    }
     for seed, accuracy in ((0, 0.68), (1, 0.66)):
-        record = {**base, "method": "l1_norm", "seed": seed, "test_accuracy": accuracy,
-                  "remaining_flops": 0.098}
+        record = {
+            **base,
+            "method": "l1_norm",
+            "seed": seed,
+            "test_accuracy": accuracy,
+            "remaining_flops": 0.098,
+        }
         (tmp_path / f"l1_{seed}.json").write_text(json.dumps(record))
-    ours = {**base, "method": "ours", "seed": 0, "test_accuracy": 0.74,
-            "remaining_flops": 0.099, "prune_epochs": 1,
-            "callback": module.recipe_options("flops")}
+    ours = {
+        **base,
+        "method": "ours",
+        "seed": 0,
+        "test_accuracy": 0.74,
+        "remaining_flops": 0.099,
+        "prune_epochs": 1,
+        "callback": module.recipe_options("flops"),
+    }
     (tmp_path / "ours.json").write_text(json.dumps(ours))
-    variant = {**ours, "test_accuracy": 0.70, "callback": {
-        **module.recipe_options("flops"), "cost_exponent": 0.0}}
+    variant = {
+        **ours,
+        "test_accuracy": 0.70,
+        "callback": {**module.recipe_options("flops"), "cost_exponent": 0.0},
+    }
     (tmp_path / "ours_ce0.json").write_text(json.dumps(variant))
     module.main(["--dense", "unused.keras", "--out", str(tmp_path), "--report-only"])
     rows = (tmp_path / "table.md").read_text().splitlines()[2:]
@@ -359,8 +557,10 @@ def test_comparison_report_writes_the_table_and_the_plot(tmp_path):
     assert [row.split(" | ")[0] for row in rows[:2]] == ["| ours", "| ours cost_exponent=0.0"]
     means = (tmp_path / "mean_over_seeds.md").read_text().splitlines()[2:]
     assert [row.strip("| ").split(" | ")[2:] for row in means] == [
-        ["1", "74.00%", "74.00%", "74.00%"], ["1", "70.00%", "70.00%", "70.00%"],
-        ["2", "67.00%", "66.00%", "68.00%"]]
+        ["1", "74.00%", "74.00%", "74.00%"],
+        ["1", "70.00%", "70.00%", "70.00%"],
+        ["2", "67.00%", "66.00%", "68.00%"],
+    ]
     assert (tmp_path / "pareto.png").stat().st_size > 0
 
 
@@ -370,19 +570,36 @@ def test_comparison_report_keeps_each_fine_tune_apart(tmp_path):
     statistics, and the table names the learning rate where it is not the
     default and the weight decay and label smoothing where there are."""
     module = load_script(BENCHMARKS / "pruning_table.py")
-    base = {"method": "ours", "metric": "flops", "target": 0.75, "seed": 0,
-            "remaining_flops": 0.25, "remaining_params": 0.4, "dense_test_accuracy": 0.9,
-            "train_images": 50000, "backend": "jax", "device": "GPU", "prune_epochs": 2,
-            "callback": module.recipe_options("flops")}
+    base = {
+        "method": "ours",
+        "metric": "flops",
+        "target": 0.75,
+        "seed": 0,
+        "remaining_flops": 0.25,
+        "remaining_params": 0.4,
+        "dense_test_accuracy": 0.9,
+        "train_images": 50000,
+        "backend": "jax",
+        "device": "GPU",
+        "prune_epochs": 2,
+        "callback": module.recipe_options("flops"),
+    }
     for name, epochs, lr, prune_lr, decay, smoothing, accuracy in (
-            ("e20", 20, 0.01, None, 0.0, 0.0, 0.885),
-            ("e30", 30, 0.01, None, 0.0, 0.0, 0.888),
-            ("e30_lr05", 30, 0.05, 0.01, 0.0, 0.0, 0.880),
-            ("e30_wd", 30, 0.01, None, 5e-3, 0.0, 0.886),
-            ("e30_wd_ls", 30, 0.01, None, 5e-3, 0.1, 0.887)):
-        record = {**base, "epochs": epochs, "lr": lr, "prune_lr": prune_lr,
-                  "weight_decay": decay, "label_smoothing": smoothing,
-                  "test_accuracy": accuracy}
+        ("e20", 20, 0.01, None, 0.0, 0.0, 0.885),
+        ("e30", 30, 0.01, None, 0.0, 0.0, 0.888),
+        ("e30_lr05", 30, 0.05, 0.01, 0.0, 0.0, 0.880),
+        ("e30_wd", 30, 0.01, None, 5e-3, 0.0, 0.886),
+        ("e30_wd_ls", 30, 0.01, None, 5e-3, 0.1, 0.887),
+    ):
+        record = {
+            **base,
+            "epochs": epochs,
+            "lr": lr,
+            "prune_lr": prune_lr,
+            "weight_decay": decay,
+            "label_smoothing": smoothing,
+            "test_accuracy": accuracy,
+        }
         (tmp_path / f"{name}.json").write_text(json.dumps(record))
     module.main(["--dense", "unused.keras", "--out", str(tmp_path), "--report-only"])
     rows = (tmp_path / "table.md").read_text().splitlines()[2:]

@@ -98,7 +98,9 @@ def test_saved_model_cli_shows_serving_default(exported):
         pytest.skip("saved_model_cli is not installed")
     shown = subprocess.run(
         [cli, "show", "--dir", exported["saved_model"], "--all"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "serving_default" in shown
 
@@ -107,7 +109,8 @@ def test_tflite_float32_matches_keras(classifier, exported):
     for n in (1, 6):  # the interpreter is resized to each batch
         x = _batch(n, 16, 16, 3, seed=n)
         np.testing.assert_allclose(
-            run_tflite(exported["tflite"], x), classifier.predict(x, verbose=0),
+            run_tflite(exported["tflite"], x),
+            classifier.predict(x, verbose=0),
             atol=1e-4,
         )
 
@@ -129,8 +132,9 @@ def test_quantised_tflite_is_smaller(classifier, exported, tmp_path):
 
 def test_int8_tflite_with_representative_data(classifier, tmp_path):
     calibration = (_batch(1, 16, 16, 3, seed=s) for s in range(16))
-    paths = export(classifier, tmp_path, "tflite", tflite_quantization="int8",
-                   representative_data=calibration)
+    paths = export(
+        classifier, tmp_path, "tflite", tflite_quantization="int8", representative_data=calibration
+    )
     x = _batch(4, 16, 16, 3, seed=99)
     expected = classifier.predict(x, verbose=0)
     got = run_tflite(paths["tflite"], x)
@@ -159,8 +163,10 @@ def test_multiple_outputs_keep_model_order(tmp_path):
     paths = export(model, tmp_path, ("saved_model", "tflite"))
     x = _batch(2, 8, 8, 3)
     expected = model.predict(x, verbose=0)
-    for got in (load_saved_model_fn(paths["saved_model"])(x),
-                run_tflite(paths["tflite"], {"image": x})):
+    for got in (
+        load_saved_model_fn(paths["saved_model"])(x),
+        run_tflite(paths["tflite"], {"image": x}),
+    ):
         assert [g.shape for g in got] == [e.shape for e in expected]
         for g, e in zip(got, expected):
             np.testing.assert_allclose(g, e, atol=1e-4)
@@ -181,8 +187,7 @@ def test_gated_model_is_refused(tmp_path):
         ({"formats": ("keras", "onnx")}, ["formats", "onnx", "saved_model"]),
         ({"tflite_quantization": "int4"}, ["tflite_quantization", "float16"]),
         ({"tflite_quantization": "int8"}, ["representative_data"]),
-        ({"representative_data": [np.zeros((1, 16, 16, 3))]},
-         ["representative_data", "int8"]),
+        ({"representative_data": [np.zeros((1, 16, 16, 3))]}, ["representative_data", "int8"]),
     ],
 )
 def test_bad_arguments(classifier, tmp_path, kwargs, names):
@@ -203,8 +208,7 @@ def test_other_backend_writes_keras_then_refuses(tmp_path):
         f"export(m, {str(tmp_path / 'm')!r})\n"
     )
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", script], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert done.returncode != 0
     assert "RuntimeError" in done.stderr and "KERAS_BACKEND=tensorflow" in done.stderr
     assert os.path.isfile(tmp_path / "m" / "model.keras")

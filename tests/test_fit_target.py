@@ -37,9 +37,17 @@ def _fit_gated(weight_decay, initial_weights=None):
     y = rng.integers(0, 10, STEPS * BATCH)
     gated.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=weight_decay),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    gated.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
-              callbacks=[krp.PruningCallback(target=0.5, end_step=10**6)])
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    gated.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[krp.PruningCallback(target=0.5, end_step=10**6)],
+    )
     return gated, initial
 
 
@@ -97,11 +105,14 @@ def test_a_distillers_student_is_the_gated_model_and_its_losses_count():
     assert gated_model(plain) is plain
     student = _regularised_net()
     distiller = keras.distillation.Distiller(
-        teacher=_regularised_net(regularised=False), student=student,
+        teacher=_regularised_net(regularised=False),
+        student=student,
         distillation_losses=keras.distillation.LogitsDistillation(temperature=2.0),
-        student_loss_weight=0.5)
-    distiller.compile(optimizer="sgd",
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        student_loss_weight=0.5,
+    )
+    distiller.compile(
+        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     without_losses = distiller.compute_loss
     assert gated_model(distiller) is student
     with_losses = distiller.compute_loss

@@ -24,8 +24,9 @@ def _exact(model, seed=0, input_shape=None, **gate_kwargs):
     small = krp.strip_pruning(gated)
     shape = input_shape or model.input_shape[1:]
     x = np.random.default_rng(seed).normal(size=(2, *shape)).astype("float32")
-    np.testing.assert_allclose(small.predict(x, verbose=0), gated.predict(x, verbose=0),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        small.predict(x, verbose=0), gated.predict(x, verbose=0), rtol=1e-4, atol=1e-4
+    )
     assert krp.count_flops(small, input_shape=input_shape) == krp.count_flops(gated)
     assert krp.count_params(small) == krp.count_params(gated)
     return gated, small
@@ -35,8 +36,9 @@ def _strips_exactly(gated):
     """Strips `gated` as its masks stand; asserts equal outputs and counts."""
     small = krp.strip_pruning(gated)
     x = np.random.default_rng(0).random((2, *gated.input_shape[1:]), "float32")
-    np.testing.assert_allclose(small.predict(x, verbose=0), gated.predict(x, verbose=0),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        small.predict(x, verbose=0), gated.predict(x, verbose=0), rtol=1e-4, atol=1e-5
+    )
     assert krp.count_flops(small) == krp.count_flops(gated)
     assert krp.count_params(small) == krp.count_params(gated)
     return small
@@ -165,17 +167,20 @@ def test_unknown_spatial_size_is_gated_with_an_input_shape():
     x = layers.Conv2D(6, 3, padding="same", name="conv")(inputs)
     x = layers.BatchNormalization()(x)
     model = keras.Model(inputs, _head(layers.ReLU()(x)))
-    with pytest.raises(krp.UnknownSpatialSizeError, match="input_shape=") if hasattr(
-            krp, "UnknownSpatialSizeError") else pytest.raises(krp.PruningError):
+    with (
+        pytest.raises(krp.UnknownSpatialSizeError, match="input_shape=")
+        if hasattr(krp, "UnknownSpatialSizeError")
+        else pytest.raises(krp.PruningError)
+    ):
         krp.add_gates(model)
     gated, _ = _exact(model, input_shape=(16, 16, 3))
     assert krp.count_flops(gated) == krp.count_flops(gated, input_shape=(16, 16, 3))
-    gated.compile(optimizer="adam",
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    gated.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     x = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype("float32")
     y = np.zeros(32, "int64")
-    gated.fit(x, y, epochs=2, batch_size=16, verbose=0,
-              callbacks=[krp.PruningCallback(target=0.3)])
+    gated.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[krp.PruningCallback(target=0.3)])
     dense_flops = krp.count_flops(model, input_shape=(16, 16, 3))
     assert krp.count_flops(gated) <= 0.71 * dense_flops
 
@@ -228,14 +233,18 @@ def test_bn_or_depthwise_over_an_unpruned_concatenation_strips(layer):
     a = layers.Conv2D(4, 3, padding="same", name="a")(inputs)
     b = layers.Conv2D(4, 3, padding="same", name="b")(inputs)
     x = layers.Concatenate()([a, b])
-    x = (layers.BatchNormalization(name="over") if layer == "bn"
-         else layers.DepthwiseConv2D(3, padding="same", name="over"))(x)
+    x = (
+        layers.BatchNormalization(name="over")
+        if layer == "bn"
+        else layers.DepthwiseConv2D(3, padding="same", name="over")
+    )(x)
     model = keras.Model(inputs, _head(layers.ReLU()(x)))
     gated = krp.add_gates(model)
     small = krp.strip_pruning(gated)  # no channel removed at all
     x_in = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
-    np.testing.assert_allclose(small.predict(x_in, verbose=0), gated.predict(x_in, verbose=0),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        small.predict(x_in, verbose=0), gated.predict(x_in, verbose=0), rtol=1e-4, atol=1e-4
+    )
     _exact(model, seed=3)
 
 
@@ -259,7 +268,10 @@ def test_batch_norm_without_scale_or_center_counts_its_new_gamma():
     model = keras.Model(inputs, _head(layers.ReLU()(x)))
     gated, small = _exact(model)
     assert [w.path.rsplit("/", 1)[-1] for w in small.get_layer("bn").weights] == [
-        "gamma", "moving_mean", "moving_variance"]
+        "gamma",
+        "moving_mean",
+        "moving_variance",
+    ]
 
 
 def test_bn_without_gamma_read_through_a_slice_strips():
@@ -303,8 +315,11 @@ def test_a_reshape_that_keeps_the_channel_axis_is_pruned_through():
         np.testing.assert_allclose(small(x), gated(x), rtol=1e-4, atol=1e-5)
         assert krp.count_flops(small) == krp.count_flops(gated)
         assert krp.count_params(small) == krp.count_params(gated)
-    widths = {layer.name: layer.get_config()["target_shape"] for layer in small.layers
-              if isinstance(layer, keras.layers.Reshape)}
+    widths = {
+        layer.name: layer.get_config()["target_shape"]
+        for layer in small.layers
+        if isinstance(layer, keras.layers.Reshape)
+    }
     assert widths["to_1x1"][-1] < 16 and widths["positions"][-1] < 8
 
 
@@ -318,13 +333,16 @@ def test_a_reshape_across_the_channel_axis_stays_a_barrier():
         krp.add_gates(model, strict=True)
 
 
-@pytest.mark.parametrize("make_value", [
-    lambda: layers.Activation("sigmoid", name="maker"),
-    lambda: layers.Rescaling(0.5, offset=0.25, name="maker"),
-    lambda: layers.Resizing(6, 8, pad_to_aspect_ratio=True, fill_value=0.5, name="maker"),
-], ids=["sigmoid_layer", "rescaling_offset", "resizing_fill"])
-def test_a_removed_channel_made_non_zero_before_padding_is_protected_at_add_gates(
-        make_value):
+@pytest.mark.parametrize(
+    "make_value",
+    [
+        lambda: layers.Activation("sigmoid", name="maker"),
+        lambda: layers.Rescaling(0.5, offset=0.25, name="maker"),
+        lambda: layers.Resizing(6, 8, pad_to_aspect_ratio=True, fill_value=0.5, name="maker"),
+    ],
+    ids=["sigmoid_layer", "rescaling_offset", "resizing_fill"],
+)
+def test_a_removed_channel_made_non_zero_before_padding_is_protected_at_add_gates(make_value):
     """conv -> gate -> f with f(0) != 0 -> padded conv: a removed channel would
     reach the padded conv as a non-zero constant, which it cannot take
     exactly; the group is protected (with a warning naming the layer) when
@@ -336,8 +354,7 @@ def test_a_removed_channel_made_non_zero_before_padding_is_protected_at_add_gate
     outputs = layers.Dense(2)(layers.GlobalAveragePooling2D()(x))
     model = keras.Model(inputs, outputs)
     graph = analyze(model)
-    conv_group = next(root for root, names in graph.groups.producers.items()
-                      if "conv" in names)
+    conv_group = next(root for root, names in graph.groups.producers.items() if "conv" in names)
     assert graph.groups.is_protected(conv_group)
     reasons = " ".join(graph.groups.reasons[graph.groups.find(conv_group)])
     assert "'maker'" in reasons
@@ -434,8 +451,11 @@ def test_a_conv_reading_only_split_parts_before_padding_is_protected_at_add_gate
     x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
     a, b = keras.ops.split(x, 2, axis=-1)
     y = layers.Conv2D(3, 1, name="part_reader")(b)
-    y = (layers.Conv2DTranspose(3, 2, strides=2, name="blocking")(y) if reader == "transposed"
-         else layers.Conv2D(3, 3, padding="same", name="blocking")(y))
+    y = (
+        layers.Conv2DTranspose(3, 2, strides=2, name="blocking")(y)
+        if reader == "transposed"
+        else layers.Conv2D(3, 3, padding="same", name="blocking")(y)
+    )
     pooled = [layers.GlobalAveragePooling2D()(t) for t in (a, y)]
     model = keras.Model(inputs, layers.Dense(3, name="head")(layers.Concatenate()(pooled)))
     assert "'part_reader' (Conv2D) reads only parts of channel groups" in _reasons(model)

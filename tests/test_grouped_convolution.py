@@ -38,8 +38,9 @@ def _resnext(groups=(4,), width=16, residual=True):
     x = _bn_relu(layers.Conv2D(width, 3, padding="same", name="stem")(inputs))
     y = _bn_relu(layers.Conv2D(width, 1, name="reduce")(x))
     for position, count in enumerate(groups):
-        y = _bn_relu(layers.Conv2D(width, 3, padding="same", groups=count,
-                                   name=f"grouped{position}")(y))
+        y = _bn_relu(
+            layers.Conv2D(width, 3, padding="same", groups=count, name=f"grouped{position}")(y)
+        )
     y = layers.BatchNormalization()(layers.Conv2D(width, 1, name="expand")(y))
     z = layers.ReLU()(layers.Add()([x, y]) if residual else y)
     head = layers.Dense(3, name="head")(layers.GlobalAveragePooling2D()(z))
@@ -88,7 +89,10 @@ def test_resnext_block_gates_the_grouped_conv_and_its_input(groups):
     # gate per channel of a channel group, repeated over the G groups; the
     # residual stream (stem and expand, tied by the Add) has one gate.
     assert {g.name: g.channels for g in gates(gated)} == {
-        "stem_gate": 16, "reduce_gate": 16 // groups, "grouped0_gate": 16 // groups}
+        "stem_gate": 16,
+        "reduce_gate": 16 // groups,
+        "grouped0_gate": 16 // groups,
+    }
     graph = analyze(gated)
     assert not graph.barriers
     assert not any(graph.groups.is_protected(root) for root in graph.gates)
@@ -126,10 +130,11 @@ def test_masks_from_a_short_fit_strip_exactly():
     rng = np.random.default_rng(0)
     x = rng.random((16, 16, 16, 3), "float32")
     y = rng.integers(0, 3, 16)
-    gated.compile(optimizer=keras.optimizers.Adam(1e-2),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    gated.fit(x, y, batch_size=8, epochs=2, verbose=0,
-              callbacks=[krp.PruningCallback(target=0.5)])
+    gated.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    gated.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[krp.PruningCallback(target=0.5)])
     assert any(not np.all(keras.ops.convert_to_numpy(g.keep_mask)) for g in gates(gated))
     remaining = krp.count_flops(gated) / krp.count_flops(model)
     assert remaining <= 0.51
@@ -147,7 +152,7 @@ def test_chained_grouped_convs_strip_exactly(chain):
     gated = krp.add_gates(model)
     graph = analyze(gated)
     assert not any(graph.groups.is_protected(root) for root in graph.gates)
-    expected = {f"grouped{i}_gate": 16 // max(chain[i:i + 2]) for i in range(len(chain))}
+    expected = {f"grouped{i}_gate": 16 // max(chain[i : i + 2]) for i in range(len(chain))}
     assert {name: _gate_named(gated, name).channels for name in expected} == expected
     for seed in range(3):
         random_masks(gated, seed=seed)
@@ -184,9 +189,12 @@ def test_gated_model_saves_and_loads(tmp_path):
     gated.save(path)
     loaded = keras.saving.load_model(path)
     x = np.random.default_rng(0).random((2, 16, 16, 3), "float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)),
-                               keras.ops.convert_to_numpy(gated(x, training=False)),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(x, training=False)),
+        keras.ops.convert_to_numpy(gated(x, training=False)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     assert _gate_named(loaded, "reduce_gate").channels == 4
     assert krp.count_flops(loaded) == krp.count_flops(gated)
     _strips_exactly(loaded)
@@ -197,8 +205,9 @@ def test_grouped_conv_added_to_a_plain_conv_ties_them():
     that line up with the grouped conv's output."""
     inputs = keras.Input((8, 8, 3))
     x = _bn_relu(layers.Conv2D(8, 3, padding="same", name="plain")(inputs))
-    y = layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same", groups=2,
-                                                  name="grouped")(x))
+    y = layers.BatchNormalization()(
+        layers.Conv2D(8, 3, padding="same", groups=2, name="grouped")(x)
+    )
     z = layers.ReLU()(layers.Add()([x, y]))
     model = keras.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling2D()(z)))
     gated = krp.add_gates(model)
@@ -230,7 +239,11 @@ def test_regnety_block_with_squeeze_excite_strips_exactly(fused):
     randomize_batch_norms(model, 9)
     gated = krp.add_gates(model)
     assert {g.name: g.channels for g in gates(gated)} == {
-        "stem_gate": 16, "reduce_gate": 4, "grouped0_gate": 4, "squeeze_gate": 4}
+        "stem_gate": 16,
+        "reduce_gate": 4,
+        "grouped0_gate": 4,
+        "squeeze_gate": 4,
+    }
     for seed in range(3):
         random_masks(gated, seed=seed)
         _assert_grouped_kept(model, _strips_exactly(gated))
@@ -305,7 +318,6 @@ def test_split_group_rewrites_segments_modulo_its_new_width():
     new = groups.split(group, 4)
     assert groups.size[new] == 2 and groups.find(group) == new
     assert groups.producers[new] == ["conv"]
-    assert groups.current(sliced) == (Segment(new, 0, 2), Segment(new, 0, 2),
-                                      Segment(new, 0, 1))
+    assert groups.current(sliced) == (Segment(new, 0, 2), Segment(new, 0, 2), Segment(new, 0, 1))
     assert groups.whole_group((Segment(new, 0, 2),) * 4) == new
     assert groups.whole_group((Segment(new, 0, 1),)) is None

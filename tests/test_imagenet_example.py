@@ -45,16 +45,16 @@ def _image_folder(root, train_per_class=6, val_per_class=3):
 def test_model_takes_raw_rgb_as_resnet50_takes_preprocess_input(example):
     """The channel flip folded into conv1 and the mean in a Normalization
     layer compute exactly `ResNet50(resnet50.preprocess_input(x))`."""
-    source = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=3,
-                                         classifier_activation=None)
+    source = keras.applications.ResNet50(
+        weights=None, input_shape=(32, 32, 3), classes=3, classifier_activation=None
+    )
     model = example.raw_rgb_resnet50(source, 32)
     x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32") * 255.0
-    expected = source.predict(keras.applications.resnet50.preprocess_input(x.copy()),
-                              verbose=0)
-    np.testing.assert_allclose(model.predict(x, verbose=0), expected,
-                               atol=1e-4 * np.abs(expected).max())
-    assert [type(layer).__name__ for layer in model.layers[:2]] == [
-        "InputLayer", "Normalization"]
+    expected = source.predict(keras.applications.resnet50.preprocess_input(x.copy()), verbose=0)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), expected, atol=1e-4 * np.abs(expected).max()
+    )
+    assert [type(layer).__name__ for layer in model.layers[:2]] == ["InputLayer", "Normalization"]
 
 
 def test_tfds_imagenet_streams_cropped_batches(example, tmp_path, monkeypatch):
@@ -65,11 +65,23 @@ def test_tfds_imagenet_streams_cropped_batches(example, tmp_path, monkeypatch):
 
     # The stand-in has no split metadata; these are the counts it is asked for.
     split = SimpleNamespace(num_examples=12, num_bytes=1 << 40)  # too big to cache
-    monkeypatch.setattr(tfds.core.DatasetInfo, "splits",
-                        property(lambda info: {"train": split, "validation": split}))
-    args = example.parse_args([
-        "--data", "tfds", "--tfds-data-dir", str(tmp_path / "tfds"),
-        "--manual-dir", str(tmp_path / "manual"), "--image-size", "32"])
+    monkeypatch.setattr(
+        tfds.core.DatasetInfo,
+        "splits",
+        property(lambda info: {"train": split, "validation": split}),
+    )
+    args = example.parse_args(
+        [
+            "--data",
+            "tfds",
+            "--tfds-data-dir",
+            str(tmp_path / "tfds"),
+            "--manual-dir",
+            str(tmp_path / "manual"),
+            "--image-size",
+            "32",
+        ]
+    )
     with tfds.testing.mock_data(num_examples=12):
         train, val, num_train, num_val, num_classes = example.load_imagenet(args)
         train, val = example.batched(train, val, 4)
@@ -88,17 +100,43 @@ def test_job_prunes_strips_and_exports_resnet50(example, tmp_path):
     reported size, summary.json written, backups cleaned up."""
     target = 0.5
     folder = _image_folder(tmp_path / "imagenet")
-    summary = example.main([
-        "--weights", "none", "--data", f"folder:{folder}", "--image-size", "32",
-        "--steps-per-epoch", "2", "--prune-epochs", "1", "--epochs", "1",
-        "--target", str(target), "--batch-size", "4", "--calibration-steps", "2",
-        # Without XLA: its compile of ResNet-50 takes about a minute per fit
-        # here; the .keras file only (exports are tested on small models).
-        "--latency-runs", "0", "--run-name", "tiny", "--no-jit-compile",
-        "--checkpoint-dir", str(tmp_path / "checkpoints"),
-        "--run-dir", str(tmp_path / "runs"),
-        "--saved-model-dir", str(tmp_path / "saved_models"), "--verbose", "0",
-    ])
+    summary = example.main(
+        [
+            "--weights",
+            "none",
+            "--data",
+            f"folder:{folder}",
+            "--image-size",
+            "32",
+            "--steps-per-epoch",
+            "2",
+            "--prune-epochs",
+            "1",
+            "--epochs",
+            "1",
+            "--target",
+            str(target),
+            "--batch-size",
+            "4",
+            "--calibration-steps",
+            "2",
+            # Without XLA: its compile of ResNet-50 takes about a minute per fit
+            # here; the .keras file only (exports are tested on small models).
+            "--latency-runs",
+            "0",
+            "--run-name",
+            "tiny",
+            "--no-jit-compile",
+            "--checkpoint-dir",
+            str(tmp_path / "checkpoints"),
+            "--run-dir",
+            str(tmp_path / "runs"),
+            "--saved-model-dir",
+            str(tmp_path / "saved_models"),
+            "--verbose",
+            "0",
+        ]
+    )
     small = keras.saving.load_model(summary["exported"]["keras"], compile=False)
     assert summary["pruned_flops"] == krp.count_flops(small)
     assert summary["dense_flops"] == krp.count_flops(example.dense_resnet50(None, 32, 3))
@@ -109,8 +147,11 @@ def test_job_prunes_strips_and_exports_resnet50(example, tmp_path):
     assert summary["val_images"] == 9 and summary["steps_per_epoch"] == 2
     assert small.output.shape[-1] == len(CLASSES)
     assert type(small.layers[1]).__name__ == "Normalization"  # still takes raw pixels
-    for key in ("dense_top1_accuracy", "pruned_top1_accuracy",
-                "pruned_top1_accuracy_before_fine_tune"):
+    for key in (
+        "dense_top1_accuracy",
+        "pruned_top1_accuracy",
+        "pruned_top1_accuracy_before_fine_tune",
+    ):
         assert 0.0 <= summary[key] <= 1.0
     assert summary["pruned_top5_accuracy"] == 1.0  # top-3 of 3 classes
     assert set(summary["exported"]) == {"keras"}

@@ -9,8 +9,12 @@ pytestmark = pytest.mark.backend_agnostic
 
 
 def test_before_after_table_leaves_out_rows_it_has_no_values_for(capsys):
-    summary = {"dense_accuracy": 0.9, "pruned_accuracy": 0.85,
-               "dense_flops": 100, "pruned_flops": 50}
+    summary = {
+        "dense_accuracy": 0.9,
+        "pruned_accuracy": 0.85,
+        "dense_flops": 100,
+        "pruned_flops": 50,
+    }
     job_records.print_before_after("t", summary, [("test accuracy", "accuracy")])
     text = capsys.readouterr().out
     assert "90.00%" in text and "85.00%" in text and "0.50x" in text

@@ -14,7 +14,8 @@ import keras
 import pytest
 
 keras_hub = pytest.importorskip(
-    "keras_hub", reason="keras-hub is not installed: pip install -e '.[hub]'")
+    "keras_hub", reason="keras-hub is not installed: pip install -e '.[hub]'"
+)
 
 from helpers import fit_strip_export  # noqa: E402
 from keras_hub.src.models.deeplab_v3 import deeplab_v3_layers  # noqa: E402
@@ -28,75 +29,122 @@ SHAPE = (32, 32, 3)
 
 def resnet():
     return keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[3],
-        stackwise_num_filters=[64, 32], stackwise_num_blocks=[1, 1],
-        stackwise_num_strides=[1, 2], block_type="basic_block")
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 32],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+    )
 
 
 def resnet_vd():
     return keras_hub.models.ResNetBackbone(
-        input_conv_filters=[16, 16, 32], input_conv_kernel_sizes=[3, 3, 3],
-        stackwise_num_filters=[64, 32], stackwise_num_blocks=[1, 1],
-        stackwise_num_strides=[1, 2], block_type="bottleneck_block_vd")
+        input_conv_filters=[16, 16, 32],
+        input_conv_kernel_sizes=[3, 3, 3],
+        stackwise_num_filters=[64, 32],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="bottleneck_block_vd",
+    )
 
 
 def resnet_v2():
     return keras_hub.models.ResNetBackbone(
-        input_conv_filters=[16], input_conv_kernel_sizes=[3],
-        stackwise_num_filters=[64, 32], stackwise_num_blocks=[1, 1],
-        stackwise_num_strides=[1, 2], block_type="bottleneck_block",
-        use_pre_activation=True)
+        input_conv_filters=[16],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 32],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="bottleneck_block",
+        use_pre_activation=True,
+    )
 
 
 def efficientnet(block_types=("v1", "v1")):
     return keras_hub.models.EfficientNetBackbone(
-        stackwise_kernel_sizes=[3, 3], stackwise_num_repeats=[1, 2],
-        stackwise_input_filters=[16, 16], stackwise_output_filters=[16, 24],
+        stackwise_kernel_sizes=[3, 3],
+        stackwise_num_repeats=[1, 2],
+        stackwise_input_filters=[16, 16],
+        stackwise_output_filters=[16, 24],
         stackwise_expansion_ratios=[1, 4],
         stackwise_squeeze_and_excite_ratios=[0.25, 0.25],
-        stackwise_strides=[1, 2], stackwise_block_types=list(block_types),
-        width_coefficient=1.0, depth_coefficient=1.0, num_features=64, dropout=0.0)
+        stackwise_strides=[1, 2],
+        stackwise_block_types=list(block_types),
+        width_coefficient=1.0,
+        depth_coefficient=1.0,
+        num_features=64,
+        dropout=0.0,
+    )
 
 
 def cspdarknet():
     # CSPDarkNet-53's stage layout (timm's `cspdarknet53`) in two small stages.
     return keras_hub.models.CSPNetBackbone(
-        stem_filters=16, stem_kernel_size=3, stem_strides=1,
-        stackwise_depth=[1, 2], stackwise_strides=[2, 2],
-        stackwise_num_filters=[32, 64], block_type="dark_block", stage_type="csp",
-        expand_ratio=[2.0, 1.0], bottle_ratio=[0.5, 1.0], block_ratio=[1.0, 0.5],
-        down_growth=True)
+        stem_filters=16,
+        stem_kernel_size=3,
+        stem_strides=1,
+        stackwise_depth=[1, 2],
+        stackwise_strides=[2, 2],
+        stackwise_num_filters=[32, 64],
+        block_type="dark_block",
+        stage_type="csp",
+        expand_ratio=[2.0, 1.0],
+        bottle_ratio=[0.5, 1.0],
+        block_ratio=[1.0, 0.5],
+        down_growth=True,
+    )
 
 
 def cspresnext():
     # CSPResNeXt (timm's `cspresnext50` layout) in two small stages: the
     # bottleneck's 3x3 conv and each stage's down conv are grouped (groups=4).
     return keras_hub.models.CSPNetBackbone(
-        stem_filters=16, stem_kernel_size=3, stem_strides=1,
-        stackwise_depth=[1, 2], stackwise_strides=[2, 2],
-        stackwise_num_filters=[32, 64], block_type="bottleneck_block", stage_type="csp",
-        groups=4, expand_ratio=[2.0, 1.0], bottle_ratio=[0.5, 1.0], block_ratio=[1.0, 0.5])
+        stem_filters=16,
+        stem_kernel_size=3,
+        stem_strides=1,
+        stackwise_depth=[1, 2],
+        stackwise_strides=[2, 2],
+        stackwise_num_filters=[32, 64],
+        block_type="bottleneck_block",
+        stage_type="csp",
+        groups=4,
+        expand_ratio=[2.0, 1.0],
+        bottle_ratio=[0.5, 1.0],
+        block_ratio=[1.0, 0.5],
+    )
 
 
 def deeplab_v3():
     backbone = keras_hub.models.DeepLabV3Backbone(
-        image_encoder=resnet(), spatial_pyramid_pooling_key="P3",
-        upsampling_size=2, dilation_rates=[1, 2], low_level_feature_key="P2",
-        projection_filters=8, name="deeplab_backbone")
+        image_encoder=resnet(),
+        spatial_pyramid_pooling_key="P3",
+        upsampling_size=2,
+        dilation_rates=[1, 2],
+        low_level_feature_key="P2",
+        projection_filters=8,
+        name="deeplab_backbone",
+    )
     return keras_hub.models.DeepLabV3ImageSegmenter(backbone=backbone, num_classes=3)
 
 
 def mobilenet_v3():
     return keras_hub.models.MobileNetBackbone(
-        stackwise_expansion=[[40, 56], [64, 144]], stackwise_num_blocks=[2, 2],
+        stackwise_expansion=[[40, 56], [64, 144]],
+        stackwise_num_blocks=[2, 2],
         stackwise_num_filters=[[16, 16], [24, 24]],
         stackwise_kernel_size=[[3, 3], [5, 5]],
         stackwise_num_strides=[[2, 1], [2, 1]],
         stackwise_se_ratio=[[None, None], [0.25, 0.25]],
         stackwise_activation=[["relu", "relu"], ["hard_swish", "hard_swish"]],
-        stackwise_padding=[[1, 1], [2, 2]], output_num_filters=64,
-        depthwise_filters=8, depthwise_stride=2, depthwise_residual=False,
-        last_layer_filter=64, squeeze_and_excite=0.5)
+        stackwise_padding=[[1, 1], [2, 2]],
+        output_num_filters=64,
+        depthwise_filters=8,
+        depthwise_stride=2,
+        depthwise_residual=False,
+        last_layer_filter=64,
+        squeeze_and_excite=0.5,
+    )
 
 
 class SpatialPyramidPooling(deeplab_v3_layers.SpatialPyramidPooling):
@@ -115,7 +163,8 @@ class SpatialPyramidPooling(deeplab_v3_layers.SpatialPyramidPooling):
 
 def _load(path):
     return keras.saving.load_model(
-        path, custom_objects={"SpatialPyramidPooling": SpatialPyramidPooling})
+        path, custom_objects={"SpatialPyramidPooling": SpatialPyramidPooling}
+    )
 
 
 def _gate(model):
@@ -124,8 +173,9 @@ def _gate(model):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         gated = krp.add_gates(model, input_shape=SHAPE)
-    named = sorted(str(w.message).split("'")[1] for w in caught
-                   if "keras_relaxprune: layer" in str(w.message))
+    named = sorted(
+        str(w.message).split("'")[1] for w in caught if "keras_relaxprune: layer" in str(w.message)
+    )
     return gated, named
 
 
@@ -167,14 +217,20 @@ def test_prunable_groups_and_barriers(name):
 
 
 @pytest.mark.backend_agnostic
-@pytest.mark.parametrize("build, barrier", [
-    (mobilenet_v3, "block_0_0' (DepthwiseConvBlock)"),
-    (lambda: efficientnet(("fused", "unfused")), "block1a_' (FusedMBConvBlock)"),
-], ids=["mobilenet_v3", "efficientnet_v2"])
+@pytest.mark.parametrize(
+    "build, barrier",
+    [
+        (mobilenet_v3, "block_0_0' (DepthwiseConvBlock)"),
+        (lambda: efficientnet(("fused", "unfused")), "block1a_' (FusedMBConvBlock)"),
+    ],
+    ids=["mobilenet_v3", "efficientnet_v2"],
+)
 def test_composite_blocks_leave_nothing_to_prune(build, barrier):
     """Every block of these is one subclassed layer: a barrier until registered."""
-    with pytest.warns(UserWarning), pytest.raises(
-            krp.NothingToPruneError, match=re.escape(barrier)):
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(krp.NothingToPruneError, match=re.escape(barrier)),
+    ):
         krp.add_gates(build(), input_shape=SHAPE)
 
 
@@ -194,9 +250,13 @@ FLOWS = {
 
 # All pass on JAX too; only the smallest runs there (JAX compiles each
 # model anew: 17-44 s per model on 2 busy cores, against 8-18 s on TF).
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=[pytest.mark.backend_agnostic] if name == "resnet" else [])
-    for name in sorted(FLOWS)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=[pytest.mark.backend_agnostic] if name == "resnet" else [])
+        for name in sorted(FLOWS)
+    ],
+)
 def test_prune_strip_export(name, tmp_path):
     build, lowest = FLOWS[name]
     keras.utils.set_random_seed(0)
@@ -206,9 +266,14 @@ def test_prune_strip_export(name, tmp_path):
 
 
 @pytest.mark.backend_agnostic
-@pytest.mark.xfail(raises=UnknownSpatialSizeError, strict=True, reason=(
-    "pruning_report (and export(pruned_from=)) take no input_shape, and the "
-    "stripped model does not keep the gated model's"))
+@pytest.mark.xfail(
+    raises=UnknownSpatialSizeError,
+    strict=True,
+    reason=(
+        "pruning_report (and export(pruned_from=)) take no input_shape, and the "
+        "stripped model does not keep the gated model's"
+    ),
+)
 def test_report_of_stripped_model_with_unknown_spatial_size():
     model = resnet()
     gated, _ = _gate(model)

@@ -19,8 +19,14 @@ def test_every_keras_internal_is_present():
 
 def test_raw_op_classes_are_found():
     """Every raw-op family used by the channel rules resolved to classes."""
-    for name in ("ELEMENTWISE_OPS", "MERGE_OPS", "ADD_OPS", "CONCATENATE_OPS",
-                 "SPLIT_OPS", "GET_ITEM_OPS"):
+    for name in (
+        "ELEMENTWISE_OPS",
+        "MERGE_OPS",
+        "ADD_OPS",
+        "CONCATENATE_OPS",
+        "SPLIT_OPS",
+        "GET_ITEM_OPS",
+    ):
         assert getattr(internals, name), name
     assert len(internals.ELEMENTWISE_OPS) == 15
 
@@ -31,7 +37,9 @@ def test_a_missing_internal_is_reported_not_raised(monkeypatch):
     assert internals._lookup("keras.src.ops.numpy", "NoSuchOp") is None
     assert internals._lookup("keras.src.no_such_module", "X") is None
     assert internals.missing_internals()[:2] == [
-        "keras.src.ops.numpy.NoSuchOp", "keras.src.no_such_module.X"]
+        "keras.src.ops.numpy.NoSuchOp",
+        "keras.src.no_such_module.X",
+    ]
 
 
 def test_graph_nodes_refuses_clearly_without_node_records():

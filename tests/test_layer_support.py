@@ -17,19 +17,25 @@ class ScaledConv2D(keras.layers.Layer):
     output is multiplied by a fixed factor: same weights and config keys as
     Conv2D, so it can borrow Conv2D's record."""
 
-    def __init__(self, filters, kernel_size, padding="same", use_bias=True,
-                 factor=2.0, **kwargs):
+    def __init__(self, filters, kernel_size, padding="same", use_bias=True, factor=2.0, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.padding, self.use_bias = filters, padding, use_bias
-        self.kernel_size = ((kernel_size, kernel_size) if isinstance(kernel_size, int)
-                            else tuple(kernel_size))
+        self.kernel_size = (
+            (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        )
         self.factor = factor
 
     def build(self, input_shape):
-        self.kernel = self.add_weight(shape=(*self.kernel_size, input_shape[-1], self.filters),
-                                      initializer="glorot_uniform", name="kernel")
-        self.bias = self.add_weight(shape=(self.filters,), initializer="random_normal",
-                                    name="bias") if self.use_bias else None
+        self.kernel = self.add_weight(
+            shape=(*self.kernel_size, input_shape[-1], self.filters),
+            initializer="glorot_uniform",
+            name="kernel",
+        )
+        self.bias = (
+            self.add_weight(shape=(self.filters,), initializer="random_normal", name="bias")
+            if self.use_bias
+            else None
+        )
 
     def call(self, x):
         y = keras.ops.conv(x, self.kernel, padding=self.padding)
@@ -38,17 +44,23 @@ class ScaledConv2D(keras.layers.Layer):
         return self.factor * y
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "padding": self.padding,
-                "kernel_size": self.kernel_size, "use_bias": self.use_bias,
-                "factor": self.factor}
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "padding": self.padding,
+            "kernel_size": self.kernel_size,
+            "use_bias": self.use_bias,
+            "factor": self.factor,
+        }
 
 
 class ChannelScale(keras.layers.Layer):
     """A learned per-channel scale: its own record, written in full."""
 
     def build(self, input_shape):
-        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="random_normal",
-                                     name="scale")
+        self.scale = self.add_weight(
+            shape=(input_shape[-1],), initializer="random_normal", name="scale"
+        )
 
     def call(self, x):
         return x * self.scale
@@ -90,8 +102,9 @@ def _net(conv_layer):
 @pytest.fixture(autouse=True)
 def _registered():
     krp.register_layer(ScaledConv2D, like=keras.layers.Conv2D)
-    krp.register_layer(ChannelScale, channels=pass_through, cost=_channel_scale_cost,
-                       remove=_remove_channel_scale)
+    krp.register_layer(
+        ChannelScale, channels=pass_through, cost=_channel_scale_cost, remove=_remove_channel_scale
+    )
 
 
 def test_custom_layers_prune_strip_exactly_and_count():
@@ -104,8 +117,9 @@ def test_custom_layers_prune_strip_exactly_and_count():
     random_masks(gated, seed=0)
     small = krp.strip_pruning(gated)
     x = np.random.default_rng(0).normal(size=(2, 12, 12, 3)).astype("float32")
-    np.testing.assert_allclose(small.predict(x, verbose=0), gated.predict(x, verbose=0),
-                               atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(
+        small.predict(x, verbose=0), gated.predict(x, verbose=0), atol=1e-5, rtol=1e-5
+    )
     kept = int(gated.get_layer("custom_gate").keep_mask.numpy().sum())
     assert small.get_layer("custom").kernel.shape[-1] == kept < 8
     assert small.get_layer("channel_scale").scale.shape[0] == kept
@@ -182,12 +196,14 @@ def test_raw_products_are_multiplies_and_other_raw_merges_are_not():
     from keras_relaxprune import layer_support as support
     from keras_relaxprune.graph.flat_graph import flatten
 
-    answers = {node.class_name: support.is_multiply(node.operation)
-               for node in flatten(model).nodes}
+    answers = {
+        node.class_name: support.is_multiply(node.operation) for node in flatten(model).nodes
+    }
     assert answers == {"Multiply": True, "Add": False, "Subtract": False}
 
 
 # --- Flatten and TimeDistributed records (issue 40, item 10) ---------------------------
+
 
 def test_a_flatten_map_is_its_input_map_once_per_position():
     """Flatten of a 3x2 map of C channels: six tied copies of the conv's group."""
@@ -199,8 +215,7 @@ def test_a_flatten_map_is_its_input_map_once_per_position():
     model = keras.Model(inputs, keras.layers.Dense(2)(flat))
     graph = analyze(model)
     conv_map = graph.out_maps(0)[0]
-    flat_node = next(i for i, node in enumerate(graph.flat.nodes)
-                     if node.class_name == "Flatten")
+    flat_node = next(i for i, node in enumerate(graph.flat.nodes) if node.class_name == "Flatten")
     flat_map = graph.out_maps(flat_node)[0]
     assert map_length(flat_map) == 30 and flat_map == tuple(conv_map) * 6
     assert graph.groups.whole_group(flat_map) == graph.groups.find(conv_map[0].group)
@@ -221,9 +236,11 @@ def test_time_distributed_follows_only_the_layers_it_knows():
 
     layers = keras.layers
     assert wrapped_support(layers.TimeDistributed(layers.Conv2D(4, 3))) is find_support(
-        layers.Conv2D(4, 3))
+        layers.Conv2D(4, 3)
+    )
     assert wrapped_support(layers.TimeDistributed(layers.Flatten())) is find_support(
-        layers.Flatten())
+        layers.Flatten()
+    )
     assert wrapped_support(layers.TimeDistributed(layers.LayerNormalization())) is None
     assert wrapped_support(layers.TimeDistributed(layers.BatchNormalization())) is None
 
@@ -235,13 +252,21 @@ def _named_relu(x):
 _named_relu.__name__ = "relu"
 
 
-@pytest.mark.parametrize("activation, known", [
-    (None, "linear"), ("relu", "relu"), ("swish", "silu"),
-    (keras.layers.LeakyReLU(0.1), "leaky_relu"), (keras.layers.ReLU(), "relu"),
-    (keras.layers.ReLU(max_value=6.0), None), (keras.layers.Activation("relu"), "relu"),
-    (keras.layers.ELU(0.5), "elementwise"),
-    (_named_relu, None), ("softmax", None),
-])
+@pytest.mark.parametrize(
+    "activation, known",
+    [
+        (None, "linear"),
+        ("relu", "relu"),
+        ("swish", "silu"),
+        (keras.layers.LeakyReLU(0.1), "leaky_relu"),
+        (keras.layers.ReLU(), "relu"),
+        (keras.layers.ReLU(max_value=6.0), None),
+        (keras.layers.Activation("relu"), "relu"),
+        (keras.layers.ELU(0.5), "elementwise"),
+        (_named_relu, None),
+        ("softmax", None),
+    ],
+)
 def test_activations_are_known_by_object_not_name(activation, known):
     from keras_relaxprune.layer_support.activations import known_activation
 

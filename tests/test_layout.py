@@ -54,10 +54,17 @@ def test_import_loads_the_library_only_and_leaves_stderr_alone():
         "import keras_relaxprune\n"
         "after = (os.fstat(2).st_ino, os.fstat(2).st_dev, sys.stderr)\n"
         "apps = sorted(m for m in sys.modules if m.startswith('keras_relaxprune_apps'))\n"
-        "print(repr((apps, before == after)))\n")
+        "print(repr((apps, before == after)))\n"
+    )
     env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     apps, same_stderr = ast.literal_eval(done.stdout.strip().splitlines()[-1])
     assert apps == [], f"import keras_relaxprune loaded {apps}"
@@ -65,8 +72,9 @@ def test_import_loads_the_library_only_and_leaves_stderr_alone():
 
 
 def _keras_layer_class_names():
-    return {name for name in dir(keras.layers)
-            if isinstance(getattr(keras.layers, name), type)} - BASE_CLASSES
+    return {
+        name for name in dir(keras.layers) if isinstance(getattr(keras.layers, name), type)
+    } - BASE_CLASSES
 
 
 def _layer_class_references(tree, classes):
@@ -76,10 +84,13 @@ def _layer_class_references(tree, classes):
         if isinstance(node, ast.Attribute) and node.attr in classes:
             owner = node.value
             if (isinstance(owner, ast.Name) and owner.id == "layers") or (
-                    isinstance(owner, ast.Attribute) and owner.attr == "layers"):
+                isinstance(owner, ast.Attribute) and owner.attr == "layers"
+            ):
                 found.append((node.lineno, node.attr))
         elif isinstance(node, ast.ImportFrom) and node.module in (
-                "keras.layers", "keras.src.layers"):
+            "keras.layers",
+            "keras.src.layers",
+        ):
             found += [(node.lineno, alias.name) for alias in node.names if alias.name in classes]
     return found
 
@@ -92,10 +103,12 @@ def test_no_keras_layer_class_outside_layer_support():
         if relative.parts[0] == "layer_support" or relative.name == "keras_internals.py":
             continue
         tree = ast.parse(path.read_text())
-        offenders += [f"{relative}:{line} {name}"
-                      for line, name in _layer_class_references(tree, classes)]
-    assert not offenders, ("Keras layer classes named outside layer_support/ and "
-                           f"keras_internals.py: {offenders}")
+        offenders += [
+            f"{relative}:{line} {name}" for line, name in _layer_class_references(tree, classes)
+        ]
+    assert not offenders, (
+        f"Keras layer classes named outside layer_support/ and keras_internals.py: {offenders}"
+    )
 
 
 def _imported_modules(tree):
@@ -107,16 +120,20 @@ def _imported_modules(tree):
 
 
 def test_the_library_never_imports_the_applications():
-    offenders = [f"{path.relative_to(ROOT)}:{line}"
-                 for path in _library_files()
-                 for line, module, _ in _imported_modules(ast.parse(path.read_text()))
-                 if module.split(".")[0] == "keras_relaxprune_apps"]
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in _library_files()
+        for line, module, _ in _imported_modules(ast.parse(path.read_text()))
+        if module.split(".")[0] == "keras_relaxprune_apps"
+    ]
     assert not offenders, offenders
 
 
 def test_examples_import_only_public_names():
-    public = {"keras_relaxprune": set(keras_relaxprune.__all__),
-              "keras_relaxprune_apps": set(keras_relaxprune_apps.__all__)}
+    public = {
+        "keras_relaxprune": set(keras_relaxprune.__all__),
+        "keras_relaxprune_apps": set(keras_relaxprune_apps.__all__),
+    }
     offenders = []
     for path in sorted((ROOT / "examples").glob("*.py")):
         tree = ast.parse(path.read_text())
@@ -128,13 +145,21 @@ def test_examples_import_only_public_names():
                 offenders.append(f"{where} (a submodule)")
             elif names is not None:
                 offenders += [f"{where}.{name}" for name in names if name not in public[module]]
-        aliases = {alias.asname or alias.name for node in ast.walk(tree)
-                   if isinstance(node, ast.Import) for alias in node.names
-                   if alias.name in public}
-        offenders += [f"{path.name}:{node.lineno} {node.value.id}.{node.attr}"
-                      for node in ast.walk(tree)
-                      if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                      and node.value.id in aliases and node.attr.startswith("_")]
+        aliases = {
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+            if alias.name in public
+        }
+        offenders += [
+            f"{path.name}:{node.lineno} {node.value.id}.{node.attr}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+        ]
     assert not offenders, f"examples use names that are not public: {offenders}"
 
 
@@ -158,6 +183,12 @@ def test_ruff_passes_with_the_project_configuration():
     ruff = shutil.which("ruff") or str(pathlib.Path(sys.executable).with_name("ruff"))
     if not os.path.exists(ruff):
         pytest.fail("ruff is not installed: the dev extra installs it")
-    done = subprocess.run([ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [ruff, "check", "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:]

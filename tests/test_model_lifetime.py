@@ -34,8 +34,9 @@ def test_gated_model_is_collected_after_fit_with_pruning_callback():
     """A gated model trained for one step with `PruningCallback` (which links
     the budget layer to the model's channel graph) is freed too."""
     gated = _gated()
-    gated.compile(optimizer="adam",
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    gated.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     x = np.random.default_rng(0).random((4, 8, 8, 3), "float32")
     y = np.arange(4)
     callback = krp.PruningCallback(target=0.5, end_step=10**6)

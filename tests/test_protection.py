@@ -32,22 +32,34 @@ class PlainConv(keras.layers.Layer):
     def __init__(self, filters, kernel_size, padding="valid", use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.padding, self.use_bias = filters, padding, use_bias
-        self.kernel_size = ((kernel_size, kernel_size) if isinstance(kernel_size, int)
-                            else tuple(kernel_size))
+        self.kernel_size = (
+            (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        )
 
     def build(self, input_shape):
-        self.kernel = self.add_weight(shape=(*self.kernel_size, input_shape[-1], self.filters),
-                                      initializer="glorot_uniform", name="kernel")
-        self.bias = self.add_weight(shape=(self.filters,), initializer="random_normal",
-                                    name="bias") if self.use_bias else None
+        self.kernel = self.add_weight(
+            shape=(*self.kernel_size, input_shape[-1], self.filters),
+            initializer="glorot_uniform",
+            name="kernel",
+        )
+        self.bias = (
+            self.add_weight(shape=(self.filters,), initializer="random_normal", name="bias")
+            if self.use_bias
+            else None
+        )
 
     def call(self, x):
         y = keras.ops.conv(x, self.kernel, padding=self.padding)
         return y + self.bias if self.use_bias else y
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "padding": self.padding,
-                "kernel_size": self.kernel_size, "use_bias": self.use_bias}
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "padding": self.padding,
+            "kernel_size": self.kernel_size,
+            "use_bias": self.use_bias,
+        }
 
 
 @pytest.fixture(autouse=True)
@@ -59,18 +71,19 @@ def _reasons(graph, producer):
     """Protection reasons of the group `producer` starts ("" if prunable)."""
     root = next(r for r, names in graph.groups.producers.items() if producer in names)
     root = graph.groups.find(root)
-    return " | ".join(graph.groups.reasons.get(root, [])) if graph.groups.is_protected(
-        root) else ""
+    return " | ".join(graph.groups.reasons.get(root, [])) if graph.groups.is_protected(root) else ""
 
 
 def _strips_exactly(gated, seed=0):
     random_masks(gated, seed, keep=0.5)
-    assert any(not np.all(g.keep_mask.numpy()) for g in gated.layers
-               if hasattr(g, "keep_mask")), "the masks must remove channels"
+    assert any(not np.all(g.keep_mask.numpy()) for g in gated.layers if hasattr(g, "keep_mask")), (
+        "the masks must remove channels"
+    )
     small = krp.strip_pruning(gated)
     x = np.random.default_rng(seed).random((2, *gated.input_shape[1:]), "float32")
-    np.testing.assert_allclose(small.predict(x, verbose=0), gated.predict(x, verbose=0),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        small.predict(x, verbose=0), gated.predict(x, verbose=0), rtol=1e-4, atol=1e-5
+    )
     assert krp.count_flops(small) == krp.count_flops(gated)
     return small
 
@@ -86,8 +99,7 @@ READERS = {
     "pointwise_conv": (lambda: layers.Conv2D(4, 1, padding="same", name="reader"), False),
     "transposed_conv": (lambda: layers.Conv2DTranspose(4, 1, name="reader"), True),
     "separable_conv": (lambda: layers.SeparableConv2D(4, 1, name="reader"), True),
-    "padded_depthwise": (lambda: layers.DepthwiseConv2D(3, padding="same", name="reader"),
-                         True),
+    "padded_depthwise": (lambda: layers.DepthwiseConv2D(3, padding="same", name="reader"), True),
     "zero_padding": (lambda: layers.ZeroPadding2D(1, name="reader"), True),
     "pooling": (lambda: layers.MaxPooling2D(name="reader"), False),
     "registered_padded_conv": (lambda: PlainConv(4, 3, padding="same", name="reader"), True),
@@ -120,21 +132,25 @@ def test_constants_before_zero_padding_are_protected_and_absorbed_ones_strip(rea
         _strips_exactly(krp.add_gates(model))
 
 
-@pytest.mark.parametrize("layer, rank, fate", [
-    (layers.Dense(2), 2, ABSORBED),
-    (layers.Conv2D(2, 3, padding="valid"), 4, ABSORBED),
-    (layers.Conv2D(2, 1, padding="same"), 4, ABSORBED),
-    (layers.Conv2D(2, 3, padding="same"), 4, BROKEN),
-    (layers.Conv1D(2, 3, padding="causal"), 3, BROKEN),
-    (layers.Conv2DTranspose(2, 1), 4, BROKEN),
-    (layers.DepthwiseConv2D(3, padding="valid"), 4, CARRIED),
-    (layers.DepthwiseConv2D(3, padding="same"), 4, BROKEN),
-    (layers.ZeroPadding2D(1), 4, BROKEN),
-    (layers.Concatenate(axis=-1), 4, CARRIED),
-    (layers.Concatenate(axis=1), 4, BROKEN),
-    (layers.BatchNormalization(), 4, CARRIED),
-    (layers.Lambda(lambda t: t), 4, None),
-], ids=lambda value: type(value).__name__ if isinstance(value, layers.Layer) else str(value))
+@pytest.mark.parametrize(
+    "layer, rank, fate",
+    [
+        (layers.Dense(2), 2, ABSORBED),
+        (layers.Conv2D(2, 3, padding="valid"), 4, ABSORBED),
+        (layers.Conv2D(2, 1, padding="same"), 4, ABSORBED),
+        (layers.Conv2D(2, 3, padding="same"), 4, BROKEN),
+        (layers.Conv1D(2, 3, padding="causal"), 3, BROKEN),
+        (layers.Conv2DTranspose(2, 1), 4, BROKEN),
+        (layers.DepthwiseConv2D(3, padding="valid"), 4, CARRIED),
+        (layers.DepthwiseConv2D(3, padding="same"), 4, BROKEN),
+        (layers.ZeroPadding2D(1), 4, BROKEN),
+        (layers.Concatenate(axis=-1), 4, CARRIED),
+        (layers.Concatenate(axis=1), 4, BROKEN),
+        (layers.BatchNormalization(), 4, CARRIED),
+        (layers.Lambda(lambda t: t), 4, None),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, layers.Layer) else str(value),
+)
 def test_removed_constant_fate_reads_the_record(layer, rank, fate):
     class Node:  # the two things the answer reads of a flat node
         operation, outputs = layer, ["out"]
@@ -172,12 +188,15 @@ def test_a_swish_conv_read_by_a_batch_norm_and_another_layer_is_protected():
     assert "'conv' has activation" in reasons and "'bn' (BatchNormalization)" in reasons
 
 
-@pytest.mark.parametrize("after_product, refusing", [
-    (lambda: layers.Conv2D(4, 1, name="after"), None),
-    (lambda: layers.MaxPooling2D(1, name="after"), "after"),
-], ids=["conv", "pooling"])
-def test_an_unfoldable_gate_is_taken_through_a_product_by_a_kernel_only(after_product,
-                                                                         refusing):
+@pytest.mark.parametrize(
+    "after_product, refusing",
+    [
+        (lambda: layers.Conv2D(4, 1, name="after"), None),
+        (lambda: layers.MaxPooling2D(1, name="after"), "after"),
+    ],
+    ids=["conv", "pooling"],
+)
+def test_an_unfoldable_gate_is_taken_through_a_product_by_a_kernel_only(after_product, refusing):
     """x * sigmoid(conv(...)): the gate after the sigmoid conv cannot fold
     into it; a scale on a full-width factor of a `Multiply` scales the
     product, so the product's readers are asked in turn: a convolution takes
@@ -186,7 +205,8 @@ def test_an_unfoldable_gate_is_taken_through_a_product_by_a_kernel_only(after_pr
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(6, 3, padding="same", activation="relu", name="features")(inputs)
     s = layers.Conv2D(2, 1, activation="relu", name="squeeze")(
-        layers.GlobalAveragePooling2D(keepdims=True)(x))
+        layers.GlobalAveragePooling2D(keepdims=True)(x)
+    )
     s = layers.Conv2D(6, 1, activation="sigmoid", name="excite")(s)
     y = after_product()(layers.Multiply(name="product")([x, s]))
     model = keras.Model(inputs, _head(y))
@@ -225,7 +245,7 @@ ZERO_MAPS = {
     "exp": (keras.ops.exp, "uniform"),
     "divide_by_it": (lambda t: 2.0 / t, "varying"),  # not finite: no constant at all
     "divide_scalar": (lambda t: t / 2.0, None),
-    "power": (lambda t: t ** 2, None),
+    "power": (lambda t: t**2, None),
     "plain_relu": (lambda t: layers.ReLU()(t), None),
     "where": (lambda t: keras.ops.where(t > 0, t, 0.0), None),
 }
@@ -239,8 +259,11 @@ def test_value_made_from_zero_runs_the_layer_on_zeros(name):
     inputs = keras.Input((6, 6, 4))
     model = keras.Model(inputs, function(layers.Conv2D(4, 3, name="producer")(inputs)))
     graph = analyze(model)
-    traced = {key for key, channel_map in graph.maps.items()
-              if channel_map and any(s.group is not None for s in channel_map)}
+    traced = {
+        key
+        for key, channel_map in graph.maps.items()
+        if channel_map and any(s.group is not None for s in channel_map)
+    }
     made = [value_made_from_zero(node, graph.flat, traced) for node in graph.flat.nodes]
     assert [m for m in made if m is not None] == ([expected] if expected else [])
 

@@ -53,8 +53,9 @@ def test_the_relaxed_cost_is_the_graph_cost_of_the_gate_values():
 
 
 def test_a_training_call_freezes_low_gates_and_adds_the_penalty():
-    gated, budget, _ = _linked(ramp_on=1.0, penalty_weight=2.0, base_penalty_weight=2.0,
-                               remaining_target=0.1, end_step=1.0)
+    gated, budget, _ = _linked(
+        ramp_on=1.0, penalty_weight=2.0, base_penalty_weight=2.0, remaining_target=0.1, end_step=1.0
+    )
     gate = gates(gated)[0]
     logits = np.full(gate.channels, 2.0, "float32")
     logits[:3] = -2.0  # below the threshold at every temperature
@@ -84,12 +85,12 @@ def test_the_penalty_gradient_reaches_every_gate_logit():
     """A task loss of zero: one SGD step moves the logits by the penalty
     alone, and it closes every gate a little (at the initial temperature,
     where no gate is saturated)."""
-    gated, budget, _ = _linked(ramp_on=1.0, penalty_weight=1.0, base_penalty_weight=1.0,
-                               remaining_target=0.1, end_step=1.0)
+    gated, budget, _ = _linked(
+        ramp_on=1.0, penalty_weight=1.0, base_penalty_weight=1.0, remaining_target=0.1, end_step=1.0
+    )
     budget.final_scale.assign(_number(budget.initial_scale))  # gates not saturated
     before = [keras.ops.convert_to_numpy(g.logits).copy() for g in gates(gated)]
-    gated.compile(optimizer=keras.optimizers.SGD(1.0),
-                  loss=lambda y, p: 0.0 * keras.ops.mean(p))
+    gated.compile(optimizer=keras.optimizers.SGD(1.0), loss=lambda y, p: 0.0 * keras.ops.mean(p))
     x, y = np.zeros((4, 8, 8, 3), "float32"), np.zeros((4, 4), "float32")
     gated.fit(x, y, batch_size=4, epochs=1, verbose=0)
     assert _number(budget.step) == 1.0

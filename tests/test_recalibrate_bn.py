@@ -31,15 +31,17 @@ def test_moving_statistics_equal_the_average_batch_statistics(source):
     model = _net()
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (64, 8, 8, 3)).astype("float32")
-    data = {"array": x,
-            "pydataset": AugmentedBatches(x.astype("uint8"), np.zeros(64, int), 16,
-                                          seed=0, augment=False),
-            "list": [(x[i:i + 16], None) for i in range(0, 64, 16)]}[source]
+    data = {
+        "array": x,
+        "pydataset": AugmentedBatches(
+            x.astype("uint8"), np.zeros(64, int), 16, seed=0, augment=False
+        ),
+        "list": [(x[i : i + 16], None) for i in range(0, 64, 16)],
+    }[source]
     used = recalibrate_batchnorm(model, data, batch_size=16)
     assert used == 4
     # The batches recalibration saw (a PyDataset shuffles them).
-    seen = (np.concatenate([data[i][0] for i in range(len(data))])
-            if source == "pydataset" else x)
+    seen = np.concatenate([data[i][0] for i in range(len(data))]) if source == "pydataset" else x
     features = np.asarray(_features(model, seen))
     batches = features.reshape(4, 16, 8, 8, 4)
     expected_mean = batches.mean(axis=(1, 2, 3)).mean(axis=0)

@@ -26,8 +26,9 @@ def test_trainer_is_sgd_nesterov_with_a_cosine_and_distils_with_kl_of_probabilit
     schedule = plain.optimizer.get_config()["learning_rate"]
     assert schedule["class_name"] == "CosineDecay"
     assert schedule["config"]["decay_steps"] == 10
-    assert recipe.trainer(_net(3), lr=0.05).optimizer.get_config()["learning_rate"] == \
-        pytest.approx(0.05)
+    assert recipe.trainer(_net(3), lr=0.05).optimizer.get_config()[
+        "learning_rate"
+    ] == pytest.approx(0.05)
     distiller = recipe.trainer(student, teacher, lr=0.05)
     assert isinstance(distiller, keras.distillation.Distiller) and distiller.built
     loss = distiller.distillation_losses[0]
@@ -50,14 +51,17 @@ def test_check_strip_returns_the_difference_or_refuses():
 def test_pruning_callbacks_put_the_budget_before_the_backup(tmp_path):
     import keras_relaxprune as krp
 
-    callbacks = recipe.pruning_callbacks(0.5, "flops", None, tmp_path / "backup",
-                                         calibration_steps=7)
-    assert [type(c) for c in callbacks] == [krp.PruningCallback,
-                                            keras.callbacks.BackupAndRestore]
+    callbacks = recipe.pruning_callbacks(
+        0.5, "flops", None, tmp_path / "backup", calibration_steps=7
+    )
+    assert [type(c) for c in callbacks] == [krp.PruningCallback, keras.callbacks.BackupAndRestore]
     budget = callbacks[0]
     assert budget.target == 0.5 and budget.calibration_steps == 7
-    assert {"lambda_rate": budget.lambda_rate, "cost_exponent": budget.cost_exponent,
-            "gate_prior": budget.gate_prior} == recipe.recipe_options("flops")
+    assert {
+        "lambda_rate": budget.lambda_rate,
+        "cost_exponent": budget.cost_exponent,
+        "gate_prior": budget.gate_prior,
+    } == recipe.recipe_options("flops")
     assert recipe.recipe_options("flops")["cost_exponent"] == 0.5
     assert recipe.recipe_options("params")["cost_exponent"] == 0.0
 
@@ -78,20 +82,27 @@ def test_trainer_weight_decay_shrinks_kernels_and_spares_batchnorm_and_biases():
     initial = {w.path: keras.ops.convert_to_numpy(w) for w in plain.trainable_weights}
     for net, weight_decay in ((plain, 0.0), (decayed, decay)):
         recipe.trainer(net, lr=lr, weight_decay=weight_decay).fit(
-            x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+            x, y, batch_size=8, epochs=1, shuffle=False, verbose=0
+        )
     for a, b in zip(plain.trainable_weights, decayed.trainable_weights):
         gap = keras.ops.convert_to_numpy(a) - keras.ops.convert_to_numpy(b)
         if a.name in recipe.NO_WEIGHT_DECAY:
             np.testing.assert_allclose(gap, 0.0, atol=1e-6, err_msg=a.path)
         else:  # one step takes lr * decay of the weight away
-            np.testing.assert_allclose(gap, lr * decay * initial[a.path], atol=1e-5,
-                                       err_msg=a.path)
+            np.testing.assert_allclose(gap, lr * decay * initial[a.path], atol=1e-5, err_msg=a.path)
 
 
-@pytest.mark.parametrize("option, value", [
-    ("--target", "1"), ("--target", "0"), ("--prune-epochs", "0"), ("--epochs", "-1"),
-    ("--lr", "nan"), ("--latency-runs", "-5"),
-])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--target", "1"),
+        ("--target", "0"),
+        ("--prune-epochs", "0"),
+        ("--epochs", "-1"),
+        ("--lr", "nan"),
+        ("--latency-runs", "-5"),
+    ],
+)
 def test_job_arguments_refuse_a_number_out_of_range_at_parsing(option, value, capsys):
     """A pruning job's shared options stop at parsing (exit 2, one line
     naming the option) when a number is out of range."""

@@ -18,10 +18,12 @@ def _run(backup_dir, extra_callbacks=()):
     x = rng.random((96, 32, 32, 3), "float32")
     y = rng.integers(0, 10, 96)
     gated = krp.add_gates(cifar_resnet(depth=8, width=8))
-    gated.compile(optimizer=keras.optimizers.Adam(1e-2),
-                  loss="sparse_categorical_crossentropy")
-    callbacks = [krp.PruningCallback(target=0.6),
-                 keras.callbacks.BackupAndRestore(str(backup_dir)), *extra_callbacks]
+    gated.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    callbacks = [
+        krp.PruningCallback(target=0.6),
+        keras.callbacks.BackupAndRestore(str(backup_dir)),
+        *extra_callbacks,
+    ]
     gated.fit(x, y, batch_size=32, epochs=4, shuffle=False, verbose=0, callbacks=callbacks)
     return gated
 
@@ -47,14 +49,19 @@ def test_run_killed_by_a_signal_mid_epoch_resumes_meets_the_budget(tmp_path):
     import sys
 
     script = os.path.join(os.path.dirname(__file__), "killed_fit.py")
-    killed = subprocess.run([sys.executable, script, "kill", str(tmp_path)],
-                            capture_output=True, text=True, timeout=900)
+    killed = subprocess.run(
+        [sys.executable, script, "kill", str(tmp_path)], capture_output=True, text=True, timeout=900
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not (tmp_path / "final.json").exists()
     before = json.loads((tmp_path / "epochs.json").read_text())
     assert sorted(before) == ["0", "1"]  # killed during the third epoch
-    resumed = subprocess.run([sys.executable, script, "resume", str(tmp_path)],
-                             capture_output=True, text=True, timeout=900)
+    resumed = subprocess.run(
+        [sys.executable, script, "resume", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final = json.loads((tmp_path / "final.json").read_text())
     assert 0.39 <= final["flops"] / final["dense_flops"] <= 0.41

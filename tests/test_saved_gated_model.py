@@ -24,10 +24,12 @@ def test_gated_model_from_the_flat_layout_loads_counts_and_strips_the_same():
     gated = keras.saving.load_model(DATA / "gated_model_0.1.0.keras", compile=False)
     saved = np.load(DATA / "gated_model_0.1.0.npz")
     assert any(isinstance(layer, krp.ChannelGate) for layer in gated.layers)
-    np.testing.assert_allclose(np.asarray(gated(saved["x"], training=False)), saved["gated"],
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(gated(saved["x"], training=False)), saved["gated"], rtol=1e-5, atol=1e-5
+    )
     assert krp.count_flops(gated) == int(saved["flops"])
     assert krp.count_params(gated) == int(saved["params"])
     small = krp.strip_pruning(gated)
-    np.testing.assert_allclose(np.asarray(small(saved["x"], training=False)),
-                               saved["stripped"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(small(saved["x"], training=False)), saved["stripped"], rtol=1e-5, atol=1e-5
+    )

@@ -29,7 +29,8 @@ def test_a_pruned_resnet20_has_the_flops_and_params_of_its_record(path):
     assert krp.count_flops(pruned) == record["flops"]
     assert krp.count_params(pruned) == record["params"]
     assert krp.count_flops(pruned) / krp.count_flops(dense) == pytest.approx(
-        record["remaining_flops"])
+        record["remaining_flops"]
+    )
     assert pruned.input_shape == dense.input_shape == (None, 32, 32, 3)
     assert pruned.output_shape == (None, 10)
 
@@ -69,8 +70,12 @@ def test_a_shipped_camvid_unet_has_its_record_and_segments_raw_pixels(path, requ
     assert model.output_shape == (None, 176, 240, 11)
     request.getfixturevalue("camvid_available")  # skips, or fails in CI
     images, labels = load_camvid(split="val", size=(176, 240))
-    predicted = np.argmax(keras.ops.convert_to_numpy(
-        model.predict(images.astype("float32"), batch_size=8, verbose=0)), axis=-1)
+    predicted = np.argmax(
+        keras.ops.convert_to_numpy(
+            model.predict(images.astype("float32"), batch_size=8, verbose=0)
+        ),
+        axis=-1,
+    )
     valid = labels != 11
     accuracy = float(np.mean(predicted[valid] == labels[valid]))
     assert abs(accuracy - record["val_pixel_accuracy"]) <= 0.005

@@ -21,10 +21,14 @@ def _randomize(model, seed):
             layer.logits.assign(rng.normal(0.0, 0.05, layer.channels).astype("float32"))
         if isinstance(layer, layers.BatchNormalization):
             width = layer.gamma.shape[0]
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, width), rng.normal(0, 0.2, width),
-                rng.normal(0, 0.2, width), rng.uniform(0.5, 1.5, width),
-            ])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, width),
+                    rng.normal(0, 0.2, width),
+                    rng.normal(0, 0.2, width),
+                    rng.uniform(0.5, 1.5, width),
+                ]
+            )
 
 
 def _assert_same(stripped, gated, seed=0):
@@ -100,8 +104,12 @@ def test_fully_pruned_residual_branch_collapses_into_its_shortcut():
     _assert_same(stripped, gated)
     names = {l.name for l in stripped.layers}
     # The branch's convs and BNs are gone; its constant output became an offset.
-    for gone in ("stage2_block1_1_conv", "stage2_block1_1_bn", "stage2_block1_2_conv",
-                 "stage2_block1_2_bn"):
+    for gone in (
+        "stage2_block1_1_conv",
+        "stage2_block1_1_bn",
+        "stage2_block1_2_conv",
+        "stage2_block1_2_bn",
+    ):
         assert gone not in names
     assert "stage2_block1_add_collapsed" in names
     assert len(stripped.layers) < len(model.layers)
@@ -143,8 +151,9 @@ def test_output_losing_every_channel_is_refused():
     gated = krp.add_gates(model_zoo.conv1d_net())
     for gate in gates(gated):
         gate.keep_mask.assign(np.zeros(gate.channels, "float32"))
-    with pytest.raises(krp.StripError,
-                       match="model output would be a constant|reaching a model output"):
+    with pytest.raises(
+        krp.StripError, match="model output would be a constant|reaching a model output"
+    ):
         krp.strip_pruning(gated)
 
 
@@ -195,14 +204,20 @@ def test_gated_model_saved_on_jax_strips_on_tensorflow(tmp_path):
         gated = krp.add_gates(model_zoo.resnet_basic())
         random_masks(gated, 11, keep=0.5)
         x = np.random.default_rng(0).random((2, 16, 16, 3), "float32")
-        np.save(r"{tmp_path / 'x.npy'}", x)
-        np.save(r"{tmp_path / 'y.npy'}", np.asarray(gated(x)))
-        gated.save(r"{tmp_path / 'gated.keras'}")
+        np.save(r"{tmp_path / "x.npy"}", x)
+        np.save(r"{tmp_path / "y.npy"}", np.asarray(gated(x)))
+        gated.save(r"{tmp_path / "gated.keras"}")
     """)
     env = dict(os.environ, KERAS_BACKEND="jax")
     root = os.path.dirname(os.path.dirname(__file__))
-    done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     gated = keras.saving.load_model(str(tmp_path / "gated.keras"))
     stripped = krp.strip_pruning(gated)

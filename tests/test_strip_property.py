@@ -91,8 +91,9 @@ def _dwconv(*args, **kwargs):
 
 
 def _sepconv(*args, **kwargs):
-    return layers.SeparableConv2D(*args, depthwise_initializer="zeros",
-                                  pointwise_initializer="zeros", **kwargs)
+    return layers.SeparableConv2D(
+        *args, depthwise_initializer="zeros", pointwise_initializer="zeros", **kwargs
+    )
 
 
 def _dense(*args, **kwargs):
@@ -101,29 +102,66 @@ def _dense(*args, **kwargs):
 
 OPS = (
     # the original vocabulary
-    "conv1", "conv3", "bn", "relu", "sigmoid", "add", "concat", "maxpool", "avgpool",
-    "dwconv", "sepconv", "upconv",
+    "conv1",
+    "conv3",
+    "bn",
+    "relu",
+    "sigmoid",
+    "add",
+    "concat",
+    "maxpool",
+    "avgpool",
+    "dwconv",
+    "sepconv",
+    "upconv",
     # convolutions
-    "gconv", "gconv4", "dwconv2", "subclass_conv", "shared_conv", "shared_block",
+    "gconv",
+    "gconv4",
+    "dwconv2",
+    "subclass_conv",
+    "shared_conv",
+    "shared_block",
     # fused activations: strings and layer objects
-    "conv_swish", "conv_sigmoid", "conv_softmax", "conv_sigmoid_layer", "conv_relu_layer",
+    "conv_swish",
+    "conv_sigmoid",
+    "conv_softmax",
+    "conv_sigmoid_layer",
+    "conv_relu_layer",
     # activation layers
-    "swish", "softmax", "softmax_layer", "relu_max",
+    "swish",
+    "softmax",
+    "softmax_layer",
+    "relu_max",
     # normalisation and scaling
-    "bn_plain", "layernorm", "rescale", "rescale_offset",
+    "bn_plain",
+    "layernorm",
+    "rescale",
+    "rescale_offset",
     # merges, concatenation, slices
-    "add_broadcast", "concat_spatial", "ops_concat", "slice", "split",
+    "add_broadcast",
+    "concat_spatial",
+    "ops_concat",
+    "slice",
+    "split",
     # attention
-    "se", "spatial_attention",
+    "se",
+    "spatial_attention",
     # spatial
-    "zeropad", "resize", "resize_pad", "resize_pad_fill", "upsample", "crop",
+    "zeropad",
+    "resize",
+    "resize_pad",
+    "resize_pad_fill",
+    "upsample",
+    "crop",
     # reshapes that keep the channel axis
     "reshape",
     # f(0) != 0 before what follows (a padded conv): x + c, ops.maximum(x, c),
     # ReLU(threshold, negative_slope), exp
     "offset",
     # one weightless layer instance called at several places
-    "reused_act", "reused_concat", "reused_reshape",
+    "reused_act",
+    "reused_concat",
+    "reused_reshape",
 )
 
 # Ops that draw wrong cases: left out of the CI draw, kept in the sweep,
@@ -147,6 +185,8 @@ def _flatten_dense(x, width, variant, name):
     if variant % 2:
         return [y]
     return [layers.UpSampling2D((height, wide), name=f"{name}_spread")(y)]
+
+
 # --- end of Flatten -> Dense
 
 
@@ -181,28 +221,45 @@ def _step(op, x, tensors, pick, width, variant, name):
     channels, (height, wide) = x.shape[-1], _spatial(x)
     if op in ("conv1", "conv3"):
         kernel = 1 if op == "conv1" else 3
-        return [_conv(width, kernel, padding="same", use_bias=bool(pick % 2),
-                      activation="relu" if pick % 3 == 0 else None, name=name)(x)]
+        return [
+            _conv(
+                width,
+                kernel,
+                padding="same",
+                use_bias=bool(pick % 2),
+                activation="relu" if pick % 3 == 0 else None,
+                name=name,
+            )(x)
+        ]
     if op in FUSED:
-        return [_conv(width, 1 + 2 * (pick % 2), padding="same", activation=FUSED[op](),
-                      name=name)(x)]
+        return [
+            _conv(width, 1 + 2 * (pick % 2), padding="same", activation=FUSED[op](), name=name)(x)
+        ]
     if op in ("gconv", "gconv4"):  # groups=2 or 4: filters and inputs divisible
         groups = 2 if op == "gconv" else 4
         if channels % groups:
             return None
-        return [_conv(groups * width, 1 + 2 * (pick % 2), padding="same", groups=groups,
-                      activation="relu" if variant % 2 else None, name=name)(x)]
+        return [
+            _conv(
+                groups * width,
+                1 + 2 * (pick % 2),
+                padding="same",
+                groups=groups,
+                activation="relu" if variant % 2 else None,
+                name=name,
+            )(x)
+        ]
     if op in ("dwconv", "dwconv2"):
-        return [_dwconv(3, padding="same", depth_multiplier=1 + (op == "dwconv2"),
-                        name=name)(x)]
+        return [_dwconv(3, padding="same", depth_multiplier=1 + (op == "dwconv2"), name=name)(x)]
     if op == "sepconv":
         return [_sepconv(width, 3, padding="same", name=name)(x)]
     if op == "upconv":  # down 2x, then a transposed conv back up
         y = layers.MaxPooling2D(name=f"{name}_down")(x)
         return [_upconv(width, 2, strides=2, name=name)(y)]
     if op == "subclass_conv":
-        return [CallOverridingConv2D(width, 3, padding="same", kernel_initializer="zeros",
-                                     name=name)(x)]
+        return [
+            CallOverridingConv2D(width, 3, padding="same", kernel_initializer="zeros", name=name)(x)
+        ]
     if op in ("shared_conv", "shared_block"):
         other = _partner(tensors, x, pick, _same_shape(x))
         if other is None:
@@ -251,8 +308,11 @@ def _step(op, x, tensors, pick, width, variant, name):
         size = height if axis == 1 else wide
 
         def match(t):
-            return (t.shape[-1] == channels and t.shape[3 - axis] == x.shape[3 - axis]
-                    and t.shape[axis] + size <= 16)
+            return (
+                t.shape[-1] == channels
+                and t.shape[3 - axis] == x.shape[3 - axis]
+                and t.shape[axis] + size <= 16
+            )
 
         other = _partner(tensors, x, pick, match)
         if other is None:
@@ -512,8 +572,11 @@ def check_model(model, seed, whole_groups_off=False):
     if not np.all(np.abs(actual - expected) <= atol + 1e-4 * np.abs(expected)):
         error, scale = float(np.abs(actual - expected).max()), float(np.abs(expected).max())
         return "wrong", f"outputs differ: max |stripped - gated| {error:.3g}, gated max {scale:.3g}"
-    mismatch = [f"count_{what}: stripped {small} != gated {big}"
-                for what, (small, big) in counts.items() if small != big]
+    mismatch = [
+        f"count_{what}: stripped {small} != gated {big}"
+        for what, (small, big) in counts.items()
+        if small != big
+    ]
     if not mismatch:
         side_only = [gate.name for gate in gates(gated)] == ["side_gate"]
         return "exact", "side branch only" if side_only else ""
@@ -521,8 +584,9 @@ def check_model(model, seed, whole_groups_off=False):
 
 
 def _steps(vocabulary):
-    step = st.tuples(st.sampled_from(vocabulary), st.integers(0, 1000), st.integers(1, 6),
-                     st.integers(0, 3))
+    step = st.tuples(
+        st.sampled_from(vocabulary), st.integers(0, 1000), st.integers(1, 6), st.integers(0, 3)
+    )
     return st.lists(step, min_size=1, max_size=9)
 
 
@@ -533,8 +597,11 @@ def _run(examples, whole_groups_off):
     vocabulary = OPS if SWEEP and os.environ.get("STRIP_SWEEP_VOCABULARY") != "ci" else CI_OPS
     part = "whole_groups_off" if whole_groups_off else "callback"
 
-    @settings(max_examples=SWEEP_EXAMPLES or examples, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=SWEEP_EXAMPLES or examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(_steps(vocabulary), st.integers(0, 2**16))
     def check(steps, seed):
         outcome, detail = _strip_and_compare(steps, seed, whole_groups_off)
@@ -547,14 +614,18 @@ def _run(examples, whole_groups_off):
             refusals[detail] += 1
 
     check()
-    print(f"\n[{part}, {keras.backend.backend()}, {len(vocabulary)} ops] "
-          f"exact {outcomes['exact']} (the side branch's gate only: "
-          f"{outcomes['exact_side_only']}), refused at add_gates {outcomes['refused_add_gates']}, "
-          f"refused at strip {outcomes['refused_strip']}, "
-          f"wrong {outcomes['wrong']}; refusals {dict(refusals)}")
+    print(
+        f"\n[{part}, {keras.backend.backend()}, {len(vocabulary)} ops] "
+        f"exact {outcomes['exact']} (the side branch's gate only: "
+        f"{outcomes['exact_side_only']}), refused at add_gates {outcomes['refused_add_gates']}, "
+        f"refused at strip {outcomes['refused_strip']}, "
+        f"wrong {outcomes['wrong']}; refusals {dict(refusals)}"
+    )
     for steps, seed, detail in wrong:
-        print(f"  WRONG: {detail}\n    KERAS_BACKEND={keras.backend.backend()} .venv/bin/"
-              f"python tests/test_strip_property.py {part} {seed} \"{steps}\"")
+        print(
+            f"  WRONG: {detail}\n    KERAS_BACKEND={keras.backend.backend()} .venv/bin/"
+            f'python tests/test_strip_property.py {part} {seed} "{steps}"'
+        )
     kinds = Counter(re.sub(r"\d+", "N", detail)[:160] for _, _, detail in wrong)
     for kind, count in kinds.most_common():
         print(f"  wrong x{count}: {kind}")

@@ -25,9 +25,13 @@ pytest.importorskip("tensorboard")
 pytestmark = pytest.mark.filterwarnings("ignore:PruningCallback:UserWarning")
 
 EPOCHS, BATCH, SAMPLES = 3, 16, 64  # 4 steps per epoch; the budget closes at epoch 3
-LOGGED = {"remaining_flops": "remaining_flops", "remaining_params": "remaining_params",
-          "pruning_target": "target", "pruning_lambda": "lambda",
-          "gate_temperature": "gate_temperature"}
+LOGGED = {
+    "remaining_flops": "remaining_flops",
+    "remaining_params": "remaining_params",
+    "pruning_target": "target",
+    "pruning_lambda": "lambda",
+    "gate_temperature": "gate_temperature",
+}
 
 
 def _fit(epochs=EPOCHS, callbacks=(), fit_verbose=0, **pruning):
@@ -36,12 +40,16 @@ def _fit(epochs=EPOCHS, callbacks=(), fit_verbose=0, **pruning):
     x = rng.random((SAMPLES, 16, 16, 3), dtype="float32")
     y = rng.integers(0, 10, SAMPLES)
     gated = krp.add_gates(cifar_resnet(depth=8, width=4, input_shape=(16, 16, 3)))
-    gated.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss="sparse_categorical_crossentropy")
+    gated.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     callback = krp.PruningCallback(target=0.5, **pruning)
-    history = gated.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=fit_verbose,
-                        callbacks=[c if c != "pruning" else callback for c in callbacks]
-                        or [callback])
+    history = gated.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=epochs,
+        verbose=fit_verbose,
+        callbacks=[c if c != "pruning" else callback for c in callbacks] or [callback],
+    )
     return gated, callback, history.history
 
 
@@ -50,8 +58,7 @@ def _final_state(callback):
     graph, budget = callback._graph, callback._budget
     relaxed = budget.graph_cost().fractions(lambda gate: gate.gate_values())
     hard = cost_fractions(graph, graph.keep_vectors())
-    groups = {graph.groups.producers[root][0]: graph.gates[root]
-              for root in graph.gated_groups()}
+    groups = {graph.groups.producers[root][0]: graph.gates[root] for root in graph.gated_groups()}
     alive = {name: float(np.sum(gate.keep_mask.numpy())) for name, gate in groups.items()}
     edges = np.linspace(0.0, 1.0, GATE_BUCKETS + 1)
     return {
@@ -65,7 +72,8 @@ def _final_state(callback):
         },
         "histograms": {
             f"gates/{name}": np.histogram(
-                keras.ops.convert_to_numpy(gate.gate_values()), bins=edges)[0]
+                keras.ops.convert_to_numpy(gate.gate_values()), bins=edges
+            )[0]
             for name, gate in groups.items()
         },
     }
@@ -96,8 +104,9 @@ def _check_values(scalars, histograms, history, final):
         step, buckets = histograms(tag)[-1]
         buckets = np.asarray(buckets)
         assert step == EPOCHS - 1 and buckets.shape == (GATE_BUCKETS, 3)
-        np.testing.assert_allclose(buckets[:, :2].T, [np.linspace(0, 1, 21)[:-1],
-                                                      np.linspace(0, 1, 21)[1:]])
+        np.testing.assert_allclose(
+            buckets[:, :2].T, [np.linspace(0, 1, 21)[:-1], np.linspace(0, 1, 21)[1:]]
+        )
         np.testing.assert_array_equal(buckets[:, 2], counts)
     # Every 2 steps: optimizer iterations 2, 4, ..., 10 of the 12.
     steps = scalars("pruning_steps/remaining_flops")
@@ -131,7 +140,7 @@ def test_event_files_hold_what_the_callback_computed(logged_run):
     assert [step for step, _ in values["pruning/channels_kept"]] == list(range(EPOCHS))
     width, height, png = values["pruning/channels_kept"][-1][1]
     assert png.startswith(b"\x89PNG") and int(width) > 300 and int(height) > 200
-    (step, report), = values["pruning/report"]
+    ((step, report),) = values["pruning/report"]
     assert step == EPOCHS - 1 and b"| **total** |" in report.item()
 
 
@@ -140,8 +149,17 @@ def _tensorboard_server(log_dir):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(log_dir),
-               "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        str(log_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -175,8 +193,10 @@ def _wait_for(get, timeout=60.0):
         time.sleep(0.5)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="tf.summary path; JAX is checked on the event files")
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="tf.summary path; JAX is checked on the event files",
+)
 def test_tensorboard_server_serves_what_the_callback_computed(logged_run):
     log_dir, history, final = logged_run
     with _tensorboard_server(log_dir) as get:
@@ -186,12 +206,18 @@ def test_tensorboard_server_serves_what_the_callback_computed(logged_run):
         assert "strip_pruning" in tags["pruning/remaining_flops"]["description"]
 
         def scalars(tag):
-            return [(step, value) for _, step, value in
-                    get("/data/plugin/scalars/scalars", run="train", tag=tag)]
+            return [
+                (step, value)
+                for _, step, value in get("/data/plugin/scalars/scalars", run="train", tag=tag)
+            ]
 
         def histograms(tag):
-            return [(step, buckets) for _, step, buckets in
-                    get("/data/plugin/histograms/histograms", run="train", tag=tag)]
+            return [
+                (step, buckets)
+                for _, step, buckets in get(
+                    "/data/plugin/histograms/histograms", run="train", tag=tag
+                )
+            ]
 
         assert set(final["histograms"]) <= set(get("/data/plugin/histograms/tags")["train"])
         _check_values(scalars, histograms, history, final)
@@ -211,8 +237,9 @@ def test_pruning_values_reach_tensorboard_in_any_callback_order(tmp_path, order)
     values = _event_file_values(tmp_path / "train")
     assert [step for step, _ in values["epoch_loss"]] == [0, 1]
     for key, name in LOGGED.items():
-        np.testing.assert_allclose([float(v) for _, v in values[f"pruning/{name}"]],
-                                   history[key], rtol=1e-6)
+        np.testing.assert_allclose(
+            [float(v) for _, v in values[f"pruning/{name}"]], history[key], rtol=1e-6
+        )
     assert ("epoch_remaining_flops" in values) == (order == "tensorboard_last")
 
 
@@ -248,14 +275,15 @@ def test_a_budget_closed_when_fit_ends_is_written_one_step_later(tmp_path):
     assert [step for step, _ in alive] == [0, 1]
     assert alive[1][1] == final["pruning/alive_channels"] < alive[0][1]
     remaining = [(step, float(value)) for step, value in values["pruning/remaining_flops"]]
-    assert remaining == [(0, pytest.approx(final["pruning/remaining_flops"], rel=1e-6)),
-                         (1, pytest.approx(final["pruning/remaining_flops"], rel=1e-6))]
+    assert remaining == [
+        (0, pytest.approx(final["pruning/remaining_flops"], rel=1e-6)),
+        (1, pytest.approx(final["pruning/remaining_flops"], rel=1e-6)),
+    ]
     assert history["remaining_flops"] == [pytest.approx(remaining[0][1], rel=1e-6)]
     assert [step for step, _ in values["pruning/report"]] == [1]
 
 
-@pytest.mark.parametrize(("verbose", "written"), [(1, "\npruning: 50%\n"),
-                                                  (2, "pruning: 50%\n")])
+@pytest.mark.parametrize(("verbose", "written"), [(1, "\npruning: 50%\n"), (2, "pruning: 50%\n")])
 def test_print_message_starts_clear_of_a_progress_bar(capsys, verbose, written):
     print_message("pruning: 50%", {"verbose": verbose})
     assert capsys.readouterr().out == written

@@ -41,8 +41,14 @@ SCRIPT = textwrap.dedent("""
 def test_prune_and_strip_on_torch(tmp_path):
     env = dict(os.environ, KERAS_BACKEND="torch")
     root = os.path.dirname(os.path.dirname(__file__))
-    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     fraction, diff = done.stdout.split("RESULT")[-1].split()
     assert 0.49 <= float(fraction) <= 0.51

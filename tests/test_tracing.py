@@ -39,8 +39,7 @@ def test_resnet_bottleneck_groups():
         assert _gate_for(gated, f"{name}_3_bn") == _gate_for(gated, f"{name}_proj_bn")
         assert _gate_for(gated, f"{name}_1_bn") != _gate_for(gated, f"{name}_2_bn")
     # The stem feeds a conv and a projection, never an Add: its own group.
-    assert _gate_for(gated, "stem_bn") not in {
-        _gate_for(gated, "stage1_block1_3_bn"), None}
+    assert _gate_for(gated, "stem_bn") not in {_gate_for(gated, "stage1_block1_3_bn"), None}
     assert len(gates(gated)) == 10
 
 

@@ -27,8 +27,9 @@ SHAPE = (8, 8, 3)
 def _conv_net(activation=None, middle=None, name=None, **conv_options):
     """conv -> (middle) -> conv -> pooling -> Dense, on an 8x8x3 input."""
     inputs = keras.Input(SHAPE)
-    x = layers.Conv2D(8, 3, padding="same", activation=activation, name="first",
-                      **conv_options)(inputs)
+    x = layers.Conv2D(8, 3, padding="same", activation=activation, name="first", **conv_options)(
+        inputs
+    )
     if middle is not None:
         x = middle(x)
     x = layers.Conv2D(8, 3, padding="same", activation="relu", name="second")(x)
@@ -62,13 +63,15 @@ def _assert_exact(model):
     random_masks(gated, 0)
     small = krp.strip_pruning(gated)
     expected = _outputs(gated, x)
-    np.testing.assert_allclose(_outputs(small, x), expected, rtol=1e-5,
-                               atol=1e-5 * max(1.0, float(np.abs(expected).max())))
+    np.testing.assert_allclose(
+        _outputs(small, x), expected, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(expected).max()))
+    )
     assert krp.count_params(small) == small.count_params()
     return gated, small
 
 
 # --- callables Keras cannot (or should not) serialise -------------------------------
+
 
 def relu(x):
     """Not Keras' relu: named like it, computing something else."""
@@ -100,8 +103,11 @@ def test_function_named_like_a_builtin_is_not_swapped_for_it():
 
 
 def test_function_regularizer_and_constraint_are_kept():
-    model = _conv_net(kernel_regularizer=small_l2, kernel_constraint=clip_to_one,
-                      bias_regularizer=lambda b: 1e-3 * ops.sum(ops.abs(b)))
+    model = _conv_net(
+        kernel_regularizer=small_l2,
+        kernel_constraint=clip_to_one,
+        bias_regularizer=lambda b: 1e-3 * ops.sum(ops.abs(b)),
+    )
     gated, small = _assert_exact(model)
     for copy in (gated.get_layer("first"), small.get_layer("first")):
         assert copy.kernel_regularizer is small_l2
@@ -110,6 +116,7 @@ def test_function_regularizer_and_constraint_are_kept():
 
 
 # --- state that set_weights does not restore -----------------------------------------
+
 
 def test_adapted_normalization_keeps_its_statistics():
     norm = layers.Normalization(name="norm")
@@ -134,6 +141,7 @@ def test_adapted_integer_lookup_keeps_its_vocabulary():
 
 
 # --- custom layers --------------------------------------------------------------------
+
 
 class Apply(layers.Layer):
     """Applies a function given to the constructor (no `get_config`)."""
@@ -190,6 +198,7 @@ def test_subclass_whose_config_loses_an_argument_is_refused_by_name():
 
 # --- every model of the zoo -----------------------------------------------------------
 
+
 def _normalized_net(norm):
     inputs = keras.Input(SHAPE)
     x = layers.Conv2D(8, 3, padding="same", activation="relu")(norm(inputs))
@@ -202,7 +211,8 @@ def _user_models():
     return {
         "lambda_activation": lambda: _conv_net(activation=lambda t: ops.relu(t) - 0.5),
         "partial_activation": lambda: _conv_net(
-            activation=functools.partial(keras.activations.relu, max_value=0.5)),
+            activation=functools.partial(keras.activations.relu, max_value=0.5)
+        ),
         "named_like_relu": lambda: _conv_net(activation=relu),
         "normalization": lambda: _normalized_net(norm),
         "lambda_barrier": model_zoo.lambda_barrier_net,
@@ -222,6 +232,7 @@ def test_gated_model_with_open_gates_equals_the_original(name):
 
 
 # --- Flatten -> Dense and TimeDistributed (issue 40, item 10) -------------------------
+
 
 def _mnist_convnet():
     """keras.io's MNIST convnet at 28x28x1 (64 filters before the Flatten)."""
@@ -247,8 +258,7 @@ def _video_model():
     inputs = keras.Input((4, *SHAPE))
     x = layers.TimeDistributed(layers.Conv2D(8, 3, padding="same", activation="relu"))(inputs)
     x = layers.TimeDistributed(layers.MaxPooling2D(2))(x)
-    x = layers.TimeDistributed(layers.Conv2D(8, 3, activation="relu"),
-                               name="before_flatten")(x)
+    x = layers.TimeDistributed(layers.Conv2D(8, 3, activation="relu"), name="before_flatten")(x)
     x = layers.TimeDistributed(layers.Flatten())(x)
     x = layers.TimeDistributed(layers.Dense(6, activation="relu"))(x)
     x = layers.GlobalAveragePooling1D()(x)
@@ -259,8 +269,11 @@ def _params_of(model, name):
     return model.get_layer(name).count_params()
 
 
-@pytest.mark.parametrize("build", [_mnist_convnet, _conv_bn_flatten_classifier, _video_model],
-                         ids=["mnist_convnet", "conv_bn_flatten_dense", "time_distributed"])
+@pytest.mark.parametrize(
+    "build",
+    [_mnist_convnet, _conv_bn_flatten_classifier, _video_model],
+    ids=["mnist_convnet", "conv_bn_flatten_dense", "time_distributed"],
+)
 def test_the_conv_before_a_flatten_is_pruned_exactly(build):
     """The Flatten tiles its input's channels once per position, so the conv
     before it is gated and loses channels (and the Dense its rows)."""
@@ -322,6 +335,7 @@ def test_time_distributed_over_an_unfollowed_layer_stays_a_barrier():
 # --- issue 40, items 2, 7, 8 and 9: activations by object, f(0) != 0 before a padded
 # --- conv, counts of normalisations over other axes, equivalent spellings ------------
 
+
 def _random_gate_values(gated, seed):
     """Gate values away from 1 (a wrong fold shows) and random keep masks."""
     rng = np.random.default_rng(seed)
@@ -343,8 +357,12 @@ def _strips_exactly(model, seeds=(0, 1, 2)):
         _random_gate_values(gated, seed)
         small = krp.strip_pruning(gated)
         expected = _outputs(gated, x)
-        np.testing.assert_allclose(_outputs(small, x), expected, rtol=1e-5,
-                                   atol=1e-5 * max(1.0, float(np.abs(expected).max())))
+        np.testing.assert_allclose(
+            _outputs(small, x),
+            expected,
+            rtol=1e-5,
+            atol=1e-5 * max(1.0, float(np.abs(expected).max())),
+        )
         assert krp.count_params(small) == small.count_params() == krp.count_params(gated)
         smalls.append(small)
     return smalls
@@ -368,9 +386,11 @@ def test_gate_does_not_fold_through_a_function_named_relu():
     assert not _first_pruned(smalls)  # not known to act per channel: kept whole
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", layers.LeakyReLU(0.1),
-                                        layers.ReLU(negative_slope=0.2)],
-                         ids=["relu", "leaky_relu", "LeakyReLU", "ReLU_slope"])
+@pytest.mark.parametrize(
+    "activation",
+    ["relu", "leaky_relu", layers.LeakyReLU(0.1), layers.ReLU(negative_slope=0.2)],
+    ids=["relu", "leaky_relu", "LeakyReLU", "ReLU_slope"],
+)
 def test_keras_activation_objects_fold_like_their_names(activation):
     assert _first_pruned(_strips_exactly(_conv_net(activation=activation)))
 
@@ -379,8 +399,7 @@ OFFSETS = {
     "add": lambda t: t + 1.0,
     "maximum": lambda t: ops.maximum(t, 0.5),
     "relu_threshold": lambda t: layers.ReLU(threshold=0.5, negative_slope=0.1)(t),
-    "sigmoid_map": lambda t: layers.Multiply()([layers.Activation("sigmoid")(t),
-                                                 ops.sigmoid(t)]),
+    "sigmoid_map": lambda t: layers.Multiply()([layers.Activation("sigmoid")(t), ops.sigmoid(t)]),
     "exp": ops.exp,
     "log_sigmoid": ops.log_sigmoid,
 }
@@ -409,11 +428,17 @@ def _normalized(norm, shape=(6, 10, 3)):
     return keras.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling2D()(x)))
 
 
-@pytest.mark.parametrize("norm", [
-    lambda: layers.BatchNormalization(axis=1), lambda: layers.BatchNormalization(axis=2),
-    lambda: layers.LayerNormalization(axis=(1, 2, 3)), lambda: layers.LayerNormalization(),
-    lambda: layers.GroupNormalization(groups=2),
-], ids=["bn_axis1", "bn_axis2", "ln_axes123", "ln", "gn"])
+@pytest.mark.parametrize(
+    "norm",
+    [
+        lambda: layers.BatchNormalization(axis=1),
+        lambda: layers.BatchNormalization(axis=2),
+        lambda: layers.LayerNormalization(axis=(1, 2, 3)),
+        lambda: layers.LayerNormalization(),
+        lambda: layers.GroupNormalization(groups=2),
+    ],
+    ids=["bn_axis1", "bn_axis2", "ln_axes123", "ln", "gn"],
+)
 def test_normalisations_over_other_axes_count_like_keras(norm):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a barrier's warning (BN over another axis)
@@ -423,7 +448,7 @@ def test_normalisations_over_other_axes_count_like_keras(norm):
 
 SPELLINGS = {
     "divide": lambda t: t / 2.0,
-    "power": lambda t: t ** 2,
+    "power": lambda t: t**2,
     "abs": lambda t: abs(t),
     "ops_abs": ops.abs,
     "mean_keepdims": lambda t: t * ops.mean(t, axis=(1, 2), keepdims=True),
@@ -447,6 +472,7 @@ def test_equivalent_spellings_are_pruned_exactly(name):
 
 # --- issue 40, items 5 and 6: reused layers, names like generated ones, Lambda layers
 
+
 def _inputs_for(model, seed=0):
     rng = np.random.default_rng(seed)
     xs = [rng.uniform(-1, 2, (4, *t.shape[1:])).astype("float32") for t in model.inputs]
@@ -468,8 +494,9 @@ def _exact_with_equal_counts(model):
     random_masks(gated, 0)
     small = krp.strip_pruning(gated)
     for actual, expected in zip(_all_outputs(small, x), _all_outputs(gated, x)):
-        np.testing.assert_allclose(actual, expected, rtol=1e-5,
-                                   atol=1e-5 * max(1.0, float(np.abs(expected).max())))
+        np.testing.assert_allclose(
+            actual, expected, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(expected).max()))
+        )
     assert krp.count_params(small) == small.count_params() == krp.count_params(gated)
     assert krp.count_flops(small) == krp.count_flops(gated)
     return gated, small
@@ -486,8 +513,11 @@ def _no_library_warning(build):
 def _reused_weightless_net():
     """One Activation, Concatenate, Add and pair of Reshapes, each called twice."""
     inputs = keras.Input(SHAPE)
-    act, cat, add = layers.Activation("relu", name="act"), layers.Concatenate(name="cat"), \
-        layers.Add(name="add")
+    act, cat, add = (
+        layers.Activation("relu", name="act"),
+        layers.Concatenate(name="cat"),
+        layers.Add(name="add"),
+    )
     flat, back = layers.Reshape((64, 16), name="flat"), layers.Reshape((8, 8, 16), name="back")
     a = act(layers.Conv2D(8, 3, padding="same", name="a")(inputs))
     b = act(layers.Conv2D(8, 3, padding="same", name="b")(inputs))
@@ -554,7 +584,8 @@ def _names_like_generated_ones():
     x = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv2d")(x)
     x = layers.ReLU(name="conv2d_gate")(x)
     x = layers.BatchNormalization(name="outer_bn")(
-        layers.Conv2D(8, 3, padding="same", name="outer")(x))
+        layers.Conv2D(8, 3, padding="same", name="outer")(x)
+    )
     x = layers.ReLU(name="add_collapsed")(layers.Add(name="add")([stem, x]))
     x = layers.Conv2D(8, 3, padding="same", name="last")(x)
     return keras.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling2D()(x)))
@@ -566,8 +597,11 @@ def test_names_the_library_makes_never_collide_with_user_names():
     gated, small = _no_library_warning(lambda: model)
     user = {layer.name: type(layer) for layer in model.layers}
     for result in (gated, small):
-        assert all(type(result.get_layer(name)) is kind
-                   for name, kind in user.items() if name != model.layers[0].name)
+        assert all(
+            type(result.get_layer(name)) is kind
+            for name, kind in user.items()
+            if name != model.layers[0].name
+        )
     budgets = [layer for layer in gated.layers if isinstance(layer, krp.PruningBudget)]
     assert len(budgets) == 1 and budgets[0].name not in user
     # The inner group wholly off: the residual branch collapses into an
@@ -591,13 +625,17 @@ class ShapeUnknown(layers.Layer):
 
 LAMBDAS = {
     "scale": lambda: layers.Lambda(lambda t: t * 2.0, name="user_fn"),
-    "with_output_shape": lambda: layers.Lambda(lambda t: t[..., :4], output_shape=(8, 8, 4),
-                                               name="user_fn"),
+    "with_output_shape": lambda: layers.Lambda(
+        lambda t: t[..., :4], output_shape=(8, 8, 4), name="user_fn"
+    ),
     "shape_function": lambda: layers.Lambda(
         lambda t: ops.concatenate([t, t], axis=-1),
-        output_shape=lambda shape: (*shape[:-1], 2 * shape[-1]), name="user_fn"),
-    "arguments": lambda: layers.Lambda(lambda t, k: ops.relu(t) * k, arguments={"k": 0.5},
-                                       name="user_fn"),
+        output_shape=lambda shape: (*shape[:-1], 2 * shape[-1]),
+        name="user_fn",
+    ),
+    "arguments": lambda: layers.Lambda(
+        lambda t, k: ops.relu(t) * k, arguments={"k": 0.5}, name="user_fn"
+    ),
     "no_compute_output_shape": lambda: ShapeUnknown(name="user_fn"),
 }
 

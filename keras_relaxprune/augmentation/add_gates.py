@@ -17,8 +17,15 @@ from keras_relaxprune.layers.channel_gate import INITIAL_GATE, INITIAL_SCALE, Ch
 from keras_relaxprune.layers.pruning_budget import METRICS, PruningBudget, link_budget
 
 
-def add_gates(model, metric="flops", exclude=None, strict=False,
-              initial_gate=INITIAL_GATE, initial_scale=INITIAL_SCALE, input_shape=None):
+def add_gates(
+    model,
+    metric="flops",
+    exclude=None,
+    strict=False,
+    initial_gate=INITIAL_GATE,
+    initial_scale=INITIAL_SCALE,
+    input_shape=None,
+):
     """Returns a copy of `model` with a `ChannelGate` after every prunable unit.
 
     The graph is walked to find the channel groups (channels that must be
@@ -61,7 +68,8 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
     ```
     """
     model, exclude, strict, initial_gate, initial_scale, input_shape = _check_arguments(
-        model, metric, exclude, strict, initial_gate, initial_scale, input_shape)
+        model, metric, exclude, strict, initial_gate, initial_scale, input_shape
+    )
     model = as_functional(model)
     _require_spatial_size(model, input_shape)
     graph = analyze(model, exclude=exclude, strict=strict, warn=True)
@@ -70,8 +78,11 @@ def add_gates(model, metric="flops", exclude=None, strict=False,
     # Names of the layers added, free in the model (a user layer may be
     # called "pruning_budget" or "conv2d_gate").
     taken = graph_names(graph.flat)
-    budget = PruningBudget(metric=metric, cost_input_shape=_shape_list(input_shape),
-                           name=unique_name("pruning_budget", taken))
+    budget = PruningBudget(
+        metric=metric,
+        cost_input_shape=_shape_list(input_shape),
+        name=unique_name("pruning_budget", taken),
+    )
     sites = _gate_sites(graph, initial_gate, initial_scale, taken)
     gated = _gated_copy(graph, sites, budget, name=f"{model.name}_gated")
     link_budget(gated)
@@ -84,7 +95,8 @@ def _require_spatial_size(model, input_shape):
         raise UnknownSpatialSizeError(
             f"add_gates: model '{model.name}' has inputs of unknown spatial size "
             f"{[tuple(x.shape) for x in model.inputs]}; FLOPs need one. Pass "
-            "`add_gates(model, input_shape=(H, W, C))` with the size you train at.")
+            "`add_gates(model, input_shape=(H, W, C))` with the size you train at."
+        )
 
 
 def _gated_copy(graph, sites, budget, name):
@@ -100,7 +112,9 @@ def _gated_copy(graph, sites, budget, name):
         return outputs
 
     gated = rebuild(
-        graph.flat, call_node, name=name,
+        graph.flat,
+        call_node,
+        name=name,
         wrap_input=lambda position, tensor: budget(tensor) if position == 0 else tensor,
     )
     cloner.copy_weights()
@@ -116,23 +130,36 @@ def _shape_list(input_shape):
     return [int(size) for size in input_shape]
 
 
-def _check_arguments(model, metric, exclude, strict, initial_gate, initial_scale,
-                     input_shape):
+def _check_arguments(model, metric, exclude, strict, initial_gate, initial_scale, input_shape):
     model = as_functional(arguments.model("add_gates", "model", model))
     arguments.choice("add_gates", "metric", metric, METRICS)
     if any(isinstance(layer, ChannelGate) for layer in getattr(model, "layers", [])):
         raise InvalidArgumentError(
             f"add_gates: model '{model.name}' already has gates (it was made by "
-            "add_gates); pass the original model, or train this one as it is.")
+            "add_gates); pass the original model, or train this one as it is."
+        )
     return (
         model,
         arguments.layer_names("add_gates", "exclude", exclude, model),
         arguments.boolean("add_gates", "strict", strict),
-        arguments.real("add_gates", "initial_gate", initial_gate,
-                       "a gate value strictly between 0 and 1 (default 0.99)",
-                       low=0.0, high=1.0, low_open=True, high_open=True),
-        arguments.real("add_gates", "initial_scale", initial_scale,
-                       "a positive inverse temperature (default 50)", low=0.0, low_open=True),
+        arguments.real(
+            "add_gates",
+            "initial_gate",
+            initial_gate,
+            "a gate value strictly between 0 and 1 (default 0.99)",
+            low=0.0,
+            high=1.0,
+            low_open=True,
+            high_open=True,
+        ),
+        arguments.real(
+            "add_gates",
+            "initial_scale",
+            initial_scale,
+            "a positive inverse temperature (default 50)",
+            low=0.0,
+            low_open=True,
+        ),
         arguments.input_shape("add_gates", "input_shape", input_shape, model),
     )
 
@@ -145,18 +172,22 @@ def _refuse_unstrippable_layers(graph):
             raise UnsupportedLayerError(
                 f"add_gates: {where} is quantized ({layer.quantization_mode}); its "
                 "integer kernel cannot be sliced exactly. Prune the float model, "
-                "then quantize the stripped one (`small.quantize(...)`).")
+                "then quantize the stripped one (`small.quantize(...)`)."
+            )
         if getattr(layer, "lora_enabled", False):
             raise UnsupportedLayerError(
                 f"add_gates: {where} has LoRA enabled; its low-rank factors cannot "
                 "be sliced with its kernel. Prune before `enable_lora`, or rebuild the "
-                "layer with its merged kernel (`layer.kernel`).")
+                "layer with its merged kernel (`layer.kernel`)."
+            )
         if getattr(layer, "data_format", None) == "channels_first" and (
-                find_support(layer) is not None):
+            find_support(layer) is not None
+        ):
             raise UnsupportedLayerError(
                 f"add_gates: {where} uses data_format='channels_first'; channels "
                 "are pruned on the last axis. Build the model channels_last "
-                "(`keras.config.set_image_data_format('channels_last')`).")
+                "(`keras.config.set_image_data_format('channels_last')`)."
+            )
 
 
 def _gate_sites(graph, initial_gate, initial_scale, taken):
@@ -176,8 +207,9 @@ def _gate_sites(graph, initial_gate, initial_scale, taken):
     def gate_of(root):
         if root not in gates:
             name = unique_name(safe_name(graph.groups.producers[root][0]) + "_gate", taken)
-            gates[root] = ChannelGate(initial_gate, initial_scale, name=name,
-                                      channels=graph.groups.size[root])
+            gates[root] = ChannelGate(
+                initial_gate, initial_scale, name=name, channels=graph.groups.size[root]
+            )
         return gates[root]
 
     for index, flat in enumerate(graph.flat.nodes):
@@ -219,8 +251,10 @@ class _SegmentGates:
     """
 
     def __init__(self, segments, gate_of):
-        self.parts = [(start, stop, gate_of(root) if root is not None else None)
-                      for start, stop, root in segments]
+        self.parts = [
+            (start, stop, gate_of(root) if root is not None else None)
+            for start, stop, root in segments
+        ]
 
     def __call__(self, tensor):
         pieces = []

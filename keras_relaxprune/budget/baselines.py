@@ -60,13 +60,17 @@ def apply_baseline(gated, method, target, metric="flops", seed=0):
     if reachable > remaining:
         raise BudgetError(
             f"apply_baseline: the smallest reachable {metric} fraction is "
-            f"{reachable:.4f}, above the {remaining:.4f} that target={target} leaves.")
+            f"{reachable:.4f}, above the {remaining:.4f} that target={target} leaves."
+        )
     if method == "network_slimming":
         scores = channel_scores(graph, _batchnorm_gamma)
         keep = close_budget(graph, metric, remaining, scores=scores)
     else:
-        rank = {"uniform": _first_channels, "random": _random_channels(seed),
-                "l1_norm": _l1_channels(graph)}[method]
+        rank = {
+            "uniform": _first_channels,
+            "random": _random_channels(seed),
+            "l1_norm": _l1_channels(graph),
+        }[method]
         keep = _uniform_widths(graph, metric, remaining, rank)
     for root, mask in keep.items():
         graph.gates[root].keep_mask.assign(mask)
@@ -93,8 +97,9 @@ def channel_scores(graph, layer_score):
         for segment in out_maps[0]:
             root = None if segment.group is None else find(segment.group)
             if root in scores:
-                scores[root][segment.start:segment.stop] += values[
-                    offset:offset + segment.length]
+                scores[root][segment.start : segment.stop] += values[
+                    offset : offset + segment.length
+                ]
             offset += segment.length
     return scores
 
@@ -176,7 +181,7 @@ def _uniform_widths(graph, metric, remaining, rank):
         for root in roots:
             size = graph.groups.size[root]
             mask = np.zeros(size, "float32")
-            mask[order[root][:max(1, int(round(ratio * size)))]] = 1.0
+            mask[order[root][: max(1, int(round(ratio * size)))]] = 1.0
             keep[root] = mask
         return keep
 

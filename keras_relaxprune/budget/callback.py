@@ -138,55 +138,125 @@ class PruningCallback(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, target, metric=None, begin_step=0, end_step=None,
-                 lambda_=2.0, final_scale=FINAL_SCALE, threshold=(0.02, 0.2), round_to=1,
-                 min_keep=0.0,
-                 verbose=0, lambda_rate=None, calibration_data=None,
-                 calibration_steps=50, log_dir=None, log_every_n_steps=None,
-                 gate_prior="bn_gamma", cost_exponent=None):
+    def __init__(
+        self,
+        target,
+        metric=None,
+        begin_step=0,
+        end_step=None,
+        lambda_=2.0,
+        final_scale=FINAL_SCALE,
+        threshold=(0.02, 0.2),
+        round_to=1,
+        min_keep=0.0,
+        verbose=0,
+        lambda_rate=None,
+        calibration_data=None,
+        calibration_steps=50,
+        log_dir=None,
+        log_every_n_steps=None,
+        gate_prior="bn_gamma",
+        cost_exponent=None,
+    ):
         super().__init__()
         check = arguments.Checks("PruningCallback")
-        self.target = check.real("target", target, "a fraction of the cost to remove, "
-                                 "strictly between 0 and 1 (0.9 removes 90%)",
-                                 low=0.0, high=1.0, low_open=True, high_open=True)
+        self.target = check.real(
+            "target",
+            target,
+            "a fraction of the cost to remove, strictly between 0 and 1 (0.9 removes 90%)",
+            low=0.0,
+            high=1.0,
+            low_open=True,
+            high_open=True,
+        )
         self.metric = check.choice("metric", metric, (None, *METRICS))
-        self.begin_step = check.integer("begin_step", begin_step,
-                                        "a training step >= 0 (default 0)", low=0)
-        self.end_step = None if end_step is None else check.integer(
-            "end_step", end_step, f"a step >= begin_step={self.begin_step}, or None "
-            "(75% of the fit)", low=self.begin_step)
-        self.lambda_ = check.real("lambda_", lambda_, "a penalty weight >= 0 (default 2.0)",
-                                  low=0.0)
-        self.final_scale = check.real("final_scale", final_scale, "a positive inverse "
-                                      "temperature (default 500)", low=0.0, low_open=True)
+        self.begin_step = check.integer(
+            "begin_step", begin_step, "a training step >= 0 (default 0)", low=0
+        )
+        self.end_step = (
+            None
+            if end_step is None
+            else check.integer(
+                "end_step",
+                end_step,
+                f"a step >= begin_step={self.begin_step}, or None (75% of the fit)",
+                low=self.begin_step,
+            )
+        )
+        self.lambda_ = check.real(
+            "lambda_", lambda_, "a penalty weight >= 0 (default 2.0)", low=0.0
+        )
+        self.final_scale = check.real(
+            "final_scale",
+            final_scale,
+            "a positive inverse temperature (default 500)",
+            low=0.0,
+            low_open=True,
+        )
         self.threshold = check.ordered_pair(
-            "threshold", threshold, "(start, end) gate values with 0 <= start <= end < 1, "
+            "threshold",
+            threshold,
+            "(start, end) gate values with 0 <= start <= end < 1, "
             "raised from start to end over the ramp, e.g. threshold=(0.02, 0.2) (the "
-            "default); for a fixed value t pass (t, t)")
-        self.round_to = check.integer("round_to", round_to, "a whole number of channels "
-                                      ">= 1 (default 1; 8 suits most hardware)", low=1)
-        self.min_keep = check.real("min_keep", min_keep, "a fraction in [0, 1) of each "
-                                   "group's channels, e.g. 0.25", low=0.0, high=1.0,
-                                   high_open=True)
-        self.verbose = check.integer("verbose", verbose, "0 (silent) or 1 (a line per epoch)",
-                                     low=0, bool_ok=True)
-        self.lambda_rate = None if lambda_rate is None else check.real(
-            "lambda_rate", lambda_rate, "a rate >= 0 (0 keeps lambda fixed), or None "
-            "(1 with SGD, 0 with other optimizers)", low=0.0)
+            "default); for a fixed value t pass (t, t)",
+        )
+        self.round_to = check.integer(
+            "round_to",
+            round_to,
+            "a whole number of channels >= 1 (default 1; 8 suits most hardware)",
+            low=1,
+        )
+        self.min_keep = check.real(
+            "min_keep",
+            min_keep,
+            "a fraction in [0, 1) of each group's channels, e.g. 0.25",
+            low=0.0,
+            high=1.0,
+            high_open=True,
+        )
+        self.verbose = check.integer(
+            "verbose", verbose, "0 (silent) or 1 (a line per epoch)", low=0, bool_ok=True
+        )
+        self.lambda_rate = (
+            None
+            if lambda_rate is None
+            else check.real(
+                "lambda_rate",
+                lambda_rate,
+                "a rate >= 0 (0 keeps lambda fixed), or None (1 with SGD, 0 with other optimizers)",
+                low=0.0,
+            )
+        )
         self.calibration_data = check.batches("calibration_data", calibration_data)
-        self.calibration_steps = None if calibration_steps is None else check.integer(
-            "calibration_steps", calibration_steps, "a number of batches >= 1, or None "
-            "(all of calibration_data)", low=1)
+        self.calibration_steps = (
+            None
+            if calibration_steps is None
+            else check.integer(
+                "calibration_steps",
+                calibration_steps,
+                "a number of batches >= 1, or None (all of calibration_data)",
+                low=1,
+            )
+        )
         if log_dir is not None:
             check.path("log_dir", log_dir)
         if log_every_n_steps is not None:
-            check.integer("log_every_n_steps", log_every_n_steps,
-                          "a positive integer or None", low=1)
+            check.integer(
+                "log_every_n_steps", log_every_n_steps, "a positive integer or None", low=1
+            )
         self.gate_prior = check.choice("gate_prior", gate_prior, (None, "l1_norm", "bn_gamma"))
-        self.cost_exponent = None if cost_exponent is None else check.real(
-            "cost_exponent", cost_exponent, "a value in [0, 1] (1: push in proportion to "
-            "cost, 0: every channel alike), or None (0.5 for FLOPs, 0 for params)",
-            low=0.0, high=1.0)
+        self.cost_exponent = (
+            None
+            if cost_exponent is None
+            else check.real(
+                "cost_exponent",
+                cost_exponent,
+                "a value in [0, 1] (1: push in proportion to "
+                "cost, 0: every channel alike), or None (0.5 for FLOPs, 0 for params)",
+                low=0.0,
+                high=1.0,
+            )
+        )
         self._budget = None
         self._graph = None
         self._closing = None  # (gate state, masks) of the last closing computed
@@ -204,8 +274,7 @@ class PruningCallback(keras.callbacks.Callback):
         exclude_gates_from_weight_decay(model, self._graph)
 
     def on_train_begin(self, logs=None):
-        reachable = minimum_fraction(self._graph, self.metric, self.round_to,
-                                     self.min_keep)
+        reachable = minimum_fraction(self._graph, self.metric, self.round_to, self.min_keep)
         if reachable > self.remaining_target:
             raise BudgetError(
                 f"PruningCallback(target={self.target}): the protected layers "
@@ -244,14 +313,19 @@ class PruningCallback(keras.callbacks.Callback):
             end_step = self._end_epoch * steps if steps else 1e12
         fresh = not float(budget.ramp_on.numpy()) or float(budget.masks_final.numpy())
         values = {
-            "begin_step": self.begin_step, "end_step": float(end_step),
-            "remaining_target": self.remaining_target, "penalty_weight": self.lambda_,
-            "base_penalty_weight": self.lambda_, "penalty_weight_rate": self._lambda_rate(),
+            "begin_step": self.begin_step,
+            "end_step": float(end_step),
+            "remaining_target": self.remaining_target,
+            "penalty_weight": self.lambda_,
+            "base_penalty_weight": self.lambda_,
+            "penalty_weight_rate": self._lambda_rate(),
             "cost_exponent": self._cost_exponent(),
             "final_scale": self.final_scale,
-            "initial_threshold": self.threshold[0], "final_threshold": self.threshold[1],
+            "initial_threshold": self.threshold[0],
+            "final_threshold": self.threshold[1],
             "flops_weight": 1.0 if self.metric == "flops" else 0.0,
-            "ramp_on": 1.0, "masks_final": 0.0,
+            "ramp_on": 1.0,
+            "masks_final": 0.0,
         }
         if fresh and self.gate_prior and float(budget.step.numpy()) == 0.0:
             set_gate_prior(self._graph, self.gate_prior)
@@ -302,8 +376,13 @@ class PruningCallback(keras.callbacks.Callback):
         self.model.stop_training = True
         raise PruningError(
             f"PruningCallback: the loss became {float(loss)} in {where}; training "
-            "stopped" + (" and the weights and masks of the start of that epoch "
-                         "were restored" if restored else "") + ". Lower the learning "
+            "stopped"
+            + (
+                " and the weights and masks of the start of that epoch were restored"
+                if restored
+                else ""
+            )
+            + ". Lower the learning "
             f"rate or lambda_ (now {self.lambda_}), or check the data for NaN."
         )
 
@@ -318,8 +397,9 @@ class PruningCallback(keras.callbacks.Callback):
             return False
         last_epoch = epoch + 1 >= (self.params.get("epochs") or 1)
         stopping = bool(getattr(self.model, "stop_training", False))
-        return (last_epoch or stopping
-                or float(budget.step.numpy()) >= float(budget.end_step.numpy()))
+        return (
+            last_epoch or stopping or float(budget.step.numpy()) >= float(budget.end_step.numpy())
+        )
 
     def on_train_end(self, logs=None):
         if not float(self._budget.masks_final.numpy()):
@@ -340,8 +420,9 @@ class PruningCallback(keras.callbacks.Callback):
 
     def _recalibrate(self):
         if self.calibration_data is not None:
-            recalibrate_batchnorm(gated_model(self.model), self.calibration_data,
-                                  steps=self.calibration_steps)
+            recalibrate_batchnorm(
+                gated_model(self.model), self.calibration_data, steps=self.calibration_steps
+            )
 
     def _closing_masks(self):
         """The masks closing gives for the gates as they are now.
@@ -351,12 +432,20 @@ class PruningCallback(keras.callbacks.Callback):
         `fit`) see the same gates, so they share one computation and the
         logs show exactly the masks the model gets.
         """
-        state = [keras.ops.convert_to_numpy(variable) for gate in self._graph.gates.values()
-                 for variable in (gate.logits, gate.keep_mask, gate.scale)]
+        state = [
+            keras.ops.convert_to_numpy(variable)
+            for gate in self._graph.gates.values()
+            for variable in (gate.logits, gate.keep_mask, gate.scale)
+        ]
         if self._closing is None or not _same_arrays(self._closing[0], state):
-            masks = close_budget(self._graph, self.metric, self.remaining_target,
-                                 self.round_to, verbose=bool(self.verbose),
-                                 min_keep=self.min_keep)
+            masks = close_budget(
+                self._graph,
+                self.metric,
+                self.remaining_target,
+                self.round_to,
+                verbose=bool(self.verbose),
+                min_keep=self.min_keep,
+            )
             self._closing = (state, masks)
         return self._closing[1]
 
@@ -374,7 +463,8 @@ class PruningCallback(keras.callbacks.Callback):
             "remaining_flops": fractions["flops"],
             "remaining_params": fractions["params"],
             "pruning_target": _scalar(budget.ramped_target(progress))
-            if budget.ramp_on.numpy() else self.remaining_target,
+            if budget.ramp_on.numpy()
+            else self.remaining_target,
             "pruning_lambda": float(budget.penalty_weight.numpy()),
             "gate_temperature": float(gates[0].scale.numpy()) if gates else 0.0,
         }
@@ -393,5 +483,4 @@ def _scalar(tensor):
 
 
 def _same_arrays(first, second):
-    return len(first) == len(second) and all(
-        np.array_equal(a, b) for a, b in zip(first, second))
+    return len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))

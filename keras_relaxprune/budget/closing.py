@@ -84,8 +84,7 @@ def minimum_fraction(graph, metric, round_to=1, min_keep=0.0):
     return cost_fractions(graph, keep)[metric]
 
 
-def close_budget(graph, metric, target, round_to=1, scores=None, verbose=False,
-                 min_keep=0.0):
+def close_budget(graph, metric, target, round_to=1, scores=None, verbose=False, min_keep=0.0):
     """Group root -> final 0/1 keep vector with the hard cost near `target`.
 
     The hard `metric` fraction lands in `[target - 0.01, target]` whenever a
@@ -120,16 +119,20 @@ def close_budget(graph, metric, target, round_to=1, scores=None, verbose=False,
     True
     """
     started, say = time.perf_counter(), _reporter(verbose)
-    values = scores if scores is not None else {
-        root: _gate_values(graph, root) for root in graph.gated_groups()}
+    values = (
+        scores
+        if scores is not None
+        else {root: _gate_values(graph, root) for root in graph.gated_groups()}
+    )
     keep = graph.keep_vectors()
-    levels = {root: _Levels(values[root], keep[root], round_to, min_keep)
-              for root in values}
+    levels = {root: _Levels(values[root], keep[root], round_to, min_keep) for root in values}
     state = {root: group.start for root, group in levels.items()}
     cost = IncrementalCost.build(graph, metric, {**keep, **_masks(levels, state)})
-    say(f"Closing the {metric} budget: {len(levels)} channel groups, "
+    say(
+        f"Closing the {metric} budget: {len(levels)} channel groups, "
         f"{sum(g.size for g in levels.values())} channels, {cost.fraction:.4f} "
-        f"of the cost left, target {target:.4f}.")
+        f"of the cost left, target {target:.4f}."
+    )
     savings = _savings(cost, levels, state)
     state = _remove(cost, levels, state, savings, target)
     say(_progress("removal", cost))
@@ -139,15 +142,16 @@ def close_budget(graph, metric, target, round_to=1, scores=None, verbose=False,
         state = _search(cost, levels, state, savings, target)
         say(_progress("search over group widths", cost))
     unreachable = " (unreachable target: every group at its floor)"
-    say(f"Budget closed at {cost.fraction:.4f} of the {metric}"
+    say(
+        f"Budget closed at {cost.fraction:.4f} of the {metric}"
         f"{unreachable if cost.fraction > target else ''} in "
-        f"{time.perf_counter() - started:.1f} s.")
+        f"{time.perf_counter() - started:.1f} s."
+    )
     return _masks(levels, state)
 
 
 def _progress(step, cost):
-    return (f"  after {step}: {cost.fraction:.4f} "
-            f"({cost.stats['evaluations']} cost evaluations)")
+    return f"  after {step}: {cost.fraction:.4f} ({cost.stats['evaluations']} cost evaluations)"
 
 
 def _reporter(verbose):
@@ -189,12 +193,12 @@ class _Levels:
 
     def mask(self, level):
         keep = np.zeros(self.size, "float32")
-        keep[self.order[:self.counts[level]]] = 1.0
+        keep[self.order[: self.counts[level]]] = 1.0
         return keep
 
     def unit_score(self, level):
         """Mean score of the channels between `level` and `level + 1`."""
-        unit = self.order[self.counts[level]:self.counts[level + 1]]
+        unit = self.order[self.counts[level] : self.counts[level + 1]]
         return float(self.scores[unit].mean())
 
 
@@ -234,8 +238,12 @@ def _remove(cost, levels, state, savings, target):
     units = []
     for position, (root, group) in enumerate(levels.items()):
         for level in range(state[root] - 1, -1, -1):
-            key = (group.unit_score(level), -group.counts[level] / group.size,
-                   -savings[root], position)
+            key = (
+                group.unit_score(level),
+                -group.counts[level] / group.size,
+                -savings[root],
+                position,
+            )
             units.append((key, root, level))
     units.sort(key=lambda unit: unit[0])
 
@@ -270,8 +278,7 @@ def _fill(cost, levels, state, target):
     def push(position, root):
         group, level = levels[root], state[root]
         if level + 1 < len(group.counts):
-            key = (-group.unit_score(level), group.counts[level + 1] / group.size,
-                   position)
+            key = (-group.unit_score(level), group.counts[level + 1] / group.size, position)
             heapq.heappush(queue, (key, root))
 
     for position, root in enumerate(levels):
@@ -340,9 +347,11 @@ def warn_thinned_to_floor(graph, masks, round_to):
         if size > floor and int(np.sum(keep)) <= floor:
             widths.add(int(np.sum(keep)))
             producers = graph.groups.producers[root]
-            thinned.append(f"'{producers[0]}'" + (
-                f" (+{len(producers) - 1} tied)" if len(producers) > 1 else "")
-                + f": {int(np.sum(keep))} of {size}")
+            thinned.append(
+                f"'{producers[0]}'"
+                + (f" (+{len(producers) - 1} tied)" if len(producers) > 1 else "")
+                + f": {int(np.sum(keep))} of {size}"
+            )
     if thinned:
         warnings.warn(
             "PruningCallback: the budget left these channel groups at their "

@@ -23,8 +23,7 @@ def gated_model(model):
     if not getattr(model, "_relaxprune_adds_model_losses", False):
         distill_loss = model.compute_loss
 
-        def compute_loss(x=None, y=None, y_pred=None, sample_weight=None,
-                         training=True):
+        def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
             loss = distill_loss(x, y, y_pred, sample_weight, training=training)
             for extra in model.losses:  # a list of tensors (tracers on JAX)
                 loss = loss + keras.ops.cast(extra, loss.dtype)

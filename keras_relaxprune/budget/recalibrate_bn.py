@@ -37,8 +37,9 @@ def recalibrate_batchnorm(model, data, steps=None, batch_size=128):
     small = krp.strip_pruning(gated)
     ```
     """
-    norms = list({id(layer): layer for layer in _all_layers(model)
-                  if has_moving_statistics(layer)}.values())
+    norms = list(
+        {id(layer): layer for layer in _all_layers(model) if has_moving_statistics(layer)}.values()
+    )
     if not norms:
         return 0
     moving = {id(v) for layer in norms for v in (layer.moving_mean, layer.moving_variance)}
@@ -71,7 +72,7 @@ def _all_layers(layer):
 def _batches(data, batch_size):
     if isinstance(data, np.ndarray):
         for start in range(0, len(data), batch_size):
-            yield data[start:start + batch_size]
+            yield data[start : start + batch_size]
         return
     if isinstance(data, keras.utils.PyDataset):
         dataset = data

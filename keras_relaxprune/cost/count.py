@@ -46,7 +46,7 @@ def kept_channels(graph, keep=None):
             if segment.group is None:
                 total += segment.length
             else:
-                total += int(keep[find(segment.group)][segment.start:segment.stop].sum())
+                total += int(keep[find(segment.group)][segment.start : segment.stop].sum())
         return total
 
     return count
@@ -83,7 +83,8 @@ def _not_counting(graph, count, roots):
         return count
     find = graph.groups.find
     return lambda channel_map: count(
-        [s for s in channel_map if s.group is None or find(s.group) not in roots])
+        [s for s in channel_map if s.group is None or find(s.group) not in roots]
+    )
 
 
 def _constant_groups(graph, collapsed):
@@ -91,8 +92,9 @@ def _constant_groups(graph, collapsed):
     producers = {}
     for index, group in graph.producers:
         producers.setdefault(graph.groups.find(group), []).append(index)
-    return {root for root, indices in producers.items()
-            if all(index in collapsed for index in indices)}
+    return {
+        root for root, indices in producers.items() if all(index in collapsed for index in indices)
+    }
 
 
 def _node_costs(nodes, count, as_stripped):
@@ -129,9 +131,16 @@ def _rows(graph, nodes, costs):
     params = {}
     for indices in calls.values():
         params.update(zip(indices, shared_params([costs[i] for i in indices])))
-    return [LayerCost(node.flat.name, node.flat.class_name, params[index],
-                      costs[index].macs, costs[index].flops)
-            for index, node in enumerate(nodes)]
+    return [
+        LayerCost(
+            node.flat.name,
+            node.flat.class_name,
+            params[index],
+            costs[index].macs,
+            costs[index].flops,
+        )
+        for index, node in enumerate(nodes)
+    ]
 
 
 def _reaching_outputs(flat_graph, constant):
@@ -165,8 +174,14 @@ def sized_graph(model, input_shape=None):
     through its own layers, so the graph's gates are the model's.
     """
     if input_shape is None:
-        input_shape = next((layer.cost_input_shape for layer in getattr(model, "layers", [])
-                            if getattr(layer, "cost_input_shape", None)), None)
+        input_shape = next(
+            (
+                layer.cost_input_shape
+                for layer in getattr(model, "layers", [])
+                if getattr(layer, "cost_input_shape", None)
+            ),
+            None,
+        )
     if input_shape is None:
         return analyze(model)
     shapes = input_shape if isinstance(input_shape[0], (list, tuple)) else [input_shape]
@@ -222,14 +237,18 @@ def count_flops(model, input_shape=None, by_layer=False):
     input_shape = arguments.input_shape("count_flops", "input_shape", input_shape, model)
     by_layer = arguments.boolean("count_flops", "by_layer", by_layer)
     graph = sized_graph(model, input_shape)
-    costs = _with_gained_biases(
-        graph, layer_costs(graph, kept_channels(graph), as_stripped=True))
+    costs = _with_gained_biases(graph, layer_costs(graph, kept_channels(graph), as_stripped=True))
     total = int(sum(c.flops for c in costs))
     if not by_layer:
         return total
     rows = [
-        {"name": c.name, "class": c.class_name, "params": int(c.params),
-         "macs": int(c.macs), "flops": int(c.flops)}
+        {
+            "name": c.name,
+            "class": c.class_name,
+            "params": int(c.params),
+            "macs": int(c.macs),
+            "flops": int(c.flops),
+        }
         for c in costs
     ]
     return total, rows
@@ -247,8 +266,7 @@ def _with_gained_biases(graph, costs):
     readers = {}
     for index, flat in enumerate(graph.flat.nodes):
         layer, cost = flat.operation, costs[index]
-        if (not has_kernel(layer) or layer.use_bias
-                or not (cost.params or cost.macs)):
+        if not has_kernel(layer) or layer.use_bias or not (cost.params or cost.macs):
             continue
         in_map = graph.in_maps(index)[0]
         removed = None if in_map is None else np.flatnonzero(graph.kept_flags(in_map, keep) == 0)
@@ -276,8 +294,9 @@ def _values_on_zeros(graph, keys):
     sample; unknown sizes taken as 32)."""
     values = {}
     for key in graph.flat.inputs:
-        shape = [1] + [32 if size is None else size
-                       for size in tuple(graph.flat.tensors[key].shape)[1:]]
+        shape = [1] + [
+            32 if size is None else size for size in tuple(graph.flat.tensors[key].shape)[1:]
+        ]
         values[key] = keras.ops.zeros(shape, graph.flat.tensors[key].dtype or "float32")
     for flat in graph.flat.nodes:
         args, kwargs = flat.fill_in(values)

@@ -35,8 +35,10 @@ class CostPlan:
         def spans(channel_map):
             if channel_map is None:
                 return None
-            return [Span(None if s.group is None else find(s.group), s.start, s.stop)
-                    for s in channel_map]
+            return [
+                Span(None if s.group is None else find(s.group), s.start, s.stop)
+                for s in channel_map
+            ]
 
         self.graph, self.nodes = graph, cost_nodes(graph)
         self.in_spans = [spans(node.in_map) for node in self.nodes]
@@ -53,8 +55,7 @@ class CostPlan:
                 self.consumers.setdefault(key, []).append(index)
             self.calls.setdefault(id(node.flat.operation), []).append(index)
         dense = layer_costs(graph, dense_channels)
-        self.dense = {"flops": sum(c.flops for c in dense),
-                      "params": sum(c.params for c in dense)}
+        self.dense = {"flops": sum(c.flops for c in dense), "params": sum(c.params for c in dense)}
 
 
 def _holds_constant(cost):
@@ -142,7 +143,8 @@ class IncrementalCost:
                     for consumer in plan.consumers.get(key, ()):
                         heapq.heappush(queue, consumer)
         constants = self.constants + sum(
-            _holds_constant(new) - _holds_constant(self.costs[i]) for i, new in changed.items())
+            _holds_constant(new) - _holds_constant(self.costs[i]) for i, new in changed.items()
+        )
         if constants:
             totals = self._recounted(sums)
         elif self.constants:
@@ -152,13 +154,15 @@ class IncrementalCost:
         else:
             calls = {id(plan.nodes[i].flat.operation) for i in changed}
             totals = {
-                "flops": self.totals["flops"] + sum(
-                    new.flops - self.costs[i].flops for i, new in changed.items()),
-                "params": self.totals["params"] + sum(
-                    self._call_params(c, changed) - self._call_params(c, {}) for c in calls),
+                "flops": self.totals["flops"]
+                + sum(new.flops - self.costs[i].flops for i, new in changed.items()),
+                "params": self.totals["params"]
+                + sum(self._call_params(c, changed) - self._call_params(c, {}) for c in calls),
             }
-        return (totals[self.metric] / plan.dense[self.metric],
-                _Change(sums, changed, totals, constants))
+        return (
+            totals[self.metric] / plan.dense[self.metric],
+            _Change(sums, changed, totals, constants),
+        )
 
     def apply(self, change):
         """Makes the `change` of an `evaluate` the current state."""
@@ -177,21 +181,28 @@ class IncrementalCost:
         """Both totals as the sums of the node costs, with `changed` applied
         (exact while no node holds a constant)."""
         costs = [changed.get(index) or cost for index, cost in enumerate(self.costs)]
-        return {"flops": sum(cost.flops for cost in costs),
-                "params": sum(self._call_params(c, changed) for c in self.plan.calls)}
+        return {
+            "flops": sum(cost.flops for cost in costs),
+            "params": sum(self._call_params(c, changed) for c in self.plan.calls),
+        }
 
     def _recounted(self, sums):
         """Both totals by `layer_costs`, with the masks of `sums` applied."""
-        keep = {root: np.diff(prefix).astype("float32")
-                for root, prefix in {**self.sums, **sums}.items()}
+        keep = {
+            root: np.diff(prefix).astype("float32")
+            for root, prefix in {**self.sums, **sums}.items()
+        }
         graph = self.plan.graph
         costs = layer_costs(graph, kept_channels(graph, keep), as_stripped=True)
         return {"flops": sum(c.flops for c in costs), "params": sum(c.params for c in costs)}
 
     def _call_params(self, call, changed):
         """A layer's weights, counted once over its calls (`shared_params`)."""
-        return sum(shared_params(
-            [changed.get(index) or self.costs[index] for index in self.plan.calls[call]]))
+        return sum(
+            shared_params(
+                [changed.get(index) or self.costs[index] for index in self.plan.calls[call]]
+            )
+        )
 
     def _node(self, index, sums, changed):
         """The `NodeCost` of node `index`, with the masks of `sums` and the
@@ -207,8 +218,9 @@ class IncrementalCost:
         if node.tracked:
             cin = self._count(plan.in_spans[index], sums)
             cout = self._count(plan.out_spans[index], sums)
-        output_counts = [None if m is None else self._count(m, sums)
-                         for m in plan.output_spans[index]]
+        output_counts = [
+            None if m is None else self._count(m, sums) for m in plan.output_spans[index]
+        ]
         return node_cost(node, cin, cout, live_inputs, output_counts)
 
     def _count(self, spans, sums):

@@ -113,8 +113,11 @@ class CostNode:
         self.combines_inputs = support is not None and support.combines_inputs
         self.weight_count = sum(math.prod(w.shape) for w in getattr(flat.operation, "weights", []))
         self._layer_cost = support.cost if support is not None else None
-        self._shapes = LayerShapes(flat, graph.flat.tensors, params_only,
-                                   flat.outputs[0] in gated) if tracked else None
+        self._shapes = (
+            LayerShapes(flat, graph.flat.tensors, params_only, flat.outputs[0] in gated)
+            if tracked
+            else None
+        )
         self._memo = {}
 
     @property
@@ -169,7 +172,8 @@ def node_cost(node, cin, cout, live_inputs, output_counts=None):
         if emits_constant(bool(node.channel_inputs) and not live_inputs, widest):
             return COLLAPSED
         constant_outputs = frozenset(
-            key for key, count in zip(node.flat.outputs, output_counts) if count == 0)
+            key for key, count in zip(node.flat.outputs, output_counts) if count == 0
+        )
     if not node.tracked:
         return NodeCost(params=node.weight_count, constant_outputs=constant_outputs)
     cost = node.layer_cost(cin, cout)

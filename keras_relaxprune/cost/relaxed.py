@@ -70,7 +70,7 @@ class GraphCost:
                     continue
                 if root not in vectors:
                     vectors[root] = vector_of(gates[root])
-                total = total + ops.sum(vectors[root][segment.start:segment.stop])
+                total = total + ops.sum(vectors[root][segment.start : segment.stop])
             totals[key] = total
             return total
 

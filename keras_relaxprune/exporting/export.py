@@ -37,8 +37,14 @@ FORMATS = ("keras", "saved_model", "tflite")
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 
 
-def export(model, path, formats=FORMATS, tflite_quantization=None,
-           representative_data=None, pruned_from=None):
+def export(
+    model,
+    path,
+    formats=FORMATS,
+    tflite_quantization=None,
+    representative_data=None,
+    pruned_from=None,
+):
     """Writes a pruned model as `.keras`, TF SavedModel and/or TFLite files.
 
     Args:
@@ -73,8 +79,9 @@ def export(model, path, formats=FORMATS, tflite_quantization=None,
     y = run_tflite(paths["tflite"], x_test[:8])   # .../model_float16.tflite
     ```
     """
-    formats = _check_arguments(model, path, formats, tflite_quantization,
-                               representative_data, pruned_from)
+    formats = _check_arguments(
+        model, path, formats, tflite_quantization, representative_data, pruned_from
+    )
     os.makedirs(path, exist_ok=True)
     if formats != ("keras",) and keras.backend.backend() != "tensorflow":
         # SavedModel/TFLite need TensorFlow: write the .keras file (whole),
@@ -86,15 +93,15 @@ def export(model, path, formats=FORMATS, tflite_quantization=None,
     # never leaves a half-written export, nor destroys an earlier good one.
     staging = tempfile.mkdtemp(dir=path, prefix=".export-")
     try:
-        staged = _write_all(model, staging, formats, tflite_quantization,
-                            representative_data, pruned_from)
+        staged = _write_all(
+            model, staging, formats, tflite_quantization, representative_data, pruned_from
+        )
         return {name: _move_into_place(item, path) for name, item in staged.items()}
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_all(model, path, formats, tflite_quantization, representative_data,
-               pruned_from):
+def _write_all(model, path, formats, tflite_quantization, representative_data, pruned_from):
     written = {}
     if "keras" in formats:
         written["keras"] = os.path.join(path, "model.keras")
@@ -107,8 +114,12 @@ def _write_all(model, path, formats, tflite_quantization, representative_data,
             _save_saved_model(graph_model, written["saved_model"])
         if "tflite" in formats:
             written["tflite"] = _write_tflite(
-                tf, graph_model, path, written.get("saved_model"),
-                tflite_quantization, representative_data,
+                tf,
+                graph_model,
+                path,
+                written.get("saved_model"),
+                tflite_quantization,
+                representative_data,
             )
     result = {name: written[name] for name in formats}
     if pruned_from is not None:
@@ -133,8 +144,11 @@ def _float32_copy(model):
     """`model` itself, or a float32 copy of a mixed-precision model: the
     SavedModel and TFLite converters need one compute dtype (a float32
     TFLite by default; pass `tflite_quantization="float16"` for float16)."""
-    if all(layer.dtype_policy.name == "float32" for layer in _all_layers(model)
-           if hasattr(layer, "dtype_policy")):
+    if all(
+        layer.dtype_policy.name == "float32"
+        for layer in _all_layers(model)
+        if hasattr(layer, "dtype_policy")
+    ):
         return model
 
     def float32_layer(layer):
@@ -196,8 +210,7 @@ def load_saved_model_fn(saved_model_dir):
     return call
 
 
-def _check_arguments(model, path, formats, quantization, representative_data,
-                     pruned_from):
+def _check_arguments(model, path, formats, quantization, representative_data, pruned_from):
     arguments.model("export", "model", model)
     arguments.path("export", "path", path)
     if pruned_from is not None:
@@ -205,16 +218,17 @@ def _check_arguments(model, path, formats, quantization, representative_data,
     if isinstance(formats, str):
         formats = (formats,)
     names = ", ".join(map(repr, FORMATS))
-    if not isinstance(formats, (list, tuple)) or not all(
-            isinstance(name, str) for name in formats):
+    if not isinstance(formats, (list, tuple)) or not all(isinstance(name, str) for name in formats):
         raise ArgumentTypeError(
             f"export: formats={arguments.shown(formats)} is not a list of format "
-            f"names; pass a tuple of names among {names}.")
+            f"names; pass a tuple of names among {names}."
+        )
     unknown = [name for name in formats if name not in FORMATS]
     if unknown or not formats:
         raise InvalidArgumentError(
             f"export: formats={arguments.shown(formats)} must name some of {names}; "
-            f"unknown: {unknown}. Pass one name per item, e.g. formats=('keras', 'tflite').")
+            f"unknown: {unknown}. Pass one name per item, e.g. formats=('keras', 'tflite')."
+        )
     formats = tuple(dict.fromkeys(formats))
     arguments.choice("export", "tflite_quantization", quantization, QUANTIZATIONS)
     if (quantization == "int8") != (representative_data is not None):
@@ -264,8 +278,7 @@ def _import_tensorflow():
         import tensorflow as tf
     except ImportError as err:
         raise ImportError(
-            "SavedModel/TFLite export needs TensorFlow: "
-            "pip install keras-relaxprune[tf]"
+            "SavedModel/TFLite export needs TensorFlow: pip install keras-relaxprune[tf]"
         ) from err
     return tf
 
@@ -299,6 +312,7 @@ def _convert_tflite(tf, saved_model_dir, quantization, representative_data):
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantization == "int8":
+
         def batches():
             for batch in representative_data:
                 if isinstance(batch, dict):
@@ -316,8 +330,7 @@ def _feeds(dtypes, inputs):
     if not isinstance(inputs, dict):
         if len(dtypes) != 1:
             raise ValueError(
-                f"The model has inputs {sorted(dtypes)}; pass a dict keyed by "
-                "input name."
+                f"The model has inputs {sorted(dtypes)}; pass a dict keyed by input name."
             )
         inputs = {next(iter(dtypes)): inputs}
     return {k: np.asarray(v, dtypes[k]) for k, v in inputs.items()}

@@ -43,5 +43,4 @@ def tflite_latency(tflite_path, sample, runs=100, warmup=5, num_threads=2):
         start = time.perf_counter()
         interpreter.invoke()
         times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times),
-            "p10_s": float(np.percentile(times, 10))}
+    return {"median_s": statistics.median(times), "p10_s": float(np.percentile(times, 10))}

@@ -48,9 +48,7 @@ class FlatNode:
 
     def fill_in(self, values):
         """Arguments of the call with each tensor replaced by `values[key]`."""
-        tensor_dict = {
-            arg_id: values[key] for arg_id, key in self.arg_keys.items()
-        }
+        tensor_dict = {arg_id: values[key] for arg_id, key in self.arg_keys.items()}
         return internals.call_arguments(self.node).fill_in(tensor_dict)
 
     @property
@@ -140,8 +138,7 @@ def _walk(model, input_keys, scope, graph):
     return [key_of(t) for t in model.outputs]
 
 
-def rebuild(graph, call_node, name=None, input_shapes=None, wrap_input=None,
-            unwrap_output=None):
+def rebuild(graph, call_node, name=None, input_shapes=None, wrap_input=None, unwrap_output=None):
     """A new functional model from `graph`, calling `call_node` at each node.
 
     `call_node(index, flat_node, args, kwargs)` returns the node's outputs
@@ -229,13 +226,17 @@ def fresh_layer(flat, **config_changes):
         copy = _from_config(type(layer), config)
         _put_back(copy, live)
     except Exception as error:
-        return _uncopyable(flat, config_changes,
-                           f"its config does not rebuild it ({_first_line(error)})")
+        return _uncopyable(
+            flat, config_changes, f"its config does not rebuild it ({_first_line(error)})"
+        )
     if not config_changes:
         differences = _differences(layer, copy)
         if differences:
-            return _uncopyable(flat, config_changes, "its config rebuilds it with other "
-                               f"settings ({', '.join(differences)})")
+            return _uncopyable(
+                flat,
+                config_changes,
+                f"its config rebuilds it with other settings ({', '.join(differences)})",
+            )
     return copy
 
 
@@ -258,9 +259,10 @@ def copy_state(original, copy):
             source.save_own_variables(store)
             # Values, not the variables: a JAX copy sharing the original's
             # buffers loses them when either model's `predict` donates them.
-            store = {key: value.numpy().copy()
-                     if isinstance(value, keras.Variable) else value
-                     for key, value in store.items()}
+            store = {
+                key: value.numpy().copy() if isinstance(value, keras.Variable) else value
+                for key, value in store.items()
+            }
             target.load_own_variables(store)
         if hasattr(source, "save_assets") and hasattr(target, "load_assets"):
             with tempfile.TemporaryDirectory() as folder:
@@ -272,7 +274,8 @@ def _from_config(cls, config):
     name = f"{cls.__module__}.{cls.__qualname__}"
     return keras.saving.deserialize_keras_object(
         {"class_name": name, "config": config, "module": None, "registered_name": name},
-        custom_objects={name: cls}, safe_mode=False,
+        custom_objects={name: cls},
+        safe_mode=False,
     )
 
 
@@ -289,9 +292,14 @@ def _config_of(layer):
             return layer.get_config()
         except Exception:
             pass
-        live = {key: value for key, value in vars(layer).items()
-                if not key.startswith("_") and not hasattr(type(layer), key)
-                and _is_live_callable(value) and not isinstance(value, keras.layers.Layer)}
+        live = {
+            key: value
+            for key, value in vars(layer).items()
+            if not key.startswith("_")
+            and not hasattr(type(layer), key)
+            and _is_live_callable(value)
+            and not isinstance(value, keras.layers.Layer)
+        }
         try:
             for key in live:
                 setattr(layer, key, keras.activations.linear)
@@ -320,8 +328,11 @@ def _is_live_callable(value):
 def _live_callables(layer, config):
     """Config key -> the layer's own callable object of that name."""
     found = {key: getattr(layer, key, None) for key in config if key != "name"}
-    return {key: value for key, value in found.items()
-            if _is_live_callable(value) and getattr(value, "__self__", None) is not layer}
+    return {
+        key: value
+        for key, value in found.items()
+        if _is_live_callable(value) and getattr(value, "__self__", None) is not layer
+    }
 
 
 def _put_back(copy, live):
@@ -338,17 +349,20 @@ def _settings(layer):
     """The layer's public plain settings and callables, by attribute name
     (methods that Keras wraps on the instance, such as `build`, aside)."""
     plain = (bool, int, float, str, tuple, type(None))
-    return {key: value for key, value in vars(layer).items()
-            if not key.startswith("_") and key not in _VOLATILE
-            and not hasattr(type(layer), key)
-            and (isinstance(value, plain) or _is_live_callable(value))}
+    return {
+        key: value
+        for key, value in vars(layer).items()
+        if not key.startswith("_")
+        and key not in _VOLATILE
+        and not hasattr(type(layer), key)
+        and (isinstance(value, plain) or _is_live_callable(value))
+    }
 
 
 def _differences(original, copy):
     """Names of the public settings on which `copy` differs from `original`."""
     before, after = _settings(original), _settings(copy)
-    return sorted(key for key in before.keys() & after.keys()
-                  if not _same(before[key], after[key]))
+    return sorted(key for key in before.keys() & after.keys() if not _same(before[key], after[key]))
 
 
 def _same(a, b):
@@ -371,7 +385,7 @@ def _uncopyable(flat, config_changes, reason):
         f"Layer '{flat.name}' ({flat.class_name}) cannot be copied: {reason}. "
         "keras_relaxprune copies every layer from its config. Give the class a "
         "`get_config()` that returns every constructor argument (callables may be "
-        "returned as they are), e.g. `return {**super().get_config(), \"fn\": self.fn}`."
+        'returned as they are), e.g. `return {**super().get_config(), "fn": self.fn}`.'
     )
 
 

@@ -58,9 +58,13 @@ def _protect_unknown_activations(tracer):
         if not hasattr(node.operation, "activation") or find_support(node.operation) is None:
             continue
         if not acts_per_channel(node.operation):
-            tracer.protect(tracer.maps.get(node.outputs[0]), (
-                f"{node.name}: activation '{activation_name(node.operation)}' is not known "
-                "to act on each channel alone"))
+            tracer.protect(
+                tracer.maps.get(node.outputs[0]),
+                (
+                    f"{node.name}: activation '{activation_name(node.operation)}' is not known "
+                    "to act on each channel alone"
+                ),
+            )
 
 
 def _readers(flat, consumers, key):
@@ -95,10 +99,14 @@ def _protect_unfoldable_gates(tracer):
             continue  # the gate goes after that reader (a BN) and folds into it
         blocking = reader_refusing_a_scale(flat, consumers, node.outputs[0])
         if blocking is not None:
-            tracer.protect(tracer.maps.get(node.outputs[0]), (
-                f"'{node.name}' has activation '{activation_name(node.operation)}', so its "
-                f"gate cannot fold into it, and '{blocking.name}' "
-                f"({blocking.class_name}) cannot take the gate instead"))
+            tracer.protect(
+                tracer.maps.get(node.outputs[0]),
+                (
+                    f"'{node.name}' has activation '{activation_name(node.operation)}', so its "
+                    f"gate cannot fold into it, and '{blocking.name}' "
+                    f"({blocking.class_name}) cannot take the gate instead"
+                ),
+            )
 
 
 def reader_refusing_a_scale(flat, consumers, key):
@@ -113,8 +121,11 @@ def reader_refusing_a_scale(flat, consumers, key):
         if (find_support(reader.operation) or _NONE).scales_inputs:
             continue
         product = reader.outputs[0]
-        if (is_multiply(reader.operation) and len(reader.outputs) == 1
-                and flat.tensors[product].shape[-1] == width):
+        if (
+            is_multiply(reader.operation)
+            and len(reader.outputs) == 1
+            and flat.tensors[product].shape[-1] == width
+        ):
             found = reader_refusing_a_scale(flat, consumers, product)
             if found is None:
                 continue
@@ -133,8 +144,11 @@ def _protect_partly_renormalised_groups(tracer):
             continue
         out_map = tracer.maps.get(node.outputs[0]) or ()
         partial = [s for s in out_map if s.group is not None and not tracer.groups.is_full(s)]
-        tracer.protect(partial, f"'{node.name}' ({node.class_name}) renormalises part of "
-                                "a channel group, which no gate can follow")
+        tracer.protect(
+            partial,
+            f"'{node.name}' ({node.class_name}) renormalises part of "
+            "a channel group, which no gate can follow",
+        )
 
 
 def _protect_constants_before_padding(tracer):
@@ -154,26 +168,40 @@ def _protect_constants_before_padding(tracer):
     flat, consumers = tracer.flat, tracer.flat.consumers()
     for node in flat.nodes:
         in_maps = [tracer.maps.get(key) or () for key in node.inputs]
-        traced = {key for key, in_map in zip(node.inputs, in_maps)
-                  if any(s.group is not None for s in in_map)}
+        traced = {
+            key
+            for key, in_map in zip(node.inputs, in_maps)
+            if any(s.group is not None for s in in_map)
+        }
         made = value_made_from_zero(node, flat, traced)
         if made is None:
             continue
         # A value that differs between positions (a padding fill) is no
         # constant any reader could take; a uniform one is, except at padding.
-        blocking = node if made == VARYING else _reader_that_cannot_absorb(
-            flat, consumers, node.outputs[0])
+        blocking = (
+            node
+            if made == VARYING
+            else _reader_that_cannot_absorb(flat, consumers, node.outputs[0])
+        )
         for in_map in in_maps:
             if blocking is node:
-                tracer.protect(in_map, (
-                    f"'{node.name}' ({node.class_name}) writes values of its own where a "
-                    "removed channel is 0, so the channel is no constant it could drop"))
+                tracer.protect(
+                    in_map,
+                    (
+                        f"'{node.name}' ({node.class_name}) writes values of its own where a "
+                        "removed channel is 0, so the channel is no constant it could drop"
+                    ),
+                )
             elif blocking is not None:
-                tracer.protect(in_map, (
-                    f"'{node.name}' ({node.class_name}) turns a removed channel's 0 into "
-                    f"another value, which '{blocking.name}' ({blocking.class_name}) "
-                    "cannot take exactly (padding, a concatenation along space, or a "
-                    "barrier)"))
+                tracer.protect(
+                    in_map,
+                    (
+                        f"'{node.name}' ({node.class_name}) turns a removed channel's 0 into "
+                        f"another value, which '{blocking.name}' ({blocking.class_name}) "
+                        "cannot take exactly (padding, a concatenation along space, or a "
+                        "barrier)"
+                    ),
+                )
 
 
 def _protect_parts_that_may_all_die(tracer):
@@ -192,11 +220,15 @@ def _protect_parts_that_may_all_die(tracer):
             continue
         blocking = _reader_that_cannot_absorb(flat, consumers, node.outputs[0])
         if blocking is not None:
-            tracer.protect(in_map, (
-                f"'{node.name}' ({node.class_name}) reads only parts of channel groups; "
-                "with all of them removed it would emit constants, which "
-                f"'{blocking.name}' ({blocking.class_name}) cannot take exactly "
-                "(padding, a concatenation along space, or a barrier)"))
+            tracer.protect(
+                in_map,
+                (
+                    f"'{node.name}' ({node.class_name}) reads only parts of channel groups; "
+                    "with all of them removed it would emit constants, which "
+                    f"'{blocking.name}' ({blocking.class_name}) cannot take exactly "
+                    "(padding, a concatenation along space, or a barrier)"
+                ),
+            )
 
 
 def _keeps_a_live_input(groups, in_map):
@@ -208,7 +240,7 @@ def _keeps_a_live_input(groups, in_map):
             return True
         root = groups.find(segment.group)
         mask = covered.setdefault(root, np.zeros(groups.size[root], bool))
-        mask[segment.start:segment.stop] = True
+        mask[segment.start : segment.stop] = True
     return any(mask.all() for mask in covered.values())
 
 
@@ -249,4 +281,6 @@ def _report_protections(groups, traced):
             + (f" (+{len(producers) - 1} tied)" if len(producers) > 1 else "")
             + f" are kept whole: {reasons[known]}. To prune them, change that layer "
             "(e.g. a ReLU-like activation, padding='valid') or pass exclude=[...] to "
-            "silence this.", stacklevel=3)
+            "silence this.",
+            stacklevel=3,
+        )

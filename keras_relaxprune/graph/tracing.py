@@ -90,15 +90,23 @@ class ChannelGraph:
     def kept_flags(self, channel_map, keep):
         """0/1 per channel of `channel_map`: alive by `keep` (group root ->
         vector); fixed channels are alive."""
-        flags = [np.ones(s.length) if s.group is None
-                 else keep[self.groups.find(s.group)][s.start:s.stop] for s in channel_map]
+        flags = [
+            np.ones(s.length)
+            if s.group is None
+            else keep[self.groups.find(s.group)][s.start : s.stop]
+            for s in channel_map
+        ]
         return np.concatenate(flags) if flags else np.zeros(0)
 
     def gated_tensors(self):
         """Keys of the tensors carrying channels of a gated group (gated
         models): a BatchNormalization writing one takes a folded gate."""
-        return {key for key, channel_map in self.maps.items() if channel_map and any(
-            s.group is not None and self.gate_of(s.group) is not None for s in channel_map)}
+        return {
+            key
+            for key, channel_map in self.maps.items()
+            if channel_map
+            and any(s.group is not None and self.gate_of(s.group) is not None for s in channel_map)
+        }
 
     def in_maps(self, index):
         return [self.maps.get(key) for key in self.flat.nodes[index].inputs]
@@ -208,9 +216,13 @@ class _Tracer:
         width = map_length(channel_map) // count
         offset = 0
         for segment in channel_map:
-            if (segment.length > width and segment.group is not None
-                    and self.groups.is_full(segment)
-                    and offset % width == 0 and segment.length % width == 0):
+            if (
+                segment.length > width
+                and segment.group is not None
+                and self.groups.is_full(segment)
+                and offset % width == 0
+                and segment.length % width == 0
+            ):
                 channel_map = self._split(segment.group, segment.length // width, channel_map)
             offset += segment.length
         pieces = tiles_of(channel_map, count)
@@ -230,14 +242,16 @@ class _Tracer:
     def _copies(self, channel_map):
         """How many identical tiles `channel_map` consists of (1 if none)."""
         find = self.groups.find
-        resolved = [(None if s.group is None else find(s.group), s.start, s.stop)
-                    for s in channel_map]
+        resolved = [
+            (None if s.group is None else find(s.group), s.start, s.stop) for s in channel_map
+        ]
         if not any(root is not None for root, _, _ in resolved):
             return 1
         for count in range(len(resolved), 1, -1):
             size = len(resolved) // count
             if size * count == len(resolved) and all(
-                    resolved[i] == resolved[i % size] for i in range(len(resolved))):
+                resolved[i] == resolved[i % size] for i in range(len(resolved))
+            ):
                 return count
         return 1
 
@@ -266,9 +280,14 @@ def analyze(model, exclude=None, strict=False, warn=False):
     for index, node in enumerate(flat.nodes):
         tracer.index = index
         if _is_shared(node.operation, calls):
-            for key, out_map in zip(node.outputs, tracer.barrier(
-                    node, f"called {calls[id(node.operation)]} times: one set of "
-                          "weights cannot be sliced per call")):
+            for key, out_map in zip(
+                node.outputs,
+                tracer.barrier(
+                    node,
+                    f"called {calls[id(node.operation)]} times: one set of "
+                    "weights cannot be sliced per call",
+                ),
+            ):
                 tracer.maps[key] = out_map
             continue
         _trace_node(tracer, node)
@@ -278,9 +297,7 @@ def analyze(model, exclude=None, strict=False, warn=False):
     gates = {}
     for group, gate in tracer.gate_calls:
         gates[tracer.groups.find(group)] = gate
-    graph = ChannelGraph(
-        flat, tracer.groups, tracer.maps, tracer.producers, gates, tracer.barriers
-    )
+    graph = ChannelGraph(flat, tracer.groups, tracer.maps, tracer.producers, gates, tracer.barriers)
     _report_barriers(graph, strict, warn)
     return graph
 
@@ -306,14 +323,19 @@ def _trace_node(tracer, node):
 def _is_shared(operation, calls):
     """A layer with weights called more than once (gates excepted: one
     gate serves every producer of its group)."""
-    return (calls[id(operation)] > 1 and not isinstance(operation, ChannelGate)
-            and bool(getattr(operation, "weights", None)))
+    return (
+        calls[id(operation)] > 1
+        and not isinstance(operation, ChannelGate)
+        and bool(getattr(operation, "weights", None))
+    )
 
 
 def _widths_match(tracer, node, out_maps):
     """Guards against a rule that returned a map of the wrong width."""
-    return all(out_map is None or map_length(out_map) == tracer.shape(key)[-1]
-               for key, out_map in zip(node.outputs, out_maps))
+    return all(
+        out_map is None or map_length(out_map) == tracer.shape(key)[-1]
+        for key, out_map in zip(node.outputs, out_maps)
+    )
 
 
 def _exclusion_predicate(exclude):
@@ -341,8 +363,7 @@ def _report_barriers(graph, strict, warn):
         )
     for barrier in harmful if warn else ():
         warnings.warn(
-            f"keras_relaxprune: layer {barrier}; channels reaching it are "
-            "protected (not pruned).",
+            f"keras_relaxprune: layer {barrier}; channels reaching it are protected (not pruned).",
             stacklevel=4,  # the line that called add_gates
         )
 

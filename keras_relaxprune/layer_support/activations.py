@@ -17,11 +17,31 @@ HOMOGENEOUS = ("linear", "relu", "leaky_relu")
 # Anything else (softmax, log_softmax, sparsemax, glu, an unknown callable)
 # is not known to: the channels it reads are protected.
 ELEMENTWISE = HOMOGENEOUS + (
-    "celu", "elu", "exponential", "gelu", "hard_shrink", "hard_sigmoid",
-    "hard_silu", "hard_swish", "hard_tanh", "log_sigmoid", "mish", "relu6",
-    "selu", "sigmoid", "silu", "soft_shrink", "softplus", "softsign",
-    "sparse_plus", "sparse_sigmoid", "squareplus", "swish", "tanh",
-    "tanh_shrink", "threshold",
+    "celu",
+    "elu",
+    "exponential",
+    "gelu",
+    "hard_shrink",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_swish",
+    "hard_tanh",
+    "log_sigmoid",
+    "mish",
+    "relu6",
+    "selu",
+    "sigmoid",
+    "silu",
+    "soft_shrink",
+    "softplus",
+    "softsign",
+    "sparse_plus",
+    "sparse_sigmoid",
+    "squareplus",
+    "swish",
+    "tanh",
+    "tanh_shrink",
+    "threshold",
 )
 
 # An elementwise activation that is neither of the homogeneous ones.

@@ -83,8 +83,14 @@ def rebuild_channel_batch_norm(node, graph):
     return _normalizes_channels(node, len(graph.flat.tensors[node.inputs[0]].shape))
 
 
-register_layer(layers.BatchNormalization, channels=batch_norm_channels,
-               cost=normalization_cost, remove=remove_batch_norm_channels,
-               gate_fold=GateFold(("gamma", "beta"), -1), regenerates_channels=True,
-               rebuild_always=rebuild_channel_batch_norm, takes_producer_gate=True,
-               is_batch_normalization=True)
+register_layer(
+    layers.BatchNormalization,
+    channels=batch_norm_channels,
+    cost=normalization_cost,
+    remove=remove_batch_norm_channels,
+    gate_fold=GateFold(("gamma", "beta"), -1),
+    regenerates_channels=True,
+    rebuild_always=rebuild_channel_batch_norm,
+    takes_producer_gate=True,
+    is_batch_normalization=True,
+)

@@ -31,10 +31,14 @@ def mixing_cost(shapes, layer, cin, cout):
     return own_weight_count(layer), 0, shapes.out_positions * cout
 
 
-register_layer(layers.LayerNormalization, channels=channel_mixing_channels,
-               cost=mixing_cost)
-register_layer(layers.GroupNormalization, layers.UnitNormalization, layers.Softmax,
-               channels=channel_mixing_channels)
+register_layer(layers.LayerNormalization, channels=channel_mixing_channels, cost=mixing_cost)
+register_layer(
+    layers.GroupNormalization,
+    layers.UnitNormalization,
+    layers.Softmax,
+    channels=channel_mixing_channels,
+)
 # A scalar Rescaling is elementwise; a per-channel one protects its channels.
-register_layer(layers.Rescaling, channels=rescaling_channels, remove=remove_elementwise,
-               changes_zero=True)  # its offset
+register_layer(
+    layers.Rescaling, channels=rescaling_channels, remove=remove_elementwise, changes_zero=True
+)  # its offset

@@ -43,7 +43,7 @@ def normalized_key(key, rank):
         if key.count(Ellipsis) > 1:
             return None
         index = key.index(Ellipsis)
-        key = key[:index] + (slice(None),) * (rank - len(key) + 1) + key[index + 1:]
+        key = key[:index] + (slice(None),) * (rank - len(key) + 1) + key[index + 1 :]
     return key + (slice(None),) * (rank - len(key))
 
 
@@ -76,8 +76,10 @@ def remove_split_channels(stripper, node, ins, args, kwargs):
         values = stripper.call_clone(node, args, kwargs)
         return [LiveChannels(v, x.live, x.const) for v in values]
     offsets = _split_sizes(lambda key: tensors[key].shape, node)
-    return [_channel_range(stripper, node.inputs[0], i, x, lo, hi)
-            for i, (lo, hi) in enumerate(zip(offsets, offsets[1:]))]
+    return [
+        _channel_range(stripper, node.inputs[0], i, x, lo, hi)
+        for i, (lo, hi) in enumerate(zip(offsets, offsets[1:]))
+    ]
 
 
 def remove_get_item_channels(stripper, node, ins, args, kwargs):
@@ -102,11 +104,22 @@ def _traced_split(node, graph):
 def _traced_get_item(node, graph):
     shape = graph.flat.tensors[node.inputs[0]].shape
     key = _channel_slice(node.call_args[1], len(shape))
-    return (_traced_split(node, graph) and key is not None
-            and (key == "all" or key.indices(shape[-1])[2] == 1))
+    return (
+        _traced_split(node, graph)
+        and key is not None
+        and (key == "all" or key.indices(shape[-1])[2] == 1)
+    )
 
 
-register_layer(*internals.SPLIT_OPS, channels=split_channels, remove=remove_split_channels,
-               rebuild_always=_traced_split)
-register_layer(*internals.GET_ITEM_OPS, channels=get_item_channels,
-               remove=remove_get_item_channels, rebuild_always=_traced_get_item)
+register_layer(
+    *internals.SPLIT_OPS,
+    channels=split_channels,
+    remove=remove_split_channels,
+    rebuild_always=_traced_split,
+)
+register_layer(
+    *internals.GET_ITEM_OPS,
+    channels=get_item_channels,
+    remove=remove_get_item_channels,
+    rebuild_always=_traced_get_item,
+)

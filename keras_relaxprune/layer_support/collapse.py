@@ -46,8 +46,11 @@ def collapse_merge(stripper, node, ins, live):
     channels = live[0].live
     # A one-channel input broadcast over the others (`Add` of (..., 1) and
     # (..., C)) gives its constant to every channel.
-    offset = sum(x.const[channels] if len(x.const) > 1 else np.full(len(channels), x.const[0])
-                 for x in ins if x.is_constant)
+    offset = sum(
+        x.const[channels] if len(x.const) > 1 else np.full(len(channels), x.const[0])
+        for x in ins
+        if x.is_constant
+    )
     if np.isnan(offset).any():
         raise StripError(f"strip_pruning: a collapsed input of '{node.name}' is not constant.")
     total = live[0].value
@@ -55,5 +58,6 @@ def collapse_merge(stripper, node, ins, live):
         total = layers.Add(name=node.operation.name)([x.value for x in live])
     if not np.any(offset):
         return total
-    return layers.Rescaling(1.0, offset=offset.astype("float32"),
-                            name=f"{node.operation.name}_collapsed")(total)
+    return layers.Rescaling(
+        1.0, offset=offset.astype("float32"), name=f"{node.operation.name}_collapsed"
+    )(total)

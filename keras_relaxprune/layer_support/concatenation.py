@@ -44,8 +44,11 @@ def remove_concatenated_channels(stripper, node, ins, args, kwargs):
     if len(parts) == 1:
         return [LiveChannels(parts[0], live, const)]
     name = getattr(node.operation, "name", None)
-    value = (layers.Concatenate(axis=-1, name=name)(parts)
-             if isinstance(node.operation, layers.Layer) else keras.ops.concatenate(parts, axis=-1))
+    value = (
+        layers.Concatenate(axis=-1, name=name)(parts)
+        if isinstance(node.operation, layers.Layer)
+        else keras.ops.concatenate(parts, axis=-1)
+    )
     return [LiveChannels(value, live, const)]
 
 
@@ -57,7 +60,8 @@ def _remove_tied_channels(stripper, node, ins, args, kwargs):
             return [LiveChannels.constant(_agreed(ins))]
         raise StripError(
             f"strip_pruning: an input of '{node.name}' ({node.class_name}) lost all "
-            "its channels but the others did not; exclude that branch from pruning.")
+            "its channels but the others did not; exclude that branch from pruning."
+        )
     if any(not np.array_equal(x.live, ins[0].live) for x in ins[1:]):
         raise StripError(f"strip_pruning: inputs of '{node.name}' keep different channels.")
     value = stripper.call_clone(node, args, kwargs)
@@ -82,6 +86,10 @@ def _consecutive_slices(parts):
     return None
 
 
-register_layer(layers.Concatenate, *internals.CONCATENATE_OPS,
-               channels=concatenate_channels, remove=remove_concatenated_channels,
-               constant_input=concatenation_constant_input)
+register_layer(
+    layers.Concatenate,
+    *internals.CONCATENATE_OPS,
+    channels=concatenate_channels,
+    remove=remove_concatenated_channels,
+    constant_input=concatenation_constant_input,
+)

@@ -53,10 +53,16 @@ def producer_channels(tracer, node, in_maps):
     if isinstance(layer, SEPARABLE) and layer.depth_multiplier != 1:
         tracer.protect(in_maps[0], f"{node.name}: depth_multiplier > 1")
     if groups > 1:
-        tracer.tile(node, in_maps[0], groups, reason=(
-            f"'{node.name}' ({node.class_name}, groups={groups}) removes channel j "
-            f"of all its {groups} input groups together, and these channels do not "
-            "line up across them"))
+        tracer.tile(
+            node,
+            in_maps[0],
+            groups,
+            reason=(
+                f"'{node.name}' ({node.class_name}, groups={groups}) removes channel j "
+                f"of all its {groups} input groups together, and these channels do not "
+                "line up across them"
+            ),
+        )
     # An unknown fused activation protects the group (`protection.py`, with a warning).
     return [tracer.new_group(node, tracer.out_channels(node) // groups) * groups]
 
@@ -124,7 +130,7 @@ def summed_kernel(layer, kernel):
     full = np.zeros((rows * groups, columns), summed.dtype)
     for group in range(groups):
         block = slice(group * width, (group + 1) * width)
-        full[group * rows:(group + 1) * rows, block] = summed[:, block]
+        full[group * rows : (group + 1) * rows, block] = summed[:, block]
     return full
 
 
@@ -132,8 +138,9 @@ def grouped_input_rows(node, live, groups, width):
     """The kernel rows (input indices within one channel group) that survive
     in every channel group of a grouped convolution; `live` holds the live
     input channels, `width` the inputs per channel group."""
-    tiles = [live[(live >= g * width) & (live < (g + 1) * width)] - g * width
-             for g in range(groups)]
+    tiles = [
+        live[(live >= g * width) & (live < (g + 1) * width)] - g * width for g in range(groups)
+    ]
     return _same_in_every_channel_group(node, tiles, "keep different input channels")
 
 
@@ -144,7 +151,8 @@ def _same_in_every_channel_group(node, tiles, what):
         raise StripError(
             f"strip_pruning: layer '{node.name}' ({node.class_name}, groups={len(tiles)}) "
             f"would {what} in its channel groups. Exclude the layers feeding it from "
-            "pruning (add_gates(exclude=[...])).")
+            "pruning (add_gates(exclude=[...]))."
+        )
     return first
 
 
@@ -160,8 +168,9 @@ def remove_kernel_channels(stripper, node, ins, args, kwargs):
     if emits_constant(x.is_constant, len(out_keep)):
         return [constant_output(layer, x, bias)]
     groups = conv_groups(layer)
-    rows = x.live if groups == 1 else grouped_input_rows(
-        node, x.live, groups, kernel.shape[in_axis])
+    rows = (
+        x.live if groups == 1 else grouped_input_rows(node, x.live, groups, kernel.shape[in_axis])
+    )
     kernel = np.take(np.take(kernel, rows, axis=in_axis), out_keep, axis=out_axis)
     input_scale = stripper.input_scales.get(node.inputs[0])
     if input_scale is not None:  # a gate after a non-homogeneous activation
@@ -172,8 +181,9 @@ def remove_kernel_channels(stripper, node, ins, args, kwargs):
     width_key = "units" if isinstance(layer, layers.Dense) else "filters"
     use_bias = bool(layer.use_bias or np.any(bias != 0))
     weights = [kernel] + ([bias[out_keep]] if use_bias else [])
-    new_layer, value = stripper.build(node, x.value, weights,
-                                      **{width_key: len(out_keep), "use_bias": use_bias})
+    new_layer, value = stripper.build(
+        node, x.value, weights, **{width_key: len(out_keep), "use_bias": use_bias}
+    )
     stripper.foldable(new_layer)
     return [LiveChannels(value, np.asarray(out_keep), np.full(len(bias), np.nan))]
 
@@ -184,7 +194,8 @@ def _one_scale_per_row(node, input_scale, groups):
     if groups == 1:
         return input_scale
     return _same_in_every_channel_group(
-        node, np.reshape(input_scale, (groups, -1)), "scale its inputs differently")
+        node, np.reshape(input_scale, (groups, -1)), "scale its inputs differently"
+    )
 
 
 def remove_separable_channels(stripper, node, ins, args, kwargs):
@@ -206,19 +217,45 @@ def remove_separable_channels(stripper, node, ins, args, kwargs):
     return [LiveChannels(value, np.asarray(out_keep), np.full(len(bias), np.nan))]
 
 
-register_layer(*CONVS, channels=producer_channels, cost=conv_cost,
-               remove=remove_kernel_channels, gate_fold=GateFold(("kernel", "bias"), -1),
-               scales_inputs=True, kernel_axes=(-2, -1), collapses_to_bias=True,
-               constant_input=kernel_constant_input)
-register_layer(*TRANSPOSED, channels=producer_channels, cost=transposed_cost,
-               remove=remove_kernel_channels, gate_fold=GateFold(("kernel", "bias"), -2),
-               scales_inputs=True, kernel_axes=(-1, -2), collapses_to_bias=True,
-               constant_input=always_broken)  # its borders see fewer taps of a constant
-register_layer(layers.Dense, channels=producer_channels, cost=dense_cost,
-               remove=remove_kernel_channels, gate_fold=GateFold(("kernel", "bias"), -1),
-               scales_inputs=True, kernel_axes=(-2, -1), collapses_to_bias=True,
-               constant_input=kernel_constant_input)
-register_layer(*SEPARABLE, channels=producer_channels, cost=separable_cost,
-               remove=remove_separable_channels,
-               gate_fold=GateFold(("pointwise_kernel", "bias"), -1), collapses_to_bias=True,
-               constant_input=always_broken)  # its rule folds no constant into the bias
+register_layer(
+    *CONVS,
+    channels=producer_channels,
+    cost=conv_cost,
+    remove=remove_kernel_channels,
+    gate_fold=GateFold(("kernel", "bias"), -1),
+    scales_inputs=True,
+    kernel_axes=(-2, -1),
+    collapses_to_bias=True,
+    constant_input=kernel_constant_input,
+)
+register_layer(
+    *TRANSPOSED,
+    channels=producer_channels,
+    cost=transposed_cost,
+    remove=remove_kernel_channels,
+    gate_fold=GateFold(("kernel", "bias"), -2),
+    scales_inputs=True,
+    kernel_axes=(-1, -2),
+    collapses_to_bias=True,
+    constant_input=always_broken,
+)  # its borders see fewer taps of a constant
+register_layer(
+    layers.Dense,
+    channels=producer_channels,
+    cost=dense_cost,
+    remove=remove_kernel_channels,
+    gate_fold=GateFold(("kernel", "bias"), -1),
+    scales_inputs=True,
+    kernel_axes=(-2, -1),
+    collapses_to_bias=True,
+    constant_input=kernel_constant_input,
+)
+register_layer(
+    *SEPARABLE,
+    channels=producer_channels,
+    cost=separable_cost,
+    remove=remove_separable_channels,
+    gate_fold=GateFold(("pointwise_kernel", "bias"), -1),
+    collapses_to_bias=True,
+    constant_input=always_broken,
+)  # its rule folds no constant into the bias

@@ -49,7 +49,8 @@ def remove_depthwise_channels(stripper, node, ins, args, kwargs):
         raise StripError(
             f"strip_pruning: layer '{node.name}' ({node.class_name}, depth_multiplier="
             f"{kernel.shape[-1]}) reads channels whose producers lost every input; it "
-            "cannot be stripped exactly. Exclude the layers before it from pruning.")
+            "cannot be stripped exactly. Exclude the layers before it from pruning."
+        )
     bias = layer.bias.numpy() if layer.use_bias else np.zeros(kernel.shape[-2])
     const = x.const.copy()
     spatial = kernel.reshape(-1, kernel.shape[-2]).sum(axis=0)
@@ -73,7 +74,13 @@ def depthwise_constant_input(layer, rank):
     return BROKEN if zero_padded(layer) or layer.depth_multiplier > 1 else CARRIED
 
 
-register_layer(*DEPTHWISE, channels=depthwise_channels, cost=depthwise_cost,
-               remove=remove_depthwise_channels,
-               gate_fold=GateFold(("kernel", "bias"), -2), regenerates_channels=True,
-               collapses_to_bias=True, constant_input=depthwise_constant_input)
+register_layer(
+    *DEPTHWISE,
+    channels=depthwise_channels,
+    cost=depthwise_cost,
+    remove=remove_depthwise_channels,
+    gate_fold=GateFold(("kernel", "bias"), -2),
+    regenerates_channels=True,
+    collapses_to_bias=True,
+    constant_input=depthwise_constant_input,
+)

@@ -37,6 +37,7 @@ def probe_constants(node, args, kwargs):
     result that does not depend on them (0 * anything) is known, others are
     NaN.
     """
+
     def run(fill):
         def swap(value):
             if isinstance(value, LiveChannels):
@@ -59,19 +60,41 @@ def remove_elementwise(stripper, node, ins, args, kwargs):
     return [LiveChannels(value, x.live, const)]
 
 
-register_layer(layers.LeakyReLU, layers.ELU,
-               channels=pass_through, cost=one_flop_per_output, remove=remove_elementwise)
+register_layer(
+    layers.LeakyReLU,
+    layers.ELU,
+    channels=pass_through,
+    cost=one_flop_per_output,
+    remove=remove_elementwise,
+)
+
+
 def relu_changes_zero(layer):
     """`ReLU(threshold=0.5, negative_slope=0.1)` maps 0 to -0.05."""
     return float(layer.threshold) > 0 and float(layer.negative_slope) != 0
 
 
-register_layer(layers.ReLU, channels=pass_through, cost=one_flop_per_output,
-               remove=remove_elementwise, changes_zero=relu_changes_zero)
+register_layer(
+    layers.ReLU,
+    channels=pass_through,
+    cost=one_flop_per_output,
+    remove=remove_elementwise,
+    changes_zero=relu_changes_zero,
+)
 # Ops and `Activation` may compute any function, sigmoid(0) = 0.5 and
 # exp(0) = 1 included (`removed_constants.value_made_from_zero` tells).
-register_layer(*internals.ELEMENTWISE_OPS, channels=pass_through, cost=one_flop_per_output,
-               remove=remove_elementwise, changes_zero=True)
-register_layer(layers.Activation, channels=activation_channels, cost=one_flop_per_output,
-               remove=remove_elementwise, changes_zero=True)
+register_layer(
+    *internals.ELEMENTWISE_OPS,
+    channels=pass_through,
+    cost=one_flop_per_output,
+    remove=remove_elementwise,
+    changes_zero=True,
+)
+register_layer(
+    layers.Activation,
+    channels=activation_channels,
+    cost=one_flop_per_output,
+    remove=remove_elementwise,
+    changes_zero=True,
+)
 register_layer(layers.Identity, channels=pass_through, cost=free, remove=remove_elementwise)

@@ -14,7 +14,11 @@ from keras_relaxprune.layer_support.elementwise import one_flop_per_output, prob
 from keras_relaxprune.layer_support.record import register_layer
 
 MERGE_LAYERS = (
-    layers.Add, layers.Subtract, layers.Average, layers.Maximum, layers.Minimum,
+    layers.Add,
+    layers.Subtract,
+    layers.Average,
+    layers.Maximum,
+    layers.Minimum,
 )
 # The product ops get their own record (`multiplies_inputs`).
 _SUM_LIKE_OPS = tuple(op for op in internals.MERGE_OPS if op not in internals.MULTIPLY_OPS)
@@ -48,19 +52,46 @@ def remove_merged_channels(stripper, node, ins, args, kwargs):
     return [LiveChannels(collapse_merge(stripper, node, ins, live), wide[0].live, const)]
 
 
-register_layer(*MERGE_LAYERS, channels=merge_channels, cost=one_flop_per_output,
-               remove=remove_merged_channels, combines_inputs=True)
-register_layer(layers.Multiply, channels=merge_channels, cost=one_flop_per_output,
-               remove=remove_merged_channels, combines_inputs=True, multiplies_inputs=True)
+register_layer(
+    *MERGE_LAYERS,
+    channels=merge_channels,
+    cost=one_flop_per_output,
+    remove=remove_merged_channels,
+    combines_inputs=True,
+)
+register_layer(
+    layers.Multiply,
+    channels=merge_channels,
+    cost=one_flop_per_output,
+    remove=remove_merged_channels,
+    combines_inputs=True,
+    multiplies_inputs=True,
+)
 # With a scalar (`x + 1.0`, `ops.maximum(x, 0.5)`, `x / 2.0`, `x ** 2`,
 # `x > 0`) a removed channel's 0 may become another value.
-register_layer(*_SUM_LIKE_OPS, *internals.SCALAR_OPS, channels=binary_op_channels,
-               cost=one_flop_per_output, remove=remove_merged_channels, combines_inputs=True,
-               changes_zero=True)
+register_layer(
+    *_SUM_LIKE_OPS,
+    *internals.SCALAR_OPS,
+    channels=binary_op_channels,
+    cost=one_flop_per_output,
+    remove=remove_merged_channels,
+    combines_inputs=True,
+    changes_zero=True,
+)
 # `ops.where(x > 0, x, 0.1)`: its tensors are tied like a merge's, one FLOP
 # per output element.
-register_layer(*internals.WHERE_OPS, channels=binary_op_channels, cost=one_flop_per_output,
-               remove=remove_merged_channels, changes_zero=True)
-register_layer(*internals.MULTIPLY_OPS, channels=binary_op_channels,
-               cost=one_flop_per_output, remove=remove_merged_channels,
-               combines_inputs=True, multiplies_inputs=True)
+register_layer(
+    *internals.WHERE_OPS,
+    channels=binary_op_channels,
+    cost=one_flop_per_output,
+    remove=remove_merged_channels,
+    changes_zero=True,
+)
+register_layer(
+    *internals.MULTIPLY_OPS,
+    channels=binary_op_channels,
+    cost=one_flop_per_output,
+    remove=remove_merged_channels,
+    combines_inputs=True,
+    multiplies_inputs=True,
+)

@@ -258,6 +258,8 @@ def unsupported_reason(operation):
     cls = type(operation)
     for parent in cls.__mro__[1:]:
         if parent in _RECORDS:
-            return (f"subclass of {parent.__name__} that overrides call(); "
-                    f"register it with krp.register_layer({cls.__name__}, ...)")
+            return (
+                f"subclass of {parent.__name__} that overrides call(); "
+                f"register it with krp.register_layer({cls.__name__}, ...)"
+            )
     return "no channel rule for this layer type (see krp.register_layer)"

@@ -91,8 +91,9 @@ def value_made_from_zero(node, flat, traced):
     """
     if not changes_zero(node.operation) or not any(key in traced for key in node.inputs):
         return None
-    args, kwargs = node.fill_in({key: _filler(flat.tensors[key], key in traced)
-                                 for key in node.inputs})
+    args, kwargs = node.fill_in(
+        {key: _filler(flat.tensors[key], key in traced) for key in node.inputs}
+    )
     try:
         out = keras.ops.convert_to_numpy(node.operation(*args, **kwargs))
     except Exception:  # a layer that cannot run on such inputs: assume the worst

@@ -12,25 +12,44 @@ from keras_relaxprune.layer_support.record import register_layer
 from keras_relaxprune.layer_support.removed_constants import BROKEN, CARRIED, always_broken
 
 POOLING = (
-    layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D,
-    layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D,
-    layers.GlobalMaxPooling1D, layers.GlobalMaxPooling2D, layers.GlobalMaxPooling3D,
-    layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D,
+    layers.MaxPooling1D,
+    layers.MaxPooling2D,
+    layers.MaxPooling3D,
+    layers.AveragePooling1D,
+    layers.AveragePooling2D,
+    layers.AveragePooling3D,
+    layers.GlobalMaxPooling1D,
+    layers.GlobalMaxPooling2D,
+    layers.GlobalMaxPooling3D,
+    layers.GlobalAveragePooling1D,
+    layers.GlobalAveragePooling2D,
     layers.GlobalAveragePooling3D,
 )
 
 # Move positions, never mix channels; a uniform constant channel stays so.
 RESAMPLING = (
-    layers.UpSampling1D, layers.UpSampling2D, layers.UpSampling3D,
-    layers.Cropping1D, layers.Cropping2D, layers.Cropping3D,
-    layers.RandomFlip, layers.RandomCrop,
-    layers.RandomTranslation, layers.RandomRotation, layers.RandomZoom,
+    layers.UpSampling1D,
+    layers.UpSampling2D,
+    layers.UpSampling3D,
+    layers.Cropping1D,
+    layers.Cropping2D,
+    layers.Cropping3D,
+    layers.RandomFlip,
+    layers.RandomCrop,
+    layers.RandomTranslation,
+    layers.RandomRotation,
+    layers.RandomZoom,
 )
 
 REGULARIZATION = (
-    layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
-    layers.SpatialDropout3D, layers.GaussianNoise, layers.GaussianDropout,
-    layers.AlphaDropout, layers.ActivityRegularization,
+    layers.Dropout,
+    layers.SpatialDropout1D,
+    layers.SpatialDropout2D,
+    layers.SpatialDropout3D,
+    layers.GaussianNoise,
+    layers.GaussianDropout,
+    layers.AlphaDropout,
+    layers.ActivityRegularization,
 )
 
 ZERO_PADDING = (layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D)
@@ -111,16 +130,22 @@ def reshape_op_channels(tracer, node, in_maps):
     return reshape_channels(tracer, node, in_maps)
 
 
-register_layer(*POOLING, channels=pass_through, cost=one_flop_per_output,
-               remove=remove_spatial)
+register_layer(*POOLING, channels=pass_through, cost=one_flop_per_output, remove=remove_spatial)
 register_layer(*RESAMPLING, *REGULARIZATION, channels=pass_through, remove=remove_spatial)
 # Resizing may pad with a non-zero fill (interpolation alone keeps a constant).
-register_layer(layers.Resizing, channels=pass_through, remove=remove_spatial,
-               changes_zero=True, constant_input=resizing_constant_input)
-register_layer(*ZERO_PADDING, channels=pass_through, remove=remove_zero_padding,
-               constant_input=always_broken)
+register_layer(
+    layers.Resizing,
+    channels=pass_through,
+    remove=remove_spatial,
+    changes_zero=True,
+    constant_input=resizing_constant_input,
+)
+register_layer(
+    *ZERO_PADDING, channels=pass_through, remove=remove_zero_padding, constant_input=always_broken
+)
 register_layer(layers.Reshape, channels=reshape_channels, remove=remove_reshape)
 # The raw ops spelled like the layers: `ops.mean(x, axis=(1, 2))` and `ops.reshape`.
-register_layer(*internals.MEAN_OPS, channels=mean_channels, cost=one_flop_per_output,
-               remove=remove_spatial)
+register_layer(
+    *internals.MEAN_OPS, channels=mean_channels, cost=one_flop_per_output, remove=remove_spatial
+)
 register_layer(*internals.RESHAPE_OPS, channels=reshape_op_channels, remove=remove_reshape_op)

@@ -111,15 +111,21 @@ def wrapped_channels(tracer, node, in_maps):
     support = wrapped_support(node.operation)
     if support is None:
         inner = getattr(node.operation, "layer", None)
-        return tracer.barrier(node, f"wraps {type(inner).__name__}, whose channels "
-                                    "are not followed through TimeDistributed")
+        return tracer.barrier(
+            node,
+            f"wraps {type(inner).__name__}, whose channels "
+            "are not followed through TimeDistributed",
+        )
     out_maps = support.channels(_StepTracer(tracer, node), _inner_node(node), in_maps)
     inner = node.operation.layer
     if is_wrapped_producer(node.operation) and not commutes_with_scale(inner):
         # Its gate could only fold into the readers' kernels, which this
         # record does not offer: keep the channels rather than refuse later.
-        tracer.protect(out_maps[0], f"{node.name}: activation '{activation_name(inner)}' "
-                                    "of a wrapped layer does not commute with its gate")
+        tracer.protect(
+            out_maps[0],
+            f"{node.name}: activation '{activation_name(inner)}' "
+            "of a wrapped layer does not commute with its gate",
+        )
     return out_maps
 
 
@@ -138,7 +144,8 @@ def remove_wrapped(stripper, node, ins, args, kwargs):
         raise StripError(
             f"strip_pruning: removed channels reach layer '{node.name}' "
             f"({node.class_name}), whose wrapped layer has no removal rule. Exclude "
-            "the layers feeding it from pruning (add_gates(exclude=[...])).")
+            "the layers feeding it from pruning (add_gates(exclude=[...]))."
+        )
     return support.remove(_StepStripper(stripper, node), _inner_node(node), ins, args, kwargs)
 
 
@@ -154,6 +161,12 @@ def _constant_input(layer, rank):
     return BROKEN if is_wrapped_producer(layer) else CARRIED
 
 
-register_layer(layers.TimeDistributed, channels=wrapped_channels, cost=wrapped_cost,
-               remove=remove_wrapped, rebuild_always=_rebuild_producer,
-               collapses_to_bias=True, constant_input=_constant_input)
+register_layer(
+    layers.TimeDistributed,
+    channels=wrapped_channels,
+    cost=wrapped_cost,
+    remove=remove_wrapped,
+    rebuild_always=_rebuild_producer,
+    collapses_to_bias=True,
+    constant_input=_constant_input,
+)

@@ -56,13 +56,12 @@ class ChannelGate(keras.layers.Layer):
     0.99
     """
 
-    def __init__(self, initial_gate=INITIAL_GATE, initial_scale=INITIAL_SCALE,
-                 channels=None, **kwargs):
+    def __init__(
+        self, initial_gate=INITIAL_GATE, initial_scale=INITIAL_SCALE, channels=None, **kwargs
+    ):
         super().__init__(**kwargs)
         if not 0.0 < initial_gate < 1.0:
-            raise ValueError(
-                f"ChannelGate: initial_gate must be in (0, 1), got {initial_gate}."
-            )
+            raise ValueError(f"ChannelGate: initial_gate must be in (0, 1), got {initial_gate}.")
         if channels is not None and int(channels) < 1:
             raise ValueError(f"ChannelGate: channels must be positive, got {channels}.")
         self.initial_gate = float(initial_gate)
@@ -73,9 +72,7 @@ class ChannelGate(keras.layers.Layer):
     def build(self, input_shape):
         channels = input_shape[-1]
         if channels is None:
-            raise ValueError(
-                f"ChannelGate '{self.name}' needs a known channel count (last axis)."
-            )
+            raise ValueError(f"ChannelGate '{self.name}' needs a known channel count (last axis).")
         channels = self.gate_count or channels
         self._copies(input_shape, channels)
         logit = math.log(self.initial_gate / (1.0 - self.initial_gate))
@@ -118,7 +115,8 @@ class ChannelGate(keras.layers.Layer):
         if remainder or not copies:
             raise ValueError(
                 f"ChannelGate '{self.name}' has {channels} gates, which do not "
-                f"tile an input of {input_shape[-1]} channels.")
+                f"tile an input of {input_shape[-1]} channels."
+            )
         return copies
 
     def compute_output_shape(self, input_shape):
@@ -127,7 +125,8 @@ class ChannelGate(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            initial_gate=self.initial_gate, initial_scale=self.initial_scale,
+            initial_gate=self.initial_gate,
+            initial_scale=self.initial_scale,
             channels=self.gate_count,
         )
         return config

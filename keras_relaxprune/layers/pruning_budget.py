@@ -41,6 +41,7 @@ class BudgetLink:
     graph: object
     channel_costs: list = None
 
+
 _SCALARS = {
     # name: (initial value, dtype)
     "step": (0.0, "float32"),
@@ -100,7 +101,10 @@ class PruningBudget(keras.layers.Layer):
             if name == "flops_weight":
                 value = 1.0 if self.metric == "flops" else 0.0
             variable = self.add_weight(
-                name=name, shape=(), dtype=dtype, trainable=False,
+                name=name,
+                shape=(),
+                dtype=dtype,
+                trainable=False,
                 initializer=keras.initializers.Constant(value),
             )
             setattr(self, name, variable)
@@ -154,9 +158,9 @@ class PruningBudget(keras.layers.Layer):
         # Freeze before the penalty reads the masks: PyTorch's autograd
         # refuses a mask changed in place after the loss used it.
         hard = self.budgeted(self.graph_cost().fractions(keep_masks))
-        threshold = self.initial_threshold + (
-            self.final_threshold - self.initial_threshold
-        ) * progress
+        threshold = (
+            self.initial_threshold + (self.final_threshold - self.initial_threshold) * progress
+        )
         shrinking = self.ramp_on * ops.cast(hard > target_now, "float32")
         for gate in self.linked_gates():
             self._freeze_low_gates(gate, threshold, shrinking)
@@ -193,8 +197,7 @@ class PruningBudget(keras.layers.Layer):
         shaped = shaped * ops.sum(per_channel * counts) / ops.sum(shaped * counts)
         surrogate = ops.sum(shaped * ops.stack(sums))
         over = ops.cast(ops.stop_gradient(relaxed) > target_now, "float32")
-        reshaped = ops.stop_gradient(exact) + over * (
-            surrogate - ops.stop_gradient(surrogate))
+        reshaped = ops.stop_gradient(exact) + over * (surrogate - ops.stop_gradient(surrogate))
         use_exact = ops.cast(self.cost_exponent >= 1.0, "float32")
         return use_exact * exact + (1.0 - use_exact) * reshaped
 
@@ -232,8 +235,7 @@ class PruningBudget(keras.layers.Layer):
 def _channel_costs(graph, gates):
     """Per gate: the (FLOPs, params) fraction one of its channels carries,
     measured at full width by switching one channel off."""
-    full = {root: np.ones(graph.groups.size[root], "float32")
-            for root in graph.groups.roots()}
+    full = {root: np.ones(graph.groups.size[root], "float32") for root in graph.groups.roots()}
     base = cost_fractions(graph, full)
     roots = {id(gate): root for root, gate in graph.gates.items()}
     result = []

@@ -69,26 +69,39 @@ def strip_pruning(model, threshold=None):
     model = arguments.model("strip_pruning", "model", model)
     if threshold is not None:
         threshold = arguments.real(
-            "strip_pruning", "threshold", threshold, "a gate value in [0, 1) below "
+            "strip_pruning",
+            "threshold",
+            threshold,
+            "a gate value in [0, 1) below "
             "which channels are also removed, or None (keep_mask alone decides)",
-            low=0.0, high=1.0, high_open=True)
+            low=0.0,
+            high=1.0,
+            high_open=True,
+        )
     graph = analyze(model)
     if not graph.gates:
         warnings.warn(
             f"strip_pruning: model '{model.name}' has no ChannelGate, so nothing was "
             "pruned; the result is a plain copy. Pass the model returned by "
-            "`add_gates` (trained with `PruningCallback`).", stacklevel=2)
+            "`add_gates` (trained with `PruningCallback`).",
+            stacklevel=2,
+        )
     keep, gate_values = _hardened(graph, threshold)
     if graph.gates and all(keep[root].all() for root in graph.gated_groups()):
         warnings.warn(
             f"strip_pruning: no channel of model '{model.name}' is switched off "
             "(every keep_mask is 1), so the result only folds the gates: train it "
-            "with `PruningCallback` first, or pass `threshold=`.", stacklevel=2)
+            "with `PruningCallback` first, or pass `threshold=`.",
+            stacklevel=2,
+        )
     stripper = Stripper(graph, keep, gate_values)
     name = model.name[: -len("_gated")] if model.name.endswith("_gated") else model.name
     return rebuild(
-        graph.flat, stripper.call_node, name=f"{name}_stripped",
-        wrap_input=stripper.wrap_input, unwrap_output=stripper.unwrap_output,
+        graph.flat,
+        stripper.call_node,
+        name=f"{name}_stripped",
+        wrap_input=stripper.wrap_input,
+        unwrap_output=stripper.unwrap_output,
     )
 
 
@@ -177,13 +190,17 @@ class Stripper:
             self._pass_scale_on(flat)
         out_map = self.graph.out_maps(index)[0]
         prunes_outputs = index in self._producers and (
-            len(self.kept(out_map)) != sum(s.length for s in out_map))
+            len(self.kept(out_map)) != sum(s.length for s in out_map)
+        )
         # A layer with weights called at several places stays one layer.
         shared = self._calls[id(operation)] > 1 and bool(getattr(operation, "weights", None))
-        rebuild_always = bool(support and support.rebuild_always and not shared
-                              and support.rebuild_always(flat, self.graph))
-        scaled = not product and any(
-            key in self.input_scales for key in flat.inputs)
+        rebuild_always = bool(
+            support
+            and support.rebuild_always
+            and not shared
+            and support.rebuild_always(flat, self.graph)
+        )
+        scaled = not product and any(key in self.input_scales for key in flat.inputs)
         if all(x.is_full for x in ins) and not (prunes_outputs or rebuild_always or scaled):
             return self._copy(flat, args, kwargs)
         if support is None or support.remove is None:
@@ -227,14 +244,16 @@ class Stripper:
             raise StripError(
                 f"strip_pruning: layer '{node.name}' ({node.class_name}) reads removed "
                 "channels whose value is not a known constant; the model cannot be "
-                "stripped exactly. Exclude the layers before it from pruning.")
+                "stripped exactly. Exclude the layers before it from pruning."
+            )
         if np.any(values != 0) and removed_constant_fate(node, self.graph.flat) != ABSORBED:
             raise StripError(
                 f"strip_pruning: removed channels reach layer '{node.name}' "
                 f"({node.class_name}) as non-zero constants (an activation with "
                 "f(0) != 0 before a padded or transposed convolution); removing them "
                 "would change the output near the borders. Exclude the producer of "
-                "those channels (add_gates(exclude=[...])) or use ReLU-like activations.")
+                "those channels (add_gates(exclude=[...])) or use ReLU-like activations."
+            )
         return dropped, values
 
     def foldable(self, layer):
@@ -284,8 +303,9 @@ class Stripper:
         keep, values = np.tile(keep, copies), np.tile(values, copies)
         const = np.where(keep == 0, 0.0, x.const * values)
         if np.any(keep[x.live] == 0):
-            raise StripError(f"strip_pruning: gate '{flat.name}' removes channels its input "
-                             "still holds.")
+            raise StripError(
+                f"strip_pruning: gate '{flat.name}' removes channels its input still holds."
+            )
         if len(x.live):
             self._fold_gate(flat, values[x.live])
         return dataclasses.replace(x, const=const)
@@ -313,8 +333,9 @@ class Stripper:
     def _fold_gate(self, flat, scale):
         key = flat.inputs[0]
         if key not in self.folds:
-            raise StripError(f"strip_pruning: gate '{flat.name}' follows no layer it can be "
-                             "folded into.")
+            raise StripError(
+                f"strip_pruning: gate '{flat.name}' follows no layer it can be folded into."
+            )
         target = self.folds.pop(key)
         if not commutes_with_scale(target.layer):
             # g * swish(z) != swish(g * z): scale the consumers' input rows.

@@ -136,17 +136,22 @@ def channels_kept_chart(report, model, title=None):
     t = report.totals
     figure, axes = _figure(width=min(max(0.3 * len(rows) + 2.5, 7.0), 30.0))
     positions = range(len(rows))
-    axes.bar(positions, [r["channels_before"] for r in rows], color=_BEFORE_COLOR,
-             label="original")
-    axes.bar(positions, [r["channels_after"] for r in rows], color=_AFTER_COLOR,
-             width=0.6, label="kept")
+    axes.bar(positions, [r["channels_before"] for r in rows], color=_BEFORE_COLOR, label="original")
+    axes.bar(
+        positions, [r["channels_after"] for r in rows], color=_AFTER_COLOR, width=0.6, label="kept"
+    )
     axes.set_xticks(list(positions), [r["name"] for r in rows], rotation=90, fontsize=7)
     axes.set_ylabel("output channels")
     axes.set_xlim(-0.7, len(rows) - 0.3)
     axes.legend(loc="upper left", frameon=False)
-    axes.set_title(title or (
-        f"Channels kept per layer: {t['flops_fraction']:.1%} of the FLOPs, "
-        f"{t['params_fraction']:.1%} of the params remain"), fontsize=10)
+    axes.set_title(
+        title
+        or (
+            f"Channels kept per layer: {t['flops_fraction']:.1%} of the FLOPs, "
+            f"{t['params_fraction']:.1%} of the params remain"
+        ),
+        fontsize=10,
+    )
     return _png(figure)
 
 
@@ -177,14 +182,17 @@ def stage_cost_chart(report, model):
     for axes, key, label in zip(both_axes, ("flops", "params"), ("FLOPs", "params")):
         before = [stage[f"{key}_before"] for stage in stages]
         after = [stage[f"{key}_after"] for stage in stages]
-        axes.bar([p - 0.2 for p in positions], before, width=0.4,
-                 color=_BEFORE_COLOR, label="before")
-        bars = axes.bar([p + 0.2 for p in positions], after, width=0.4,
-                        color=_AFTER_COLOR, label="after")
+        axes.bar(
+            [p - 0.2 for p in positions], before, width=0.4, color=_BEFORE_COLOR, label="before"
+        )
+        bars = axes.bar(
+            [p + 0.2 for p in positions], after, width=0.4, color=_AFTER_COLOR, label="after"
+        )
         kept = [f"{a / b:.0%}" if b else "" for a, b in zip(after, before)]
         axes.bar_label(bars, kept, fontsize=7)
-        axes.set_xticks(positions, [stage["stage"] for stage in stages],
-                        rotation=45, ha="right", fontsize=8)
+        axes.set_xticks(
+            positions, [stage["stage"] for stage in stages], rotation=45, ha="right", fontsize=8
+        )
         axes.yaxis.set_major_formatter(EngFormatter())
         fraction = report.totals[f"{key}_fraction"]
         axes.set_title(f"{label} per stage ({fraction:.1%} remain)", fontsize=10)
@@ -203,8 +211,10 @@ def stage_costs(report, model):
     stages = {}
     for row in report.rows:
         label = stage_of.get(row["name"], "other")
-        totals = stages.setdefault(label, dict.fromkeys(
-            ("flops_before", "flops_after", "params_before", "params_after"), 0))
+        totals = stages.setdefault(
+            label,
+            dict.fromkeys(("flops_before", "flops_after", "params_before", "params_after"), 0),
+        )
         for key in totals:
             totals[key] += row[key]
     return [dict(stage=label, **totals) for label, totals in stages.items()]
@@ -244,7 +254,7 @@ def _figure(width, columns=1):
     figure = Figure(figsize=(width, 4.8), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, columns)
-    for each in (axes if columns > 1 else [axes]):
+    for each in axes if columns > 1 else [axes]:
         each.spines[["top", "right"]].set_visible(False)
         each.grid(axis="y", alpha=0.3)
         each.set_axisbelow(True)

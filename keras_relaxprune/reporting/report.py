@@ -40,14 +40,17 @@ class PruningReport:
             table.add_column(column, justify="left" if column in ("layer", "class") else "right")
         for row in self.rows:
             table.add_row(
-                row["name"], row["class"],
+                row["name"],
+                row["class"],
                 _pair(row["channels_before"], row["channels_after"]),
                 _pair(row["params_before"], row["params_after"]),
                 _pair(row["flops_before"], row["flops_after"]),
             )
         t = self.totals
         table.add_row(
-            "total", "", "",
+            "total",
+            "",
+            "",
             f"{_pair(t['params_before'], t['params_after'])} ({t['params_fraction']:.1%})",
             f"{_pair(t['flops_before'], t['flops_after'])} ({t['flops_fraction']:.1%})",
         )
@@ -90,12 +93,18 @@ def pruning_report(before, after=None):
         second = after_rows.get(name, dict(first, channels=0, params=0, flops=0))
         if not first["params"] and not first["flops"]:
             continue
-        rows.append({
-            "name": name, "class": first["class"],
-            "channels_before": first["channels"], "channels_after": second["channels"],
-            "params_before": first["params"], "params_after": second["params"],
-            "flops_before": first["flops"], "flops_after": second["flops"],
-        })
+        rows.append(
+            {
+                "name": name,
+                "class": first["class"],
+                "channels_before": first["channels"],
+                "channels_after": second["channels"],
+                "params_before": first["params"],
+                "params_after": second["params"],
+                "flops_before": first["flops"],
+                "flops_after": second["flops"],
+            }
+        )
     return PruningReport(rows, _totals(dense_rows, after_rows), _notes(graph))
 
 
@@ -107,9 +116,15 @@ def _rows(graph, count, as_stripped=False):
             continue
         out_map = graph.out_maps(index)[0]
         channels = count(out_map) if out_map is not None else 0
-        row = result.setdefault(cost.name, {
-            "class": cost.class_name, "channels": int(channels), "params": 0, "flops": 0,
-        })
+        row = result.setdefault(
+            cost.name,
+            {
+                "class": cost.class_name,
+                "channels": int(channels),
+                "params": 0,
+                "flops": 0,
+            },
+        )
         row["params"] += int(cost.params)
         row["flops"] += int(cost.flops)
     return result
@@ -120,10 +135,13 @@ def _totals(before_rows, after_rows):
     for key in ("params", "flops"):
         first = sum(r[key] for r in before_rows.values())
         second = sum(r[key] for r in after_rows.values())
-        totals.update({
-            f"{key}_before": first, f"{key}_after": second,
-            f"{key}_fraction": second / first if first else 1.0,
-        })
+        totals.update(
+            {
+                f"{key}_before": first,
+                f"{key}_after": second,
+                f"{key}_fraction": second / first if first else 1.0,
+            }
+        )
     return totals
 
 

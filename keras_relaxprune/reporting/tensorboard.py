@@ -40,15 +40,22 @@ _NO_FIT = object()
 
 # Values of `PruningCallback`'s logs -> (tag, description).
 _LOGGED = {
-    "remaining_flops": ("remaining_flops", "Hard remaining FLOPs fraction: what "
-                        "strip_pruning keeps (the keep masks; at the epoch after "
-                        "which the budget closes, the masks the closing gives)."),
-    "remaining_params": ("remaining_params", "Hard remaining params fraction (as "
-                         "remaining_flops)."),
+    "remaining_flops": (
+        "remaining_flops",
+        "Hard remaining FLOPs fraction: what "
+        "strip_pruning keeps (the keep masks; at the epoch after "
+        "which the budget closes, the masks the closing gives).",
+    ),
+    "remaining_params": (
+        "remaining_params",
+        "Hard remaining params fraction (as remaining_flops).",
+    ),
     "pruning_target": ("target", "Remaining fraction the ramp asks for now."),
     "pruning_lambda": ("lambda", "Strength of the sparsity regulariser."),
-    "gate_temperature": ("gate_temperature", "Inverse temperature (scale) of "
-                         "the gates: gate = sigmoid(scale * logit)."),
+    "gate_temperature": (
+        "gate_temperature",
+        "Inverse temperature (scale) of the gates: gate = sigmoid(scale * logit).",
+    ),
 }
 _DESCRIPTIONS = {
     "relaxed_flops": "Relaxed remaining FLOPs fraction (gate values), as in the loss.",
@@ -74,8 +81,7 @@ class PruningSummaries:
     """
 
     def __init__(self, log_dir=None, every_n_steps=None):
-        if every_n_steps is not None and (
-                not isinstance(every_n_steps, int) or every_n_steps < 1):
+        if every_n_steps is not None and (not isinstance(every_n_steps, int) or every_n_steps < 1):
             raise ValueError(
                 f"PruningCallback: log_every_n_steps={every_n_steps!r} must be "
                 "a positive integer or None."
@@ -115,8 +121,12 @@ class PruningSummaries:
         scalars = _scalars(callback, callback._progress_logs())
         for name, (value, description) in scalars.items():
             if "/" not in name:
-                writer.write(f"pruning_steps/{name}", np.float32(value), step,
-                             _metadata("scalars", description))
+                writer.write(
+                    f"pruning_steps/{name}",
+                    np.float32(value),
+                    step,
+                    _metadata("scalars", description),
+                )
         writer.flush()
 
     def write_train_end(self, callback):
@@ -131,8 +141,12 @@ class PruningSummaries:
             self._write_state(writer, callback, callback._progress_logs(), step)
         report = _report(callback)
         text = np.array(report_markdown(report, title=None).encode(), dtype=object)
-        writer.write("pruning/report", text, step, _metadata(
-            "text", "Per-layer channels, params and FLOPs kept (pruning_report)."))
+        writer.write(
+            "pruning/report",
+            text,
+            step,
+            _metadata("text", "Per-layer channels, params and FLOPs kept (pruning_report)."),
+        )
         self._close()
 
     def _write_state(self, writer, callback, values, step):
@@ -141,12 +155,23 @@ class PruningSummaries:
             writer.write(tag, np.float32(value), step, _metadata("scalars", description))
         for name, gate in _named_gates(callback):
             buckets = _gate_buckets(keras.ops.convert_to_numpy(gate.gate_values()))
-            writer.write(f"gates/{name}", buckets, step, _metadata(
-                "histograms", f"Gate values of the channel group of '{name}'."))
-        png = channels_kept_chart(_report(callback), _gated_model(callback),
-                                  title=f"Channels kept per layer, epoch {step + 1}")
-        writer.write("pruning/channels_kept", _image_tensor(png), step, _metadata(
-            "images", "Channels kept (blue) vs original (grey) per layer."))
+            writer.write(
+                f"gates/{name}",
+                buckets,
+                step,
+                _metadata("histograms", f"Gate values of the channel group of '{name}'."),
+            )
+        png = channels_kept_chart(
+            _report(callback),
+            _gated_model(callback),
+            title=f"Channels kept per layer, epoch {step + 1}",
+        )
+        writer.write(
+            "pruning/channels_kept",
+            _image_tensor(png),
+            step,
+            _metadata("images", "Channels kept (blue) vs original (grey) per layer."),
+        )
         self._last_epoch, self._last_alive = step, _alive(callback)
 
     def _writer_for(self, callback):
@@ -170,8 +195,14 @@ class PruningSummaries:
 
 def find_tensorboard_callback(callback):
     """The `keras.callbacks.TensorBoard` in the same `fit` as `callback`, or None."""
-    return next((each for each in internals.fellow_callbacks(callback)
-                 if isinstance(each, keras.callbacks.TensorBoard)), None)
+    return next(
+        (
+            each
+            for each in internals.fellow_callbacks(callback)
+            if isinstance(each, keras.callbacks.TensorBoard)
+        ),
+        None,
+    )
 
 
 def print_message(message, params=None):
@@ -199,30 +230,36 @@ def _scalars(callback, values):
     relaxed = budget.graph_cost().fractions(_soft_gates)
     progress = _number(budget.progress(budget.step)) if _number(budget.ramp_on) else 1.0
     threshold = _number(budget.initial_threshold) + progress * (
-        _number(budget.final_threshold) - _number(budget.initial_threshold))
+        _number(budget.final_threshold) - _number(budget.initial_threshold)
+    )
     alive = _alive(callback)
-    scalars.update({
-        "relaxed_flops": (_number(relaxed["flops"]), _DESCRIPTIONS["relaxed_flops"]),
-        "relaxed_params": (_number(relaxed["params"]), _DESCRIPTIONS["relaxed_params"]),
-        "threshold": (threshold, _DESCRIPTIONS["threshold"]),
-        "alive_channels": (sum(alive), _DESCRIPTIONS["alive_channels"]),
-    })
+    scalars.update(
+        {
+            "relaxed_flops": (_number(relaxed["flops"]), _DESCRIPTIONS["relaxed_flops"]),
+            "relaxed_params": (_number(relaxed["params"]), _DESCRIPTIONS["relaxed_params"]),
+            "threshold": (threshold, _DESCRIPTIONS["threshold"]),
+            "alive_channels": (sum(alive), _DESCRIPTIONS["alive_channels"]),
+        }
+    )
     for (name, gate), count in zip(_named_gates(callback), alive):
         scalars[f"alive_channels/{name}"] = (
-            count, f"Alive channels of the group of '{name}' (of {gate.channels}).")
+            count,
+            f"Alive channels of the group of '{name}' (of {gate.channels}).",
+        )
     return scalars
 
 
 def _named_gates(callback):
     """(group name, gate) of each gated group, named by its first producer."""
     graph = callback._graph
-    return [(graph.groups.producers[root][0], graph.gates[root])
-            for root in graph.gated_groups()]
+    return [(graph.groups.producers[root][0], graph.gates[root]) for root in graph.gated_groups()]
 
 
 def _alive(callback):
-    return [int(np.sum(keras.ops.convert_to_numpy(gate.keep_mask)))
-            for _, gate in _named_gates(callback)]
+    return [
+        int(np.sum(keras.ops.convert_to_numpy(gate.keep_mask)))
+        for _, gate in _named_gates(callback)
+    ]
 
 
 def _gate_buckets(values):
@@ -234,7 +271,7 @@ def _gate_buckets(values):
 
 def _image_tensor(png):
     """The image plugin's tensor: width, height, then the encoded image."""
-    width, height = (int.from_bytes(png[i:i + 4], "big") for i in (16, 20))
+    width, height = (int.from_bytes(png[i : i + 4], "big") for i in (16, 20))
     return np.array([str(width).encode(), str(height).encode(), png], dtype=object)
 
 
@@ -268,8 +305,7 @@ def _metadata(plugin, description):
             "PruningCallback(log_dir=...) and a TensorBoard callback need the "
             "tensorboard package: pip install keras-relaxprune[tensorboard]"
         ) from error
-    module = {"scalars": scalars, "histograms": histograms, "images": images,
-              "text": text}[plugin]
+    module = {"scalars": scalars, "histograms": histograms, "images": images, "text": text}[plugin]
     return module.create_summary_metadata(display_name=None, description=description)
 
 
@@ -293,8 +329,9 @@ class _TensorFlowWriter:
         # record_if(True): a TensorBoard(update_freq=N) callback may have
         # pushed a condition that would drop summaries off its own steps.
         with self._writer.as_default(), tf.summary.record_if(True):
-            tf.summary.write(tag, tf.constant(value), step=step,
-                             metadata=metadata.SerializeToString())
+            tf.summary.write(
+                tag, tf.constant(value), step=step, metadata=metadata.SerializeToString()
+            )
 
     def flush(self):
         self._writer.flush()
@@ -312,8 +349,10 @@ class _EventFileWriter:
 
         self._event_pb2 = event_pb2
         os.makedirs(directory, exist_ok=True)
-        name = (f"events.out.tfevents.{int(time.time()):010d}."
-                f"{socket.gethostname()}.{os.getpid()}.{id(self)}.relaxprune")
+        name = (
+            f"events.out.tfevents.{int(time.time()):010d}."
+            f"{socket.gethostname()}.{os.getpid()}.{id(self)}.relaxprune"
+        )
         self._records = RecordWriter(open(os.path.join(directory, name), "wb"))
         self._add(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
@@ -321,10 +360,14 @@ class _EventFileWriter:
         from tensorboard.compat.proto import summary_pb2
         from tensorboard.util import tensor_util
 
-        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(
-            tag=tag, metadata=metadata, tensor=tensor_util.make_tensor_proto(value))])
-        self._add(self._event_pb2.Event(wall_time=time.time(), step=int(step),
-                                        summary=summary))
+        summary = summary_pb2.Summary(
+            value=[
+                summary_pb2.Summary.Value(
+                    tag=tag, metadata=metadata, tensor=tensor_util.make_tensor_proto(value)
+                )
+            ]
+        )
+        self._add(self._event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
 
     def _add(self, event):
         self._records.write(event.SerializeToString())
