@@ -242,7 +242,7 @@ def test_augment_forced_flip_and_determinism():
         datasets.augment_crop_flip(images[0], 0)
 
 
-# --- the real TFDS download path (issue 40, item 11) ---------------------------------
+# --- the real TFDS download path ---------------------------------
 
 
 class _NetworkReached(Exception):

@@ -202,7 +202,7 @@ def test_raw_products_are_multiplies_and_other_raw_merges_are_not():
     assert answers == {"Multiply": True, "Add": False, "Subtract": False}
 
 
-# --- Flatten and TimeDistributed records (issue 40, item 10) ---------------------------
+# --- Flatten and TimeDistributed records ---------------------------
 
 
 def test_a_flatten_map_is_its_input_map_once_per_position():

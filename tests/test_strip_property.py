@@ -46,6 +46,7 @@ with the command that reproduces it (part, seed, steps), e.g.:
         callback 3 "[('resize_pad_fill', 67, 5, 0), ('conv3', 445, 4, 3)]"
 """
 
+import functools
 import os
 import re
 import traceback
@@ -127,6 +128,11 @@ OPS = (
     "conv_softmax",
     "conv_sigmoid_layer",
     "conv_relu_layer",
+    # fused activations given as callables: a lambda, a partial, a user
+    # function named like a Keras built-in (known by object, never by name)
+    "conv_lambda",
+    "conv_partial",
+    "conv_named_relu",
     # activation layers
     "swish",
     "softmax",
@@ -171,7 +177,7 @@ KNOWN_BUGS = {
     # an op that draws wrong cases goes here, with what goes wrong, until fixed.
 }
 
-# --- Flatten -> Dense (issue 40, item 10): positions flattened into features,
+# --- Flatten -> Dense: positions flattened into features,
 # a Dense over them, its output as a 1x1 map (or spread back over H x W).
 OPS += ("flatten_dense",)
 
@@ -199,7 +205,15 @@ FUSED = {
     "conv_softmax": lambda: "softmax",
     "conv_sigmoid_layer": lambda: layers.Activation("sigmoid"),
     "conv_relu_layer": lambda: layers.ReLU(max_value=0.5),
+    "conv_lambda": lambda: lambda t: ops.relu(t),
+    "conv_partial": lambda: functools.partial(keras.activations.relu, max_value=0.5),
+    "conv_named_relu": lambda: relu,
 }
+
+
+def relu(x):
+    """A user's activation named like Keras' relu, computing something else."""
+    return ops.relu(x) + 0.1
 
 
 def _spatial(t):
@@ -394,7 +408,7 @@ def _step(op, x, tensors, pick, width, variant, name):
         if variant == 2:
             return [layers.ReLU(threshold=0.3, negative_slope=0.1, name=name)(x)]
         return [ops.exp(ops.minimum(x, 2.0))]
-    if op == "flatten_dense":  # issue 40, item 10 (see _flatten_dense)
+    if op == "flatten_dense":  # see _flatten_dense
         return _flatten_dense(x, width, variant, name)
     raise ValueError(f"unknown op {op!r}")
 

@@ -231,7 +231,7 @@ def test_gated_model_with_open_gates_equals_the_original(name):
     _assert_open_gates_equal(model, gated, _data(model))
 
 
-# --- Flatten -> Dense and TimeDistributed (issue 40, item 10) -------------------------
+# --- Flatten -> Dense and TimeDistributed -------------------------
 
 
 def _mnist_convnet():
@@ -332,7 +332,7 @@ def test_time_distributed_over_an_unfollowed_layer_stays_a_barrier():
     assert _params_of(small, "after") < _params_of(model, "after")
 
 
-# --- issue 40, items 2, 7, 8 and 9: activations by object, f(0) != 0 before a padded
+# --- activations by object, f(0) != 0 before a padded
 # --- conv, counts of normalisations over other axes, equivalent spellings ------------
 
 
@@ -470,7 +470,7 @@ def test_equivalent_spellings_are_pruned_exactly(name):
         assert _first_pruned(_strips_exactly(model))
 
 
-# --- issue 40, items 5 and 6: reused layers, names like generated ones, Lambda layers
+# --- reused layers, names like generated ones, Lambda layers
 
 
 def _inputs_for(model, seed=0):
