@@ -661,3 +661,65 @@ def test_a_lambda_of_unknown_channel_count_at_an_output_is_a_barrier():
     with pytest.warns(UserWarning, match="'user_fn'"):
         _, small = _exact_with_equal_counts(model)
     assert _params_of(small, "first") == _params_of(model, "first")
+
+
+# --- subclasses that compute below `call` -------------------------------------------
+
+
+class _ShiftedConvolution(keras.layers.Conv2D):
+    """Keeps Conv2D's `call` but adds a constant inside `convolution_op`."""
+
+    def convolution_op(self, inputs, kernel):
+        return super().convolution_op(inputs, kernel) + 1.0
+
+
+class _RenamedConvolution(keras.layers.Conv2D):
+    """Overrides only `__init__` (a default): computes what Conv2D computes."""
+
+    def __init__(self, filters, **kwargs):
+        kwargs.setdefault("padding", "same")
+        super().__init__(filters, 3, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("kernel_size")
+        return config
+
+
+def _subclass_net(conv):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = conv(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(8, 3, padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+@pytest.mark.backend_agnostic
+def test_a_subclass_computing_below_call_is_a_barrier_naming_the_method():
+    model = _subclass_net(_ShiftedConvolution(8, 3, padding="same", name="shifted"))
+    with pytest.warns(UserWarning, match=r"shifted.*convolution_op\(\)"):
+        gated = krp.add_gates(model)
+    random_masks(gated, 0)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    small = krp.strip_pruning(gated)
+    np.testing.assert_allclose(
+        np.asarray(small(x, training=False)),
+        np.asarray(gated(x, training=False)),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    shifted = small.get_layer("shifted")
+    assert shifted.filters == 8  # protected, not sliced
+
+
+@pytest.mark.backend_agnostic
+def test_a_subclass_overriding_only_init_and_config_is_pruned_as_its_parent():
+    model = _subclass_net(_RenamedConvolution(8, name="renamed"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        gated = krp.add_gates(model)
+    random_masks(gated, 0)
+    small = krp.strip_pruning(gated)
+    assert small.get_layer("renamed").filters < 8

@@ -6,10 +6,11 @@ it is built when channels are removed (stripping), and how a gate after it
 folds into its weights. Each family registers one record, once, with
 `register_layer`; a user's own layer is made prunable the same way.
 
-Records are found by exact class, or for a subclass that keeps its parent's
-`call` (it computes the same thing). A subclass that overrides `call` is a
-barrier until it is registered itself: inheriting its parent's slicing would
-be a guess.
+Records are found by exact class, or for a subclass that overrides none of
+its parent's methods but `__init__` and the config methods (it computes the
+same thing). A subclass that overrides `call`, `convolution_op`, `build` or any
+other method is a barrier until it is registered itself: inheriting its
+parent's slicing would be a guess.
 """
 
 import dataclasses
@@ -192,6 +193,10 @@ def register_layer(*classes, like=None, **fields):
     return record
 
 
+# Methods a subclass may override and still compute what its parent computes.
+_SAFE_OVERRIDES = frozenset({"__init__", "get_config", "from_config", "__repr__"})
+
+
 def find_support(operation):
     """The `LayerSupport` for `operation`, or None (a barrier)."""
     cls = type(operation)
@@ -199,9 +204,28 @@ def find_support(operation):
         return _RECORDS[cls]
     for parent in cls.__mro__[1:]:
         if parent in _RECORDS:
-            same_call = getattr(cls, "call", None) is getattr(parent, "call", None)
-            return _RECORDS[parent] if same_call else None
+            return None if overridden_methods(cls, parent) else _RECORDS[parent]
     return None
+
+
+def overridden_methods(cls, parent):
+    """Names of `parent`'s methods that `cls` (a subclass) defines again.
+
+    Keras layers compute through more than `call` (`Conv2D.convolution_op`,
+    `build`, ...), so a subclass that overrides any of them may compute
+    something else: it is a barrier until registered. Only `__init__` and the
+    config methods are taken as safe.
+    """
+    names = set()
+    for klass in cls.__mro__:
+        if klass is parent:
+            break
+        names |= {name for name, value in vars(klass).items() if callable(value)}
+    return sorted(
+        name
+        for name in names - _SAFE_OVERRIDES
+        if callable(getattr(parent, name, None)) and getattr(cls, name) is not getattr(parent, name)
+    )
 
 
 def has_kernel(layer):
@@ -258,8 +282,9 @@ def unsupported_reason(operation):
     cls = type(operation)
     for parent in cls.__mro__[1:]:
         if parent in _RECORDS:
+            methods = ", ".join(f"{name}()" for name in overridden_methods(cls, parent))
             return (
-                f"subclass of {parent.__name__} that overrides call(); "
+                f"subclass of {parent.__name__} that overrides {methods}; "
                 f"register it with krp.register_layer({cls.__name__}, ...)"
             )
     return "no channel rule for this layer type (see krp.register_layer)"
