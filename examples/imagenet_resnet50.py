@@ -30,8 +30,8 @@ written for one machine with several GPUs:
    `runs/<run-name>/summary.json`.
 
 `--distribute` trains on every local GPU: `tf.distribute.MirroredStrategy`
-on TensorFlow, `keras.distribution.DataParallel` on JAX (README, "Several
-devices"); `--batch-size` is the global batch. `BackupAndRestore` backs both
+on TensorFlow, `keras.distribution.DataParallel` on JAX (docs/devices.md);
+`--batch-size` is the global batch. `BackupAndRestore` backs both
 fits up into `checkpoints/<run-name>/` each epoch and the stripped model is
 kept there between them: the same command started again after a kill
 resumes at the last finished epoch (the data order is not replayed).

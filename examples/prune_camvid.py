@@ -15,7 +15,7 @@ TensorFlow + XLA, with the public API only (17-20 minutes on 2 cores, see
    with Adam as `PruningCallback`'s default has it, BatchNormalization
    re-estimated on training batches when the budget closes) and a floor
    per channel group (`--min-keep 0.25`: without it the FLOPs budget took
-   the decoder's cheap layers down to one channel, see README): the budget
+   the decoder's cheap layers down to one channel, see docs/segmentation.md): the budget
    ramps over 75% of the epochs, closes, and the rest trains with the final
    masks; Adam at a constant learning rate, 2e-3 by default (the dense
    training's peak; at 10% of the FLOPs 5e-4 ended 4.9 points of mIoU
@@ -60,7 +60,7 @@ started again after a kill resumes where it stopped.
     nohup nice -n 10 python examples/prune_camvid.py --metric params --target 0.9 \
         > logs/prune_unet_camvid_params10.log 2>&1 &
     # a moderate cut, pushes growing with the square root of a channel's
-    # cost (best measured at 50% on this U-Net, README Segmentation):
+    # cost (best measured at 50% on this U-Net, docs/segmentation.md):
     nohup nice -n 10 python examples/prune_camvid.py --target 0.5 \
         --callback '{"cost_exponent": 0.5}' --run-name unet_camvid_flops50_ce05 \
         > logs/prune_unet_camvid_flops50_ce05.log 2>&1 &

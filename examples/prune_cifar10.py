@@ -1,6 +1,6 @@
 """Prune the shipped CIFAR-10 ResNet-20 to half its FLOPs, strip and export it.
 
-The project's main job (README command 1), on CPU with TensorFlow + XLA:
+The project's main job (README, the two commands), on CPU with TensorFlow:
 about 15 minutes on 2 cores (one gated epoch and four fine-tuning epochs
 on all 50,000 images). Shows the whole recipe with the public API only:
 

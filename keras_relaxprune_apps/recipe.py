@@ -1,6 +1,6 @@
 """The measured pruning recipe's building blocks, shared by the jobs that use it.
 
-The recipe (README, "How to prune your own model"): one gated fit in which
+The recipe (docs/guide.md): one gated fit in which
 `PruningCallback(**recipe_options(metric))` ramps and closes the budget, `strip_pruning`
 checked against the gated model (`check_strip`), then a fine-tune of the
 stripped network; in both fits SGD-Nesterov and the dense network teaching

@@ -125,16 +125,18 @@ class PruningCallback(keras.callbacks.Callback):
     Example:
 
     ```python
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     gated = krp.add_gates(model)
-    gated.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    gated.fit(x, y, epochs=8, callbacks=[krp.PruningCallback(target=0.5)])
+    gated.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True), loss=loss)
+    # Prune in one epoch: the budget ramps over it and closes when it ends.
+    gated.fit(x, y, epochs=1, callbacks=[krp.PruningCallback(0.5, calibration_data=x)])
     krp.count_flops(gated) / krp.count_flops(model)  # between 0.49 and 0.50
 
-    # Or prune in one epoch, then fine-tune the smaller network:
-    gated.fit(x, y, epochs=1, callbacks=[krp.PruningCallback(target=0.5)])
+    # Then fine-tune the smaller network with a decaying rate (docs/guide.md):
     small = krp.strip_pruning(gated)
-    small.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    small.fit(x, y, epochs=7)
+    cosine = keras.optimizers.schedules.CosineDecay(0.01, decay_steps=4 * len(x) // 32)
+    small.compile(optimizer=keras.optimizers.SGD(cosine, momentum=0.9, nesterov=True), loss=loss)
+    small.fit(x, y, epochs=4)
     ```
     """
 
