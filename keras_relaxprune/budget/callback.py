@@ -172,6 +172,24 @@ class PruningCallback(keras.callbacks.Callback):
             high_open=True,
         )
         self.metric = check.choice("metric", metric, (None, *METRICS))
+        self._check_schedule(check, begin_step, end_step, lambda_, final_scale, threshold)
+        self._check_channels(check, round_to, min_keep, verbose, lambda_rate)
+        self._check_calibration_and_logging(
+            check,
+            calibration_data,
+            calibration_steps,
+            log_dir,
+            log_every_n_steps,
+            gate_prior,
+            cost_exponent,
+        )
+        self._budget = None
+        self._graph = None
+        self._closing = None  # (gate state, masks) of the last closing computed
+        self._summaries = PruningSummaries(log_dir, log_every_n_steps)
+
+    def _check_schedule(self, check, begin_step, end_step, lambda_, final_scale, threshold):
+        """Checks and keeps the ramp, penalty and temperature arguments."""
         self.begin_step = check.integer(
             "begin_step", begin_step, "a training step >= 0 (default 0)", low=0
         )
@@ -202,6 +220,9 @@ class PruningCallback(keras.callbacks.Callback):
             "raised from start to end over the ramp, e.g. threshold=(0.02, 0.2) (the "
             "default); for a fixed value t pass (t, t)",
         )
+
+    def _check_channels(self, check, round_to, min_keep, verbose, lambda_rate):
+        """Checks and keeps the closing's channel rules, verbosity and lambda's rate."""
         self.round_to = check.integer(
             "round_to",
             round_to,
@@ -229,6 +250,18 @@ class PruningCallback(keras.callbacks.Callback):
                 low=0.0,
             )
         )
+
+    def _check_calibration_and_logging(
+        self,
+        check,
+        calibration_data,
+        calibration_steps,
+        log_dir,
+        log_every_n_steps,
+        gate_prior,
+        cost_exponent,
+    ):
+        """Checks and keeps BN calibration, logging, gate prior and cost exponent."""
         self.calibration_data = check.batches("calibration_data", calibration_data)
         self.calibration_steps = (
             None
@@ -259,10 +292,6 @@ class PruningCallback(keras.callbacks.Callback):
                 high=1.0,
             )
         )
-        self._budget = None
-        self._graph = None
-        self._closing = None  # (gate state, masks) of the last closing computed
-        self._summaries = PruningSummaries(log_dir, log_every_n_steps)
 
     @property
     def remaining_target(self):
