@@ -159,6 +159,12 @@ def parse_args(argv=None):
         "recipe: 0.1; 0: sparse labels)",
     )
     p.add_argument("--schedule", choices=("constant", "cosine"), default="cosine")
+    p.add_argument(
+        "--optimizer",
+        choices=("sgd", "adam"),
+        default="sgd",
+        help="SGD-Nesterov (momentum 0.9) or Adam, in every fit",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--prune-epochs",
@@ -271,6 +277,7 @@ def fine_tune(
         student_loss_weight=args.student_loss_weight,
         weight_decay=args.weight_decay,
         loss=label_loss(args),
+        optimizer=args.optimizer,
     )
 
 
@@ -452,6 +459,7 @@ def cell_record(args, argv, small, dense, data, state, steps, start, diagnose):
         "weight_decay": args.weight_decay,
         "prune_lr": args.prune_lr,
         "schedule": args.schedule,
+        "optimizer": args.optimizer,
         "label_smoothing": args.label_smoothing,
         "callback": json.loads(args.callback),
         "recalibrate": args.recalibrate,

@@ -9,6 +9,7 @@ from keras_relaxprune import arguments
 from keras_relaxprune.budget.baselines import set_gate_prior
 from keras_relaxprune.budget.closing import close_budget, minimum_fraction, warn_thinned_to_floor
 from keras_relaxprune.budget.fit_target import exclude_gates_from_weight_decay, gated_model, is_sgd
+from keras_relaxprune.budget.learning_rate import RateAfterClosing
 from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm
 from keras_relaxprune.cost.count import cost_fractions
 from keras_relaxprune.errors import BudgetError, PruningError
@@ -17,7 +18,7 @@ from keras_relaxprune.layers.pruning_budget import METRICS, link_budget
 from keras_relaxprune.reporting.tensorboard import PruningSummaries, print_message
 
 # PruningCallback(cost_exponent=None) per budget metric, as measured (docs/accuracy.md).
-DEFAULT_COST_EXPONENT = {"flops": 0.5, "params": 0.0}
+DEFAULT_COST_EXPONENT = {"flops": 0.5, "params": 0.0, "latency": 0.5}
 
 
 class PruningCallback(keras.callbacks.Callback):
@@ -49,8 +50,9 @@ class PruningCallback(keras.callbacks.Callback):
 
     Args:
         target: fraction of the cost to remove, in (0, 1). `0.9` leaves 10%.
-        metric: `"flops"` or `"params"`; defaults to the metric given to
-            `add_gates`.
+        metric: `"flops"`, `"params"` or `"latency"` (predicted from the
+            latency table given to `add_gates`, docs/latency.md); defaults
+            to the metric given to `add_gates`.
         begin_step: training step where the ramp starts. Defaults to 0.
         end_step: step where the ramp ends. Defaults to 75% of the training
             steps of this `fit`, rounded down to an epoch boundary (at least
@@ -107,6 +109,15 @@ class PruningCallback(keras.callbacks.Callback):
             without distillation, and higher on a ResNet-56 and a U-Net),
             0 for a params budget (there 0.5 scored lower: the costliest
             channels are the late stages' wide ones; docs/accuracy.md).
+        final_lr_factor: when the optimizer's learning rate is a constant,
+            the epochs after the budget closes train at a rate lowered
+            geometrically towards this multiple of it (`budget/learning_rate.py`:
+            one such epoch at 0.1x, two at 0.32x and 0.032x, ...), and the
+            optimizer gets its rate back when `fit` ends: fine-tuning at the
+            pruning rate costs accuracy (docs/accuracy.md). A
+            `LearningRateSchedule`, a callable rate, or a `LearningRateScheduler`
+            or `ReduceLROnPlateau` in the same `fit` is left alone. `None`
+            leaves every rate alone. Defaults to 0.01.
         gate_prior: `"l1_norm"` starts each gate from its filter's L1 norm
             relative to its group, `"bn_gamma"` from its BN |gamma| relative
             to all channels (`baselines.set_gate_prior`), so a trained
@@ -159,6 +170,7 @@ class PruningCallback(keras.callbacks.Callback):
         log_every_n_steps=None,
         gate_prior="bn_gamma",
         cost_exponent=None,
+        final_lr_factor=0.01,
     ):
         super().__init__()
         check = arguments.Checks("PruningCallback")
@@ -183,9 +195,24 @@ class PruningCallback(keras.callbacks.Callback):
             gate_prior,
             cost_exponent,
         )
+        self.final_lr_factor = (
+            None
+            if final_lr_factor is None
+            else check.real(
+                "final_lr_factor",
+                final_lr_factor,
+                "a multiplier in (0, 1] of a constant learning rate (default 0.01), "
+                "or None to leave the rate alone",
+                low=0.0,
+                high=1.0,
+                low_open=True,
+            )
+        )
         self._budget = None
         self._graph = None
         self._closing = None  # (gate state, masks) of the last closing computed
+        self._rate = RateAfterClosing(self, self.final_lr_factor)
+        self._closing_epoch = None  # the epoch at whose start the budget closed
         self._summaries = PruningSummaries(log_dir, log_every_n_steps)
 
     def _check_schedule(self, check, begin_step, end_step, lambda_, final_scale, threshold):
@@ -302,6 +329,7 @@ class PruningCallback(keras.callbacks.Callback):
         gated = gated_model(model)
         self._budget, self._graph = link_budget(gated)
         self.metric = self.metric or self._budget.metric
+        self._budget.metric_weights(self.metric)  # a latency budget needs its table
         exclude_gates_from_weight_decay(model, self._graph)
 
     def on_train_begin(self, logs=None):
@@ -316,9 +344,12 @@ class PruningCallback(keras.callbacks.Callback):
                 f"or min_keep)."
             )
         budget = self._budget
+        self._rate.begin()
+        self._closing_epoch = None
         if float(budget.masks_final.numpy()) and math.isclose(
             float(budget.remaining_target.numpy()), self.remaining_target, abs_tol=1e-6
         ):
+            self._closing_epoch = "earlier"
             return  # resumed after the budget was closed: keep fine-tuning
         self._end_epoch = self._default_end_epoch()
         self._configure(budget)
@@ -354,7 +385,7 @@ class PruningCallback(keras.callbacks.Callback):
             "final_scale": self.final_scale,
             "initial_threshold": self.threshold[0],
             "final_threshold": self.threshold[1],
-            "flops_weight": 1.0 if self.metric == "flops" else 0.0,
+            **budget.metric_weights(self.metric),
             "ramp_on": 1.0,
             "masks_final": 0.0,
         }
@@ -392,6 +423,10 @@ class PruningCallback(keras.callbacks.Callback):
         done = float(budget.step.numpy()) >= float(budget.end_step.numpy())
         if done and not float(budget.masks_final.numpy()):
             self._close_budget()
+            self._closing_epoch = epoch
+        if self._closing_epoch == "earlier":
+            self._closing_epoch = self._earlier_closing_epoch(epoch)
+        self._rate.epoch_begins(epoch, bool(float(budget.masks_final.numpy())), self._closing_epoch)
         # Weights and masks to give back if this epoch diverges.
         self._epoch, self._last_good = epoch, self.model.get_weights()
 
@@ -417,6 +452,19 @@ class PruningCallback(keras.callbacks.Callback):
             f"rate or lambda_ (now {self.lambda_}), or check the data for NaN."
         )
 
+    def _earlier_closing_epoch(self, first_epoch):
+        """The epoch the budget closed at, for a fit resumed after its closing.
+
+        A fit resumed by `BackupAndRestore` starts past epoch 0; the budget
+        closed at the start of the first epoch past `end_step`. A new fit of a
+        model closed by an earlier one starts at 0: `None`, its rate is the
+        user's.
+        """
+        steps = self.params.get("steps")
+        if first_epoch == 0 or not steps:
+            return None
+        return math.ceil(float(self._budget.end_step.numpy()) / steps - 1e-6)
+
     def _end_epoch_or_none(self):
         return getattr(self, "_end_epoch", None)
 
@@ -437,6 +485,7 @@ class PruningCallback(keras.callbacks.Callback):
             self._close_budget()
         else:
             self._recalibrate()
+        self._rate.end()
         self._summaries.write_train_end(self)
 
     def _close_budget(self):
@@ -493,6 +542,7 @@ class PruningCallback(keras.callbacks.Callback):
         return {
             "remaining_flops": fractions["flops"],
             "remaining_params": fractions["params"],
+            **({"remaining_latency": fractions["latency"]} if "latency" in fractions else {}),
             "pruning_target": _scalar(budget.ramped_target(progress))
             if budget.ramp_on.numpy()
             else self.remaining_target,
