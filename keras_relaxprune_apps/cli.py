@@ -123,11 +123,16 @@ def _add_run_parser(commands):
     run.add_argument(
         "--prune-epochs",
         type=int,
-        default=1,
-        help="epochs in which the budget ramps and closes (default 1)",
+        default=3,
+        help="epochs of the fit with PruningCallback: the budget ramps over 75%% of them "
+        "and closes, the rest fine-tune (default 3)",
     )
     run.add_argument(
-        "--epochs", type=int, default=2, help="fine-tune epochs of the stripped model (default 2)"
+        "--epochs",
+        type=int,
+        default=0,
+        help="epochs of a separate fine-tune of the stripped model; 0 (the default): the "
+        "gated fit's rate decays with a cosine, else it is constant and the fine-tune's decays",
     )
     run.add_argument(
         "--dense-epochs",
@@ -142,7 +147,8 @@ def _add_run_parser(commands):
         "--lr",
         type=float,
         default=0.01,
-        help="SGD-Nesterov: constant while pruning, then cosine to 0",
+        help="SGD-Nesterov's peak rate: cosine to 0 over the gated fit (with --epochs: "
+        "constant there, then cosine to 0 in the fine-tune)",
     )
     run.add_argument(
         "--no-distill",

@@ -190,6 +190,7 @@ def prune_and_strip(
     method="ours",
     teacher=None,
     lr=recipe.FINE_TUNE_LR,
+    cosine=False,
     checkpoints=None,
     epochs_before=0,
     steps_per_epoch=None,
@@ -219,7 +220,11 @@ def prune_and_strip(
         epochs: epochs of the gated fit. Defaults to 1.
         method: `"ours"` or one of `BASELINE_METHODS`. Defaults to `"ours"`.
         teacher: the dense model teaching, or `None`. Defaults to `None`.
-        lr: the gated fit's constant learning rate. Defaults to 0.01.
+        lr: the gated fit's learning rate. Defaults to 0.01.
+        cosine: decay it to 0 with a cosine over the gated fit (the plain
+            call: the fit prunes and fine-tunes); constant otherwise (a
+            stripped fine-tune follows; the callback lowers a constant rate
+            after the closing itself). Defaults to `False`.
         checkpoints: a folder that makes the job resumable: the gated fit is
             backed up in it every epoch, and the gated and stripped models are
             kept there, so a job run again after the strip goes straight on.
@@ -265,6 +270,7 @@ def prune_and_strip(
             epochs,
             teacher=teacher,
             lr=lr,
+            cosine=cosine,
             epochs_before=epochs_before,
             steps_per_epoch=steps_per_epoch,
             callbacks=callbacks,

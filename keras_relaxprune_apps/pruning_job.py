@@ -1,14 +1,15 @@
 """One pruning job, end to end: data, dense model, prune, strip, fine-tune, export.
 
 `run_pruning_job` is what `relaxprune run` calls. It takes the main job's
-steps (`job_steps`, as `examples/prune_cifar10.py` does): one gated epoch
-in which the budget ramps and closes (the recipe's `PruningCallback`
-options: adaptive lambda, pushes growing with the square root of a
-channel's FLOPs, BN-gamma gate prior, BatchNormalization re-estimated),
-`strip_pruning` checked against the gated model, a fine-tune of the
-stripped network with the learning rate cosine to 0, the dense network
-teaching through `keras.distillation.Distiller` in both fits, then the
-export and one before/after table.
+steps (`job_steps`, as `examples/prune_cifar10.py` does): the plain call,
+one `fit` with `PruningCallback` (its defaults: adaptive lambda, pushes
+growing with the square root of a channel's FLOPs, BN-gamma gate prior,
+BatchNormalization re-estimated) in which the budget ramps over 75% of
+the epochs and closes and the rest fine-tune, the learning rate cosine to
+0 over the fit; `strip_pruning` checked against the gated model; with
+`epochs`, a separate fine-tune of the stripped network (the two-fit
+recipe); the dense network teaching through `keras.distillation.Distiller`;
+then the export and one before/after table.
 
 Datasets: `"cifar10"`, `"camvid"` (11 classes, label 11 = void, ignored),
 `"tfds:NAME"` (a TensorFlow Datasets image classification set with
@@ -47,8 +48,8 @@ def run_pruning_job(
     out,
     target=0.5,
     metric="flops",
-    prune_epochs=1,
-    epochs=2,
+    prune_epochs=3,
+    epochs=0,
     dense_epochs=0,
     train_limit=None,
     test_limit=None,
@@ -71,15 +72,20 @@ def run_pruning_job(
         out: directory of the export and of `summary.json`.
         target: fraction of the cost to remove, in (0, 1). Defaults to 0.5.
         metric: `"flops"` or `"params"`. Defaults to `"flops"`.
-        prune_epochs: epochs of the gated fit in which the budget ramps and
-            closes. Defaults to 1.
-        epochs: epochs of the stripped model's fine-tune. Defaults to 2.
+        prune_epochs: epochs of the gated fit (`fit` with `PruningCallback`):
+            the budget ramps over 75% of them and closes, the rest fine-tune
+            with the masks fixed. Defaults to 3.
+        epochs: epochs of a separate fine-tune of the stripped model. 0 (the
+            default) is the plain call: one gated fit whose rate decays with
+            a cosine to 0. With more, the gated fit's rate is constant and the
+            fine-tune's decays (the two-fit recipe). Defaults to 0.
         dense_epochs: dense training epochs before pruning. Defaults to 0.
         train_limit: training images used (`None`: all). Defaults to `None`.
         test_limit: evaluate on this many test images. Defaults to `None`.
         batch_size: training batch size. Defaults to 128.
-        lr: SGD-Nesterov learning rate, constant while pruning, then cosine
-            to 0 in the fine-tune. Defaults to 0.01.
+        lr: SGD-Nesterov's (peak) learning rate: cosine to 0 over the gated
+            fit, or with `epochs`, constant there and cosine to 0 in the
+            fine-tune. Defaults to 0.01.
         distill: the dense model teaches (logits, temperature 4, weight 0.5).
             Defaults to `True`.
         seed: seed of the data order, augmentation and subsets. Defaults to 0.
@@ -296,6 +302,7 @@ def _prune_and_measure(dense, data, s):
         s["metric"],
         check_images=data.test_images[:16],
         epochs=s["prune_epochs"],
+        cosine=s["epochs"] == 0,
         epochs_before=s["dense_epochs"],
         gate_options={"input_shape": count_shape},
         **fits,

@@ -257,19 +257,23 @@ def add_job_arguments(
         "--prune-epochs",
         type=positive_int,
         default=prune_epochs,
-        help="epochs of the gated fit in which the budget ramps and closes",
+        help="epochs of the fit with PruningCallback: the budget ramps over 75%% of them "
+        "and closes, the rest fine-tune with fixed masks",
     )
     parser.add_argument(
         "--epochs",
         type=non_negative_int,
         default=epochs,
-        help="epochs of the stripped model's fine-tune",
+        help="epochs of a separate fine-tune of the stripped model; 0: the gated fit's "
+        "rate decays with a cosine (the plain call), else it is constant and the "
+        "fine-tune's decays (the two-fit recipe)",
     )
     parser.add_argument(
         "--lr",
         type=positive,
         default=lr,
-        help="constant while pruning, then the fine-tune's cosine peak",
+        help="peak rate: cosine to 0 over the gated fit, or with --epochs constant "
+        "there and cosine to 0 in the fine-tune",
     )
     parser.add_argument(
         "--no-distill",
