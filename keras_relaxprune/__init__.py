@@ -20,6 +20,7 @@ from keras_relaxprune.errors import (
     ArgumentTypeError,
     BudgetError,
     InvalidArgumentError,
+    LatencyTableError,
     ModelFileError,
     NothingToPruneError,
     PruningError,
@@ -29,6 +30,10 @@ from keras_relaxprune.errors import (
     UnsupportedModelError,
 )
 from keras_relaxprune.exporting.export import export
+from keras_relaxprune.graph.composite import register_composite
+from keras_relaxprune.latency.latency_estimate import estimate_latency
+from keras_relaxprune.latency.latency_table import LatencyTable
+from keras_relaxprune.latency.latency_targets import LatencyTarget, TFLiteTarget, XLATarget
 from keras_relaxprune.layer_support import GateFold, LayerSupport, register_layer
 from keras_relaxprune.layers.channel_gate import ChannelGate
 from keras_relaxprune.layers.pruning_budget import PruningBudget
@@ -44,9 +49,13 @@ __all__ = [
     "ChannelGate",
     "count_flops",
     "count_params",
+    "estimate_latency",
     "export",
     "GateFold",
     "InvalidArgumentError",
+    "LatencyTable",
+    "LatencyTableError",
+    "LatencyTarget",
     "LayerSupport",
     "ModelFileError",
     "NothingToPruneError",
@@ -56,10 +65,13 @@ __all__ = [
     "pruning_report",
     "PruningReport",
     "recalibrate_batchnorm",
+    "register_composite",
     "register_layer",
     "StripError",
     "strip_pruning",
+    "TFLiteTarget",
     "UnknownSpatialSizeError",
     "UnsupportedLayerError",
     "UnsupportedModelError",
+    "XLATarget",
 ]

@@ -55,3 +55,8 @@ class ArgumentTypeError(InvalidArgumentError, TypeError):
 class ModelFileError(PruningError):
     """A model file cannot be read: missing, empty, truncated, or not a
     Keras `.keras`/`.h5` file. The message names the file and what is wrong."""
+
+
+class LatencyTableError(PruningError):
+    """A latency budget or estimate has no latency table to read (or the
+    table lacks a layer): pass `latency_table=krp.LatencyTable(...)`."""

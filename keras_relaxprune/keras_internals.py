@@ -240,6 +240,9 @@ def missing_internals():
     for name in ("_var_key", "_use_weight_decay", "exclude_from_weight_decay"):
         if not hasattr(optimizer, name):
             missing.append(f"Optimizer.{name}")
+    if not hasattr(keras.layers.MultiHeadAttention, "_compute_attention"):
+        # GatedMultiHeadAttention gates the heads' outputs there.
+        missing.append("MultiHeadAttention._compute_attention")
     if not hasattr(keras.callbacks.CallbackList([]), "callbacks"):
         missing.append("CallbackList.callbacks")
     return missing

@@ -50,7 +50,12 @@ from keras_relaxprune_apps.job_steps import (  # noqa: E402
     reproducible,
     train,
 )
-from keras_relaxprune_apps.models import cifar_resnet, small_unet  # noqa: E402
+from keras_relaxprune_apps.models import (  # noqa: E402
+    PositionEmbedding,
+    cifar_resnet,
+    small_unet,
+    small_vit,
+)
 from keras_relaxprune_apps.option_types import (  # noqa: E402
     fraction,
     non_negative,
@@ -85,6 +90,7 @@ __all__ = [
     "DISTILL_TEMPERATURE",
     "EpochSync",
     "FINE_TUNE_LR",
+    "PositionEmbedding",
     "PrunedModels",
     "STRIP_TOLERANCE",
     "SegmentationBatches",
@@ -119,6 +125,7 @@ __all__ = [
     "segmentation_loss",
     "segmentation_scores",
     "small_unet",
+    "small_vit",
     "train",
     "trainer",
     "write_summary",

@@ -4,10 +4,16 @@
 option-B shortcuts (1x1 convolution + BN where the shape changes); published
 CIFAR numbers mostly use option A (zero-padding), 0.2% fewer MACs.
 `small_unet` is a U-Net with skip concatenations and Conv2DTranspose.
+`small_vit` is a Vision Transformer built from Keras layers only (its
+attention is `keras.layers.MultiHeadAttention`), plus `PositionEmbedding`.
 """
 
+import math
+
 import keras
-from keras import layers
+from keras import layers, ops
+
+import keras_relaxprune as krp
 
 
 def _conv_bn(x, filters, kernel, strides=1, name=None, activation=True):
@@ -151,4 +157,113 @@ def small_unet(
         x = _conv_bn(x, filters, 3, name=f"up{level}_a")
         x = _conv_bn(x, filters, 3, name=f"up{level}_b")
     outputs = layers.Conv2D(num_classes, 1, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@keras.saving.register_keras_serializable(package="keras_relaxprune_apps")
+class PositionEmbedding(layers.Layer):
+    """Adds a learned vector per position to a `(batch, tokens, width)` sequence.
+
+    Example:
+
+    >>> PositionEmbedding()(keras.ops.zeros((2, 16, 8))).shape
+    (2, 16, 8)
+    """
+
+    def build(self, input_shape):
+        self.embedding = self.add_weight(
+            name="embedding",
+            shape=tuple(input_shape[1:]),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )
+
+    def call(self, inputs):
+        return inputs + ops.cast(self.embedding, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _position_channels(tracer, node, in_maps):
+    # Its embedding has a column per channel: the channels stay (in a
+    # transformer they are the residual width, which LayerNormalization
+    # keeps whole anyway).
+    tracer.protect(in_maps[0], f"{node.name} adds a learned vector over every channel")
+    return [in_maps[0]]
+
+
+def _position_cost(shapes, layer, cin, cout):
+    size = math.prod(layer.embedding.shape)
+    return size, 0, size  # one addition per element
+
+
+krp.register_layer(PositionEmbedding, channels=_position_channels, cost=_position_cost)
+
+
+def small_vit(
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    patch_size=4,
+    width=64,
+    depth=4,
+    num_heads=4,
+    mlp_width=128,
+    name="small_vit",
+    include_preprocessing=False,
+    classifier_activation="softmax",
+):
+    """A small Vision Transformer (ViT) of Keras layers, pooled over its tokens.
+
+    Patches are embedded by a strided `Conv2D`, given a learned position
+    embedding, and passed through `depth` pre-norm encoder blocks
+    (`LayerNormalization -> MultiHeadAttention -> Add`, then
+    `LayerNormalization -> Dense(gelu) -> Dense -> Add`); a final
+    `LayerNormalization`, a global average over the tokens and a `Dense`
+    classifier follow. Attention heads and the MLP width are prunable; the
+    residual width is not (LayerNormalization normalises over it).
+
+    Args:
+        input_shape: one image's shape, divisible by `patch_size`. Defaults
+            to `(32, 32, 3)`.
+        num_classes: classifier width. Defaults to 10.
+        patch_size: side of the square patches. Defaults to 4.
+        width: the residual (embedding) width. Defaults to 64.
+        depth: encoder blocks. Defaults to 4.
+        num_heads: attention heads per block, each of `width // num_heads`
+            channels. Defaults to 4.
+        mlp_width: hidden width of each block's MLP. Defaults to 128.
+        name: the model's name. Defaults to `"small_vit"`.
+        include_preprocessing: start with `Rescaling(1/255)` and a
+            `Normalization` with CIFAR-10's channel statistics, so the model
+            takes raw 0-255 RGB. Defaults to `False`.
+        classifier_activation: activation of the classifier, `None` for
+            logits. Defaults to `"softmax"`.
+
+    Returns:
+        An uncompiled functional `keras.Model`.
+
+    Example:
+
+    >>> model = small_vit(depth=2)
+    >>> model.output_shape
+    (None, 10)
+    """
+    inputs = keras.Input(input_shape, name="image")
+    x = cifar_preprocessing(inputs) if include_preprocessing else inputs
+    x = layers.Conv2D(width, patch_size, strides=patch_size, name="patch_embedding")(x)
+    x = layers.Reshape((-1, width), name="tokens")(x)
+    x = PositionEmbedding(name="position_embedding")(x)
+    for block in range(1, depth + 1):
+        y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_norm1")(x)
+        y = layers.MultiHeadAttention(
+            num_heads, key_dim=width // num_heads, name=f"block{block}_attention"
+        )(y, y)
+        x = layers.Add(name=f"block{block}_add1")([x, y])
+        y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_norm2")(x)
+        y = layers.Dense(mlp_width, activation="gelu", name=f"block{block}_mlp1")(y)
+        y = layers.Dense(width, name=f"block{block}_mlp2")(y)
+        x = layers.Add(name=f"block{block}_add2")([x, y])
+    x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
+    x = layers.GlobalAveragePooling1D(name="pool")(x)
+    outputs = layers.Dense(num_classes, activation=classifier_activation, name="classifier")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -1,5 +1,6 @@
 """count_params / count_flops against hand-computed numbers."""
 
+import keras
 import model_zoo
 import numpy as np
 import pytest
@@ -85,3 +86,19 @@ def test_stripped_count_agrees_with_keras(name):
     small = krp.strip_pruning(gated)
     assert krp.count_params(small) == small.count_params() == krp.count_params(gated)
     assert krp.count_params(small) < model.count_params()
+
+
+@pytest.mark.backend_agnostic
+def test_counting_at_another_size_renames_layers_whose_names_repeat_in_the_flat_graph():
+    """Inner layers of nested models (or inlined composite layers) may share a
+    name; counted at another input size, the flat graph is rebuilt as one
+    model, which Keras refuses with two layers alike named."""
+
+    def block(width):
+        inputs = keras.Input((None, None, width))
+        x = keras.layers.Conv2D(width, 3, padding="same", name="conv")(inputs)
+        return keras.Model(inputs, keras.layers.Dropout(0.1, name="dropout")(x))
+
+    inputs = keras.Input((None, None, 4))
+    model = keras.Model(inputs, block(4)(block(4)(inputs)))
+    assert krp.count_flops(model, input_shape=(8, 8, 4)) == 2 * 2 * 8 * 8 * 9 * 4 * 4

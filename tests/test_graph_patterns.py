@@ -486,20 +486,19 @@ def test_a_constant_concatenated_along_space_is_protected_at_add_gates():
     _strips_exactly(gated)
 
 
-def test_a_depth_multiplier_barrier_reached_by_a_collapsed_branch_is_refused():
+def test_a_depth_multiplier_conv_reached_by_a_collapsed_branch_is_refused():
     """stem (wholly off) -> 1x1 conv (collapses to its bias) ->
-    DepthwiseConv2D(depth_multiplier=2), a barrier: its C inputs make 2C
-    outputs, which the constant rule of depth_multiplier 1 does not cover.
+    DepthwiseConv2D(depth_multiplier=2, padding="same"): the bias meets its
+    zero padding, and no gate follows a multiplied map to zero it again.
     Only a whole group off reaches it: strip_pruning refuses, naming it."""
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
-    y = layers.Conv2D(2, 1, name="collapsing")(x)
+    y = layers.Conv2D(2, 1, bias_initializer="ones", name="collapsing")(x)  # a non-zero bias
     y = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="multiplier")(y)
     side = layers.Conv2D(3, 3, padding="same", name="side")(inputs)
     pooled = [layers.GlobalAveragePooling2D()(t) for t in (y, side)]
     model = keras.Model(inputs, layers.Dense(3, name="head")(layers.Concatenate()(pooled)))
-    with pytest.warns(UserWarning, match="multiplier"):
-        gated = krp.add_gates(model)
+    gated = krp.add_gates(model)
     gated.get_layer("stem_gate").keep_mask.assign(np.zeros(4, "float32"))
     with pytest.raises(krp.StripError, match="'multiplier' .*depth_multiplier=2"):
         krp.strip_pruning(gated)

@@ -7,7 +7,6 @@ How many channel groups each model can lose, and which layer protects the
 rest, is checked too, so a change in keras-hub or in the rules shows here.
 """
 
-import re
 import warnings
 
 import keras
@@ -201,6 +200,15 @@ PRUNABLE = {
     "deeplab_v3": (deeplab_v3, (5, 7, ["deeplab_backbone/spatial_pyramid_pooling"])),
     # ResNetV2's stem pads with -inf through `ops.pad` (a raw op, no rule).
     "resnet_v2": (resnet_v2, (5, 7, ["pad"])),
+    # Every block is a subclassed layer, inlined (`krp.register_composite`,
+    # registered for keras-hub); the depthwise convolutions are grouped
+    # `Conv2D(C, k, groups=C)`, pruned as depthwise ones. Only the output's
+    # group stays.
+    "mobilenet_v3": (mobilenet_v3, (11, 12, [])),
+    # Inlined too. The squeeze-excite gate cannot fold into `se_expand`
+    # (sigmoid); the product and the projection's ZeroPadding2D pass its scale
+    # on to the projection conv, so only the output's group stays.
+    "efficientnet_v2": (lambda: efficientnet(("fused", "unfused")), (8, 9, [])),
 }
 
 
@@ -216,24 +224,6 @@ def test_prunable_groups_and_barriers(name):
     assert [n.rstrip("_0123456789") for n in named] == barriers
 
 
-@pytest.mark.backend_agnostic
-@pytest.mark.parametrize(
-    "build, barrier",
-    [
-        (mobilenet_v3, "block_0_0' (DepthwiseConvBlock)"),
-        (lambda: efficientnet(("fused", "unfused")), "block1a_' (FusedMBConvBlock)"),
-    ],
-    ids=["mobilenet_v3", "efficientnet_v2"],
-)
-def test_composite_blocks_leave_nothing_to_prune(build, barrier):
-    """Every block of these is one subclassed layer: a barrier until registered."""
-    with (
-        pytest.warns(UserWarning),
-        pytest.raises(krp.NothingToPruneError, match=re.escape(barrier)),
-    ):
-        krp.add_gates(build(), input_shape=SHAPE)
-
-
 # (builder, lowest remaining FLOPs fraction accepted at target=0.3)
 FLOWS = {
     "resnet": (resnet, 0.69),
@@ -245,15 +235,26 @@ FLOWS = {
     # expanded channels pruned, 17 stream channels off gave 68.75%).
     "efficientnet": (efficientnet, 0.68),
     "deeplab_v3": (deeplab_v3, 0.69),
+    "mobilenet_v3": (mobilenet_v3, 0.69),
+    "efficientnet_v2": (lambda: efficientnet(("fused", "unfused")), 0.69),
 }
 
 
 # All pass on JAX too; only the smallest runs there (JAX compiles each
 # model anew: 17-44 s per model on 2 busy cores, against 8-18 s on TF).
+# The inlined composite blocks take 35-70 s on TF (slow); their strip and
+# export are checked quickly in test_composite_layers.py.
+SLOW_FLOWS = {"mobilenet_v3", "efficientnet_v2"}
+
+
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(name, marks=[pytest.mark.backend_agnostic] if name == "resnet" else [])
+        pytest.param(
+            name,
+            marks=[pytest.mark.backend_agnostic] * (name == "resnet")
+            + [pytest.mark.slow] * (name in SLOW_FLOWS),
+        )
         for name in sorted(FLOWS)
     ],
 )

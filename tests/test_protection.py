@@ -279,3 +279,89 @@ def test_an_offset_before_a_conv_is_protected_only_where_padding_breaks_it(paddi
     assert ("'reader' (Conv2D) cannot take exactly" in reasons) == protected
     if not protected:
         _strips_exactly(krp.add_gates(model))
+
+
+# Between a gate that cannot fold (after gelu or a sigmoid) and the kernel
+# that takes its scale: layers that map 0 to 0 and commute with a scale pass
+# it on (`passes_scale`); noise that adds does not.
+BETWEEN = {
+    "dropout": (lambda: layers.Dropout(0.3, name="between"), None),
+    "spatial_dropout": (lambda: layers.SpatialDropout1D(0.3, name="between"), None),
+    "gaussian_dropout": (lambda: layers.GaussianDropout(0.3, name="between"), None),
+    "identity": (lambda: layers.Identity(name="between"), None),
+    "gaussian_noise": (lambda: layers.GaussianNoise(0.3, name="between"), "between"),
+    "alpha_dropout": (lambda: layers.AlphaDropout(0.3, name="between"), "between"),
+    "activity_regularization": (lambda: layers.ActivityRegularization(name="between"), "between"),
+}
+
+
+@pytest.mark.parametrize("between", sorted(BETWEEN))
+def test_a_gelu_mlp_gate_passes_a_dropout_to_the_next_dense(between):
+    """Dense(gelu) -> Dropout -> Dense (a transformer's MLP): the gate after
+    the gelu cannot fold into it, and the Dropout hands its scale on to the
+    second Dense, so the hidden width prunes and strips exactly."""
+    make, refusing = BETWEEN[between]
+    inputs = keras.Input((6, 8))
+    x = layers.Dense(16, activation="gelu", name="hidden")(inputs)
+    model = keras.Model(inputs, layers.Dense(8, name="out")(make()(x)))
+    graph = analyze(model)
+    hidden = next(node for node in graph.flat.nodes if node.name == "hidden")
+    found = reader_refusing_a_scale(graph.flat, graph.flat.consumers(), hidden.outputs[0])
+    assert (None if found is None else found.name) == refusing
+    reasons = _reasons(graph, "hidden")
+    if refusing is None:
+        assert reasons == ""
+        small = _strips_exactly(krp.add_gates(model))
+        assert small.get_layer("hidden").units < 16
+    else:
+        assert "'hidden' has activation 'gelu'" in reasons and "'between'" in reasons
+
+
+# Between a squeeze-excite product and the projection conv (EfficientNetV2's
+# blocks pad before a 'valid' conv): (the layers, the class refusing the scale).
+PASSING = {
+    "zero_padding": (lambda: [layers.ZeroPadding2D(1)], None),
+    "cropping": (lambda: [layers.Cropping2D(1)], None),
+    "bilinear_upsampling": (lambda: [layers.UpSampling2D(interpolation="bilinear")], None),
+    "padding_then_spatial_dropout": (
+        lambda: [layers.ZeroPadding2D(1), layers.SpatialDropout2D(0.3)],
+        None,
+    ),
+    "padding_then_pooling": (
+        lambda: [layers.ZeroPadding2D(1), layers.MaxPooling2D()],
+        "MaxPooling2D",
+    ),
+}
+
+
+@pytest.mark.parametrize("passing", sorted(PASSING))
+def test_a_squeeze_excite_gate_passes_zero_padding_to_a_valid_conv(passing):
+    """conv -> BN -> swish -> x * sigmoid(...) -> ZeroPadding2D -> conv
+    ('valid'): the excite gate's scale goes through the product and the
+    padding (0 stays 0) into the projection's kernel rows; pooling cannot
+    take it (protected, and named)."""
+    make, refusing = PASSING[passing]
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, padding="same", use_bias=False, name="expand")(inputs)
+    x = layers.Activation("swish")(layers.BatchNormalization(name="expand_bn")(x))
+    s = layers.Conv2D(2, 1, activation="swish", name="squeeze")(
+        layers.GlobalAveragePooling2D(keepdims=True)(x)
+    )
+    s = layers.Conv2D(6, 1, activation="sigmoid", name="excite")(s)
+    y = layers.Multiply(name="product")([x, s])
+    for layer in make():
+        y = layer(y)
+    y = layers.Conv2D(5, 3, padding="valid", use_bias=False, name="project")(y)
+    y = layers.Activation("relu")(layers.BatchNormalization(name="project_bn")(y))
+    model = randomize_batch_norms(keras.Model(inputs, _head(y)), seed=1)
+    graph = analyze(model)
+    excite = next(node for node in graph.flat.nodes if node.name == "excite")
+    found = reader_refusing_a_scale(graph.flat, graph.flat.consumers(), excite.outputs[0])
+    reasons = _reasons(graph, "excite")
+    if refusing is None:
+        assert found is None and reasons == ""
+        small = _strips_exactly(krp.add_gates(model))
+        assert small.get_layer("expand").filters < 6
+    else:
+        assert found.class_name == refusing
+        assert "'excite' has activation 'sigmoid'" in reasons

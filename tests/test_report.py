@@ -147,3 +147,25 @@ def test_notes_say_what_was_kept_on_purpose():
     assert len(report.notes) == 1 and "'reverse' (Lambda)" in report.notes[0]
     assert "model output" not in " ".join(report.notes)
     assert str(report).endswith(f"note: {report.notes[0]}\n")
+
+
+def test_an_attention_row_shows_the_kept_heads():
+    from keras_relaxprune.graph.tracing import analyze
+    from keras_relaxprune.layer_support.attention import GatedMultiHeadAttention
+    from keras_relaxprune_apps import small_vit
+
+    keras.utils.set_random_seed(0)
+    dense = small_vit(input_shape=(16, 16, 3), patch_size=4, width=16, depth=1, mlp_width=32)
+    gated = krp.add_gates(dense)
+    (attention,) = [layer for layer in gated.layers if isinstance(layer, GatedMultiHeadAttention)]
+    attention.gate.keep_mask.assign(np.array([1, 0, 0, 1], "float32"))
+    assert attention.gate in analyze(gated).gates.values()
+    small = krp.strip_pruning(gated)
+    for report in (krp.pruning_report(gated), krp.pruning_report(dense, small)):
+        row = _rows(report)[attention.name]
+        assert (row["heads_before"], row["heads_after"]) == (4, 2)
+        assert (row["channels_before"], row["channels_after"]) == (16, 16)  # the residual width
+        assert row["flops_after"] < row["flops_before"]
+        line = next(line for line in str(report).splitlines() if f" {attention.name} " in line)
+        assert "16; heads 4 -> 2" in line
+        assert all("heads_before" not in r for r in report.rows if r["name"] != attention.name)

@@ -12,6 +12,7 @@ from keras_relaxprune.errors import (
 from keras_relaxprune.graph.flat_graph import LayerCloner, as_functional, rebuild, safe_name
 from keras_relaxprune.graph.names import NewLayerNames, graph_names, unique_name
 from keras_relaxprune.graph.tracing import analyze, require_prunable
+from keras_relaxprune.latency.latency_table import table_for_gating
 from keras_relaxprune.layer_support import find_support, takes_producer_gate
 from keras_relaxprune.layers.channel_gate import INITIAL_GATE, INITIAL_SCALE, ChannelGate
 from keras_relaxprune.layers.pruning_budget import METRICS, PruningBudget, link_budget
@@ -25,6 +26,7 @@ def add_gates(
     initial_gate=INITIAL_GATE,
     initial_scale=INITIAL_SCALE,
     input_shape=None,
+    latency_table=None,
 ):
     """Returns a copy of `model` with a `ChannelGate` after every prunable unit.
 
@@ -40,7 +42,7 @@ def add_gates(
 
     Args:
         model: a Keras 3 functional or Sequential model.
-        metric: `"flops"` (default) or `"params"`, the cost that
+        metric: `"flops"` (default), `"params"` or `"latency"`, the cost that
             `PruningCallback` budgets unless told otherwise. Both costs are
             built either way.
         exclude: layer names, or a predicate `f(layer) -> bool`: the output
@@ -55,6 +57,11 @@ def add_gates(
             the model's spatial size is unknown (`keras.Input((None, None,
             3))`, keras-hub's default): the size you train at. Stored in the
             gated model, so `count_flops(gated)` uses it too.
+        latency_table: a `LatencyTable` (or a latency target, measured into
+            a new one), required by `metric="latency"`: the model's layers
+            are profiled at the widths the budget can reach (read from the
+            table's cache when measured before) and the table is saved in
+            the gated model. Defaults to None (no latency cost).
 
     Returns:
         A new functional `keras.Model`, uncompiled.
@@ -81,10 +88,12 @@ def add_gates(
     budget = PruningBudget(
         metric=metric,
         cost_input_shape=_shape_list(input_shape),
+        latency_table=table_for_gating(latency_table, metric, model, graph, input_shape),
         name=unique_name("pruning_budget", taken),
     )
     sites = _gate_sites(graph, initial_gate, initial_scale, taken)
-    gated = _gated_copy(graph, sites, budget, name=f"{model.name}_gated")
+    inner = _inner_gated_layers(graph, initial_gate, initial_scale, taken)
+    gated = _gated_copy(graph, sites, budget, name=f"{model.name}_gated", inner=inner)
     link_budget(gated)
     return gated
 
@@ -99,13 +108,15 @@ def _require_spatial_size(model, input_shape):
         )
 
 
-def _gated_copy(graph, sites, budget, name):
+def _gated_copy(graph, sites, budget, name, inner=None):
     """The graph rebuilt with copied layers, each gate site's gate after its
-    node and the budget layer on the first input."""
-    cloner, names = LayerCloner(), NewLayerNames(graph.flat)
+    node, the layers of `inner` (node index -> layer gating channels inside
+    it) in place of theirs, and the budget layer on the first input."""
+    cloner, names, inner = LayerCloner(), NewLayerNames(graph.flat), inner or {}
 
     def call_node(index, flat, args, kwargs):
-        outputs = cloner.clone(flat)(*args, **kwargs)
+        layer = inner[index] if index in inner else cloner.clone(flat)
+        outputs = layer(*args, **kwargs)
         if index in sites:
             outputs = sites[index](outputs)
         names.settle(index, keras.tree.flatten(outputs))
@@ -118,7 +129,28 @@ def _gated_copy(graph, sites, budget, name):
         wrap_input=lambda position, tensor: budget(tensor) if position == 0 else tensor,
     )
     cloner.copy_weights()
+    for index, layer in inner.items():
+        # The gated copy holds the original's weights, then its gate's.
+        original = graph.flat.nodes[index].operation
+        layer.set_weights(original.get_weights() + layer.get_weights()[len(original.weights) :])
     return gated
+
+
+def _inner_gated_layers(graph, initial_gate, initial_scale, taken):
+    """Node index -> a copy of its layer that gates the prunable channels
+    inside it (attention heads), by its record's `inner_gated`."""
+    layers = {}
+    for index, channel_map in graph.inner_maps.items():
+        if graph.groups.is_protected(channel_map[0].group):
+            continue
+        flat = graph.flat.nodes[index]
+        layers[index] = find_support(flat.operation).inner_gated(
+            flat,
+            name=unique_name(safe_name(flat.name) + "_gate", taken),
+            initial_gate=initial_gate,
+            initial_scale=initial_scale,
+        )
+    return layers
 
 
 def _shape_list(input_shape):

@@ -10,6 +10,7 @@ from keras_relaxprune.budget.baselines import set_gate_prior
 from keras_relaxprune.budget.closing import close_budget, minimum_fraction, warn_thinned_to_floor
 from keras_relaxprune.budget.fit_target import exclude_gates_from_weight_decay, gated_model, is_sgd
 from keras_relaxprune.budget.learning_rate import RateAfterClosing
+from keras_relaxprune.budget.ramp_length import warn_if_short
 from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm
 from keras_relaxprune.cost.count import cost_fractions
 from keras_relaxprune.errors import BudgetError, PruningError
@@ -33,11 +34,14 @@ class PruningCallback(keras.callbacks.Callback):
     latest when `fit` ends) the budget is
     closed: channels are switched off by increasing gate value until the
     hard cost (what `strip_pruning` keeps) is within 1% below the target.
-    From then on the masks stay fixed and the remaining epochs fine-tune.
-    A fit of one epoch ramps over all of it and closes when it ends; the
-    recipe measured best on a trained network (docs/guide.md) is such a short
-    pruning fit, then `strip_pruning` and a fine-tune of the stripped
-    network, which trains faster than the gated one.
+    From then on the masks stay fixed and the remaining epochs fine-tune,
+    with a decaying learning rate: a schedule of the user's, or, when the
+    optimizer's rate is a constant, the callback lowers it epoch by epoch
+    (`final_lr_factor`). That one `fit` is the way measured best on a trained
+    network (docs/guide.md); a fit of one epoch ramps over all of it and
+    closes when it ends, for the two-fit recipe (`strip_pruning`, then a
+    fine-tune of the stripped network). A ramp of fewer than 100 steps is
+    warned about before training (`budget/ramp_length.py`).
     Gate logits get no weight decay. Each epoch it adds to `logs` (and so
     to the progress bar, `History` and TensorBoard): `remaining_flops`,
     `remaining_params`, `pruning_target`, `pruning_lambda` and
@@ -138,16 +142,12 @@ class PruningCallback(keras.callbacks.Callback):
     ```python
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     gated = krp.add_gates(model)
-    gated.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True), loss=loss)
-    # Prune in one epoch: the budget ramps over it and closes when it ends.
-    gated.fit(x, y, epochs=1, callbacks=[krp.PruningCallback(0.5, calibration_data=x)])
+    cosine = keras.optimizers.schedules.CosineDecay(0.01, decay_steps=5 * len(x) // 32)
+    gated.compile(optimizer=keras.optimizers.SGD(cosine, momentum=0.9, nesterov=True), loss=loss)
+    # The budget ramps over epochs 1-3 and closes; epochs 4-5 fine-tune.
+    gated.fit(x, y, epochs=5, callbacks=[krp.PruningCallback(0.5, calibration_data=x)])
     krp.count_flops(gated) / krp.count_flops(model)  # between 0.49 and 0.50
-
-    # Then fine-tune the smaller network with a decaying rate (docs/guide.md):
-    small = krp.strip_pruning(gated)
-    cosine = keras.optimizers.schedules.CosineDecay(0.01, decay_steps=4 * len(x) // 32)
-    small.compile(optimizer=keras.optimizers.SGD(cosine, momentum=0.9, nesterov=True), loss=loss)
-    small.fit(x, y, epochs=4)
+    small = krp.strip_pruning(gated)  # a plain, smaller Keras model
     ```
     """
 
@@ -374,6 +374,9 @@ class PruningCallback(keras.callbacks.Callback):
         if end_step is None:
             end_step = self._end_epoch * steps if steps else 1e12
         fresh = not float(budget.ramp_on.numpy()) or float(budget.masks_final.numpy())
+        if fresh:
+            known = end_step < 1e12
+            warn_if_short(end_step - self.begin_step if known else None, self.target)
         values = {
             "begin_step": self.begin_step,
             "end_step": float(end_step),

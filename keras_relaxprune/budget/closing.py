@@ -63,7 +63,8 @@ def minimum_fraction(graph, metric, round_to=1, min_keep=0.0):
 
     Args:
         graph: a `ChannelGraph` of a gated model (`graph.analyze`).
-        metric: `"flops"` or `"params"`.
+        metric: `"flops"`, `"params"` or `"latency"` (a graph with a latency
+            model: `link_budget` of a model gated with a latency table).
         round_to: a group's floor is `min(round_to, size)` channels.
             Defaults to 1.
         min_keep: and at least this fraction of them (`group_floor`).
@@ -97,7 +98,8 @@ def close_budget(graph, metric, target, round_to=1, scores=None, verbose=False, 
 
     Args:
         graph: a `ChannelGraph` of a gated model.
-        metric: `"flops"` or `"params"`.
+        metric: `"flops"`, `"params"` or `"latency"` (a graph with a latency
+            model: `link_budget` of a model gated with a latency table).
         target: remaining cost fraction to reach, e.g. 0.5.
         round_to: kept channels per group are a multiple of it. Defaults to 1.
         scores: group root -> per-channel score, lowest switched off first.

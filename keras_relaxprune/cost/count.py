@@ -12,21 +12,30 @@ import numpy as np
 
 from keras_relaxprune import arguments
 from keras_relaxprune.cost.node_cost import COLLAPSED, cost_nodes, node_cost, shared_params
-from keras_relaxprune.graph.flat_graph import as_functional, call_original, flatten, rebuild
+from keras_relaxprune.graph.flat_graph import (
+    LayerCloner,
+    as_functional,
+    flatten,
+    rebuild,
+)
+from keras_relaxprune.graph.names import unique_name
 from keras_relaxprune.graph.tracing import analyze
+from keras_relaxprune.latency.latency_model import has_latency
 from keras_relaxprune.layer_support import has_kernel
 from keras_relaxprune.layer_support.convolution import summed_kernel
 
 
 @dataclasses.dataclass
 class LayerCost:
-    """One row of a count: a node's name, class and cost."""
+    """One row of a count: a node's name, class and cost (latency in
+    seconds when the graph has a latency model, else 0)."""
 
     name: str
     class_name: str
     params: float
     macs: float
     flops: float
+    latency: float = 0.0
 
 
 def dense_channels(channel_map):
@@ -107,7 +116,8 @@ def _node_costs(nodes, count, as_stripped):
         output_counts = None
         if as_stripped:
             output_counts = [None if m is None else count(m) for m in node.output_maps]
-        cost = node_cost(node, cin, cout, live_inputs, output_counts)
+        inner = None if node.inner_map is None else count(node.inner_map)
+        cost = node_cost(node, cin, cout, live_inputs, output_counts, inner)
         constant.update(node.flat.outputs if cost.collapsed else cost.constant_outputs)
         costs.append(cost)
     return costs
@@ -138,6 +148,7 @@ def _rows(graph, nodes, costs):
             params[index],
             costs[index].macs,
             costs[index].flops,
+            costs[index].latency,
         )
         for index, node in enumerate(nodes)
     ]
@@ -156,13 +167,17 @@ def _reaching_outputs(flat_graph, constant):
 
 
 def cost_fractions(graph, keep):
-    """Hard remaining `{"flops": f, "params": p}` fractions for masks `keep`."""
+    """Hard remaining `{"flops": f, "params": p}` fractions for masks `keep`
+    (and `"latency"` when the graph has a latency model)."""
     dense = layer_costs(graph, dense_channels)
     costs = layer_costs(graph, kept_channels(graph, keep), as_stripped=True)
-    return {
+    fractions = {
         "flops": sum(c.flops for c in costs) / sum(c.flops for c in dense),
         "params": sum(c.params for c in costs) / sum(c.params for c in dense),
     }
+    if has_latency(graph):
+        fractions["latency"] = sum(c.latency for c in costs) / sum(c.latency for c in dense)
+    return fractions
 
 
 def sized_graph(model, input_shape=None):
@@ -186,7 +201,28 @@ def sized_graph(model, input_shape=None):
         return analyze(model)
     shapes = input_shape if isinstance(input_shape[0], (list, tuple)) else [input_shape]
     shapes = [tuple(int(size) for size in shape) for shape in shapes]
-    return analyze(rebuild(flatten(model), call_original, input_shapes=shapes))
+    return analyze(rebuild(flatten(model), _call_uniquely_named(), input_shapes=shapes))
+
+
+def _call_uniquely_named():
+    """A `call_node` for `rebuild` that calls each node's own layer, or, where
+    another layer of the rebuilt model already bears its name (sublayers of
+    inlined composite layers, e.g. every keras-hub encoder block's
+    `dropout`), a renamed copy: Keras refuses a model with two layers alike
+    named, and counting needs only the shapes."""
+    owners, taken, cloner = {}, set(), LayerCloner()
+
+    def call(index, flat, args, kwargs):
+        operation = flat.operation
+        name = getattr(operation, "name", None)
+        if isinstance(operation, keras.layers.Layer):
+            if owners.setdefault(name, id(operation)) != id(operation):
+                operation = cloner.clone(flat, name=unique_name(name, taken | set(owners)))
+                owners[operation.name] = id(operation)
+            taken.add(name)
+        return operation(*args, **kwargs)
+
+    return call
 
 
 def has_unknown_spatial_size(model):

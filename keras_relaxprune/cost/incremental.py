@@ -44,10 +44,12 @@ class CostPlan:
         self.in_spans = [spans(node.in_map) for node in self.nodes]
         self.out_spans = [spans(node.out_map) for node in self.nodes]
         self.output_spans = [[spans(m) for m in node.output_maps] for node in self.nodes]
+        self.inner_spans = [spans(node.inner_map) for node in self.nodes]
         self.readers, self.producer, self.consumers, self.calls = {}, {}, {}, {}
         for index, node in enumerate(self.nodes):
             read = [self.in_spans[index] or [], self.out_spans[index] or []]
             read += [m for m in self.output_spans[index] if m]
+            read += [self.inner_spans[index] or []]
             for root in {span.root for m in read for span in m if span.root is not None}:
                 self.readers.setdefault(root, []).append(index)
             self.producer.update(dict.fromkeys(node.flat.outputs, index))
@@ -56,6 +58,8 @@ class CostPlan:
             self.calls.setdefault(id(node.flat.operation), []).append(index)
         dense = layer_costs(graph, dense_channels)
         self.dense = {"flops": sum(c.flops for c in dense), "params": sum(c.params for c in dense)}
+        # Seconds; 0 unless the graph has a latency model (`latency_model`).
+        self.dense["latency"] = sum(c.latency for c in dense)
 
 
 def _holds_constant(cost):
@@ -89,7 +93,8 @@ class IncrementalCost:
 
     Args:
         plan: the graph's `CostPlan`.
-        metric: `"flops"` or `"params"`, the metric of `fraction`.
+        metric: `"flops"`, `"params"` or `"latency"` (with a latency model
+            attached to the graph), the metric of `fraction`.
         sums: group root -> prefix sums of its 0/1 keep vector.
         stats: `{"evaluations": n, "nodes": m}`, counted in place.
 
@@ -158,6 +163,8 @@ class IncrementalCost:
                 + sum(new.flops - self.costs[i].flops for i, new in changed.items()),
                 "params": self.totals["params"]
                 + sum(self._call_params(c, changed) - self._call_params(c, {}) for c in calls),
+                "latency": self.totals["latency"]
+                + sum(new.latency - self.costs[i].latency for i, new in changed.items()),
             }
         return (
             totals[self.metric] / plan.dense[self.metric],
@@ -184,6 +191,7 @@ class IncrementalCost:
         return {
             "flops": sum(cost.flops for cost in costs),
             "params": sum(self._call_params(c, changed) for c in self.plan.calls),
+            "latency": sum(cost.latency for cost in costs),
         }
 
     def _recounted(self, sums):
@@ -194,7 +202,11 @@ class IncrementalCost:
         }
         graph = self.plan.graph
         costs = layer_costs(graph, kept_channels(graph, keep), as_stripped=True)
-        return {"flops": sum(c.flops for c in costs), "params": sum(c.params for c in costs)}
+        return {
+            "flops": sum(c.flops for c in costs),
+            "params": sum(c.params for c in costs),
+            "latency": sum(c.latency for c in costs),
+        }
 
     def _call_params(self, call, changed):
         """A layer's weights, counted once over its calls (`shared_params`)."""
@@ -221,7 +233,9 @@ class IncrementalCost:
         output_counts = [
             None if m is None else self._count(m, sums) for m in plan.output_spans[index]
         ]
-        return node_cost(node, cin, cout, live_inputs, output_counts)
+        inner = plan.inner_spans[index]
+        inner = None if inner is None else self._count(inner, sums)
+        return node_cost(node, cin, cout, live_inputs, output_counts, inner)
 
     def _count(self, spans, sums):
         total = 0

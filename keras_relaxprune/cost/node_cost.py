@@ -41,6 +41,8 @@ class NodeCost:
             built (then every cost is 0).
         constant_outputs: keys of its outputs that hold no channel once
             stripped (a split part whose channels are all removed).
+        latency: seconds on the latency table's target (0 when the graph
+            has no latency model: `latency.latency_model`).
     """
 
     params: float = 0
@@ -48,6 +50,7 @@ class NodeCost:
     elementwise: float = 0
     collapsed: bool = False
     constant_outputs: frozenset = frozenset()
+    latency: float = 0
 
     @property
     def flops(self):
@@ -96,6 +99,9 @@ class CostNode:
             are not tracked through the node.
         out_map: the channel map of its first output, or None likewise.
         output_maps: the channel map of every output (None: untracked).
+        inner_map: the channel map of the channels inside the node (a
+            `MultiHeadAttention`'s heads), whose count its cost reads too;
+            None for most nodes.
         channel_inputs: keys of the inputs whose channels are tracked.
         combines_inputs: the node is an elementwise merge.
         weight_count: its weights, for a node whose channels are untracked.
@@ -108,11 +114,14 @@ class CostNode:
         self.in_map = in_maps[0] if tracked else None
         self.out_map = out_maps[0] if tracked else None
         self.output_maps = list(out_maps) if tracked else []
+        self.inner_map = graph.inner_maps.get(index) if tracked else None
         self.channel_inputs = tuple(k for k, m in zip(flat.inputs, in_maps) if m is not None)
         support = find_support(flat.operation)
         self.combines_inputs = support is not None and support.combines_inputs
         self.weight_count = sum(math.prod(w.shape) for w in getattr(flat.operation, "weights", []))
         self._layer_cost = support.cost if support is not None else None
+        latency_model = getattr(graph, "latency_model", None)
+        self._latency = None if latency_model is None else latency_model.node_function(index)
         self._shapes = (
             LayerShapes(flat, graph.flat.tensors, params_only, flat.outputs[0] in gated)
             if tracked
@@ -124,20 +133,23 @@ class CostNode:
     def tracked(self):
         return self.in_map is not None
 
-    def layer_cost(self, cin, cout):
+    def layer_cost(self, cin, cout, inner=None):
         """The `LayerSupport` record's cost for `cin` input and `cout` output
-        channels (memoised for integer counts); a layer without a cost rule
-        costs its own weights and no FLOPs."""
+        channels, and `inner` channels inside the node where it has an
+        `inner_map` (memoised for integer counts); a layer without a cost
+        rule costs its own weights and no FLOPs."""
         if self._layer_cost is None:
             return NodeCost(params=self.weight_count)
-        memo = isinstance(cin, int) and isinstance(cout, int)
-        if memo and (cin, cout) in self._memo:
-            return self._memo[(cin, cout)]
+        counts = (cin, cout) if inner is None else (cin, cout, inner)
+        memo = all(isinstance(count, int) for count in counts)
+        if memo and counts in self._memo:
+            return self._memo[counts]
         # A record's cost function returns (params, macs, elementwise).
-        params, macs, elementwise = self._layer_cost(self._shapes, self.flat.operation, cin, cout)
-        cost = NodeCost(params=params, macs=macs, elementwise=elementwise)
+        params, macs, elementwise = self._layer_cost(self._shapes, self.flat.operation, *counts)
+        latency = 0 if self._latency is None else self._latency(cin, cout, elementwise)
+        cost = NodeCost(params=params, macs=macs, elementwise=elementwise, latency=latency)
         if memo:
-            self._memo[(cin, cout)] = cost
+            self._memo[counts] = cost
         return cost
 
 
@@ -147,7 +159,7 @@ def cost_nodes(graph, params_only=False):
     return [CostNode(graph, index, params_only, gated) for index in range(len(graph.flat.nodes))]
 
 
-def node_cost(node, cin, cout, live_inputs, output_counts=None):
+def node_cost(node, cin, cout, live_inputs, output_counts=None, inner=None):
     """What `node` costs: the one rule every count of the library applies.
 
     Args:
@@ -162,6 +174,7 @@ def node_cost(node, cin, cout, live_inputs, output_counts=None):
             stripped: it then collapses when every channel input is a
             constant or no output keeps a channel. None: no collapse (a
             relaxed count, whose counts are never exactly 0).
+        inner: channels kept of `node.inner_map` (None where it has none).
 
     Returns:
         A `NodeCost`.
@@ -176,7 +189,7 @@ def node_cost(node, cin, cout, live_inputs, output_counts=None):
         )
     if not node.tracked:
         return NodeCost(params=node.weight_count, constant_outputs=constant_outputs)
-    cost = node.layer_cost(cin, cout)
+    cost = node.layer_cost(cin, cout, inner)
     if node.combines_inputs:
         cost = dataclasses.replace(cost, elementwise=cost.elementwise * max(live_inputs - 1, 0))
     if constant_outputs:

@@ -20,14 +20,16 @@ from keras import ops
 
 from keras_relaxprune.cost.count import dense_channels, layer_costs
 from keras_relaxprune.cost.node_cost import cost_nodes, node_cost, shared_params
+from keras_relaxprune.latency.latency_model import has_latency
 
 
 class GraphCost:
     """Remaining-cost fractions of a gated model, as backend tensors.
 
     `GraphCost(graph).fractions(vector_of)` returns `{"flops": f, "params":
-    p}`: the cost with each gated group's channel count replaced by the sum
-    of `vector_of(gate)` over its channels, divided by the dense cost (same
+    p}` (and `"latency"` when the graph has a latency model): the cost
+    with each gated group's channel count replaced by the sum of
+    `vector_of(gate)` over its channels, divided by the dense cost (same
     rule, every layer counted, shortcuts and classifier included).
     `vector_of=soft_gates` gives the differentiable cost used in the loss;
     `vector_of=keep_masks` gives the masks-only cost (without collapse).
@@ -48,6 +50,9 @@ class GraphCost:
         dense = layer_costs(graph, dense_channels)
         self.dense_flops = float(sum(c.flops for c in dense))
         self.dense_params = float(sum(c.params for c in dense))
+        # With a latency model (`latency_model`): seconds, interpolated in
+        # its table at the relaxed widths, differentiable in the gates.
+        self.dense_latency = float(sum(c.latency for c in dense)) if has_latency(graph) else None
         self.calls = {}
         for index, node in enumerate(self.nodes):
             self.calls.setdefault(id(node.flat.operation), []).append(index)
@@ -82,13 +87,17 @@ class GraphCost:
         for node in self.nodes:
             cin = count(node.in_map) if node.tracked else None
             cout = count(node.out_map) if node.tracked else None
-            costs.append(node_cost(node, cin, cout, len(node.channel_inputs)))
+            inner = None if node.inner_map is None else count(node.inner_map)
+            costs.append(node_cost(node, cin, cout, len(node.channel_inputs), inner=inner))
         params = [0] * len(costs)
         for indices in self.calls.values():
             for index, value in zip(indices, shared_params([costs[i] for i in indices])):
                 params[index] = value
         flops = sum(cost.flops for cost in costs)
-        return {"flops": flops / self.dense_flops, "params": sum(params) / self.dense_params}
+        fractions = {"flops": flops / self.dense_flops, "params": sum(params) / self.dense_params}
+        if self.dense_latency:
+            fractions["latency"] = sum(cost.latency for cost in costs) / self.dense_latency
+        return fractions
 
 
 def soft_gates(gate):

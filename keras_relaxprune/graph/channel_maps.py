@@ -60,6 +60,20 @@ def tiles_of(channel_map, count):
     return [slice_map(channel_map, t * width, (t + 1) * width) for t in range(count)]
 
 
+def repeat_channels(channel_map, repeats):
+    """Each channel of a map `repeats` times in a row: the output of a
+    depthwise convolution with `depth_multiplier=repeats`, whose channel
+    `c * repeats + m` is input channel `c` (removed with it)."""
+    result = []
+    for segment in channel_map:
+        if segment.group is None:
+            result.append(Segment(None, segment.start * repeats, segment.stop * repeats))
+            continue
+        for channel in range(segment.start, segment.stop):
+            result.extend([Segment(segment.group, channel, channel + 1)] * repeats)
+    return tuple(result)
+
+
 def split_segment(segment, new_group, width):
     """`segment` of a group that was split into copies of `new_group` (of
     `width` channels): the same channels as segments of `new_group`."""

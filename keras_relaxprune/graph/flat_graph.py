@@ -2,8 +2,10 @@
 
 Nested functional models (a keras-hub backbone inside a task model, a
 `Sequential` block inside a `Model`) are inlined, so that channel groups can
-cross model boundaries. Both network augmentation and removal rebuild the
-graph through `rebuild`, node by node, each with its own `call_node`.
+cross model boundaries; so are composite layers registered with
+`register_composite` (`composite.py`), as the sub-graph of their sublayers.
+Both network augmentation and removal rebuild the graph through `rebuild`,
+node by node, each with its own `call_node`.
 """
 
 import dataclasses
@@ -15,6 +17,7 @@ import keras
 
 from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.errors import UnsupportedModelError
+from keras_relaxprune.graph import composite, config_keys
 
 
 @dataclasses.dataclass
@@ -122,8 +125,12 @@ def _walk(model, input_keys, scope, graph):
             continue
         operation = node.operation
         inputs = [key_of(t) for t in node.input_tensors]
-        if internals.is_functional(operation) or isinstance(operation, keras.Sequential):
+        inner = composite.expansion(node, _scoped(scope, getattr(operation, "name", "")))
+        if inner is None and (
+            internals.is_functional(operation) or isinstance(operation, keras.Sequential)
+        ):
             inner = as_functional(operation)
+        if inner is not None:
             inner_scope = f"{scope}/{inner.name}" if scope else inner.name
             inner_outputs = _walk(inner, inputs, inner_scope, graph)
             for tensor, key in zip(node.outputs, inner_outputs):
@@ -136,6 +143,10 @@ def _walk(model, input_keys, scope, graph):
             graph.tensors[id(tensor)] = tensor
         graph.nodes.append(FlatNode(operation, node, inputs, outputs, arg_keys, scope))
     return [key_of(t) for t in model.outputs]
+
+
+def _scoped(scope, name):
+    return f"{scope}/{name}" if scope else name
 
 
 def rebuild(graph, call_node, name=None, input_shapes=None, wrap_input=None, unwrap_output=None):
@@ -208,9 +219,13 @@ def fresh_layer(flat, **config_changes):
     (activations, regularizers, constraints, functions given to a custom
     layer) put back in place of their serialised form: a function is kept as
     the very object the user gave, never looked up again by name. Without
-    changes, the copy's public settings must equal the original's; a layer
-    whose config cannot give such a copy is reused as is when it holds no
-    weights (it then computes exactly what it did), and refused otherwise.
+    changes, the copy's public settings must equal the original's. A config
+    its own constructor refuses (a key it derives, such as keras-hub's
+    `num_patches`) is tried again without the keys no constructor names; that
+    copy is used only if it computes what the original computes on a random
+    input (`config_keys`). A layer whose config cannot give such a copy is
+    reused as is when it holds no weights (it then computes exactly what it
+    did), and refused otherwise.
     Nested-scope names are flattened with `safe_name`. The layer is the
     caller's live object, not an untrusted file, so a `Lambda`'s Python
     function may be copied (`safe_mode=False`).
@@ -226,9 +241,9 @@ def fresh_layer(flat, **config_changes):
         copy = _from_config(type(layer), config)
         _put_back(copy, live)
     except Exception as error:
-        return _uncopyable(
-            flat, config_changes, f"its config does not rebuild it ({_first_line(error)})"
-        )
+        reason = f"its config does not rebuild it ({_first_line(error)})"
+        copy = None if config_changes else _copy_without_unaccepted_keys(flat)
+        return _uncopyable(flat, config_changes, reason) if copy is None else copy
     if not config_changes:
         differences = _differences(layer, copy)
         if differences:
@@ -237,6 +252,30 @@ def fresh_layer(flat, **config_changes):
                 config_changes,
                 f"its config rebuilds it with other settings ({', '.join(differences)})",
             )
+    return copy
+
+
+def _copy_without_unaccepted_keys(flat):
+    """A copy from the config less the keys no constructor names, if it has
+    the original's settings and computes what it computes; else None."""
+    layer = flat.operation
+    try:
+        config = _config_of(layer)
+        dropped = config_keys.unaccepted_keys(type(layer), config)
+        if not dropped:
+            return None
+        live = _live_callables(layer, config)
+        config = {key: value for key, value in config.items() if key not in dropped}
+        config.update(live)
+        if flat.scope:
+            config["name"] = safe_name(flat.name)
+        copy, trial = (_from_config(type(layer), config) for _ in range(2))
+        for made in (copy, trial):
+            _put_back(made, live)
+    except Exception:
+        return None
+    if _differences(layer, copy) or not config_keys.computes_the_same(flat, trial, copy_state):
+        return None
     return copy
 
 

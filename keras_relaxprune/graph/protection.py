@@ -24,6 +24,7 @@ from keras_relaxprune.layer_support import (
     collapses_to_bias,
     find_support,
     is_multiply,
+    passes_scale,
     removed_constant_fate,
     takes_producer_gate,
 )
@@ -114,36 +115,50 @@ def reader_refusing_a_scale(flat, consumers, key):
     scale of it into its weights, or None.
 
     Convolutions and Dense take it into their kernel rows; a `Multiply` of
-    `key` (full width) with another factor passes it on to its product, so
-    its own readers are asked in turn. Gates are looked through."""
+    `key` (full width) with another factor passes it on to its product, and
+    a layer that commutes with the scale (dropout, zero padding: its record's
+    `passes_scale`) to its output, so their own readers are asked in turn;
+    such an output that is a model output takes no scale. Gates are looked
+    through."""
     width = flat.tensors[key].shape[-1]
     for reader in _readers(flat, consumers, key):
         if (find_support(reader.operation) or _NONE).scales_inputs:
             continue
+        if not _passes_scale_on(flat, reader, width):
+            return reader
         product = reader.outputs[0]
-        if (
-            is_multiply(reader.operation)
-            and len(reader.outputs) == 1
-            and flat.tensors[product].shape[-1] == width
-        ):
-            found = reader_refusing_a_scale(flat, consumers, product)
-            if found is None:
-                continue
+        if product in flat.outputs or not consumers.get(product):
+            return reader
+        found = reader_refusing_a_scale(flat, consumers, product)
+        if found is not None:
             return found
-        return reader
     return None
+
+
+def _passes_scale_on(flat, reader, width):
+    """Whether `reader`'s one output, as wide as its input, is scaled as its
+    input is (a full-width factor of a product, or a scale-passing layer)."""
+    if len(reader.outputs) != 1 or flat.tensors[reader.outputs[0]].shape[-1] != width:
+        return False
+    return is_multiply(reader.operation) or passes_scale(reader.operation)
 
 
 def _protect_partly_renormalised_groups(tracer):
     """A BN or depthwise conv over part of a channel group turns that part's
     removed (zero) channels into non-zero constants, and no gate can follow
-    it (gates serve whole groups): such groups are protected."""
+    it (gates serve whole groups): such groups are protected, unless every
+    layer reading those constants takes them exactly (a 1x1 convolution or
+    Dense folds them into its bias; a depthwise conv with depth_multiplier
+    > 1 before a pointwise one)."""
+    consumers = tracer.flat.consumers()
     for node in tracer.flat.nodes:
         support = find_support(node.operation)
         if support is None or not support.regenerates_channels:
             continue
         out_map = tracer.maps.get(node.outputs[0]) or ()
         partial = [s for s in out_map if s.group is not None and not tracer.groups.is_full(s)]
+        if partial and _reader_that_cannot_absorb(tracer.flat, consumers, node.outputs[0]) is None:
+            continue  # `strip_pruning` folds the constants into the readers' biases
         tracer.protect(
             partial,
             f"'{node.name}' ({node.class_name}) renormalises part of "

@@ -50,6 +50,9 @@ class ChannelGraph:
         producers: list of (node index, group id) of layers starting a group.
         gates: group root -> `ChannelGate` serving it (gated models).
         barriers: the layers that stopped channel tracing.
+        inner_maps: node index -> channel map of channels that live inside
+            the node only (a `MultiHeadAttention`'s heads): they are in no
+            tensor, yet its cost and removal depend on them.
     """
 
     flat: object
@@ -58,6 +61,7 @@ class ChannelGraph:
     producers: list
     gates: dict
     barriers: list
+    inner_maps: dict = dataclasses.field(default_factory=dict)
 
     def prunable_groups(self):
         """Roots of the groups that may lose channels, in graph order."""
@@ -124,6 +128,7 @@ class _Tracer:
         self.producers = []
         self.barriers = []
         self.gate_calls = []
+        self.inner_maps = {}
         self.index = None
 
     def shape(self, key):
@@ -142,6 +147,15 @@ class _Tracer:
         if self.exclude(flat.operation):
             self.groups.protect(group, f"'{flat.name}' is excluded")
         return (Segment(group, 0, channels),)
+
+    def new_inner_group(self, flat, channels, gate=None):
+        """Starts a group of channels inside the node (a layer's attention
+        heads), served by `gate` (a `ChannelGate` the layer holds) if any."""
+        channel_map = self.new_group(flat, channels)
+        self.inner_maps[self.index] = channel_map
+        if gate is not None:
+            self.gate_calls.append((channel_map[0].group, gate))
+        return channel_map
 
     def protect(self, channel_map, reason):
         for segment in channel_map or ():
@@ -297,7 +311,15 @@ def analyze(model, exclude=None, strict=False, warn=False):
     gates = {}
     for group, gate in tracer.gate_calls:
         gates[tracer.groups.find(group)] = gate
-    graph = ChannelGraph(flat, tracer.groups, tracer.maps, tracer.producers, gates, tracer.barriers)
+    graph = ChannelGraph(
+        flat,
+        tracer.groups,
+        tracer.maps,
+        tracer.producers,
+        gates,
+        tracer.barriers,
+        tracer.inner_maps,
+    )
     _report_barriers(graph, strict, warn)
     return graph
 

@@ -24,6 +24,7 @@ from keras import layers
 
 from keras_relaxprune.errors import StripError
 from keras_relaxprune.graph.live_channels import LiveChannels
+from keras_relaxprune.layer_support import grouped_depthwise
 from keras_relaxprune.layer_support.activations import (
     activation_flops,
 )
@@ -49,9 +50,9 @@ def producer_channels(tracer, node, in_maps):
     layer = node.operation
     if channels_first(layer):
         return tracer.barrier(node, "channels_first data format")
+    if _depthwise_grouping(layer):
+        return grouped_depthwise.depthwise_grouping_channels(tracer, node, in_maps)
     groups = conv_groups(layer)
-    if isinstance(layer, SEPARABLE) and layer.depth_multiplier != 1:
-        tracer.protect(in_maps[0], f"{node.name}: depth_multiplier > 1")
     if groups > 1:
         tracer.tile(
             node,
@@ -67,6 +68,11 @@ def producer_channels(tracer, node, in_maps):
     return [tracer.new_group(node, tracer.out_channels(node) // groups) * groups]
 
 
+def _depthwise_grouping(layer):
+    """A grouped convolution that is a depthwise one (`grouped_depthwise.py`)."""
+    return isinstance(layer, CONVS) and grouped_depthwise.is_depthwise_grouping(layer)
+
+
 def conv_groups(layer):
     """A convolution's `groups` (1 for layers without the option)."""
     return int(getattr(layer, "groups", 1) or 1)
@@ -77,6 +83,8 @@ def bias_params(layer, cout):
 
 
 def conv_cost(shapes, layer, cin, cout):
+    if _depthwise_grouping(layer):
+        return grouped_depthwise.depthwise_grouping_cost(shapes, layer, cin, cout)
     # Each output channel reads cin / groups inputs: with G tied channel
     # groups of k_in inputs and k_out outputs, cin = G k_in, cout = G k_out.
     kernel = math.prod(layer.kernel_size) / conv_groups(layer)
@@ -111,6 +119,8 @@ def kernel_constant_input(layer, rank):
     """A constant input channel of Dense or a convolution adds its summed
     kernel column to every output position, exactly what a bias does,
     unless zero padding makes the borders see less of it."""
+    if _depthwise_grouping(layer):
+        return grouped_depthwise.depthwise_grouping_constant_input(layer, rank)
     return BROKEN if zero_padded(layer) else ABSORBED
 
 
@@ -157,6 +167,8 @@ def _same_in_every_channel_group(node, tiles, what):
 
 
 def remove_kernel_channels(stripper, node, ins, args, kwargs):
+    if _depthwise_grouping(node.operation):
+        return grouped_depthwise.remove_depthwise_grouping(stripper, node, ins, args, kwargs)
     (x,) = ins
     out_keep = stripper.output_keep(node)
     layer = node.operation

@@ -97,4 +97,6 @@ register_layer(
     remove=remove_elementwise,
     changes_zero=True,
 )
-register_layer(layers.Identity, channels=pass_through, cost=free, remove=remove_elementwise)
+register_layer(
+    layers.Identity, channels=pass_through, cost=free, remove=remove_elementwise, passes_scale=True
+)

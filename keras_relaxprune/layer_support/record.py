@@ -126,11 +126,22 @@ class LayerSupport:
         multiplies_inputs: an elementwise product: a removed (zero) channel
             stays zero whatever it meets, and a per-channel scale of a
             full-width factor scales the product alike.
+        passes_scale: the layer maps 0 to 0 and commutes with a per-channel
+            scale (dropout, zero padding, cropping, upsampling): a gate that
+            cannot fold before it passes its scale on to the layers reading
+            its output, in training as in inference (noise that adds is not).
         takes_producer_gate: a producer read by this layer alone gets no
             gate of its own: the gate goes after this layer, which re-creates
             the channels and folds the gate into its weights.
         is_batch_normalization: a BatchNormalization (its `gamma` ranks
             channels for Network Slimming).
+        inner_gated: `inner_gated(flat, **gate_settings) -> layer`: for a
+            layer whose channel rule starts a group inside it
+            (`tracer.new_inner_group`, attention heads), an unbuilt copy that
+            gates those channels with a `ChannelGate` of its own, made from
+            `gate_settings` (`name`, `initial_gate`, `initial_scale`).
+            `add_gates` calls it for each such group that may be pruned and
+            gives the copy the original's weights, followed by its gate's.
     """
 
     channels: typing.Callable
@@ -146,8 +157,10 @@ class LayerSupport:
     constant_input: typing.Callable | None = None
     changes_zero: bool | typing.Callable = False
     multiplies_inputs: bool = False
+    passes_scale: bool = False
     takes_producer_gate: bool = False
     is_batch_normalization: bool = False
+    inner_gated: typing.Callable | None = None
 
 
 def register_layer(*classes, like=None, **fields):
@@ -260,6 +273,11 @@ def changes_zero(operation):
 def is_multiply(operation):
     """Whether it is an elementwise product (a `Multiply` layer or op)."""
     return _field(operation, "multiplies_inputs")
+
+
+def passes_scale(operation):
+    """Whether a per-channel scale of its input comes out of it unchanged."""
+    return _field(operation, "passes_scale")
 
 
 def takes_producer_gate(operation):

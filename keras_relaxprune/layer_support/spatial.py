@@ -54,6 +54,24 @@ REGULARIZATION = (
 
 ZERO_PADDING = (layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D)
 
+# Map 0 to 0 and commute with a per-channel scale, in training too (a
+# dropout mask and interpolation are linear in each channel; noise that adds,
+# AlphaDropout's affine fill, a loss on the activity and the random
+# preprocessing layers' fills are not): a gate's scale passes through them.
+PASSING_A_SCALE = (
+    layers.UpSampling1D,
+    layers.UpSampling2D,
+    layers.UpSampling3D,
+    layers.Cropping1D,
+    layers.Cropping2D,
+    layers.Cropping3D,
+    layers.Dropout,
+    layers.SpatialDropout1D,
+    layers.SpatialDropout2D,
+    layers.SpatialDropout3D,
+    layers.GaussianDropout,
+)
+
 
 def remove_spatial(stripper, node, ins, args, kwargs):
     """A uniform constant channel stays the same constant, except where the
@@ -132,6 +150,7 @@ def reshape_op_channels(tracer, node, in_maps):
 
 register_layer(*POOLING, channels=pass_through, cost=one_flop_per_output, remove=remove_spatial)
 register_layer(*RESAMPLING, *REGULARIZATION, channels=pass_through, remove=remove_spatial)
+register_layer(*PASSING_A_SCALE, channels=pass_through, remove=remove_spatial, passes_scale=True)
 # Resizing may pad with a non-zero fill (interpolation alone keeps a constant).
 register_layer(
     layers.Resizing,
@@ -141,7 +160,11 @@ register_layer(
     constant_input=resizing_constant_input,
 )
 register_layer(
-    *ZERO_PADDING, channels=pass_through, remove=remove_zero_padding, constant_input=always_broken
+    *ZERO_PADDING,
+    channels=pass_through,
+    remove=remove_zero_padding,
+    constant_input=always_broken,
+    passes_scale=True,
 )
 register_layer(layers.Reshape, channels=reshape_channels, remove=remove_reshape)
 # The raw ops spelled like the layers: `ops.mean(x, axis=(1, 2))` and `ops.reshape`.

@@ -18,12 +18,14 @@ from keras import ops
 
 from keras_relaxprune.cost.count import cost_fractions, sized_graph
 from keras_relaxprune.cost.relaxed import GraphCost, keep_masks, soft_gates
-from keras_relaxprune.errors import PruningError
+from keras_relaxprune.errors import LatencyTableError, PruningError
+from keras_relaxprune.latency.latency_model import LatencyModel, attach_latency_model
+from keras_relaxprune.latency.latency_table import LatencyTable
 from keras_relaxprune.layer_support import register_layer
 from keras_relaxprune.layer_support.elementwise import free, pass_through
 from keras_relaxprune.layers.channel_gate import FINAL_SCALE, INITIAL_SCALE
 
-METRICS = ("flops", "params")
+METRICS = ("flops", "params", "latency")
 
 
 @dataclasses.dataclass
@@ -82,19 +84,29 @@ class PruningBudget(keras.layers.Layer):
     would add per-node branches to every training step for that case alone.
 
     Args:
-        metric: `"flops"` or `"params"`, the cost budgeted by default.
+        metric: `"flops"`, `"params"` or `"latency"`, the cost budgeted by
+            default.
         cost_input_shape: the input shape (without batch; a list of them
             for several inputs) at which FLOPs are counted, for a model
             whose spatial size is unknown (`None`). Defaults to None (the
             model's own shape).
+        latency_table: the `LatencyTable.get_config()` of the model's
+            layers, saved with the model; needed by a latency budget.
+            Defaults to None.
     """
 
-    def __init__(self, metric="flops", cost_input_shape=None, **kwargs):
+    def __init__(self, metric="flops", cost_input_shape=None, latency_table=None, **kwargs):
         super().__init__(**kwargs)
         if metric not in METRICS:
             raise ValueError(f"PruningBudget: metric must be one of {METRICS}, got {metric!r}.")
+        if metric == "latency" and latency_table is None:
+            raise LatencyTableError(
+                "A latency budget needs a latency table: "
+                "`add_gates(model, metric='latency', latency_table=krp.LatencyTable())`."
+            )
         self.metric = metric
         self.cost_input_shape = cost_input_shape
+        self.latency_table = latency_table
 
     def build(self, input_shape):
         for name, (value, dtype) in _SCALARS.items():
@@ -108,9 +120,35 @@ class PruningBudget(keras.layers.Layer):
                 initializer=keras.initializers.Constant(value),
             )
             setattr(self, name, variable)
+        if self.latency_table is not None:
+            # Only with a table, so models saved without one load as before.
+            self.latency_weight = self.add_weight(
+                name="latency_weight",
+                shape=(),
+                dtype="float32",
+                trainable=False,
+                initializer=keras.initializers.Constant(float(self.metric == "latency")),
+            )
+
+    def metric_weights(self, metric):
+        """The variable values that make `metric` the budgeted cost."""
+        if metric == "latency" and self.latency_table is None:
+            raise LatencyTableError(
+                "PruningCallback(metric='latency'): the gated model has no latency "
+                "table. Gate it with `krp.add_gates(model, metric='latency', "
+                "latency_table=krp.LatencyTable())` (the table is saved with it)."
+            )
+        weights = {"flops_weight": 1.0 if metric == "flops" else 0.0}
+        if self.latency_table is not None:
+            weights["latency_weight"] = 1.0 if metric == "latency" else 0.0
+        return weights
 
     def link(self, graph):
-        """Attaches the cost model of the gated graph this layer sits in."""
+        """Attaches the cost model of the gated graph this layer sits in
+        (with the latency table's per-node latency, when it has one)."""
+        if self.latency_table is not None:
+            table = LatencyTable.from_config(self.latency_table)
+            attach_latency_model(graph, LatencyModel(table, graph))
         gates = tuple(dict.fromkeys(graph.gates.values()))
         object.__setattr__(self, "_link", BudgetLink(GraphCost(graph), gates, graph))
 
@@ -143,7 +181,10 @@ class PruningBudget(keras.layers.Layer):
 
     def budgeted(self, fractions):
         weight = self.flops_weight
-        return weight * fractions["flops"] + (1.0 - weight) * fractions["params"]
+        budgeted = weight * fractions["flops"] + (1.0 - weight) * fractions["params"]
+        if self.latency_table is None:
+            return budgeted
+        return self.latency_weight * fractions["latency"] + (1.0 - self.latency_weight) * budgeted
 
     def call(self, inputs, training=None):
         if not training or not self.linked:
@@ -180,10 +221,9 @@ class PruningBudget(keras.layers.Layer):
         costs = self.linked_channel_costs()
         if not costs:
             return exact
-        weight = self.flops_weight
         sums, per_channel, counts = [], [], []
-        for gate, (flops, params) in zip(self.linked_gates(), costs):
-            per_channel.append(weight * flops + (1.0 - weight) * params)
+        for gate, channel_cost in zip(self.linked_gates(), costs):
+            per_channel.append(self.budgeted(channel_cost))
             # The push goes through the gates at the initial temperature: at
             # the annealed one a gate still open is saturated (its gradient
             # about 0), so a large cut could not move it and lambda wound up.
@@ -229,12 +269,13 @@ class PruningBudget(keras.layers.Layer):
         config = super().get_config()
         config["metric"] = self.metric
         config["cost_input_shape"] = self.cost_input_shape
+        config["latency_table"] = self.latency_table
         return config
 
 
 def _channel_costs(graph, gates):
-    """Per gate: the (FLOPs, params) fraction one of its channels carries,
-    measured at full width by switching one channel off."""
+    """Per gate: the fraction of each cost (`cost_fractions`' keys) one of
+    its channels carries, measured at full width by switching one channel off."""
     full = {root: np.ones(graph.groups.size[root], "float32") for root in graph.groups.roots()}
     base = cost_fractions(graph, full)
     roots = {id(gate): root for root, gate in graph.gates.items()}
@@ -243,7 +284,7 @@ def _channel_costs(graph, gates):
         keep = {r: v.copy() for r, v in full.items()}
         keep[roots[id(gate)]][0] = 0.0
         less = cost_fractions(graph, keep)
-        result.append((base["flops"] - less["flops"], base["params"] - less["params"]))
+        result.append({metric: base[metric] - less[metric] for metric in base})
     return result
 
 

@@ -28,6 +28,7 @@ from keras_relaxprune.layer_support import (
     FoldTarget,
     find_support,
     is_multiply,
+    passes_scale,
     removed_constant_fate,
 )
 from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
@@ -185,7 +186,7 @@ class Stripper:
         if isinstance(operation, ChannelGate):
             return [self._gate(index, flat, ins[0])]
         support = find_support(operation)
-        product = is_multiply(operation)
+        product = is_multiply(operation) or passes_scale(operation)
         if product:
             self._pass_scale_on(flat)
         out_map = self.graph.out_maps(index)[0]
@@ -324,8 +325,9 @@ class Stripper:
 
     def _pass_scale_on(self, flat):
         """A product of a scaled factor is scaled alike (a squeeze-excite
-        `Multiply` after a gate that could not fold): the layers reading the
-        product take the scale."""
+        `Multiply` after a gate that could not fold), and so is the output of
+        a layer that commutes with the scale (a `Dropout`, a `ZeroPadding2D`):
+        the layers reading it take the scale."""
         scales = [self.input_scales[key] for key in flat.inputs if key in self.input_scales]
         if scales:
             self.input_scales[flat.outputs[0]] = np.prod(scales, axis=0)

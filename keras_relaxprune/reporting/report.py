@@ -5,6 +5,7 @@ import io
 import json
 
 from keras_relaxprune.cost.count import dense_channels, kept_channels, layer_costs, sized_graph
+from keras_relaxprune.latency.latency_estimate import latency_table_of, priced_graph
 from keras_relaxprune.layers.channel_gate import ChannelGate
 
 
@@ -15,9 +16,12 @@ class PruningReport:
     Attributes:
         rows: list of dicts with `name`, `class`, `channels_before`,
             `channels_after`, `params_before`, `params_after`,
-            `flops_before`, `flops_after` (FLOPs = 2 x MACs + elementwise).
+            `flops_before`, `flops_after` (FLOPs = 2 x MACs + elementwise);
+            an attention layer's row also has `heads_before`, `heads_after`.
         totals: dict with `params_before/after`, `flops_before/after` and
-            the remaining fractions `params_fraction`, `flops_fraction`.
+            the remaining fractions `params_fraction`, `flops_fraction`;
+            with a latency table also the predicted `latency_before/after`
+            (seconds) and `latency_fraction`.
         notes: what was kept on purpose and why (protected channels).
     """
 
@@ -42,7 +46,7 @@ class PruningReport:
             table.add_row(
                 row["name"],
                 row["class"],
-                _pair(row["channels_before"], row["channels_after"]),
+                _channels(row),
                 _pair(row["params_before"], row["params_after"]),
                 _pair(row["flops_before"], row["flops_after"]),
             )
@@ -56,20 +60,36 @@ class PruningReport:
         )
         buffer = io.StringIO()
         Console(file=buffer, width=120, force_terminal=False).print(table)
+        if "latency_fraction" in t:
+            buffer.write(
+                f"predicted latency: {1000 * t['latency_before']:.3f} ms -> "
+                f"{1000 * t['latency_after']:.3f} ms ({t['latency_fraction']:.1%})\n"
+            )
         return buffer.getvalue() + "".join(f"note: {n}\n" for n in self.notes)
+
+
+def _channels(row):
+    """Output channels, and an attention layer's heads ("64; heads 4 -> 2")."""
+    text = _pair(row["channels_before"], row["channels_after"])
+    if "heads_before" in row:
+        text += f"; heads {_pair(row['heads_before'], row['heads_after'])}"
+    return text
 
 
 def _pair(before, after):
     return f"{before:,}" if before == after else f"{before:,} -> {after:,}"
 
 
-def pruning_report(before, after=None):
+def pruning_report(before, after=None, latency_table=None):
     """Compares a model before and after pruning, layer by layer.
 
     Args:
         before: the dense model, or a gated model (then `after` may be left
             out and the hard count of the gated model is the "after").
         after: the stripped model, matched to `before` by layer name.
+        latency_table: a `LatencyTable` (or target) to add the predicted
+            latency to the totals. Defaults to the table saved in a gated
+            `before` (`add_gates(..., latency_table=...)`), else none.
 
     Returns:
         A `PruningReport`; `print(report)` shows the table,
@@ -81,30 +101,36 @@ def pruning_report(before, after=None):
     >>> report.totals["flops_fraction"] <= 0.5
     True
     """
+    table = latency_table_of(before, latency_table)
     graph = sized_graph(before)
+    if table is not None:
+        priced_graph(graph, table)
     dense_rows = _rows(graph, dense_channels)
     if after is None:
         after_rows = _rows(graph, kept_channels(graph), as_stripped=True)
     else:
         after_graph = sized_graph(after)
+        if table is not None:
+            priced_graph(after_graph, table)
         after_rows = _rows(after_graph, kept_channels(after_graph), as_stripped=True)
     rows = []
     for name, first in dense_rows.items():
         second = after_rows.get(name, dict(first, channels=0, params=0, flops=0))
         if not first["params"] and not first["flops"]:
             continue
-        rows.append(
-            {
-                "name": name,
-                "class": first["class"],
-                "channels_before": first["channels"],
-                "channels_after": second["channels"],
-                "params_before": first["params"],
-                "params_after": second["params"],
-                "flops_before": first["flops"],
-                "flops_after": second["flops"],
-            }
-        )
+        row = {
+            "name": name,
+            "class": first["class"],
+            "channels_before": first["channels"],
+            "channels_after": second["channels"],
+            "params_before": first["params"],
+            "params_after": second["params"],
+            "flops_before": first["flops"],
+            "flops_after": second["flops"],
+        }
+        if "heads" in first:
+            row.update(heads_before=first["heads"], heads_after=second.get("heads", 0))
+        rows.append(row)
     return PruningReport(rows, _totals(dense_rows, after_rows), _notes(graph))
 
 
@@ -123,16 +149,23 @@ def _rows(graph, count, as_stripped=False):
                 "channels": int(channels),
                 "params": 0,
                 "flops": 0,
+                "latency": 0.0,
             },
         )
+        if index in graph.inner_maps:  # attention heads
+            row["heads"] = int(count(graph.inner_maps[index]))
         row["params"] += int(cost.params)
         row["flops"] += int(cost.flops)
+        row["latency"] += float(cost.latency)
     return result
 
 
 def _totals(before_rows, after_rows):
     totals = {}
-    for key in ("params", "flops"):
+    keys = ("params", "flops")
+    if any(r["latency"] for r in before_rows.values()):
+        keys += ("latency",)  # predicted, from a latency table
+    for key in keys:
         first = sum(r[key] for r in before_rows.values())
         second = sum(r[key] for r in after_rows.values())
         totals.update(

@@ -100,8 +100,8 @@ class PruningSummaries:
         if writer is None:
             return
         logs = logs or {}
-        values = {k: logs[k] for k in _LOGGED if k in logs}
-        if len(values) < len(_LOGGED):
+        values = {k: logs[k] for k in (*_LOGGED, "remaining_latency") if k in logs}
+        if not all(k in values for k in _LOGGED):
             values = callback._progress_logs()
         self._write_state(writer, callback, values, epoch)
         writer.flush()
@@ -241,6 +241,16 @@ def _scalars(callback, values):
             "alive_channels": (sum(alive), _DESCRIPTIONS["alive_channels"]),
         }
     )
+    if "latency" in relaxed and "remaining_latency" in values:
+        # Predicted from the latency table given to `add_gates`.
+        scalars["remaining_latency"] = (
+            values["remaining_latency"],
+            "Hard remaining latency fraction, predicted from the latency table.",
+        )
+        scalars["relaxed_latency"] = (
+            _number(relaxed["latency"]),
+            "Relaxed remaining latency fraction (gate values), as in the loss.",
+        )
     for (name, gate), count in zip(_named_gates(callback), alive):
         scalars[f"alive_channels/{name}"] = (
             count,

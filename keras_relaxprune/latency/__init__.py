@@ -1,0 +1,1 @@
+"""Latency as a budget: targets, per-layer tables and estimates."""
