@@ -87,6 +87,12 @@ APPLICATIONS = {
 }
 
 
+def all_gates(gated):
+    """Every gate of `gated`: its `ChannelGate` layers and those inside
+    layers (an attention layer's head gate)."""
+    return list(dict.fromkeys(analyze(gated).gates.values()))
+
+
 def least_flops_fraction(model, gated, input_shape=None):
     """The least FLOPs fraction pruning can leave: `count_flops` of `gated`
     with every gate keeping one channel, over `model`'s dense count.
@@ -102,7 +108,7 @@ def least_flops_fraction(model, gated, input_shape=None):
     Returns:
         The fraction (float).
     """
-    gate_layers = [layer for layer in gated.layers if isinstance(layer, ChannelGate)]
+    gate_layers = all_gates(gated)
     saved = [gate.keep_mask.numpy() for gate in gate_layers]
     try:
         for gate in gate_layers:
@@ -122,7 +128,7 @@ def what_stops_the_rest(gated, top=2):
     largest first. A layer's FLOPs go to the first protection reason of
     the groups it writes, else of those it reads; the keep masks are
     restored afterwards."""
-    gate_layers = [layer for layer in gated.layers if isinstance(layer, ChannelGate)]
+    gate_layers = all_gates(gated)
     saved = [gate.keep_mask.numpy() for gate in gate_layers]
     for gate in gate_layers:
         mask = np.zeros(gate.channels, "float32")
@@ -194,12 +200,11 @@ def check_model(name, build, input_shape, seed=0):
 
 def _strip_check(gated, input_shape, seed):
     rng = np.random.default_rng(seed)
-    for layer in gated.layers:
-        if isinstance(layer, ChannelGate):
-            layer.logits.assign(rng.normal(0.05, 0.05, layer.channels).astype("float32"))
-            mask = (rng.random(layer.channels) < 0.6).astype("float32")
-            mask[rng.integers(layer.channels)] = 1.0
-            layer.keep_mask.assign(mask)
+    for gate in all_gates(gated):
+        gate.logits.assign(rng.normal(0.05, 0.05, gate.channels).astype("float32"))
+        mask = (rng.random(gate.channels) < 0.6).astype("float32")
+        mask[rng.integers(gate.channels)] = 1.0
+        gate.keep_mask.assign(mask)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -324,24 +329,12 @@ def _hub_vit(hub):
     )
 
 
-def keras_vit(size=32, patch=8, width=32, heads=2, mlp=64, depth=2, classes=10):
-    """A small ViT from Keras layers: patch conv, encoder blocks (pre-norm
-    multi-head attention and a GELU MLP, both residual), a pooled Dense head.
-    No position embedding (it needs a layer of its own; coverage only)."""
-    inputs = keras.Input((size, size, 3))
-    x = layers.Conv2D(width, patch, strides=patch, name="patches")(inputs)
-    x = layers.Reshape(((size // patch) ** 2, width), name="tokens")(x)
-    for block in range(depth):
-        y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_norm1")(x)
-        y = layers.MultiHeadAttention(heads, width // heads, name=f"block{block}_attention")(y, y)
-        x = layers.Add(name=f"block{block}_add1")([x, y])
-        y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_norm2")(x)
-        y = layers.Dense(mlp, activation="gelu", name=f"block{block}_mlp1")(y)
-        y = layers.Dense(width, name=f"block{block}_mlp2")(y)
-        x = layers.Add(name=f"block{block}_add2")([x, y])
-    x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
-    x = layers.GlobalAveragePooling1D()(x)
-    return keras.Model(inputs, layers.Dense(classes, name="head")(x), name="keras_vit")
+def keras_vit():
+    """The reference ViT of Keras layers (`keras_relaxprune_apps.small_vit`:
+    32 px, patches of 4, width 64, 4 blocks of 4 heads, MLP 128)."""
+    from keras_relaxprune_apps import small_vit
+
+    return small_vit()
 
 
 def multiplier_blocks(size=32, width=16, blocks=3, multiplier=2, classes=10):

@@ -1,7 +1,8 @@
 """Prune the shipped CIFAR-10 ResNet-20 to half its FLOPs, strip and export it.
 
 The project's main job (README, the two commands), on CPU with TensorFlow:
-about 20 minutes on 2 cores (five epochs on all 50,000 images). Shows the
+about 50 minutes on 2 cores (five gated epochs on all 50,000 images, without
+XLA under op determinism). Shows the
 plain call with the public API only:
 
 1. load the trained dense model `saved_models/resnet20_cifar10_dense.keras`

@@ -251,17 +251,7 @@ register_layer(
     collapses_to_bias=True,
     constant_input=always_broken,
 )  # its borders see fewer taps of a constant
-register_layer(
-    layers.Dense,
-    channels=producer_channels,
-    cost=dense_cost,
-    remove=remove_kernel_channels,
-    gate_fold=GateFold(("kernel", "bias"), -1),
-    scales_inputs=True,
-    kernel_axes=(-2, -1),
-    collapses_to_bias=True,
-    constant_input=kernel_constant_input,
-)
+register_layer(layers.Dense, like=layers.Conv2D, cost=dense_cost)  # a 1x1 convolution
 register_layer(
     *SEPARABLE,
     channels=producer_channels,
