@@ -28,6 +28,7 @@ def test_the_module_holds_the_expected_errors():
         "InvalidArgumentError",
         "ArgumentTypeError",
         "ModelFileError",
+        "LatencyTableError",
     }
 
 
