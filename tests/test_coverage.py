@@ -40,6 +40,8 @@ def test_every_family_is_listed():
 
 @pytest.mark.parametrize("name", FAST)
 def test_application_reaches_the_coverage_goal(name):
+    if keras.backend.backend() != "tensorflow" and name != "MobileNet":
+        pytest.skip("the same graph rules as on TensorFlow; MobileNet covers JAX")
     _reaches_the_goal(name)
 
 
