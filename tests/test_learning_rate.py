@@ -170,3 +170,12 @@ def test_resumed_after_the_closing_goes_on_from_the_users_rate():
     assert constant_rate(fit.model.optimizer) == pytest.approx(expected)
     rate.end()
     assert constant_rate(fit.model.optimizer) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(0, krp.InvalidArgumentError), (1.5, krp.InvalidArgumentError), ("x", krp.ArgumentTypeError)],
+)
+def test_a_final_lr_factor_out_of_range_is_refused_by_name(value, error):
+    with pytest.raises(error, match="final_lr_factor"):
+        krp.PruningCallback(0.5, final_lr_factor=value)

@@ -195,18 +195,15 @@ class PruningCallback(keras.callbacks.Callback):
             gate_prior,
             cost_exponent,
         )
-        self.final_lr_factor = (
-            None
-            if final_lr_factor is None
-            else check.real(
-                "final_lr_factor",
-                final_lr_factor,
-                "a multiplier in (0, 1] of a constant learning rate (default 0.01), "
-                "or None to leave the rate alone",
-                low=0.0,
-                high=1.0,
-                low_open=True,
-            )
+        self.final_lr_factor = _optional_real(
+            check,
+            "final_lr_factor",
+            final_lr_factor,
+            "a multiplier in (0, 1] of a constant learning rate (default 0.01), "
+            "or None to leave the rate alone",
+            low=0.0,
+            high=1.0,
+            low_open=True,
         )
         self._budget = None
         self._graph = None
@@ -267,15 +264,12 @@ class PruningCallback(keras.callbacks.Callback):
         self.verbose = check.integer(
             "verbose", verbose, "0 (silent) or 1 (a line per epoch)", low=0, bool_ok=True
         )
-        self.lambda_rate = (
-            None
-            if lambda_rate is None
-            else check.real(
-                "lambda_rate",
-                lambda_rate,
-                "a rate >= 0 (0 keeps lambda fixed), or None (1 with SGD, 0 with other optimizers)",
-                low=0.0,
-            )
+        self.lambda_rate = _optional_real(
+            check,
+            "lambda_rate",
+            lambda_rate,
+            "a rate >= 0 (0 keeps lambda fixed), or None (1 with SGD, 0 with other optimizers)",
+            low=0.0,
         )
 
     def _check_calibration_and_logging(
@@ -307,17 +301,14 @@ class PruningCallback(keras.callbacks.Callback):
                 "log_every_n_steps", log_every_n_steps, "a positive integer or None", low=1
             )
         self.gate_prior = check.choice("gate_prior", gate_prior, (None, "l1_norm", "bn_gamma"))
-        self.cost_exponent = (
-            None
-            if cost_exponent is None
-            else check.real(
-                "cost_exponent",
-                cost_exponent,
-                "a value in [0, 1] (1: push in proportion to "
-                "cost, 0: every channel alike), or None (0.5 for FLOPs, 0 for params)",
-                low=0.0,
-                high=1.0,
-            )
+        self.cost_exponent = _optional_real(
+            check,
+            "cost_exponent",
+            cost_exponent,
+            "a value in [0, 1] (1: push in proportion to "
+            "cost, 0: every channel alike), or None (0.5 for FLOPs, 0 for params)",
+            low=0.0,
+            high=1.0,
         )
 
     @property
@@ -560,6 +551,11 @@ class PruningCallback(keras.callbacks.Callback):
             f"{logs['remaining_params']:.1%} params left "
             f"(target now {logs['pruning_target']:.1%})"
         )
+
+
+def _optional_real(check, name, value, expected, **bounds):
+    """`None` kept as is, else the number `check.real` accepts."""
+    return None if value is None else check.real(name, value, expected, **bounds)
 
 
 def _scalar(tensor):
