@@ -1,4 +1,4 @@
-"""Train the dense CIFAR-10 ResNet that the pruning runs start from.
+"""Train the dense CIFAR-10 ResNet (or small ViT) that the pruning runs start from.
 
 One resumable, seeded command per shipped dense model:
 
@@ -11,16 +11,20 @@ One resumable, seeded command per shipped dense model:
     nohup nice -n 10 python examples/train_dense_cifar10.py --depth 20 --width 8 \
         --name resnet20w8_cifar10_scratch --out-dir runs/scratch \
         > logs/train_resnet20w8_scratch.log 2>&1 &
+    # the small ViT (keras_relaxprune_apps.small_vit: 21.6 MFLOPs, AdamW), CPU:
+    nohup nice -n 10 python examples/train_dense_cifar10.py --architecture vit \
+        --epochs 20 > logs/train_vit.log 2>&1 &
     # ResNet-56, GPU (JAX), the full schedule:
     KERAS_BACKEND=jax python examples/train_dense_cifar10.py --depth 56 --epochs 200
 
-Recipe: SGD with Nesterov momentum 0.9, batch 128, learning rate warmed up
+ResNet recipe: SGD with Nesterov momentum 0.9, batch 128, learning rate warmed up
 linearly to 0.1 over 2 epochs then cosine-decayed to 0, decoupled weight decay
 5e-3 per unit learning rate (the same shrinkage as L2 5e-4 under momentum 0.9;
 BN and biases excluded), label smoothing 0.1, reflect-pad-4 random crops and
 horizontal flips outside the model. The model carries its preprocessing
 (`Rescaling(1/255)` + CIFAR-10 `Normalization`) and outputs logits, so a
-SavedModel or TFLite user feeds raw 0-255 RGB.
+SavedModel or TFLite user feeds raw 0-255 RGB. The ViT recipe is the same
+with AdamW (peak rate 1e-3, weight decay 0.05 per unit rate).
 
 `keras.callbacks.BackupAndRestore` backs the run up into
 `checkpoints/<name>/backup` at every epoch end: the same command started again
@@ -54,6 +58,7 @@ from keras_relaxprune_apps import (
     reproducible,
     run_record,
     save_trained,
+    small_vit,
 )
 
 # This repository keeps its offline archives in ../shared/data (README).
@@ -64,6 +69,7 @@ NUM_CLASSES = 10
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--architecture", choices=("resnet", "vit"), default="resnet")
     p.add_argument("--depth", type=int, default=20, help="ResNet depth, 6n+2")
     p.add_argument(
         "--width",
@@ -74,29 +80,40 @@ def parse_args(argv=None):
     )
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=positive, default=0.1, help="peak learning rate")
+    p.add_argument(
+        "--lr", type=positive, default=None, help="peak learning rate (ResNet 0.1, ViT 1e-3)"
+    )
     p.add_argument("--warmup-epochs", type=non_negative_int, default=2)
-    p.add_argument("--weight-decay", type=non_negative, default=5e-3)
+    p.add_argument("--weight-decay", type=non_negative, default=None, help="ResNet 5e-3, ViT 0.05")
     p.add_argument("--label-smoothing", type=fraction, default=0.1)
     p.add_argument("--train-limit", type=non_negative_int, default=0, help="0 = all 50,000")
     p.add_argument("--test-limit", type=non_negative_int, default=0, help="0 = all 10,000")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="cifar10_jpeg.npz or its folder")
-    p.add_argument("--name", default=None, help="default resnet<depth>_cifar10_dense")
+    p.add_argument(
+        "--name", default=None, help="default resnet<depth>_cifar10_dense or vit_cifar10_dense"
+    )
     p.add_argument("--checkpoint-dir", default="checkpoints")
     p.add_argument("--out-dir", default="saved_models")
     p.add_argument("--validation-freq", type=positive_int, default=5)
     p.add_argument("--verbose", type=int, default=2)
     p.add_argument("--no-jit", dest="jit", action="store_false")
     args = p.parse_args(argv)
-    args.name = args.name or f"resnet{args.depth}_cifar10_dense"
+    vit = args.architecture == "vit"
+    args.name = args.name or ("vit_cifar10_dense" if vit else f"resnet{args.depth}_cifar10_dense")
+    args.lr = args.lr or (1e-3 if vit else 0.1)
+    if args.weight_decay is None:
+        args.weight_decay = 0.05 if vit else 5e-3
     return args
 
 
 def build(args, steps_per_epoch):
-    model = cifar_resnet(
-        args.depth, width=args.width, include_preprocessing=True, classifier_activation=None
-    )
+    if args.architecture == "vit":
+        model = small_vit(include_preprocessing=True, classifier_activation=None)
+    else:
+        model = cifar_resnet(
+            args.depth, width=args.width, include_preprocessing=True, classifier_activation=None
+        )
     warmup = args.warmup_epochs * steps_per_epoch
     total = args.epochs * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -105,9 +122,12 @@ def build(args, steps_per_epoch):
         warmup_steps=warmup,
         decay_steps=max(total - warmup, 1),
     )
-    optimizer = keras.optimizers.SGD(
-        schedule, momentum=0.9, nesterov=True, weight_decay=args.weight_decay
-    )
+    if args.architecture == "vit":
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay)
+    else:
+        optimizer = keras.optimizers.SGD(
+            schedule, momentum=0.9, nesterov=True, weight_decay=args.weight_decay
+        )
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     model.compile(
         optimizer=optimizer,
@@ -157,7 +177,8 @@ def main(argv=None):
                 "test_images": len(xt),
                 "train_images": len(x),
                 "epochs": args.epochs,
-                "width": args.width,
+                "architecture": args.architecture,
+                **({"width": args.width} if args.architecture == "resnet" else {}),
                 **run_record(
                     start,
                     args.seed,

@@ -119,7 +119,20 @@ def _add_run_parser(commands):
         default=0.5,
         help="fraction of the cost to remove, in (0, 1) (default 0.5)",
     )
-    run.add_argument("--metric", choices=("flops", "params"), default="flops")
+    run.add_argument(
+        "--metric",
+        choices=("flops", "params", "latency"),
+        default="flops",
+        help="the budget's cost; latency is predicted from per-layer timings on "
+        "--latency-target, measured first and cached (default flops)",
+    )
+    run.add_argument(
+        "--latency-target",
+        choices=("tflite", "xla"),
+        default="tflite",
+        help="with --metric latency: LiteRT+XNNPACK batch 1, one thread (TensorFlow "
+        "backend), or XLA-compiled Keras batch 1 (default tflite)",
+    )
     run.add_argument(
         "--prune-epochs",
         type=int,
@@ -283,6 +296,7 @@ def _run(args):
         args.out,
         target=args.target,
         metric=args.metric,
+        latency_target=args.latency_target,
         prune_epochs=args.prune_epochs,
         epochs=args.epochs,
         dense_epochs=args.dense_epochs,

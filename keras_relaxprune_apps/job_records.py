@@ -172,7 +172,8 @@ def print_before_after(title, summary, quality_rows=()):
         title: the table's title.
         summary: a dict with `dense_<key>` and `pruned_<key>` values for
             `flops`, `params`, `keras_bytes`, `tflite_bytes` and
-            `tflite_latency_ms` (rows whose values are missing are left out).
+            `tflite_latency_ms`, and `predicted_latency_s` (rows whose values
+            are missing are left out).
         quality_rows: `(label, key)` pairs of fractions shown as
             percentages, their last column the change in percentage points,
             e.g. `("test accuracy", "accuracy")`.
@@ -197,6 +198,7 @@ def print_before_after(title, summary, quality_rows=()):
         (".keras bytes", "keras_bytes", ","),
         (".tflite bytes", "tflite_bytes", ","),
         ("TFLite batch-1 latency (ms)", "tflite_latency_ms", ".3f"),
+        ("predicted latency (s)", "predicted_latency_s", ".2e"),
     )
     for name, key, form in rows:
         before, after = summary.get(f"dense_{key}"), summary.get(f"pruned_{key}")

@@ -14,6 +14,8 @@ from keras_relaxprune_apps.model_files import load_model_file
 
 WHERE = "run_pruning_job"
 NAMED_MODELS = ("resnet20", "resnet56", "unet")
+METRICS = ("flops", "params", "latency")
+LATENCY_TARGETS = ("tflite", "xla")
 
 
 _RESUMABLE = (
@@ -21,6 +23,7 @@ _RESUMABLE = (
     "model",
     "target",
     "metric",
+    "latency_target",
     "prune_epochs",
     "epochs",
     "dense_epochs",
@@ -61,7 +64,8 @@ def checked_settings(given):
         low_open=True,
         high_open=True,
     )
-    s["metric"] = check.choice("metric", s["metric"], ("flops", "params"))
+    s["metric"] = check.choice("metric", s["metric"], METRICS)
+    s["latency_target"] = check.choice("latency_target", s["latency_target"], LATENCY_TARGETS)
     for name, low in (
         ("prune_epochs", 1),
         ("epochs", 0),

@@ -360,7 +360,7 @@ def fine_tune(
     )
 
 
-def cost_summary(dense, stripped, input_shape=None):
+def cost_summary(dense, stripped, input_shape=None, latency_table=None):
     """FLOPs and params of the dense and the stripped model, and what remains.
 
     Args:
@@ -368,10 +368,14 @@ def cost_summary(dense, stripped, input_shape=None):
         stripped: the stripped model.
         input_shape: the sample shape to count FLOPs at where the models
             leave it open (`krp.count_flops`). Defaults to `None`.
+        latency_table: a `krp.LatencyTable`: the predicted latencies too.
+            Defaults to `None`.
 
     Returns:
         A dict: `dense_flops`, `pruned_flops`, `dense_params`,
-        `pruned_params`, `remaining_flops` and `remaining_params`.
+        `pruned_params`, `remaining_flops` and `remaining_params`; with a
+        table also `dense_predicted_latency_s`, `pruned_predicted_latency_s`
+        and `remaining_predicted_latency`.
 
     Example:
 
@@ -388,6 +392,16 @@ def cost_summary(dense, stripped, input_shape=None):
         remaining_flops=costs["pruned_flops"] / costs["dense_flops"],
         remaining_params=costs["pruned_params"] / costs["dense_params"],
     )
+    if latency_table is not None:
+        dense_s, pruned_s = (
+            krp.estimate_latency(model, latency_table, input_shape=input_shape)
+            for model in (dense, stripped)
+        )
+        costs.update(
+            dense_predicted_latency_s=dense_s,
+            pruned_predicted_latency_s=pruned_s,
+            remaining_predicted_latency=pruned_s / dense_s,
+        )
     return costs
 
 

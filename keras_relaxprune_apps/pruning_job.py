@@ -33,6 +33,7 @@ from pathlib import Path
 
 import keras
 
+import keras_relaxprune as krp
 from keras_relaxprune.errors import InvalidArgumentError
 from keras_relaxprune_apps import evaluation, job_records, job_steps
 from keras_relaxprune_apps.job_data import CAMVID_SIZE, FOLDER_SIZE, load_job_data
@@ -48,6 +49,7 @@ def run_pruning_job(
     out,
     target=0.5,
     metric="flops",
+    latency_target="tflite",
     prune_epochs=3,
     epochs=0,
     dense_epochs=0,
@@ -71,7 +73,13 @@ def run_pruning_job(
             works on a copy).
         out: directory of the export and of `summary.json`.
         target: fraction of the cost to remove, in (0, 1). Defaults to 0.5.
-        metric: `"flops"` or `"params"`. Defaults to `"flops"`.
+        metric: `"flops"`, `"params"` or `"latency"` (predicted from a
+            table of per-layer latencies measured on `latency_target` first;
+            cached, see `krp.LatencyTable`). Defaults to `"flops"`.
+        latency_target: with `metric="latency"`, the runtime timed:
+            `"tflite"` (LiteRT + XNNPACK, batch 1, one thread; TensorFlow
+            backend) or `"xla"` (XLA-compiled Keras, batch 1). Defaults to
+            `"tflite"`.
         prune_epochs: epochs of the gated fit (`fit` with `PruningCallback`):
             the budget ramps over 75% of them and closes, the rest fine-tune
             with the masks fixed. Defaults to 3.
@@ -281,9 +289,20 @@ def _train_dense(model, data, s):
     krp.recalibrate_batchnorm(model, batches, steps=50)
 
 
+def _latency_table(s):
+    """With `metric="latency"`, the table of `latency_target` (`add_gates`
+    measures the widths the budget can reach; cached on disk); else `None`."""
+    if s["metric"] != "latency":
+        return None
+    if s["latency_target"] == "xla":
+        return krp.LatencyTable(krp.XLATarget(batch_size=1))
+    return krp.LatencyTable(krp.TFLiteTarget(num_threads=1))
+
+
 def _prune_and_measure(dense, data, s):
     """add_gates + PruningCallback, strip, fine-tune, evaluate, export."""
     count_shape = _count_shape(dense, data)
+    table = _latency_table(s)
     teacher = dense if s["distill"] else None
     batches = _batches(data, s)
     loss, metrics = _loss_and_metrics(data)
@@ -304,7 +323,7 @@ def _prune_and_measure(dense, data, s):
         epochs=s["prune_epochs"],
         cosine=s["epochs"] == 0,
         epochs_before=s["dense_epochs"],
-        gate_options={"input_shape": count_shape},
+        gate_options={"input_shape": count_shape, "latency_table": table},
         **fits,
     )
     before_fine_tune = evaluate(pruned.stripped, data)
@@ -331,7 +350,9 @@ def _prune_and_measure(dense, data, s):
         "distilled": s["distill"],
         "target": s["target"],
         "metric": s["metric"],
-        **job_steps.cost_summary(dense, pruned.stripped, input_shape=count_shape),
+        **job_steps.cost_summary(
+            dense, pruned.stripped, input_shape=count_shape, latency_table=table
+        ),
     }
     summary.update(
         job_records.export_and_time(

@@ -115,6 +115,58 @@ def test_run_prunes_cifar10_and_exports_what_the_summary_says(
     assert summary["pruned_tflite_latency_ms"] > 0
 
 
+@pytest.mark.slow
+@needs_tensorflow
+def test_run_with_a_latency_budget_meets_it_on_the_predicted_latency(
+    tiny_dense_file, tmp_path, capsys, monkeypatch
+):
+    """`--metric latency`: the job measures a table on the target (a fake
+    one here, timed by MACs), gates with it and reports the predicted
+    latency; the stripped model keeps at most half of it."""
+    from latency_fakes import FakeTarget
+
+    monkeypatch.setenv("KERAS_RELAXPRUNE_LATENCY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(krp, "TFLiteTarget", lambda num_threads: FakeTarget())
+    out = tmp_path / "pruned"
+    status = main(
+        [
+            "run",
+            *("--dataset", "cifar10", "--model", str(tiny_dense_file), "--out", str(out)),
+            *("--target", "0.5", "--metric", "latency", "--prune-epochs", "1"),
+            *("--train-limit", "256", "--test-limit", "50", "--batch-size", "64"),
+            *("--latency-runs", "2", "--verbose", "0"),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "predicted latency" in captured.out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metric"] == "latency" and summary["settings"]["latency_target"] == "tflite"
+    assert 0.3 < summary["remaining_predicted_latency"] <= 0.5 + 1e-9
+    assert summary["pruned_predicted_latency_s"] < summary["dense_predicted_latency_s"]
+    assert (tmp_path / "cache" / "fake-target").is_dir()
+
+
+def test_run_refuses_an_unknown_latency_target(capsys):
+    status = main(
+        [
+            "run",
+            "--dataset",
+            "cifar10",
+            "--model",
+            "x.keras",
+            "--out",
+            "o",
+            "--metric",
+            "latency",
+            "--latency-target",
+            "npu",
+        ]
+    )
+    assert status == 2
+    assert "latency-target" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def untrained_two_class_file(tmp_path_factory):
     keras.utils.set_random_seed(0)
@@ -269,6 +321,7 @@ def test_checkpoints_of_another_job_are_not_resumed(tmp_path, cifar_available, c
         "model": "a.keras",
         "target": 0.5,
         "metric": "flops",
+        "latency_target": "tflite",
         "prune_epochs": 1,
         "epochs": 2,
         "dense_epochs": 0,
