@@ -46,6 +46,7 @@ import numpy as np
 from keras import layers
 
 import keras_relaxprune as krp
+import keras_relaxprune_apps as apps
 from keras_relaxprune.graph.tracing import analyze
 from keras_relaxprune.layers.channel_gate import ChannelGate
 
@@ -231,110 +232,13 @@ def _strip_check(gated, input_shape, seed):
     }
 
 
-def _hub(make):
-    """A keras-hub backbone from `make(keras_hub)`, at 32x32x3 (None if
-    keras-hub is not installed)."""
-
-    def build():
-        import keras_hub
-
-        return make(keras_hub)
-
-    return build, (32, 32, 3)
-
-
-def _hub_mobilenet_v3(hub):
-    return hub.models.MobileNetBackbone(
-        stackwise_expansion=[[40, 56], [64, 144]],
-        stackwise_num_blocks=[2, 2],
-        stackwise_num_filters=[[16, 16], [24, 24]],
-        stackwise_kernel_size=[[3, 3], [5, 5]],
-        stackwise_num_strides=[[2, 1], [2, 1]],
-        stackwise_se_ratio=[[None, None], [0.25, 0.25]],
-        stackwise_activation=[["relu", "relu"], ["hard_swish", "hard_swish"]],
-        stackwise_padding=[[1, 1], [2, 2]],
-        output_num_filters=64,
-        depthwise_filters=8,
-        depthwise_stride=2,
-        depthwise_residual=False,
-        last_layer_filter=64,
-        squeeze_and_excite=0.5,
-    )
-
-
-def _hub_efficientnet(block_types):
-    def make(hub):
-        return hub.models.EfficientNetBackbone(
-            stackwise_kernel_sizes=[3, 3],
-            stackwise_num_repeats=[1, 2],
-            stackwise_input_filters=[16, 16],
-            stackwise_output_filters=[16, 24],
-            stackwise_expansion_ratios=[1, 4],
-            stackwise_squeeze_and_excite_ratios=[0.0, 0.25],
-            stackwise_strides=[1, 2],
-            stackwise_block_types=list(block_types),
-            width_coefficient=1.0,
-            depth_coefficient=1.0,
-            num_features=64,
-            dropout=0.0,
-        )
-
-    return make
-
-
-def _hub_resnet(hub):
-    return hub.models.ResNetBackbone(
-        input_conv_filters=[16],
-        input_conv_kernel_sizes=[3],
-        stackwise_num_filters=[64, 32],
-        stackwise_num_blocks=[2, 2],
-        stackwise_num_strides=[1, 2],
-        block_type="bottleneck_block",
-    )
-
-
-def _hub_cspnet(hub):
-    return hub.models.CSPNetBackbone(
-        stem_filters=16,
-        stem_kernel_size=3,
-        stem_strides=1,
-        stackwise_depth=[1, 2],
-        stackwise_strides=[2, 2],
-        stackwise_num_filters=[32, 64],
-        block_type="dark_block",
-        stage_type="csp",
-        expand_ratio=[2.0, 1.0],
-        bottle_ratio=[0.5, 1.0],
-        block_ratio=[1.0, 0.5],
-        down_growth=True,
-    )
-
-
-def _hub_densenet(hub):
-    return hub.models.DenseNetBackbone(stackwise_num_repeats=[2, 2], growth_rate=8)
-
-
-def _hub_vgg(hub):
-    return hub.models.VGGBackbone(stackwise_num_repeats=[1, 2], stackwise_num_filters=[16, 32])
-
-
-def _hub_vit(hub):
-    return hub.models.ViTBackbone(
-        image_shape=(32, 32, 3),
-        patch_size=8,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=32,
-        mlp_dim=64,
-    )
+HUB_SHAPE = (32, 32, 3)  # keras-hub builds on (None, None, 3): gated at this size
 
 
 def keras_vit():
     """The reference ViT of Keras layers (`keras_relaxprune_apps.small_vit`:
     32 px, patches of 4, width 64, 4 blocks of 4 heads, MLP 128)."""
-    from keras_relaxprune_apps import small_vit
-
-    return small_vit()
+    return apps.small_vit()
 
 
 def multiplier_blocks(size=32, width=16, blocks=3, multiplier=2, classes=10):
@@ -355,14 +259,25 @@ def multiplier_blocks(size=32, width=16, blocks=3, multiplier=2, classes=10):
 
 
 OTHERS = {
-    "keras-hub MobileNetV3": _hub(_hub_mobilenet_v3),
-    "keras-hub EfficientNetV2 (fused + MBConv)": _hub(_hub_efficientnet(("fused", "unfused"))),
-    "keras-hub EfficientNet (v1 blocks)": _hub(_hub_efficientnet(("v1", "v1"))),
-    "keras-hub ResNet (bottleneck)": _hub(_hub_resnet),
-    "keras-hub CSPNet (CSPDarkNet)": _hub(_hub_cspnet),
-    "keras-hub DenseNet": _hub(_hub_densenet),
-    "keras-hub VGG": _hub(_hub_vgg),
-    "keras-hub ViTBackbone": _hub(_hub_vit),
+    "keras-hub MobileNetV3": (apps.hub_mobilenet_v3, HUB_SHAPE),
+    "keras-hub EfficientNetV2 (fused + MBConv)": (
+        lambda: apps.hub_efficientnet(("fused", "unfused"), squeeze_and_excite_ratios=(0.0, 0.25)),
+        HUB_SHAPE,
+    ),
+    "keras-hub EfficientNet (v1 blocks)": (
+        lambda: apps.hub_efficientnet(("v1", "v1"), squeeze_and_excite_ratios=(0.0, 0.25)),
+        HUB_SHAPE,
+    ),
+    "keras-hub ResNet (bottleneck)": (
+        lambda: apps.hub_resnet(
+            "bottleneck_block", input_conv_filters=(16,), stackwise_num_blocks=(2, 2)
+        ),
+        HUB_SHAPE,
+    ),
+    "keras-hub CSPNet (CSPDarkNet)": (apps.hub_cspdarknet, HUB_SHAPE),
+    "keras-hub DenseNet": (apps.hub_densenet, HUB_SHAPE),
+    "keras-hub VGG": (apps.hub_vgg, HUB_SHAPE),
+    "keras-hub ViTBackbone": (apps.hub_vit, HUB_SHAPE),
     "ViT (Keras layers)": (keras_vit, (32, 32, 3)),
     "DepthwiseConv2D(depth_multiplier=2) blocks (Keras layers)": (
         multiplier_blocks,

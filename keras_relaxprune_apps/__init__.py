@@ -1,9 +1,10 @@
 """keras_relaxprune_apps: the `relaxprune` command and the end-to-end jobs.
 
 Built on `keras_relaxprune`'s public API only: dataset loaders (CIFAR-10,
-CamVid), reference models (CIFAR ResNets, a small U-Net), augmented batches,
-the measured recipe's building blocks, the steps of a pruning job and the
-`relaxprune run` job. `import keras_relaxprune` never loads this package.
+CamVid), reference models (CIFAR ResNets, a small U-Net, small keras-hub
+backbones), augmented batches, the measured recipe's building blocks, the
+steps of a pruning job and the `relaxprune run` job. `import keras_relaxprune`
+never loads this package.
 """
 
 # The quiet start must come before TensorFlow starts: keep this order.
@@ -49,6 +50,16 @@ from keras_relaxprune_apps.job_steps import (  # noqa: E402
     prune_and_strip,
     reproducible,
     train,
+)
+from keras_relaxprune_apps.keras_hub_models import (  # noqa: E402
+    hub_cspdarknet,
+    hub_cspresnext,
+    hub_densenet,
+    hub_efficientnet,
+    hub_mobilenet_v3,
+    hub_resnet,
+    hub_vgg,
+    hub_vit,
 )
 from keras_relaxprune_apps.models import (  # noqa: E402
     PositionEmbedding,
@@ -104,6 +115,14 @@ __all__ = [
     "export_and_time",
     "fine_tune",
     "fraction",
+    "hub_cspdarknet",
+    "hub_cspresnext",
+    "hub_densenet",
+    "hub_efficientnet",
+    "hub_mobilenet_v3",
+    "hub_resnet",
+    "hub_vgg",
+    "hub_vit",
     "load_camvid",
     "load_cifar10",
     "mean_iou_metric",

@@ -20,6 +20,7 @@ from keras import layers
 
 import keras_relaxprune as krp
 from keras_relaxprune.graph import composite
+from keras_relaxprune_apps import hub_efficientnet, hub_mobilenet_v3
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -70,52 +71,16 @@ def _prune_strip_export(model, gated, shape, tmp_path, seed=1):
 # ---------------------------------------------------------------- keras-hub
 
 
-def _mobilenet_v3():
-    import keras_hub
-
-    return keras_hub.models.MobileNetBackbone(
-        stackwise_expansion=[[40, 56], [64, 144]],
-        stackwise_num_blocks=[2, 2],
-        stackwise_num_filters=[[16, 16], [24, 24]],
-        stackwise_kernel_size=[[3, 3], [5, 5]],
-        stackwise_num_strides=[[2, 1], [2, 1]],
-        stackwise_se_ratio=[[None, None], [0.25, 0.25]],
-        stackwise_activation=[["relu", "relu"], ["hard_swish", "hard_swish"]],
-        stackwise_padding=[[1, 1], [2, 2]],
-        output_num_filters=64,
-        depthwise_filters=8,
-        depthwise_stride=2,
-        depthwise_residual=False,
-        last_layer_filter=64,
-        squeeze_and_excite=0.5,
-    )
-
-
 def _efficientnet_v2():
     # EfficientNetV2's block types (a fused block, then two MBConv blocks
     # with squeeze-excite and a residual) in two small stages.
-    import keras_hub
-
-    return keras_hub.models.EfficientNetBackbone(
-        stackwise_kernel_sizes=[3, 3],
-        stackwise_num_repeats=[1, 2],
-        stackwise_input_filters=[16, 16],
-        stackwise_output_filters=[16, 24],
-        stackwise_expansion_ratios=[1, 4],
-        stackwise_squeeze_and_excite_ratios=[0.25, 0.25],
-        stackwise_strides=[1, 2],
-        stackwise_block_types=["fused", "unfused"],
-        width_coefficient=1.0,
-        depth_coefficient=1.0,
-        num_features=64,
-        dropout=0.0,
-    )
+    return hub_efficientnet(("fused", "unfused"))
 
 
 # (builder, highest least-FLOPs fraction accepted: measured 2026-12 with
 # keras-hub 0.32, 0.030 and 0.012)
 KERAS_HUB = {
-    "mobilenet_v3": (_mobilenet_v3, 0.05),
+    "mobilenet_v3": (hub_mobilenet_v3, 0.05),
     "efficientnet_v2": (_efficientnet_v2, 0.02),
 }
 

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import random_masks
+from scratch_conv import ScratchConv2D
 
 import keras_relaxprune as krp
 from keras_relaxprune.graph.tracing import analyze
@@ -12,46 +13,20 @@ from keras_relaxprune.layer_support import LiveChannels, find_support, pass_thro
 pytestmark = pytest.mark.backend_agnostic
 
 
-class ScaledConv2D(keras.layers.Layer):
+class ScaledConv2D(ScratchConv2D):
     """A convolution written from scratch (not a Conv2D subclass) whose
     output is multiplied by a fixed factor: same weights and config keys as
     Conv2D, so it can borrow Conv2D's record."""
 
     def __init__(self, filters, kernel_size, padding="same", use_bias=True, factor=2.0, **kwargs):
-        super().__init__(**kwargs)
-        self.filters, self.padding, self.use_bias = filters, padding, use_bias
-        self.kernel_size = (
-            (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        )
+        super().__init__(filters, kernel_size, padding=padding, use_bias=use_bias, **kwargs)
         self.factor = factor
 
-    def build(self, input_shape):
-        self.kernel = self.add_weight(
-            shape=(*self.kernel_size, input_shape[-1], self.filters),
-            initializer="glorot_uniform",
-            name="kernel",
-        )
-        self.bias = (
-            self.add_weight(shape=(self.filters,), initializer="random_normal", name="bias")
-            if self.use_bias
-            else None
-        )
-
     def call(self, x):
-        y = keras.ops.conv(x, self.kernel, padding=self.padding)
-        if self.use_bias:
-            y = y + self.bias
-        return self.factor * y
+        return self.factor * super().call(x)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "padding": self.padding,
-            "kernel_size": self.kernel_size,
-            "use_bias": self.use_bias,
-            "factor": self.factor,
-        }
+        return {**super().get_config(), "factor": self.factor}
 
 
 class ChannelScale(keras.layers.Layer):

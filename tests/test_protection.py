@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from helpers import gate_inputs, random_masks, randomize_batch_norms
 from keras import layers
+from scratch_conv import ScratchConv2D
 
 import keras_relaxprune as krp
 from keras_relaxprune.graph.protection import reader_refusing_a_scale
@@ -24,42 +25,10 @@ from keras_relaxprune.layer_support import (
 pytestmark = pytest.mark.backend_agnostic
 
 
-class PlainConv(keras.layers.Layer):
+class PlainConv(ScratchConv2D):
     """A 2D convolution written from scratch (no Conv2D subclass), with
     Conv2D's weights and config keys: registered like Conv2D, it gets every
     Conv2D rule, the constant rule included."""
-
-    def __init__(self, filters, kernel_size, padding="valid", use_bias=True, **kwargs):
-        super().__init__(**kwargs)
-        self.filters, self.padding, self.use_bias = filters, padding, use_bias
-        self.kernel_size = (
-            (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        )
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight(
-            shape=(*self.kernel_size, input_shape[-1], self.filters),
-            initializer="glorot_uniform",
-            name="kernel",
-        )
-        self.bias = (
-            self.add_weight(shape=(self.filters,), initializer="random_normal", name="bias")
-            if self.use_bias
-            else None
-        )
-
-    def call(self, x):
-        y = keras.ops.conv(x, self.kernel, padding=self.padding)
-        return y + self.bias if self.use_bias else y
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "padding": self.padding,
-            "kernel_size": self.kernel_size,
-            "use_bias": self.use_bias,
-        }
 
 
 @pytest.fixture(autouse=True)
