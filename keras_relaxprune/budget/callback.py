@@ -1,21 +1,18 @@
 """`PruningCallback`: the sparsity budget inside plain `model.fit`."""
 
-import math
-
 import keras
-import numpy as np
 
-from keras_relaxprune import arguments
+from keras_relaxprune.budget import freezing
 from keras_relaxprune.budget.baselines import set_gate_prior
-from keras_relaxprune.budget.closing import close_budget, minimum_fraction, warn_thinned_to_floor
+from keras_relaxprune.budget.callback_arguments import checked_arguments
+from keras_relaxprune.budget.divergence import DivergenceGuard
 from keras_relaxprune.budget.fit_target import exclude_gates_from_weight_decay, gated_model, is_sgd
 from keras_relaxprune.budget.learning_rate import RateAfterClosing
+from keras_relaxprune.budget.progress_logs import describe, progress_logs
 from keras_relaxprune.budget.ramp_length import warn_if_short
 from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm
-from keras_relaxprune.cost.count import cost_fractions
-from keras_relaxprune.errors import BudgetError, PruningError
 from keras_relaxprune.layers.channel_gate import FINAL_SCALE, INITIAL_SCALE
-from keras_relaxprune.layers.pruning_budget import METRICS, link_budget
+from keras_relaxprune.layers.pruning_budget import link_budget
 from keras_relaxprune.reporting.tensorboard import PruningSummaries, print_message
 
 # PruningCallback(cost_exponent=None) per budget metric, as measured (docs/accuracy.md).
@@ -173,143 +170,35 @@ class PruningCallback(keras.callbacks.Callback):
         final_lr_factor=0.01,
     ):
         super().__init__()
-        check = arguments.Checks("PruningCallback")
-        self.target = check.real(
-            "target",
-            target,
-            "a fraction of the cost to remove, strictly between 0 and 1 (0.9 removes 90%)",
-            low=0.0,
-            high=1.0,
-            low_open=True,
-            high_open=True,
+        checked = checked_arguments(
+            target=target,
+            metric=metric,
+            begin_step=begin_step,
+            end_step=end_step,
+            lambda_=lambda_,
+            final_scale=final_scale,
+            threshold=threshold,
+            round_to=round_to,
+            min_keep=min_keep,
+            verbose=verbose,
+            lambda_rate=lambda_rate,
+            calibration_data=calibration_data,
+            calibration_steps=calibration_steps,
+            log_dir=log_dir,
+            log_every_n_steps=log_every_n_steps,
+            gate_prior=gate_prior,
+            cost_exponent=cost_exponent,
+            final_lr_factor=final_lr_factor,
         )
-        self.metric = check.choice("metric", metric, (None, *METRICS))
-        self._check_schedule(check, begin_step, end_step, lambda_, final_scale, threshold)
-        self._check_channels(check, round_to, min_keep, verbose, lambda_rate)
-        self._check_calibration_and_logging(
-            check,
-            calibration_data,
-            calibration_steps,
-            log_dir,
-            log_every_n_steps,
-            gate_prior,
-            cost_exponent,
-        )
-        self.final_lr_factor = _optional_real(
-            check,
-            "final_lr_factor",
-            final_lr_factor,
-            "a multiplier in (0, 1] of a constant learning rate (default 0.01), "
-            "or None to leave the rate alone",
-            low=0.0,
-            high=1.0,
-            low_open=True,
-        )
+        for name, value in checked.items():
+            setattr(self, name, value)
         self._budget = None
         self._graph = None
-        self._closing = None  # (gate state, masks) of the last closing computed
+        self._closing = freezing.ClosingMasks()  # the masks of the last closing computed
         self._rate = RateAfterClosing(self, self.final_lr_factor)
         self._closing_epoch = None  # the epoch at whose start the budget closed
         self._summaries = PruningSummaries(log_dir, log_every_n_steps)
-
-    def _check_schedule(self, check, begin_step, end_step, lambda_, final_scale, threshold):
-        """Checks and keeps the ramp, penalty and temperature arguments."""
-        self.begin_step = check.integer(
-            "begin_step", begin_step, "a training step >= 0 (default 0)", low=0
-        )
-        self.end_step = (
-            None
-            if end_step is None
-            else check.integer(
-                "end_step",
-                end_step,
-                f"a step >= begin_step={self.begin_step}, or None (75% of the fit)",
-                low=self.begin_step,
-            )
-        )
-        self.lambda_ = check.real(
-            "lambda_", lambda_, "a penalty weight >= 0 (default 2.0)", low=0.0
-        )
-        self.final_scale = check.real(
-            "final_scale",
-            final_scale,
-            "a positive inverse temperature (default 500)",
-            low=0.0,
-            low_open=True,
-        )
-        self.threshold = check.ordered_pair(
-            "threshold",
-            threshold,
-            "(start, end) gate values with 0 <= start <= end < 1, "
-            "raised from start to end over the ramp, e.g. threshold=(0.02, 0.2) (the "
-            "default); for a fixed value t pass (t, t)",
-        )
-
-    def _check_channels(self, check, round_to, min_keep, verbose, lambda_rate):
-        """Checks and keeps the closing's channel rules, verbosity and lambda's rate."""
-        self.round_to = check.integer(
-            "round_to",
-            round_to,
-            "a whole number of channels >= 1 (default 1; 8 suits most hardware)",
-            low=1,
-        )
-        self.min_keep = check.real(
-            "min_keep",
-            min_keep,
-            "a fraction in [0, 1) of each group's channels, e.g. 0.25",
-            low=0.0,
-            high=1.0,
-            high_open=True,
-        )
-        self.verbose = check.integer(
-            "verbose", verbose, "0 (silent) or 1 (a line per epoch)", low=0, bool_ok=True
-        )
-        self.lambda_rate = _optional_real(
-            check,
-            "lambda_rate",
-            lambda_rate,
-            "a rate >= 0 (0 keeps lambda fixed), or None (1 with SGD, 0 with other optimizers)",
-            low=0.0,
-        )
-
-    def _check_calibration_and_logging(
-        self,
-        check,
-        calibration_data,
-        calibration_steps,
-        log_dir,
-        log_every_n_steps,
-        gate_prior,
-        cost_exponent,
-    ):
-        """Checks and keeps BN calibration, logging, gate prior and cost exponent."""
-        self.calibration_data = check.batches("calibration_data", calibration_data)
-        self.calibration_steps = (
-            None
-            if calibration_steps is None
-            else check.integer(
-                "calibration_steps",
-                calibration_steps,
-                "a number of batches >= 1, or None (all of calibration_data)",
-                low=1,
-            )
-        )
-        if log_dir is not None:
-            check.path("log_dir", log_dir)
-        if log_every_n_steps is not None:
-            check.integer(
-                "log_every_n_steps", log_every_n_steps, "a positive integer or None", low=1
-            )
-        self.gate_prior = check.choice("gate_prior", gate_prior, (None, "l1_norm", "bn_gamma"))
-        self.cost_exponent = _optional_real(
-            check,
-            "cost_exponent",
-            cost_exponent,
-            "a value in [0, 1] (1: push in proportion to "
-            "cost, 0: every channel alike), or None (0.5 for FLOPs, 0 for params)",
-            low=0.0,
-            high=1.0,
-        )
+        self._guard = DivergenceGuard(lambda: self.lambda_)
 
     @property
     def remaining_target(self):
@@ -324,26 +213,16 @@ class PruningCallback(keras.callbacks.Callback):
         exclude_gates_from_weight_decay(model, self._graph)
 
     def on_train_begin(self, logs=None):
-        reachable = minimum_fraction(self._graph, self.metric, self.round_to, self.min_keep)
-        if reachable > self.remaining_target:
-            raise BudgetError(
-                f"PruningCallback(target={self.target}): the protected layers "
-                f"alone keep {reachable:.1%} of the {self.metric}, more than the "
-                f"{self.remaining_target:.1%} the target leaves. The smallest "
-                f"reachable fraction is {reachable:.4f}: use target <= "
-                f"{1 - reachable:.3f}, or protect fewer layers (or lower round_to "
-                f"or min_keep)."
-            )
-        budget = self._budget
+        freezing.check_reachable(
+            self._graph, self.metric, self.target, self.round_to, self.min_keep
+        )
         self._rate.begin()
         self._closing_epoch = None
-        if float(budget.masks_final.numpy()) and math.isclose(
-            float(budget.remaining_target.numpy()), self.remaining_target, abs_tol=1e-6
-        ):
+        if freezing.closed_earlier(self._budget, self.remaining_target):
             self._closing_epoch = "earlier"
             return  # resumed after the budget was closed: keep fine-tuning
         self._end_epoch = self._default_end_epoch()
-        self._configure(budget)
+        self._configure(self._budget)
 
     def _cost_exponent(self):
         if self.cost_exponent is not None:
@@ -393,14 +272,20 @@ class PruningCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         budget = self._budget
-        if logs is not None and not np.isfinite(float(logs.get("loss", 0.0))):
-            self._diverged(f"epoch {epoch + 1}", logs.get("loss"))
+        if logs is not None:
+            self._guard.check_epoch(self.model, epoch, logs.get("loss", 0.0))
         if budget.end_step.numpy() >= 1e12 and epoch + 1 == self._end_epoch_or_none():
             budget.end_step.assign(float(budget.step.numpy()))
         if logs is not None:
-            logs.update(self._progress_logs(closing=self._closes_after_this_epoch(epoch)))
+            closing = freezing.closes_after_epoch(
+                budget,
+                epoch,
+                self.params.get("epochs") or 1,
+                stopping=bool(getattr(self.model, "stop_training", False)),
+            )
+            logs.update(self._progress_logs(closing=closing))
             if self.verbose:
-                print_message(self._describe(logs), self.params)
+                print_message(describe(logs), self.params)
         # Written here, not only through `logs`: a TensorBoard callback listed
         # before this one has already written the epoch's logs.
         self._summaries.write_epoch(self, epoch, logs)
@@ -414,65 +299,21 @@ class PruningCallback(keras.callbacks.Callback):
         # that epoch end (BackupAndRestore, in any callback order) resumes
         # into the same closing step.
         budget = self._budget
-        done = float(budget.step.numpy()) >= float(budget.end_step.numpy())
-        if done and not float(budget.masks_final.numpy()):
+        if freezing.ramp_ended(budget) and not float(budget.masks_final.numpy()):
             self._close_budget()
             self._closing_epoch = epoch
         if self._closing_epoch == "earlier":
-            self._closing_epoch = self._earlier_closing_epoch(epoch)
+            self._closing_epoch = freezing.earlier_closing_epoch(
+                float(budget.end_step.numpy()), self.params.get("steps"), epoch
+            )
         self._rate.epoch_begins(epoch, bool(float(budget.masks_final.numpy())), self._closing_epoch)
-        # Weights and masks to give back if this epoch diverges.
-        self._epoch, self._last_good = epoch, self.model.get_weights()
+        self._guard.epoch_begins(epoch, self.model)
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
-            self._diverged(f"batch {batch + 1} of epoch {getattr(self, '_epoch', 0) + 1}", loss)
-
-    def _diverged(self, where, loss):
-        restored = getattr(self, "_last_good", None) is not None
-        if restored:
-            self.model.set_weights(self._last_good)
-        self.model.stop_training = True
-        raise PruningError(
-            f"PruningCallback: the loss became {float(loss)} in {where}; training "
-            "stopped"
-            + (
-                " and the weights and masks of the start of that epoch were restored"
-                if restored
-                else ""
-            )
-            + ". Lower the learning "
-            f"rate or lambda_ (now {self.lambda_}), or check the data for NaN."
-        )
-
-    def _earlier_closing_epoch(self, first_epoch):
-        """The epoch the budget closed at, for a fit resumed after its closing.
-
-        A fit resumed by `BackupAndRestore` starts past epoch 0; the budget
-        closed at the start of the first epoch past `end_step`. A new fit of a
-        model closed by an earlier one starts at 0: `None`, its rate is the
-        user's.
-        """
-        steps = self.params.get("steps")
-        if first_epoch == 0 or not steps:
-            return None
-        return math.ceil(float(self._budget.end_step.numpy()) / steps - 1e-6)
+        self._guard.check_batch(self.model, batch, (logs or {}).get("loss"))
 
     def _end_epoch_or_none(self):
         return getattr(self, "_end_epoch", None)
-
-    def _closes_after_this_epoch(self, epoch):
-        """Whether the budget closes before any more training: the ramp has
-        ended (closing at the next epoch's start) or `fit` ends now."""
-        budget = self._budget
-        if float(budget.masks_final.numpy()):
-            return False
-        last_epoch = epoch + 1 >= (self.params.get("epochs") or 1)
-        stopping = bool(getattr(self.model, "stop_training", False))
-        return (
-            last_epoch or stopping or float(budget.step.numpy()) >= float(budget.end_step.numpy())
-        )
 
     def on_train_end(self, logs=None):
         if not float(self._budget.masks_final.numpy()):
@@ -483,13 +324,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._summaries.write_train_end(self)
 
     def _close_budget(self):
-        masks = self._closing_masks()
-        for root, keep in masks.items():
-            self._graph.gates[root].keep_mask.assign(keep)
-        warn_thinned_to_floor(self._graph, masks, self.round_to)
-        self._budget.ramp_on.assign(0.0)
-        self._budget.penalty_weight.assign(0.0)
-        self._budget.masks_final.assign(1.0)
+        freezing.freeze(self._graph, self._budget, self._closing_masks(), self.round_to)
         self._recalibrate()
 
     def _recalibrate(self):
@@ -499,68 +334,18 @@ class PruningCallback(keras.callbacks.Callback):
             )
 
     def _closing_masks(self):
-        """The masks closing gives for the gates as they are now.
-
-        Computed once per gate state: the epoch end that reports the closed
-        cost and the closing itself (next epoch's start, or the end of
-        `fit`) see the same gates, so they share one computation and the
-        logs show exactly the masks the model gets.
-        """
-        state = [
-            keras.ops.convert_to_numpy(variable)
-            for gate in self._graph.gates.values()
-            for variable in (gate.logits, gate.keep_mask, gate.scale)
-        ]
-        if self._closing is None or not _same_arrays(self._closing[0], state):
-            masks = close_budget(
-                self._graph,
-                self.metric,
-                self.remaining_target,
-                self.round_to,
-                verbose=bool(self.verbose),
-                min_keep=self.min_keep,
-            )
-            self._closing = (state, masks)
-        return self._closing[1]
+        """The masks closing gives for the gates as they are now (computed once per state)."""
+        return self._closing(
+            self._graph,
+            self.metric,
+            self.remaining_target,
+            self.round_to,
+            self.min_keep,
+            verbose=bool(self.verbose),
+        )
 
     def _progress_logs(self, closing=False):
         """The epoch's values for `logs`; with `closing`, the remaining
         fractions are those of the masks the closing gives."""
-        budget = self._budget
-        keep = self._graph.keep_vectors()
-        if closing:
-            keep.update(self._closing_masks())
-        fractions = cost_fractions(self._graph, keep)
-        progress = _scalar(budget.progress(budget.step)) if budget.ramp_on.numpy() else 1.0
-        gates = list(self._graph.gates.values())
-        return {
-            "remaining_flops": fractions["flops"],
-            "remaining_params": fractions["params"],
-            **({"remaining_latency": fractions["latency"]} if "latency" in fractions else {}),
-            "pruning_target": _scalar(budget.ramped_target(progress))
-            if budget.ramp_on.numpy()
-            else self.remaining_target,
-            "pruning_lambda": float(budget.penalty_weight.numpy()),
-            "gate_temperature": float(gates[0].scale.numpy()) if gates else 0.0,
-        }
-
-    @staticmethod
-    def _describe(logs):
-        return (
-            f"pruning: {logs['remaining_flops']:.1%} FLOPs, "
-            f"{logs['remaining_params']:.1%} params left "
-            f"(target now {logs['pruning_target']:.1%})"
-        )
-
-
-def _optional_real(check, name, value, expected, **bounds):
-    """`None` kept as is, else the number `check.real` accepts."""
-    return None if value is None else check.real(name, value, expected, **bounds)
-
-
-def _scalar(tensor):
-    return float(keras.ops.convert_to_numpy(tensor))
-
-
-def _same_arrays(first, second):
-    return len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
+        masks = self._closing_masks() if closing else None
+        return progress_logs(self._budget, self._graph, self.remaining_target, masks)
