@@ -28,14 +28,15 @@ Results: `benchmarks/results/latency_budget/` (`results.md`, `results.json`,
     KERAS_BACKEND=tensorflow python benchmarks/latency_budget.py
     KERAS_BACKEND=tensorflow python benchmarks/latency_budget.py --samples 8 --rounds 3
 
-`--accuracy` runs the README quick start (one gated SGD epoch, strip, a
-cosine fine-tune of `--finetune-epochs`) on CIFAR-10 with the shipped
-ResNet-20, once with a latency budget and once with a FLOPs budget per
-`--accuracy-targets` (kept fractions), and measures the stripped models
-the same way (`accuracy.json`):
+`--accuracy` runs the plain call (one SGD fit of `--epochs` with a cosine
+rate and `PruningCallback`, then `strip_pruning`) on CIFAR-10 with the
+shipped ResNet-20, once with a latency budget and once with a FLOPs budget
+per `--accuracy-targets` (kept fractions), and measures the stripped models
+the same way (`--accuracy-file`); `benchmarks/latency_accuracy.py` compares
+them at equal measured latency:
 
     KERAS_BACKEND=tensorflow python benchmarks/latency_budget.py --accuracy \
-        --accuracy-targets 0.5 0.7
+        --train-limit 10000 --epochs 3 --accuracy-targets 0.4 0.5 0.6
 """
 
 import argparse
@@ -86,8 +87,9 @@ def parse_args(argv=None):
         help="instead: the README recipe on CIFAR-10 with a latency and a FLOPs budget",
     )
     parser.add_argument("--accuracy-targets", type=float, nargs="+", default=[0.5])
+    parser.add_argument("--accuracy-file", default="accuracy.json", help="in --out")
     parser.add_argument("--train-limit", type=int, default=None, help="CIFAR-10 subset")
-    parser.add_argument("--finetune-epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3, help="of the pruning fit")
     return parser.parse_args(argv)
 
 
@@ -327,25 +329,21 @@ def markdown(results, meta):
 
 
 def recipe(dense, metric, target, table, data, epochs):
-    """The README quick start with `metric`'s budget keeping `target`:
+    """The plain call with `metric`'s budget keeping `target`: one SGD fit of
+    `epochs` with a cosine rate and `PruningCallback`, then `strip_pruning`:
     (stripped model, test accuracy, FLOPs fraction, predicted latency fraction)."""
     (x, y), (x_test, y_test) = data
+    keras.utils.set_random_seed(0)  # every budget: the same data order and gate noise
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     gated = krp.add_gates(dense, metric=metric, latency_table=table)
-    gated.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True), loss=loss)
+    cosine = keras.optimizers.schedules.CosineDecay(0.01, max(1, epochs * len(x) // 128))
+    gated.compile(optimizer=keras.optimizers.SGD(cosine, momentum=0.9, nesterov=True), loss=loss)
     callback = krp.PruningCallback(target=1.0 - target, calibration_data=x)
-    gated.fit(x, y, batch_size=128, epochs=1, callbacks=[callback], verbose=2)
+    gated.fit(x, y, batch_size=128, epochs=epochs, callbacks=[callback], verbose=2)
     _, graph = link_budget(gated)
     fractions = cost_fractions(graph, graph.keep_vectors())
     small = krp.strip_pruning(gated)
-    cosine = keras.optimizers.schedules.CosineDecay(0.01, max(1, epochs * len(x) // 128))
-    small.compile(
-        optimizer=keras.optimizers.SGD(cosine, momentum=0.9, nesterov=True),
-        loss=loss,
-        metrics=["accuracy"],
-    )
-    if epochs:
-        small.fit(x, y, batch_size=128, epochs=epochs, verbose=2)
+    small.compile(loss=loss, metrics=["accuracy"])
     accuracy = small.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"]
     return small, accuracy, fractions["flops"], fractions["latency"]
 
@@ -367,7 +365,7 @@ def run_accuracy(args, workdir):
     for target in args.accuracy_targets:
         for metric in ("latency", "flops"):
             small, accuracy, flops, latency = recipe(
-                dense, metric, target, table, data, args.finetune_epochs
+                dense, metric, target, table, data, args.epochs
             )
             models[f"{metric}_{target}"] = small
             rows.append(
@@ -395,7 +393,7 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix="latency_budget_")
     if args.accuracy:
         rows = run_accuracy(args, workdir)
-        with open(os.path.join(args.out, "accuracy.json"), "w") as handle:
+        with open(os.path.join(args.out, args.accuracy_file), "w") as handle:
             json.dump({**_meta(args, argv), "rows": rows}, handle, indent=1)
         for row in rows:
             say(row)
