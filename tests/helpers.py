@@ -111,3 +111,20 @@ class SimulatedKill(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.at == "end" and epoch == self.epoch:
             raise KeyboardInterrupt("simulated kill")
+
+
+def linked_two_conv_net():
+    """A gated two-convolution net (16 channels each, 8x8x3 input) and its
+    linked budget: `(dense, gated, budget, graph)`, seeded."""
+    import keras_relaxprune as krp
+    from keras_relaxprune.layers.pruning_budget import link_budget
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.Model(inputs, keras.layers.Dense(3)(x))
+    gated = krp.add_gates(dense)
+    budget, graph = link_budget(gated)
+    return dense, gated, budget, graph

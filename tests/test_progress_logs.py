@@ -1,26 +1,15 @@
 """The values `PruningCallback` adds to each epoch's logs, and its line."""
 
-import keras
 import numpy as np
 import pytest
+from helpers import linked_two_conv_net
 
 import keras_relaxprune as krp
 from keras_relaxprune.budget.progress_logs import describe, progress_logs
-from keras_relaxprune.layers.pruning_budget import link_budget
 
 pytestmark = pytest.mark.backend_agnostic
 
-
-def _linked():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    dense = keras.Model(inputs, keras.layers.Dense(3)(x))
-    gated = krp.add_gates(dense)
-    budget, graph = link_budget(gated)
-    return dense, gated, budget, graph
+_linked = linked_two_conv_net
 
 
 def test_an_untouched_model_logs_its_whole_cost_and_the_final_target():
