@@ -138,10 +138,14 @@ def plot(rows, path):
     plt.close(figure)
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="+", help="accuracy JSON files of latency_budget.py")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     rows = load_rows(args.files)
     folder = os.path.dirname(os.path.abspath(args.files[0]))
     with open(os.path.join(folder, "accuracy.md"), "w") as handle:

@@ -11,6 +11,7 @@ rounds (LiteRT + XNNPACK, batch 1, 1 thread, medians). Writes
     KERAS_BACKEND=tensorflow python benchmarks/latency_round_to.py
 """
 
+import argparse
 import os
 import sys
 import tempfile
@@ -50,7 +51,15 @@ def closed_models(gated, graph, round_to):
     return result
 
 
-def main():
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
+    parser.add_argument("--runs", type=int, default=10, help="invokes per model per round")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     dense = load("resnet20")
     table = krp.LatencyTable(krp.TFLiteTarget(num_threads=1), cache_dir=tempfile.mkdtemp())
     table.profile(dense)
@@ -60,8 +69,8 @@ def main():
     closed = closed_models(gated, graph, ROUND_TO)
     models = {"dense": dense, **{name: model for name, (model, _) in closed.items()}}
     sample = np.random.default_rng(0).random((1, 32, 32, 3), "float32") * 255
-    medians, _ = measure(models, sample, 7, 10, tempfile.mkdtemp())
-    meta = _meta(type("Args", (), {"note": ""})(), sys.argv[1:])
+    medians, _ = measure(models, sample, args.rounds, args.runs, tempfile.mkdtemp())
+    meta = _meta(type("Args", (), {"note": ""})(), sys.argv[1:] if argv is None else argv)
     lines = [
         "# Channel multiples under a latency budget (ResNet-20, TFLite batch 1, 1 thread)",
         "",
