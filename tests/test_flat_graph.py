@@ -9,11 +9,8 @@ import keras_relaxprune as krp
 from keras_relaxprune.graph.flat_graph import (
     as_functional,
     call_original,
-    copy_state,
     flatten,
-    fresh_layer,
     rebuild,
-    safe_name,
 )
 
 pytestmark = pytest.mark.backend_agnostic
@@ -42,59 +39,8 @@ def test_rebuild_keeps_input_and_output_structure_and_function():
     np.testing.assert_allclose(copy(x)["out"], model(x)["out"], rtol=1e-6)
 
 
-def test_fresh_layer_applies_changes_and_flattens_scoped_names():
-    node = flatten(_nested()).nodes[0]
-    layer = fresh_layer(node, filters=2)
-    assert isinstance(layer, layers.Conv2D) and not layer.built
-    assert layer.filters == 2 and layer.name == safe_name("block/conv") == "block_conv"
-
-
 def test_sequential_is_made_functional_and_unbuilt_one_is_refused():
     built = keras.Sequential([keras.Input((3,)), layers.Dense(2)])
     assert as_functional(built).inputs
     with pytest.raises(krp.UnsupportedModelError, match="not built"):
         as_functional(keras.Sequential([layers.Dense(2)]))
-
-
-def _single(layer, shape=(6, 6, 3)):
-    inputs = keras.Input(shape)
-    return flatten(keras.Model(inputs, layer(inputs))).nodes[0]
-
-
-def test_fresh_layer_keeps_the_very_callables_of_the_original():
-    def relu(x):  # named like the built-in, computing something else
-        return keras.ops.relu(x) + 1.0
-
-    def penalty(weights):
-        return keras.ops.sum(weights)
-
-    node = _single(layers.Conv2D(2, 1, activation=relu, kernel_regularizer=penalty))
-    copy = fresh_layer(node)
-    assert copy.activation is relu and copy.kernel_regularizer is penalty
-    assert fresh_layer(node, filters=1).activation is relu
-
-
-def test_copy_state_restores_what_keras_loading_restores():
-    norm = layers.Normalization()
-    norm.adapt(np.arange(24, dtype="float32").reshape(2, 4, 3))
-    node = _single(norm, (4, 3))
-    copy = fresh_layer(node)
-    copy.build((None, 4, 3))
-    copy_state(norm, copy)
-    x = np.ones((1, 4, 3), "float32")
-    np.testing.assert_allclose(copy(x), norm(x))
-
-
-def test_a_layer_that_cannot_be_copied_is_reused_or_refused_by_name():
-    class Apply(layers.Layer):
-        def __init__(self, function, **kwargs):
-            super().__init__(**kwargs)
-            self.function = function
-
-        def call(self, inputs):
-            return self.function(inputs)
-
-    weightless = _single(Apply(keras.ops.tanh, name="apply"))
-    assert fresh_layer(weightless) is weightless.operation
-    with pytest.raises(krp.UnsupportedModelError, match="'apply'.*get_config"):
-        fresh_layer(weightless, units=2)

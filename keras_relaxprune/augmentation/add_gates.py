@@ -9,7 +9,8 @@ from keras_relaxprune.errors import (
     UnknownSpatialSizeError,
     UnsupportedLayerError,
 )
-from keras_relaxprune.graph.flat_graph import LayerCloner, as_functional, rebuild, safe_name
+from keras_relaxprune.graph.flat_graph import as_functional, rebuild
+from keras_relaxprune.graph.layer_copies import LayerCloner, safe_name
 from keras_relaxprune.graph.names import NewLayerNames, graph_names, unique_name
 from keras_relaxprune.graph.tracing import analyze, require_prunable
 from keras_relaxprune.latency.latency_table import table_for_gating

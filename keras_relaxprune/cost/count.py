@@ -12,12 +12,8 @@ import numpy as np
 
 from keras_relaxprune import arguments
 from keras_relaxprune.cost.node_cost import COLLAPSED, cost_nodes, node_cost, shared_params
-from keras_relaxprune.graph.flat_graph import (
-    LayerCloner,
-    as_functional,
-    flatten,
-    rebuild,
-)
+from keras_relaxprune.graph.flat_graph import as_functional, flatten, rebuild
+from keras_relaxprune.graph.layer_copies import LayerCloner
 from keras_relaxprune.graph.names import unique_name
 from keras_relaxprune.graph.tracing import analyze
 from keras_relaxprune.latency.latency_model import has_latency

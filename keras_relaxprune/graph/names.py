@@ -9,7 +9,7 @@ wanted name when free, else the first free `name_1`, `name_2`, ...
 """
 
 from keras_relaxprune import keras_internals as internals
-from keras_relaxprune.graph.flat_graph import safe_name
+from keras_relaxprune.graph.layer_copies import safe_name
 
 
 def unique_name(wanted, taken):

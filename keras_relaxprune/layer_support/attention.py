@@ -31,7 +31,7 @@ from keras import layers, ops
 from keras_relaxprune import keras_internals as internals
 from keras_relaxprune.errors import StripError
 from keras_relaxprune.graph.channel_maps import fixed_map
-from keras_relaxprune.graph.flat_graph import safe_name
+from keras_relaxprune.graph.layer_copies import safe_name
 from keras_relaxprune.graph.live_channels import LiveChannels, opaque
 from keras_relaxprune.layer_support.record import register_layer
 

@@ -20,7 +20,7 @@ import numpy as np
 from keras import layers
 
 from keras_relaxprune.errors import StripError
-from keras_relaxprune.graph.flat_graph import fresh_layer, safe_name
+from keras_relaxprune.graph.layer_copies import fresh_layer, safe_name
 from keras_relaxprune.layer_support.activations import activation_name, commutes_with_scale
 from keras_relaxprune.layer_support.convolution import CONVS
 from keras_relaxprune.layer_support.record import find_support, register_layer

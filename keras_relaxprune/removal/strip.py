@@ -18,7 +18,8 @@ import numpy as np
 
 from keras_relaxprune import arguments
 from keras_relaxprune.errors import StripError
-from keras_relaxprune.graph.flat_graph import LayerCloner, copy_state, fresh_layer, rebuild
+from keras_relaxprune.graph.flat_graph import rebuild
+from keras_relaxprune.graph.layer_copies import LayerCloner, copy_state, fresh_layer
 from keras_relaxprune.graph.live_channels import LiveChannels, opaque
 from keras_relaxprune.graph.names import NewLayerNames
 from keras_relaxprune.graph.protection import reader_refusing_a_scale
