@@ -55,9 +55,23 @@ def slice_map(channel_map, start, stop):
 
 
 def tiles_of(channel_map, count):
-    """The map cut into `count` tiles of equal width (a list of maps)."""
+    """The map cut into `count` tiles of equal width (a list of maps).
+
+    One pass over the segments (a grouped convolution's map can hold one
+    segment per channel, so slicing it once per tile would be quadratic).
+    """
     width = map_length(channel_map) // count
-    return [slice_map(channel_map, t * width, (t + 1) * width) for t in range(count)]
+    tiles = [[] for _ in range(count)]
+    offset = 0  # channels of the map before `position`
+    for segment in channel_map if width else ():
+        position = segment.start
+        while position < segment.stop and offset < count * width:
+            tile = offset // width
+            taken = min(segment.stop - position, (tile + 1) * width - offset)
+            tiles[tile].append(Segment(segment.group, position, position + taken))
+            position += taken
+            offset += taken
+    return [tuple(tile) for tile in tiles]
 
 
 def repeat_channels(channel_map, repeats):
@@ -89,21 +103,24 @@ def split_segment(segment, new_group, width):
 def aligned_pieces(map_a, map_b):
     """Cut two maps of equal length at the union of their boundaries.
 
-    Yields `(segment_of_a, segment_of_b)` pairs covering the same channels.
+    Yields `(segment_of_a, segment_of_b)` pairs covering the same channels,
+    in order. One merge-like walk over both maps, linear in their segments.
     """
-    cuts = sorted(set(_boundaries(map_a)) | set(_boundaries(map_b)))
-    for lo, hi in zip(cuts, cuts[1:]):
-        (piece_a,) = slice_map(map_a, lo, hi)
-        (piece_b,) = slice_map(map_b, lo, hi)
-        yield piece_a, piece_b
-
-
-def _boundaries(channel_map):
-    offset, cuts = 0, [0]
-    for segment in channel_map:
-        offset += segment.length
-        cuts.append(offset)
-    return cuts
+    a = [segment for segment in map_a if segment.length]
+    b = [segment for segment in map_b if segment.length]
+    i = j = used_a = used_b = 0  # used_*: channels of the current segment taken
+    while i < len(a) and j < len(b):
+        taken = min(a[i].length - used_a, b[j].length - used_b)
+        start_a, start_b = a[i].start + used_a, b[j].start + used_b
+        yield (
+            Segment(a[i].group, start_a, start_a + taken),
+            Segment(b[j].group, start_b, start_b + taken),
+        )
+        used_a, used_b = used_a + taken, used_b + taken
+        if used_a == a[i].length:
+            i, used_a = i + 1, 0
+        if used_b == b[j].length:
+            j, used_b = j + 1, 0
 
 
 class ChannelGroups:
