@@ -51,8 +51,7 @@ def _sliced_pieces(map_a, map_b):
             cuts.add(offset)
     cuts = sorted(cuts | {0})
     return [
-        (slice_map(map_a, lo, hi)[0], slice_map(map_b, lo, hi)[0])
-        for lo, hi in zip(cuts, cuts[1:])
+        (slice_map(map_a, lo, hi)[0], slice_map(map_b, lo, hi)[0]) for lo, hi in zip(cuts, cuts[1:])
     ]
 
 
