@@ -313,7 +313,7 @@ def main(argv=None):
     """Runs the job; returns the summary dict (also written as JSON)."""
     args = parse_args(argv)
     # Seeded only: Keras turns XLA off under op determinism, and a long run wants XLA.
-    with reproducible(args.seed, deterministic_ops=False):
+    with reproducible(args.seed, deterministic_ops=args.deterministic_ops):
         start = time.time()
         run_name = args.run_name or (
             f"resnet50_imagenet_{args.metric}{round(100 * (1 - args.target))}"

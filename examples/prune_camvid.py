@@ -182,7 +182,7 @@ def load_dense(path):
 def main(argv=None):
     """Runs the job; returns the summary dict (also written as JSON)."""
     args = parse_args(argv)
-    with reproducible(args.seed):
+    with reproducible(args.seed, deterministic_ops=args.deterministic_ops):
         start = time.time()
         dense = load_dense(args.dense)
         size = tuple(dense.inputs[0].shape[1:3])

@@ -227,7 +227,7 @@ def add_job_arguments(
     """Adds the command-line options every pruning job shares to `parser`.
 
     `--target`, `--metric`, `--prune-epochs`, `--epochs`, `--lr`,
-    `--no-distill`, `--seed`, `--run-name`, `--checkpoint-dir`, `--run-dir`,
+    `--no-distill`, `--seed`, `--deterministic-ops`, `--run-name`, `--checkpoint-dir`, `--run-dir`,
     `--saved-model-dir`, `--latency-runs` and `--verbose`, with the given
     defaults; a number out of range (a target outside (0, 1), a gated fit
     of no epochs, a rate not above 0) stops at parsing, exit 2.
@@ -282,6 +282,12 @@ def add_job_arguments(
         help="train on labels only (default: the dense model teaches)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--deterministic-ops",
+        action="store_true",
+        help="TensorFlow's op determinism (XLA off, about 2x slower on CPU); without it "
+        "the seeded XLA fit already repeats bit for bit on the same CPU machine",
+    )
     parser.add_argument("--run-name", default=None, help=f"default {run_name}".replace("%", "%%"))
     parser.add_argument("--checkpoint-dir", default="checkpoints")
     parser.add_argument("--run-dir", default="runs")

@@ -1,4 +1,9 @@
-"""The main job (examples/prune_cifar10.py) run twice prints the same table."""
+"""The main job (examples/prune_cifar10.py) run twice prints the same table.
+
+The job compiles its fits with XLA and leaves TensorFlow's op determinism
+off (`--deterministic-ops` turns it on, and XLA off): seeds alone make the
+XLA run repeat bit for bit on one CPU machine, which this test checks.
+"""
 
 from pathlib import Path
 
@@ -50,10 +55,13 @@ def test_main_job_twice_prints_the_same_table(untrained_dense_file, tmp_path, mo
     """Two runs of the main job's code path on 512 images: the same masks,
     accuracies, FLOPs, params and weights, so the same printed table."""
     module = load_script(EXAMPLES / "prune_cifar10.py")
-    masks = []
+    masks, op_determinism = [], []
     prune_and_strip = module.prune_and_strip
 
     def recording(*args, **kwargs):
+        import tensorflow as tf
+
+        op_determinism.append(tf.config.experimental.is_op_determinism_enabled())
         pruned = prune_and_strip(*args, **kwargs)
         masks.append(_keep_masks(pruned.gated))
         return pruned
@@ -91,6 +99,7 @@ def test_main_job_twice_prints_the_same_table(untrained_dense_file, tmp_path, mo
         runs.append((summary, table))
     (first, first_table), (second, second_table) = runs
     assert {key: first[key] for key in COMPARED} == {key: second[key] for key in COMPARED}
+    assert op_determinism == [False, False]  # XLA on: Keras turns it off under determinism
     assert len(masks) == 2 and len(masks[0]) == len(masks[1]) > 0
     for one, other in zip(*masks):
         np.testing.assert_array_equal(one, other)
