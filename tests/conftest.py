@@ -62,3 +62,23 @@ def camvid_available():
     from keras_relaxprune_apps.datasets import CAMVID_ARCHIVE
 
     require_archive(CAMVID_ARCHIVE)
+
+
+@pytest.fixture
+def without_xla(monkeypatch):
+    """The recipe's fits (`recipe.trainer`) compiled without XLA on TensorFlow.
+
+    On CPU, XLA's compile of a gated or stripped training step takes most of
+    a tiny job's time (a cell of the comparison ran in a third of it
+    without); what these tests check does not depend on it. The main job's test
+    (`test_examples.py`) keeps XLA, as the jobs run it. On JAX nothing
+    changes (there `jit_compile=False` would run the steps eagerly).
+    """
+    import functools
+
+    import keras
+
+    from keras_relaxprune_apps import recipe
+
+    if keras.backend.backend() == "tensorflow":
+        monkeypatch.setattr(recipe, "trainer", functools.partial(recipe.trainer, jit_compile=False))

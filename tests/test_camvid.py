@@ -111,6 +111,7 @@ def dense_file(camvid_available, tmp_path_factory):
             "tiny_unet_camvid_dense",
             "--validation-freq",
             "2",
+            "--no-jit",  # XLA's compile is most of this fit on CPU
             "--checkpoint-dir",
             str(out / "checkpoints"),
             "--out-dir",
@@ -164,7 +165,9 @@ def test_dense_trainer_ships_a_unet_that_takes_raw_pixels(dense_file):
 
 @needs_tensorflow
 @pytest.mark.slow
-def test_pruning_job_exports_files_that_load_and_match_the_summary(dense_file, tmp_path):
+def test_pruning_job_exports_files_that_load_and_match_the_summary(
+    dense_file, tmp_path, without_xla
+):
     """The exported model meets the FLOPs budget and is the one the summary
     describes; every export format agrees with the Keras file; `--callback`
     reaches `PruningCallback` (every pruned group keeps a multiple of 4)."""
@@ -237,7 +240,7 @@ def test_pruning_job_exports_files_that_load_and_match_the_summary(dense_file, t
 
 @needs_tensorflow
 @pytest.mark.slow
-def test_pruning_job_runs_a_baseline_with_the_same_epochs(dense_file, tmp_path):
+def test_pruning_job_runs_a_baseline_with_the_same_epochs(dense_file, tmp_path, without_xla):
     """`--method l1_norm`: no gated fit; the baseline's masks meet the budget,
     the stripped network fine-tunes for --prune-epochs + --epochs, and the
     run name says which method made it."""

@@ -41,6 +41,7 @@ def dense_file(cifar_available, tmp_path_factory):
             "tiny_dense",
             "--validation-freq",
             "4",
+            "--no-jit",  # XLA's compile is most of a 4-epoch fit on CPU
             "--checkpoint-dir",
             str(out / "checkpoints"),
             "--out-dir",
@@ -105,6 +106,7 @@ def test_dense_trainer_width_sets_the_channels_of_every_stage(cifar_available, t
             "64",
             "--name",
             "thin",
+            "--no-jit",
             "--checkpoint-dir",
             str(tmp_path / "checkpoints"),
             "--out-dir",
@@ -205,7 +207,9 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.parametrize("method", ["ours", "uniform"])
-def test_comparison_cell_prunes_strips_and_records(calibrated_dense_file, tmp_path, method):
+def test_comparison_cell_prunes_strips_and_records(
+    calibrated_dense_file, tmp_path, method, without_xla
+):
     """One cell of the comparison grid (benchmarks/pretrained_pruning.py): ours
     prunes in a gated fit and fine-tunes stripped, a baseline fine-tunes
     stripped throughout; the record's cost is the budget's."""
@@ -264,7 +268,7 @@ def test_comparison_cell_refuses_a_save_path_that_is_not_keras(capsys):
     assert "--save" in error and "model.h5" in error
 
 
-def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_path):
+def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_path, without_xla):
     """`--prune-steps`: the gated fit is that many steps, the stripped fine-tune
     the rest, so the run trains as many steps as `--epochs` full epochs."""
     module = load_script(BENCHMARKS / "pretrained_pruning.py")
@@ -300,7 +304,9 @@ def test_comparison_cell_prunes_for_part_of_an_epoch(calibrated_dense_file, tmp_
     assert 0.0 <= record["stripped_test_accuracy_before_fine_tune"] <= 1.0
 
 
-def test_comparison_cell_fine_tunes_with_label_smoothing(calibrated_dense_file, tmp_path, capsys):
+def test_comparison_cell_fine_tunes_with_label_smoothing(
+    calibrated_dense_file, tmp_path, capsys, without_xla
+):
     """`--label-smoothing`: one-hot labels and a smoothed categorical loss in
     the gated fit, the distillation and the stripped fine-tune; the accuracy
     the fits report is the categorical one. A value above 1 is refused at
@@ -358,7 +364,7 @@ def test_comparison_cell_fine_tunes_with_label_smoothing(calibrated_dense_file, 
 
 
 def test_comparison_cell_resumes_after_a_kill_where_it_stopped(
-    calibrated_dense_file, tmp_path, monkeypatch, capsys
+    calibrated_dense_file, tmp_path, monkeypatch, capsys, without_xla
 ):
     """`--backup`: a cell killed in the stripped network's fine-tune goes on
     from its last finished epoch when run again (no second gated fit) and
@@ -421,7 +427,7 @@ def test_comparison_cell_resumes_after_a_kill_where_it_stopped(
 
 
 def test_comparison_cell_distils_with_the_weight_temperature_and_decay_asked(
-    calibrated_dense_file, tmp_path, monkeypatch
+    calibrated_dense_file, tmp_path, monkeypatch, without_xla
 ):
     """`--student-loss-weight`, `--temperature` and `--weight-decay` reach the
     `Distiller` of both fits (the gated and the stripped one) and the record."""

@@ -49,8 +49,21 @@ def test_run_killed_by_a_signal_mid_epoch_resumes_meets_the_budget(tmp_path):
     import sys
 
     script = os.path.join(os.path.dirname(__file__), "killed_fit.py")
+    # On JAX most of a run is compiling (each eager op once per shape): the
+    # rerun reads what the killed run compiled from JAX's persistent cache
+    # (12 s instead of 35 here). TensorFlow ignores these variables.
+    env = {
+        **os.environ,
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+    }
     killed = subprocess.run(
-        [sys.executable, script, "kill", str(tmp_path)], capture_output=True, text=True, timeout=900
+        [sys.executable, script, "kill", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
     )
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not (tmp_path / "final.json").exists()
@@ -61,6 +74,7 @@ def test_run_killed_by_a_signal_mid_epoch_resumes_meets_the_budget(tmp_path):
         capture_output=True,
         text=True,
         timeout=900,
+        env=env,
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final = json.loads((tmp_path / "final.json").read_text())
