@@ -39,6 +39,7 @@ TensorFlow's op determinism, which turns XLA off (about 2x slower).
 """
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -88,6 +89,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--test-limit", type=non_negative_int, default=0, help="0 = all 10,000")
     p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument(
+        "--callback",
+        type=json.loads,
+        default={},
+        help="more PruningCallback arguments as JSON, e.g. '{\"end_step\": 780}'",
+    )
     add_job_arguments(
         p,
         prune_epochs=5,
@@ -167,6 +174,7 @@ def main(argv=None):
             args.metric,
             epochs=args.prune_epochs,
             cosine=args.epochs == 0,
+            callback_options=args.callback,
             check_images=batches[0][0][:256],
             **fits,
         )
