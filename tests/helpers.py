@@ -128,3 +128,23 @@ def linked_two_conv_net():
     gated = krp.add_gates(dense)
     budget, graph = link_budget(gated)
     return dense, gated, budget, graph
+
+
+def nested_conv_model():
+    """A dict-in, dict-out model around a nested one: block/conv, then relu."""
+    inner_in = keras.Input((6, 6, 4))
+    inner = keras.Model(inner_in, keras.layers.Conv2D(4, 1, name="conv")(inner_in), name="block")
+    inputs = {"image": keras.Input((6, 6, 4), name="image")}
+    x = inner(inputs["image"])
+    return keras.Model(inputs, {"out": keras.layers.ReLU(name="relu")(x)}, name="outer")
+
+
+class Apply(keras.layers.Layer):
+    """Applies a function given to the constructor (no `get_config`)."""
+
+    def __init__(self, function, **kwargs):
+        super().__init__(**kwargs)
+        self.function = function
+
+    def call(self, inputs):
+        return self.function(inputs)

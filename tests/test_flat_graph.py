@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from helpers import nested_conv_model
 from keras import layers
 
 import keras_relaxprune as krp
@@ -16,23 +17,15 @@ from keras_relaxprune.graph.flat_graph import (
 pytestmark = pytest.mark.backend_agnostic
 
 
-def _nested():
-    inner_in = keras.Input((6, 6, 4))
-    inner = keras.Model(inner_in, layers.Conv2D(4, 1, name="conv")(inner_in), name="block")
-    inputs = {"image": keras.Input((6, 6, 4), name="image")}
-    x = inner(inputs["image"])
-    return keras.Model(inputs, {"out": layers.ReLU(name="relu")(x)}, name="outer")
-
-
 def test_nested_models_are_inlined_with_scoped_names():
-    graph = flatten(_nested())
+    graph = flatten(nested_conv_model())
     assert [node.name for node in graph.nodes] == ["block/conv", "relu"]
     assert graph.nodes[0].inputs == graph.inputs
     assert graph.consumers()[graph.nodes[0].outputs[0]] == [(1, 0)]
 
 
 def test_rebuild_keeps_input_and_output_structure_and_function():
-    model = _nested()
+    model = nested_conv_model()
     copy = rebuild(flatten(model), call_original, name="copy")
     x = {"image": np.random.default_rng(0).random((1, 6, 6, 4), "float32")}
     assert list(copy.input) == ["image"] and list(copy.output) == ["out"]

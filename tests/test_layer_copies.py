@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from helpers import Apply, nested_conv_model
 from keras import layers
 
 import keras_relaxprune as krp
@@ -12,16 +13,8 @@ from keras_relaxprune.graph.layer_copies import copy_state, fresh_layer, safe_na
 pytestmark = pytest.mark.backend_agnostic
 
 
-def _nested():
-    inner_in = keras.Input((6, 6, 4))
-    inner = keras.Model(inner_in, layers.Conv2D(4, 1, name="conv")(inner_in), name="block")
-    inputs = {"image": keras.Input((6, 6, 4), name="image")}
-    x = inner(inputs["image"])
-    return keras.Model(inputs, {"out": layers.ReLU(name="relu")(x)}, name="outer")
-
-
 def test_fresh_layer_applies_changes_and_flattens_scoped_names():
-    node = flatten(_nested()).nodes[0]
+    node = flatten(nested_conv_model()).nodes[0]
     layer = fresh_layer(node, filters=2)
     assert isinstance(layer, layers.Conv2D) and not layer.built
     assert layer.filters == 2 and layer.name == safe_name("block/conv") == "block_conv"
@@ -57,14 +50,6 @@ def test_copy_state_restores_what_keras_loading_restores():
 
 
 def test_a_layer_that_cannot_be_copied_is_reused_or_refused_by_name():
-    class Apply(layers.Layer):
-        def __init__(self, function, **kwargs):
-            super().__init__(**kwargs)
-            self.function = function
-
-        def call(self, inputs):
-            return self.function(inputs)
-
     weightless = _single(Apply(keras.ops.tanh, name="apply"))
     assert fresh_layer(weightless) is weightless.operation
     with pytest.raises(krp.UnsupportedModelError, match="'apply'.*get_config"):

@@ -14,7 +14,7 @@ import keras
 import model_zoo
 import numpy as np
 import pytest
-from helpers import open_all_gates, random_masks, randomize_batch_norms
+from helpers import Apply, open_all_gates, random_masks, randomize_batch_norms
 from keras import layers, ops
 
 import keras_relaxprune as krp
@@ -141,17 +141,6 @@ def test_adapted_integer_lookup_keeps_its_vocabulary():
 
 
 # --- custom layers --------------------------------------------------------------------
-
-
-class Apply(layers.Layer):
-    """Applies a function given to the constructor (no `get_config`)."""
-
-    def __init__(self, function, **kwargs):
-        super().__init__(**kwargs)
-        self.function = function
-
-    def call(self, inputs):
-        return self.function(inputs)
 
 
 class ScaledApply(Apply):
