@@ -131,6 +131,20 @@ def test_dense_trainer_refuses_a_width_below_one(capsys):
     assert "--width: must be a whole number 1 or above, got 0" in capsys.readouterr().err
 
 
+def test_main_job_passes_callback_json_and_refuses_what_is_not_json(capsys):
+    """`--callback` reaches the job as a dict; text that is not JSON stops at
+    argument parsing, exit 2, naming the flag. `--deterministic-ops` is off
+    unless asked (the fits then compile with XLA)."""
+    job = _load("prune_cifar10")
+    args = job.parse_args(["--callback", '{"end_step": 780}'])
+    assert args.callback == {"end_step": 780} and args.deterministic_ops is False
+    assert job.parse_args(["--deterministic-ops"]).deterministic_ops is True
+    with pytest.raises(SystemExit) as stopped:
+        job.parse_args(["--callback", "{end_step: 780"])
+    assert stopped.value.code == 2
+    assert "--callback" in capsys.readouterr().err
+
+
 def test_main_job_exports_files_that_load_and_match_the_report(calibrated_dense_file, tmp_path):
     """The summary's FLOPs, params and accuracies are those of the exported
     files, the budget is met, both accuracies are well above chance, every
