@@ -171,6 +171,12 @@ def _add_run_parser(commands):
     )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument(
+        "--deterministic-ops",
+        action="store_true",
+        help="also ask the backend for deterministic ops (turns XLA off, about 2x "
+        "slower; the seed alone repeats a run on one CPU machine)",
+    )
+    run.add_argument(
         "--image-size",
         type=int,
         nargs=2,
@@ -309,6 +315,7 @@ def _run(args):
         image_size=args.image_size,
         latency_runs=args.latency_runs,
         verbose=args.verbose,
+        deterministic_ops=args.deterministic_ops,
     )
     _print(f"summary: {summary['summary_path']}")
 

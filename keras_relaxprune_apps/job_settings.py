@@ -84,7 +84,8 @@ def checked_settings(given):
             )
     s["lr"] = check.real("lr", s["lr"], "a learning rate > 0, e.g. 0.01", low=0.0, low_open=True)
     s["verbose"] = check.integer("verbose", s["verbose"], "0, 1 or 2", low=0, high=2, bool_ok=True)
-    s["distill"] = arguments.boolean(WHERE, "distill", s["distill"])
+    for name in ("distill", "deterministic_ops"):
+        s[name] = arguments.boolean(WHERE, name, s[name])
     if s["image_size"] is not None:
         pair = tuple(s["image_size"]) if isinstance(s["image_size"], (list, tuple)) else ()
         if len(pair) != 2:

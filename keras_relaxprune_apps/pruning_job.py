@@ -62,6 +62,7 @@ def run_pruning_job(
     image_size=None,
     latency_runs=100,
     verbose=1,
+    deterministic_ops=False,
 ):
     """Prunes a model on a dataset, strips, fine-tunes and exports it.
 
@@ -101,6 +102,11 @@ def run_pruning_job(
             the model's input size, else the dataset's (CamVid 176 x 240).
         latency_runs: timed TFLite invocations per model. Defaults to 100.
         verbose: `fit` verbosity, 0, 1 (progress bars) or 2. Defaults to 1.
+        deterministic_ops: also turn on the backend's deterministic ops
+            (`job_steps.reproducible`). Off, the fits compile with XLA and
+            the seed alone repeats a run on one CPU machine; on, Keras turns
+            XLA off (about 2x slower) and a run also repeats on GPU.
+            Defaults to `False`.
 
     Resumable after a kill (module docstring).
 
@@ -120,7 +126,7 @@ def run_pruning_job(
     settings = checked_settings(locals())
     start = time.time()
     claim_checkpoints(settings)
-    with job_steps.reproducible(settings["seed"]):
+    with job_steps.reproducible(settings["seed"], settings["deterministic_ops"]):
         dense, data = _dense_model_and_data(settings)
         summary = _prune_and_measure(dense, data, settings)
     shutil.rmtree(settings["checkpoints"], ignore_errors=True)

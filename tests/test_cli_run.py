@@ -147,6 +147,55 @@ def test_run_with_a_latency_budget_meets_it_on_the_predicted_latency(
     assert (tmp_path / "cache" / "fake-target").is_dir()
 
 
+@pytest.mark.slow
+@needs_tensorflow
+def test_run_twice_with_one_seed_gives_the_same_network(tiny_dense_file, tmp_path, monkeypatch):
+    """Without `--deterministic-ops` the fits compile with XLA and the seed
+    alone repeats the job bit for bit; the flag reaches `reproducible`."""
+    from keras_relaxprune_apps import job_steps
+
+    asked = []
+    reproducible = job_steps.reproducible
+
+    def recording(seed, deterministic_ops=True):
+        asked.append(deterministic_ops)
+        return reproducible(seed, deterministic_ops)
+
+    monkeypatch.setattr(job_steps, "reproducible", recording)
+    weights = []
+    for run in ("first", "second"):
+        out = tmp_path / run
+        status = main(
+            [
+                "run",
+                *("--dataset", "cifar10", "--model", str(tiny_dense_file), "--out", str(out)),
+                *("--target", "0.5", "--prune-epochs", "1", "--train-limit", "128"),
+                *("--test-limit", "20", "--batch-size", "32", "--latency-runs", "1"),
+                "--verbose",
+                "0",
+            ]
+        )
+        assert status == 0
+        small = keras.saving.load_model(out / "model.keras", compile=False)
+        weights.append([keras.ops.convert_to_numpy(w) for w in small.weights])
+    assert asked == [False, False]
+    assert len(weights[0]) == len(weights[1])
+    for first, second in zip(*weights):
+        np.testing.assert_array_equal(first, second)
+    from keras_relaxprune_apps import pruning_job
+
+    given = {}
+
+    def fake_job(*args, **kwargs):
+        given.update(kwargs)
+        return {"summary_path": "summary.json"}
+
+    monkeypatch.setattr(pruning_job, "run_pruning_job", fake_job)
+    flags = ("--dataset", "cifar10", "--model", str(tiny_dense_file), "--out", str(tmp_path))
+    assert main(["run", *flags, "--deterministic-ops"]) == 0
+    assert given["deterministic_ops"] is True
+
+
 def test_run_refuses_an_unknown_latency_target(capsys):
     status = main(
         [
