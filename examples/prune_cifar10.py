@@ -12,8 +12,9 @@ images). Shows the plain call with the public API only:
    defaults, spelled out by `recipe_options`: adaptive lambda, pushes growing
    with the square root of a channel's FLOPs (`cost_exponent` 0.5), BN-gamma
    gate prior), SGD-Nesterov with the rate cosine from 0.01 to 0 over the
-   fit: the budget ramps over the first three epochs and closes, the last
-   two fine-tune with the masks fixed; BatchNormalization statistics are
+   fit: the budget ramps over the first epoch (390 steps; the callback's
+   default ramp is the fewest epochs that hold 300 steps) and closes, the
+   other four fine-tune with the masks fixed; BatchNormalization statistics are
    re-estimated at the closing (`calibration_data`); the dense network
    teaches through `keras.distillation.Distiller` (`--no-distill` to train
    on labels only);

@@ -137,8 +137,8 @@ def _add_run_parser(commands):
         "--prune-epochs",
         type=int,
         default=3,
-        help="epochs of the fit with PruningCallback: the budget ramps over 75%% of them "
-        "and closes, the rest fine-tune (default 3)",
+        help="epochs of the fit with PruningCallback: the budget ramps over the fewest "
+        "epochs that hold 300 steps (at most 75%%) and closes, the rest fine-tune (default 3)",
     )
     run.add_argument(
         "--epochs",

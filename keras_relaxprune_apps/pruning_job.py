@@ -4,8 +4,9 @@
 steps (`job_steps`, as `examples/prune_cifar10.py` does): the plain call,
 one `fit` with `PruningCallback` (its defaults: adaptive lambda, pushes
 growing with the square root of a channel's FLOPs, BN-gamma gate prior,
-BatchNormalization re-estimated) in which the budget ramps over 75% of
-the epochs and closes and the rest fine-tune, the learning rate cosine to
+BatchNormalization re-estimated) in which the budget ramps over the
+fewest epochs that hold 300 steps (at most 75% of them) and closes and
+the rest fine-tune, the learning rate cosine to
 0 over the fit; `strip_pruning` checked against the gated model; with
 `epochs`, a separate fine-tune of the stripped network (the two-fit
 recipe); the dense network teaching through `keras.distillation.Distiller`;
@@ -82,8 +83,9 @@ def run_pruning_job(
             backend) or `"xla"` (XLA-compiled Keras, batch 1). Defaults to
             `"tflite"`.
         prune_epochs: epochs of the gated fit (`fit` with `PruningCallback`):
-            the budget ramps over 75% of them and closes, the rest fine-tune
-            with the masks fixed. Defaults to 3.
+            the budget ramps over the fewest of them that hold 300 steps (at
+            most 75%) and closes, the rest fine-tune with the masks fixed.
+            Defaults to 3.
         epochs: epochs of a separate fine-tune of the stripped model. 0 (the
             default) is the plain call: one gated fit whose rate decays with
             a cosine to 0. With more, the gated fit's rate is constant and the

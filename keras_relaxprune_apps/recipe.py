@@ -257,8 +257,9 @@ def add_job_arguments(
         "--prune-epochs",
         type=positive_int,
         default=prune_epochs,
-        help="epochs of the fit with PruningCallback: the budget ramps over 75%% of them "
-        "and closes, the rest fine-tune with fixed masks",
+        help="epochs of the fit with PruningCallback: the budget ramps over the fewest "
+        "epochs that hold 300 steps (at most 75%%) and closes, the rest fine-tune with "
+        "fixed masks",
     )
     parser.add_argument(
         "--epochs",

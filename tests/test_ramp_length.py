@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 import keras_relaxprune as krp
-from keras_relaxprune.budget.ramp_length import SHORT_RAMP_STEPS, warn_if_short
+from keras_relaxprune.budget import ramp_length
+from keras_relaxprune.budget.ramp_length import SHORT_RAMP_STEPS, default_ramp_epochs, warn_if_short
 
 pytestmark = pytest.mark.backend_agnostic
 
 
-def _fit(**options):
+def _fit(callback=None, epochs=4, **options):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
@@ -28,9 +29,9 @@ def _fit(**options):
             x,
             y,
             batch_size=16,
-            epochs=4,
+            epochs=epochs,
             verbose=0,
-            callbacks=[krp.PruningCallback(0.5, **options)],
+            callbacks=[callback or krp.PruningCallback(0.5, **options)],
         )
     return [str(w.message) for w in caught if "ramps over only" in str(w.message)]
 
@@ -53,3 +54,30 @@ def test_unknown_or_long_ramps_are_not_warned():
         assert not warn_if_short(SHORT_RAMP_STEPS, 0.5)
     with pytest.warns(UserWarning, match="only 39 training steps"):
         assert warn_if_short(39, 0.5)
+
+
+@pytest.mark.parametrize(
+    "epochs, steps, expected",
+    [
+        (5, 390, 1),  # the main job: one epoch holds the steps
+        (20, 390, 1),
+        (5, 150, 2),
+        (3, 78, 2),  # at most 75% of the fit
+        (5, 100, 3),
+        (4, 4, 3),
+        (1, 39, 1),
+        (2, 1000, 1),
+        (5, None, 3),  # unknown length: 75%
+    ],
+)
+def test_the_default_ramp_is_the_fewest_epochs_that_hold_its_steps(epochs, steps, expected):
+    assert default_ramp_epochs(epochs, steps) == expected
+
+
+def test_a_fit_with_long_epochs_closes_after_the_ramp_epochs(monkeypatch):
+    """5 epochs of 4 steps with an 8-step default ramp: the budget ramps
+    over 2 epochs and closes when the third begins."""
+    monkeypatch.setattr(ramp_length, "DEFAULT_RAMP_STEPS", 8)
+    callback = krp.PruningCallback(0.5)
+    _fit(callback=callback, epochs=5)
+    assert callback._closing_epoch == 2

@@ -9,7 +9,7 @@ from keras_relaxprune.budget.divergence import DivergenceGuard
 from keras_relaxprune.budget.fit_target import exclude_gates_from_weight_decay, gated_model, is_sgd
 from keras_relaxprune.budget.learning_rate import RateAfterClosing
 from keras_relaxprune.budget.progress_logs import describe, progress_logs
-from keras_relaxprune.budget.ramp_length import warn_if_short
+from keras_relaxprune.budget.ramp_length import default_ramp_epochs, warn_if_short
 from keras_relaxprune.budget.recalibrate_bn import recalibrate_batchnorm
 from keras_relaxprune.layers.channel_gate import FINAL_SCALE, INITIAL_SCALE
 from keras_relaxprune.layers.pruning_budget import link_budget
@@ -55,9 +55,12 @@ class PruningCallback(keras.callbacks.Callback):
             latency table given to `add_gates`, docs/latency.md); defaults
             to the metric given to `add_gates`.
         begin_step: training step where the ramp starts. Defaults to 0.
-        end_step: step where the ramp ends. Defaults to 75% of the training
-            steps of this `fit`, rounded down to an epoch boundary (at least
-            one epoch).
+        end_step: step where the ramp ends. Defaults to the end of the
+            fewest whole epochs that hold 300 steps, at most 75% of the
+            fit's epochs (rounded down, at least one): a ramp long enough
+            for the gates to learn, then as much fine-tuning as possible
+            (`budget/ramp_length.py`). When the steps per epoch are unknown,
+            75% of the epochs.
         lambda_: strength of the regulariser at the start of the ramp.
             Defaults to 2.0.
         final_scale: gate temperature (inverse) at the end of the ramp.
@@ -141,7 +144,8 @@ class PruningCallback(keras.callbacks.Callback):
     gated = krp.add_gates(model)
     cosine = keras.optimizers.schedules.CosineDecay(0.01, decay_steps=5 * len(x) // 32)
     gated.compile(optimizer=keras.optimizers.SGD(cosine, momentum=0.9, nesterov=True), loss=loss)
-    # The budget ramps over epochs 1-3 and closes; epochs 4-5 fine-tune.
+    # The budget ramps over the epochs that hold 300 steps (at most 3) and
+    # closes; the rest fine-tune.
     gated.fit(x, y, epochs=5, callbacks=[krp.PruningCallback(0.5, calibration_data=x)])
     krp.count_flops(gated) / krp.count_flops(model)  # between 0.49 and 0.50
     small = krp.strip_pruning(gated)  # a plain, smaller Keras model
@@ -235,8 +239,7 @@ class PruningCallback(keras.callbacks.Callback):
         return 1.0 if is_sgd(getattr(self.model, "optimizer", None)) else 0.0
 
     def _default_end_epoch(self):
-        epochs = self.params.get("epochs") or 1
-        return max(1, int(0.75 * epochs))
+        return default_ramp_epochs(self.params.get("epochs") or 1, self.params.get("steps"))
 
     def _configure(self, budget):
         steps = self.params.get("steps")

@@ -94,7 +94,7 @@ def _schedule(check, begin_step, end_step, lambda_, final_scale, threshold):
         end_step = check.integer(
             "end_step",
             end_step,
-            f"a step >= begin_step={begin_step}, or None (75% of the fit)",
+            f"a step >= begin_step={begin_step}, or None (the default ramp)",
             low=begin_step,
         )
     return {
