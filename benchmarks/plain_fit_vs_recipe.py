@@ -14,7 +14,8 @@ steps; the cells differ only in the protocol, the optimizer and its rate:
   after the budget closes, its default `final_lr_factor=0.01`);
 - `plain_constant_kept`: the same with `final_lr_factor=None` (the rate stays);
 - `adam_cosine`, `adam_constant`, `adam_constant_kept`: the same three with
-  Adam at 0.001.
+  Adam at 0.001 (Keras' default rate);
+- `adam_cosine_1e-4`: Adam at 0.0001, cosine to 0.
 
 A cell whose JSON exists is skipped, and a cell cut short resumes from its
 backup (`checkpoints/plain_fit_vs_recipe/<cell>`), so the grid goes on after
@@ -52,6 +53,7 @@ PROTOCOLS = {
         ["--optimizer", "adam", "--lr", "0.001", "--schedule", "constant"],
         {"final_lr_factor": None},
     ),
+    "adam_cosine_1e-4": (["--optimizer", "adam", "--lr", "0.0001", "--schedule", "cosine"], {}),
 }
 # Every protocol at the first target; the main comparison at the others.
 MAIN_PROTOCOLS = ("plain_cosine", "recipe", "plain_constant")
