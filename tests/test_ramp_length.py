@@ -74,6 +74,12 @@ def test_the_default_ramp_is_the_fewest_epochs_that_hold_its_steps(epochs, steps
     assert default_ramp_epochs(epochs, steps) == expected
 
 
+def test_the_default_ramp_counts_its_steps_from_begin_step():
+    assert default_ramp_epochs(10, 390, begin_step=390) == 2
+    assert default_ramp_epochs(10, 390, begin_step=100) == 2  # 400 steps
+    assert default_ramp_epochs(4, 390, begin_step=2000) == 3  # at most 75%
+
+
 def test_a_fit_with_long_epochs_closes_after_the_ramp_epochs(monkeypatch):
     """5 epochs of 4 steps with an 8-step default ramp: the budget ramps
     over 2 epochs and closes when the third begins."""

@@ -239,7 +239,8 @@ class PruningCallback(keras.callbacks.Callback):
         return 1.0 if is_sgd(getattr(self.model, "optimizer", None)) else 0.0
 
     def _default_end_epoch(self):
-        return default_ramp_epochs(self.params.get("epochs") or 1, self.params.get("steps"))
+        epochs, steps = self.params.get("epochs") or 1, self.params.get("steps")
+        return default_ramp_epochs(epochs, steps, self.begin_step)
 
     def _configure(self, budget):
         steps = self.params.get("steps")

@@ -25,10 +25,11 @@ DEFAULT_RAMP_STEPS = 300
 LONGEST_DEFAULT_RAMP = 0.75
 
 
-def default_ramp_epochs(epochs, steps_per_epoch):
+def default_ramp_epochs(epochs, steps_per_epoch, begin_step=0):
     """Epochs the budget ramps over when `PruningCallback` has no `end_step`.
 
-    The fewest whole epochs that hold `DEFAULT_RAMP_STEPS` steps, so that the
+    The fewest whole epochs that hold `DEFAULT_RAMP_STEPS` steps after
+    `begin_step`, so that the
     rest of the fit fine-tunes with the masks fixed at a rate still near its
     peak, but at most 75% of the epochs (at least one). Measured on the
     shipped ResNet-20, 50% of the FLOPs, 5 epochs of 390 steps, cosine
@@ -41,6 +42,7 @@ def default_ramp_epochs(epochs, steps_per_epoch):
     Args:
         epochs: the fit's epochs.
         steps_per_epoch: its steps per epoch, or `None` when unknown.
+        begin_step: the step where the ramp starts. Defaults to 0.
 
     Returns:
         A whole number of epochs, between 1 and `max(1, int(0.75 * epochs))`.
@@ -55,7 +57,8 @@ def default_ramp_epochs(epochs, steps_per_epoch):
     longest = max(1, int(LONGEST_DEFAULT_RAMP * epochs))
     if not steps_per_epoch:
         return longest
-    return min(longest, max(1, math.ceil(DEFAULT_RAMP_STEPS / steps_per_epoch)))
+    needed = math.ceil((begin_step + DEFAULT_RAMP_STEPS) / steps_per_epoch)
+    return min(longest, max(1, needed))
 
 
 def warn_if_short(ramp_steps, target):
