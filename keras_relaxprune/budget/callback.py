@@ -56,11 +56,11 @@ class PruningCallback(keras.callbacks.Callback):
             to the metric given to `add_gates`.
         begin_step: training step where the ramp starts. Defaults to 0.
         end_step: step where the ramp ends. Defaults to the end of the
-            fewest whole epochs that hold 300 steps, at most 75% of the
-            fit's epochs (rounded down, at least one): a ramp long enough
-            for the gates to learn, then as much fine-tuning as possible
-            (`budget/ramp_length.py`). When the steps per epoch are unknown,
-            75% of the epochs.
+            fewest whole epochs that hold 300 steps after `begin_step`, at
+            most 75% of the fit's epochs (rounded down, at least one): a
+            ramp long enough for the gates to learn, then as much
+            fine-tuning as possible (`budget/ramp_length.py`). When the
+            steps per epoch are unknown, 75% of the epochs.
         lambda_: strength of the regulariser at the start of the ramp.
             Defaults to 2.0.
         final_scale: gate temperature (inverse) at the end of the ramp.
