@@ -29,9 +29,9 @@ def default_ramp_epochs(epochs, steps_per_epoch, begin_step=0):
     """Epochs the budget ramps over when `PruningCallback` has no `end_step`.
 
     The fewest whole epochs that hold `DEFAULT_RAMP_STEPS` steps after
-    `begin_step`, so that the
-    rest of the fit fine-tunes with the masks fixed at a rate still near its
-    peak, but at most 75% of the epochs (at least one). Measured on the
+    `begin_step`, so that the rest of the fit fine-tunes with the masks
+    fixed at a rate still near its peak, but at most 75% of the epochs (at
+    least one). Measured on the
     shipped ResNet-20, 50% of the FLOPs, 5 epochs of 390 steps, cosine
     (docs/accuracy.md, "The main job under the plain call"): a ramp over
     3 epochs (75%, the default until 2026-12-07) left the network 2.01
