@@ -12,7 +12,8 @@ images). Shows the plain call with the public API only:
    defaults, spelled out by `recipe_options`: adaptive lambda, pushes growing
    with the square root of a channel's FLOPs (`cost_exponent` 0.5), BN-gamma
    gate prior), SGD-Nesterov with the rate cosine from 0.01 to 0 over the
-   fit: the budget ramps over the first epoch (390 steps; the callback's
+   fit and decoupled weight decay 5e-2 on the kernels (`--weight-decay`):
+   the budget ramps over the first epoch (390 steps; the callback's
    default ramp is the fewest epochs that hold 300 steps) and closes, the
    other four fine-tune with the masks fixed; BatchNormalization statistics are
    re-estimated at the closing (`calibration_data`); the dense network
@@ -74,6 +75,8 @@ from keras_relaxprune_apps import (
 os.environ.setdefault(DATA_DIR_ENV, str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 DEFAULT_DENSE = "saved_models/resnet20_cifar10_dense.keras"
+# Decoupled: each step takes lr * 5e-2 of a kernel (docs/accuracy.md, the main job).
+MAIN_JOB_WEIGHT_DECAY = 5e-2
 
 
 def parse_args(argv=None):
@@ -94,9 +97,9 @@ def parse_args(argv=None):
     p.add_argument(
         "--weight-decay",
         type=non_negative,
-        default=0.0,
+        default=MAIN_JOB_WEIGHT_DECAY,
         help="decoupled weight decay of the kernels in every fit (BatchNorm and biases "
-        "spared; the dense training's: 5e-3 at a 0.1 peak rate); default 0",
+        "spared); default 5e-2, measured +0.28/+0.69 points over 0 (seeds 0/1); 0: none",
     )
     p.add_argument(
         "--callback",

@@ -145,11 +145,12 @@ def test_main_job_passes_callback_json_and_refuses_what_is_not_json(capsys):
     assert "--callback" in capsys.readouterr().err
 
 
-def test_main_job_weight_decay_defaults_to_zero_and_refuses_a_negative(capsys):
-    """`--weight-decay` is 0 unless given; a negative value stops at parsing, exit 2."""
+def test_main_job_weight_decay_defaults_to_the_measured_one_and_refuses_a_negative(capsys):
+    """`--weight-decay` is 5e-2 unless given, 0 turns it off; a negative value
+    stops at parsing, exit 2."""
     job = _load("prune_cifar10")
-    assert job.parse_args([]).weight_decay == 0.0
-    assert job.parse_args(["--weight-decay", "5e-2"]).weight_decay == 0.05
+    assert job.parse_args([]).weight_decay == 0.05
+    assert job.parse_args(["--weight-decay", "0"]).weight_decay == 0.0
     with pytest.raises(SystemExit) as stopped:
         job.parse_args(["--weight-decay", "-1"])
     assert stopped.value.code == 2
