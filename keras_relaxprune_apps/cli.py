@@ -21,6 +21,7 @@ import sys
 import warnings
 
 from keras_relaxprune_apps.model_files import load_model_file
+from keras_relaxprune_apps.recipe import PRUNING_WEIGHT_DECAY
 
 # export.FORMATS, known here without importing TensorFlow.
 FORMATS = ("keras", "saved_model", "tflite")
@@ -162,6 +163,13 @@ def _add_run_parser(commands):
         default=0.01,
         help="SGD-Nesterov's peak rate: cosine to 0 over the gated fit (with --epochs: "
         "constant there, then cosine to 0 in the fine-tune)",
+    )
+    run.add_argument(
+        "--weight-decay",
+        type=float,
+        default=PRUNING_WEIGHT_DECAY,
+        help="decoupled weight decay of the kernels in every fit, BatchNorm and biases "
+        f"spared (default {PRUNING_WEIGHT_DECAY:g}; 0: none)",
     )
     run.add_argument(
         "--no-distill",
@@ -310,6 +318,7 @@ def _run(args):
         test_limit=args.test_limit,
         batch_size=args.batch_size,
         lr=args.lr,
+        weight_decay=args.weight_decay,
         distill=args.distill,
         seed=args.seed,
         image_size=args.image_size,

@@ -30,6 +30,7 @@ _RESUMABLE = (
     "train_limit",
     "batch_size",
     "lr",
+    "weight_decay",
     "distill",
     "seed",
     "image_size",
@@ -83,6 +84,9 @@ def checked_settings(given):
                 else None
             )
     s["lr"] = check.real("lr", s["lr"], "a learning rate > 0, e.g. 0.01", low=0.0, low_open=True)
+    s["weight_decay"] = check.real(
+        "weight_decay", s["weight_decay"], "a weight decay >= 0, e.g. 0.05 (0: none)", low=0.0
+    )
     s["verbose"] = check.integer("verbose", s["verbose"], "0, 1 or 2", low=0, high=2, bool_ok=True)
     for name in ("distill", "deterministic_ops"):
         s[name] = arguments.boolean(WHERE, name, s[name])

@@ -36,7 +36,7 @@ import keras
 
 import keras_relaxprune as krp
 from keras_relaxprune.errors import InvalidArgumentError
-from keras_relaxprune_apps import evaluation, job_records, job_steps
+from keras_relaxprune_apps import evaluation, job_records, job_steps, recipe
 from keras_relaxprune_apps.job_data import CAMVID_SIZE, FOLDER_SIZE, load_job_data
 from keras_relaxprune_apps.job_settings import WHERE, checked_settings, claim_checkpoints
 
@@ -58,6 +58,7 @@ def run_pruning_job(
     test_limit=None,
     batch_size=128,
     lr=0.01,
+    weight_decay=recipe.PRUNING_WEIGHT_DECAY,
     distill=True,
     seed=0,
     image_size=None,
@@ -97,6 +98,10 @@ def run_pruning_job(
         lr: SGD-Nesterov's (peak) learning rate: cosine to 0 over the gated
             fit, or with `epochs`, constant there and cosine to 0 in the
             fine-tune. Defaults to 0.01.
+        weight_decay: decoupled weight decay of the kernels in the gated fit
+            and the fine-tune (each step takes `lr * weight_decay` of a
+            kernel; BatchNormalization and biases spared); 0 turns it off.
+            Defaults to 5e-2, the main job's (measured better than none).
         distill: the dense model teaches (logits, temperature 4, weight 0.5).
             Defaults to `True`.
         seed: seed of the data order, augmentation and subsets. Defaults to 0.
@@ -317,6 +322,7 @@ def _prune_and_measure(dense, data, s):
     fits = {
         "teacher": teacher,
         "lr": s["lr"],
+        "weight_decay": s["weight_decay"],
         "checkpoints": s["checkpoints"],
         "verbose": s["verbose"],
         "loss": loss,

@@ -32,6 +32,9 @@ STRIP_TOLERANCE = 1e-3  # max |gated - stripped| of the outputs, float32 round-o
 # Variables weight decay leaves alone, as in the dense recipe: BatchNorm's scale and
 # shift and biases (`PruningCallback` keeps the gates' logits out itself).
 NO_WEIGHT_DECAY = ("gamma", "beta", "bias")
+# Decoupled weight decay of the pruning jobs' fits: each step takes lr * 5e-2 of a
+# kernel; on the main job +0.28 / +0.69 points over none (docs/accuracy.md).
+PRUNING_WEIGHT_DECAY = 5e-2
 
 
 def recipe_options(metric):

@@ -13,6 +13,7 @@ import pytest
 import keras_relaxprune as krp
 from keras_relaxprune_apps.cli import main
 from keras_relaxprune_apps.models import cifar_resnet
+from keras_relaxprune_apps.recipe import PRUNING_WEIGHT_DECAY
 
 needs_tensorflow = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="the job exports SavedModel/TFLite"
@@ -300,6 +301,7 @@ def test_a_bad_dataset_is_one_line_and_status_2(dataset, pattern, tmp_path, caps
         (["--model", "resnet18"], r"neither a model name nor a \.keras file"),
         (["--model", "resnet20", "--target", "1.5"], r"target=1\.5 is out of range"),
         (["--model", "resnet20"], r"built untrained and dense_epochs=0.*--dense-epochs N"),
+        (["--model", "resnet20", "--weight-decay", "-1"], r"weight_decay=-1\.0 is out of range"),
     ],
 )
 def test_a_bad_model_or_target_is_one_line_and_status_2(
@@ -377,6 +379,7 @@ def test_checkpoints_of_another_job_are_not_resumed(tmp_path, cifar_available, c
         "train_limit": None,
         "batch_size": 128,
         "lr": 0.01,
+        "weight_decay": 0.05,
         "distill": True,
         "seed": 0,
         "image_size": None,
@@ -384,5 +387,54 @@ def test_checkpoints_of_another_job_are_not_resumed(tmp_path, cifar_available, c
     }
     claim_checkpoints(settings)
     claim_checkpoints(dict(settings))  # the same job resumes
-    with pytest.raises(krp.errors.InvalidArgumentError, match="another job"):
-        claim_checkpoints({**settings, "target": 0.75})
+    for changed in ({"target": 0.75}, {"weight_decay": 0.0}):
+        with pytest.raises(krp.errors.InvalidArgumentError, match="another job"):
+            claim_checkpoints({**settings, **changed})
+
+
+class _Reached(BaseException):
+    """Raised by a stand-in fit: the job got that far (past the command's
+    `except Exception`)."""
+
+
+@pytest.mark.parametrize("flag, expected", [([], PRUNING_WEIGHT_DECAY), (["0"], 0.0)])
+def test_run_weight_decay_reaches_both_fits_and_the_record(
+    flag, expected, tiny_dense_file, tmp_path, monkeypatch
+):
+    """`--weight-decay` (default the main job's 5e-2, 0 turns it off) reaches
+    the gated fit and the stripped fine-tune, and the job's settings."""
+    from keras_relaxprune_apps import job_steps, pruning_job, recipe
+
+    seen = []
+
+    def stand_in(model, batches, epochs, **options):
+        seen.append(options["weight_decay"])
+        if len(seen) == 2:
+            raise _Reached
+        return 0
+
+    monkeypatch.setattr(job_steps, "train", stand_in)
+    monkeypatch.setattr(recipe, "check_strip", lambda *_: 0.0)
+    args = ["--dataset", "cifar10", "--model", str(tiny_dense_file), "--out", tmp_path]
+    args += [
+        "--prune-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "64",
+        "--test-limit",
+        "10",
+        "--batch-size",
+        "32",
+    ]
+    args += ["--verbose", "0"] + (["--weight-decay", *flag] if flag else [])
+    settings = {}
+    original = pruning_job.checked_settings
+    monkeypatch.setattr(
+        pruning_job, "checked_settings", lambda given: settings.update(original(given)) or settings
+    )
+    with pytest.raises(_Reached):
+        main(["run", *map(str, args)])
+    assert seen == [expected, expected]
+    assert settings["weight_decay"] == expected
