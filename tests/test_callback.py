@@ -95,10 +95,13 @@ def test_a_one_epoch_fit_closes_the_budget_when_it_ends_without_a_warning(cifar)
         warnings.simplefilter("always")
         _fit(gated, (cifar[0][:200], cifar[1][:200]), 1, krp.PruningCallback(target=0.5))
     # (a 4-step run may leave a group at its floor, which is warned about,
-    # and its 4-step ramp is: budget/ramp_length.py)
+    # and its 4-step ramp is, once for its length (budget/ramp_length.py) and
+    # once because Adam at 3e-3 cannot move a gate 0.09 in 4 steps
+    # (budget/gate_travel.py))
     messages = [str(w.message) for w in caught if "ramp" in str(w.message)]
-    assert [m for m in messages if "ramps over only 4 training steps" in m] == messages
-    assert len(messages) == 1
+    short = [m for m in messages if "ramps over only 4 training steps" in m]
+    slow = [m for m in messages if "cannot learn which channels to drop" in m]
+    assert len(short) == len(slow) == 1 and len(messages) == 2, messages
     assert 0.49 <= krp.count_flops(gated) / krp.count_flops(dense) <= 0.5
     small = krp.strip_pruning(gated)
     assert krp.count_flops(small) == krp.count_flops(gated)

@@ -7,6 +7,7 @@ from keras_relaxprune.budget.baselines import set_gate_prior
 from keras_relaxprune.budget.callback_arguments import checked_arguments
 from keras_relaxprune.budget.divergence import DivergenceGuard
 from keras_relaxprune.budget.fit_target import exclude_gates_from_weight_decay, gated_model, is_sgd
+from keras_relaxprune.budget.gate_travel import warn_if_gates_cannot_reach
 from keras_relaxprune.budget.learning_rate import RateAfterClosing
 from keras_relaxprune.budget.progress_logs import describe, progress_logs
 from keras_relaxprune.budget.ramp_length import default_ramp_epochs, warn_if_short
@@ -38,7 +39,9 @@ class PruningCallback(keras.callbacks.Callback):
     network (docs/guide.md); a fit of one epoch ramps over all of it and
     closes when it ends, for the two-fit recipe (`strip_pruning`, then a
     fine-tune of the stripped network). A ramp of fewer than 100 steps is
-    warned about before training (`budget/ramp_length.py`).
+    warned about before training (`budget/ramp_length.py`), and so is a
+    ramp at which an Adam-like optimizer cannot move the gates to their
+    fence (`budget/gate_travel.py`).
     Gate logits get no weight decay. Each epoch it adds to `logs` (and so
     to the progress bar, `History` and TensorBoard): `remaining_flops`,
     `remaining_params`, `pruning_target`, `pruning_lambda` and
@@ -248,9 +251,9 @@ class PruningCallback(keras.callbacks.Callback):
         if end_step is None:
             end_step = self._end_epoch * steps if steps else 1e12
         fresh = not float(budget.ramp_on.numpy()) or float(budget.masks_final.numpy())
+        ramp_steps = end_step - self.begin_step if end_step < 1e12 else None
         if fresh:
-            known = end_step < 1e12
-            warn_if_short(end_step - self.begin_step if known else None, self.target)
+            warn_if_short(ramp_steps, self.target)
         values = {
             "begin_step": self.begin_step,
             "end_step": float(end_step),
@@ -271,6 +274,8 @@ class PruningCallback(keras.callbacks.Callback):
         if fresh:
             gates = list(self._graph.gates.values())
             values["initial_scale"] = float(gates[0].initial_scale) if gates else INITIAL_SCALE
+            optimizer = getattr(self.model, "optimizer", None)
+            warn_if_gates_cannot_reach(optimizer, ramp_steps, gates, self.target)
         for name, value in values.items():
             getattr(budget, name).assign(value)
 
