@@ -130,6 +130,22 @@ def linked_two_conv_net():
     return dense, gated, budget, graph
 
 
+def fit_warnings(gated, optimizer, callback, epochs=4):
+    """Fits `gated` (8x8x3 in, 3 classes) on 64 random samples, batch 16,
+    with `callback`; returns the messages of the warnings it raised."""
+    import warnings
+
+    gated.compile(
+        optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 8, 8, 3), dtype=np.float32), rng.integers(0, 3, 64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gated.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[callback])
+    return [str(w.message) for w in caught]
+
+
 def nested_conv_model():
     """A dict-in, dict-out model around a nested one: block/conv, then relu."""
     inner_in = keras.Input((6, 6, 4))

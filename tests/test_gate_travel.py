@@ -2,11 +2,11 @@
 before a fit whose rate cannot carry them to their fence."""
 
 import math
-import warnings
 
+import helpers
 import keras
-import numpy as np
 import pytest
+from helpers import fit_warnings, linked_two_conv_net
 
 import keras_relaxprune as krp
 from keras_relaxprune.budget.gate_travel import gate_travel, median_distance
@@ -17,34 +17,10 @@ pytestmark = pytest.mark.backend_agnostic
 CANNOT_REACH = "cannot learn which channels to drop"
 
 
-def _gated():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return krp.add_gates(keras.Model(inputs, keras.layers.Dense(3)(x)))
-
-
 def _fit_warnings(optimizer, **options):
     """The warnings of a 4-epoch fit (16 steps; the ramp: 12) with `optimizer`."""
-    gated = _gated()
-    gated.compile(
-        optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    )
-    rng = np.random.default_rng(0)
-    x, y = rng.random((64, 8, 8, 3), dtype=np.float32), rng.integers(0, 3, 64)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        gated.fit(
-            x,
-            y,
-            batch_size=16,
-            epochs=4,
-            verbose=0,
-            callbacks=[krp.PruningCallback(0.5, **options)],
-        )
-    return [str(w.message) for w in caught]
+    gated = linked_two_conv_net()[1]
+    return fit_warnings(gated, optimizer, krp.PruningCallback(0.5, **options))
 
 
 def test_travel_is_ramp_steps_times_the_rate_for_rate_sized_steps_only():
@@ -59,7 +35,7 @@ def test_travel_is_ramp_steps_times_the_rate_for_rate_sized_steps_only():
 
 
 def test_gates_start_logit_099_over_50_from_their_fence():
-    gates = [layer for layer in _gated().layers if isinstance(layer, krp.ChannelGate)]
+    gates = helpers.gates(linked_two_conv_net()[1])
     expected = math.log(INITIAL_GATE / (1 - INITIAL_GATE)) / INITIAL_SCALE
     assert median_distance(gates) == pytest.approx(expected, rel=1e-5)
     assert median_distance([]) is None

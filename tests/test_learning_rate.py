@@ -4,7 +4,7 @@ and the budget met with hard masks under every kind of schedule."""
 import keras
 import numpy as np
 import pytest
-from helpers import gates
+from helpers import gates, linked_two_conv_net
 
 import keras_relaxprune as krp
 from keras_relaxprune.budget.learning_rate import RateAfterClosing, constant_rate, factor
@@ -14,15 +14,6 @@ pytestmark = pytest.mark.backend_agnostic
 
 EPOCHS = 4  # the ramp ends after epoch 3 (75%); epoch 4 fine-tunes closed
 STEPS = 4  # 64 samples, batch 16
-
-
-def _gated():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return krp.add_gates(keras.Model(inputs, keras.layers.Dense(3)(x)))
 
 
 def _data():
@@ -44,7 +35,7 @@ class RateLog(keras.callbacks.Callback):
 
 
 def _fit(optimizer, epochs=EPOCHS, callbacks=(), **options):
-    gated = _gated()
+    gated = linked_two_conv_net()[1]
     gated.compile(
         optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
@@ -134,18 +125,8 @@ def test_budget_is_met_and_masks_are_hard_after_the_closing(case):
         keep = keras.ops.convert_to_numpy(gate.keep_mask)
         assert set(np.unique(keep)) <= {0.0, 1.0}
     stripped = krp.strip_pruning(gated)
-    remaining = krp.count_flops(stripped) / krp.count_flops(_dense_of(gated))
+    remaining = krp.count_flops(stripped) / krp.count_flops(linked_two_conv_net()[0])
     assert 0.49 <= remaining <= 0.5 + 1e-9
-
-
-def _dense_of(gated):
-    """The dense network `_gated` wraps, rebuilt with the same seed."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(3)(x))
 
 
 class _Fit:

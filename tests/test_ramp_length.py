@@ -2,9 +2,8 @@
 
 import warnings
 
-import keras
-import numpy as np
 import pytest
+from helpers import fit_warnings, linked_two_conv_net
 
 import keras_relaxprune as krp
 from keras_relaxprune.budget import ramp_length
@@ -14,26 +13,10 @@ pytestmark = pytest.mark.backend_agnostic
 
 
 def _fit(callback=None, epochs=4, **options):
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    gated = krp.add_gates(keras.Model(inputs, keras.layers.Dense(3)(x)))
-    gated.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(True))
-    rng = np.random.default_rng(0)
-    x, y = rng.random((64, 8, 8, 3), dtype=np.float32), rng.integers(0, 3, 64)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        gated.fit(
-            x,
-            y,
-            batch_size=16,
-            epochs=epochs,
-            verbose=0,
-            callbacks=[callback or krp.PruningCallback(0.5, **options)],
-        )
-    return [str(w.message) for w in caught if "ramps over only" in str(w.message)]
+    gated = linked_two_conv_net()[1]
+    callback = callback or krp.PruningCallback(0.5, **options)
+    messages = fit_warnings(gated, "sgd", callback, epochs)
+    return [m for m in messages if "ramps over only" in m]
 
 
 def test_a_fit_of_a_few_dozen_steps_is_warned_with_the_fix():
