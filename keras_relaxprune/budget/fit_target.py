@@ -43,7 +43,11 @@ def exclude_gates_from_weight_decay(model, graph):
         internals.exclude_from_weight_decay(optimizer, logits)
 
 
+def inner_optimizer(optimizer):
+    """The optimizer that steps: a `LossScaleOptimizer`'s inner one, else `optimizer`."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
 def is_sgd(optimizer):
     """Whether `optimizer` (inside a `LossScaleOptimizer` too) is plain SGD."""
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    return isinstance(optimizer, keras.optimizers.SGD)
+    return isinstance(inner_optimizer(optimizer), keras.optimizers.SGD)

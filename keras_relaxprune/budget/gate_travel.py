@@ -4,10 +4,10 @@ A gate closes by learning when its logit crosses 0 (the gate's 0.5 fence).
 Adam, AdamW, Adamax, Nadam and Lion normalise each step, so one step moves a
 logit by about the learning rate whatever the gradient: over a ramp of `n`
 steps at rate `lr`, at most about `n * lr`. The gates start
-`logit(0.99) / 50 = 0.092` from it (moved by the BN-gamma prior, weaker channels nearer:
-on the shipped ResNet-20 the median is then 0.081). When the whole ramp
-cannot carry the median gate to the fence, the gates cannot learn which
-channels to drop and the closing makes the cut by their prior. Measured on
+`logit(0.99) / 50 = 0.092` from it (moved by the BN-gamma prior, weaker
+channels nearer: on the shipped ResNet-20 the median is then 0.081). When
+the whole ramp cannot carry the median gate to the fence, the gates cannot
+learn which channels to drop and the closing makes the cut by their prior. Measured on
 the shipped ResNet-20 (87.14%), 50% of the FLOPs, one fit of 3 epochs on
 10,000 images (a 156-step ramp), labels only: Adam at 0.001 (travel 0.16)
 75.84%, at 0.0001 (travel 0.016) 61.07% (docs/accuracy.md, "The plain call
@@ -19,6 +19,8 @@ import warnings
 
 import keras
 import numpy as np
+
+from keras_relaxprune.budget.fit_target import inner_optimizer
 
 # Optimizers whose step is about the learning rate, whatever the gradient's size.
 RATE_SIZED_STEPS = (
@@ -33,8 +35,7 @@ RATE_SIZED_STEPS = (
 def current_rate(optimizer):
     """The learning rate `optimizer` steps at now (of a schedule: at its
     current step, for a decaying one the largest still to come), a float."""
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    return float(keras.ops.convert_to_numpy(inner_optimizer(optimizer).learning_rate))
 
 
 def gate_travel(optimizer, ramp_steps):
@@ -53,10 +54,9 @@ def gate_travel(optimizer, ramp_steps):
     >>> gate_travel(keras.optimizers.Adam(1e-4), 156)  # doctest: +ELLIPSIS
     0.0156...
     """
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    if ramp_steps is None or not isinstance(inner, RATE_SIZED_STEPS):
+    if ramp_steps is None or not isinstance(inner_optimizer(optimizer), RATE_SIZED_STEPS):
         return None
-    return ramp_steps * current_rate(inner)
+    return ramp_steps * current_rate(optimizer)
 
 
 def median_distance(gates):
@@ -87,11 +87,11 @@ def warn_if_gates_cannot_reach(optimizer, ramp_steps, gates, target):
     distance = median_distance(gates)
     if travel is None or not distance or travel >= distance:
         return False
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
     warnings.warn(
-        f"PruningCallback(target={target}): under {type(inner).__name__} each step "
+        f"PruningCallback(target={target}): under {type(inner_optimizer(optimizer)).__name__} "
+        "each step "
         "moves a gate's logit by about the learning rate, so over the "
-        f"{int(ramp_steps)}-step ramp at {current_rate(inner):.3g} the gates move at "
+        f"{int(ramp_steps)}-step ramp at {current_rate(optimizer):.3g} the gates move at "
         f"most about {travel:.3g}, less than the {distance:.3g} the median gate "
         "starts from its 0.5 fence. They cannot learn which channels to drop, and "
         "the closing makes the cut by their prior (on a ResNet-20, Adam at 0.0001 "

@@ -17,6 +17,7 @@ It leaves the rate alone where the user already decides it: a
 import keras
 
 from keras_relaxprune import keras_internals as internals
+from keras_relaxprune.budget.fit_target import inner_optimizer
 
 # Callbacks of the same `fit` that set the rate themselves.
 RATE_CALLBACKS = (keras.callbacks.LearningRateScheduler, keras.callbacks.ReduceLROnPlateau)
@@ -24,8 +25,7 @@ RATE_CALLBACKS = (keras.callbacks.LearningRateScheduler, keras.callbacks.ReduceL
 
 def constant_rate(optimizer):
     """The optimizer's rate if it is a constant (a variable), else `None`."""
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    rate = getattr(optimizer, "learning_rate", None)
+    rate = getattr(inner_optimizer(optimizer), "learning_rate", None)
     if isinstance(rate, keras.Variable):
         return float(keras.ops.convert_to_numpy(rate))
     return None
@@ -93,7 +93,7 @@ class RateAfterClosing:
 
     def _optimizer(self):
         optimizer = getattr(self.callback.model, "optimizer", None)
-        return getattr(optimizer, "inner_optimizer", optimizer)
+        return inner_optimizer(optimizer)
 
     def _fellows(self):
         return internals.fellow_callbacks(self.callback)
