@@ -15,13 +15,14 @@ MODELS = Path(__file__).resolve().parents[1] / "saved_models"
 DENSE = MODELS / "resnet20_cifar10_dense.keras"
 PRUNED = MODELS / "resnet20_cifar10_flops50.keras"
 QUARTER = MODELS / "resnet20_cifar10_flops25.keras"
+LONG = MODELS / "resnet20_cifar10_flops50_e20.keras"
 
 
 def _record(model_path):
     return json.loads(model_path.with_suffix(".json").read_text())
 
 
-@pytest.mark.parametrize("path", [PRUNED, QUARTER], ids=["flops50", "flops25"])
+@pytest.mark.parametrize("path", [PRUNED, QUARTER, LONG], ids=["flops50", "flops25", "flops50_e20"])
 def test_a_pruned_resnet20_has_the_flops_and_params_of_its_record(path):
     dense = keras.saving.load_model(DENSE, compile=False)
     pruned = keras.saving.load_model(path, compile=False)
@@ -35,7 +36,9 @@ def test_a_pruned_resnet20_has_the_flops_and_params_of_its_record(path):
     assert pruned.output_shape == (None, 10)
 
 
-@pytest.mark.parametrize("path", [DENSE, PRUNED, QUARTER], ids=["dense", "flops50", "flops25"])
+@pytest.mark.parametrize(
+    "path", [DENSE, PRUNED, QUARTER, LONG], ids=["dense", "flops50", "flops25", "flops50_e20"]
+)
 def test_a_shipped_model_scores_its_recorded_accuracy_on_raw_pixels(path, cifar_available):
     """Raw 0-255 RGB in (preprocessing inside the model), logits out; on
     1,000 class-balanced test images the accuracy is within 4 points of the
