@@ -1,5 +1,7 @@
 """Inspection helpers shared by the tests."""
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -133,8 +135,6 @@ def linked_two_conv_net():
 def fit_warnings(gated, optimizer, callback, epochs=4):
     """Fits `gated` (8x8x3 in, 3 classes) on 64 random samples, batch 16,
     with `callback`; returns the messages of the warnings it raised."""
-    import warnings
-
     gated.compile(
         optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )

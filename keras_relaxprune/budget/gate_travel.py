@@ -87,9 +87,9 @@ def warn_if_gates_cannot_reach(optimizer, ramp_steps, gates, target):
     distance = median_distance(gates)
     if travel is None or not distance or travel >= distance:
         return False
+    name = type(inner_optimizer(optimizer)).__name__
     warnings.warn(
-        f"PruningCallback(target={target}): under {type(inner_optimizer(optimizer)).__name__} "
-        "each step "
+        f"PruningCallback(target={target}): under {name} each step "
         "moves a gate's logit by about the learning rate, so over the "
         f"{int(ramp_steps)}-step ramp at {current_rate(optimizer):.3g} the gates move at "
         f"most about {travel:.3g}, less than the {distance:.3g} the median gate "
